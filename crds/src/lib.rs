@@ -1,0 +1,1 @@
+//! NetworkAttachmentDefinition, the selection, default-network and network-status annotations.

@@ -1,0 +1,1 @@
+//! host-local and static IPAM, drop-in for the reference plugins.

@@ -1,0 +1,1 @@
+//! The ipvlan delegate, drop-in for the reference ipvlan plugin.

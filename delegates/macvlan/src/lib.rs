@@ -1,0 +1,1 @@
+//! The macvlan delegate, drop-in for the reference macvlan plugin.

@@ -1,0 +1,1 @@
+//! Network namespaces and rtnetlink link operations used by every multinet delegate.

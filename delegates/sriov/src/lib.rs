@@ -1,0 +1,1 @@
+//! The SR-IOV delegate and VF allocator over sysfs and PCI.

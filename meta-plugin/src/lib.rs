@@ -1,0 +1,1 @@
+//! The multinet meta CNI plugin.

@@ -1,0 +1,1 @@
+//! A Kubernetes API fixture server on loopback for multinet's tests.

@@ -1,0 +1,1 @@
+//! Test bed shared by multinet's tests: network namespaces, veth pairs, root checks, fake sysfs.
