@@ -1,1 +1,33 @@
-//! The CNI protocol: config and result types for 0.3.0-1.1.0, environment, errors, plugin entry point, running external plugins.
+//! The CNI protocol for every multinet binary: config and result types for 0.1.0-1.1.0 with
+//! conversion between versions, CNI_* environment validation, the error type with the spec's
+//! codes (see [`ErrorCode`]), the plugin entry point ([`Plugin`], [`dispatch`], [`run_main`]) and
+//! running an external plugin binary ([`exec_plugin`]).
+//!
+//! A plugin binary is:
+//! ```no_run
+//! use multinet_cni::{NetworkResult, Plugin, Request, Result, run_main};
+//! struct Noop;
+//! impl Plugin for Noop {
+//!     fn name(&self) -> &'static str { "noop" }
+//!     async fn add(&self, _req: &Request) -> Result<NetworkResult> { Ok(NetworkResult::default()) }
+//!     async fn del(&self, _req: &Request) -> Result<()> { Ok(()) }
+//!     async fn check(&self, _req: &Request) -> Result<()> { Ok(()) }
+//! }
+//! fn main() { run_main(Noop) }
+//! ```
+
+pub mod config;
+pub mod env;
+pub mod error;
+pub mod exec;
+pub mod plugin;
+pub mod result;
+pub mod version;
+
+pub use config::{AnyConf, NetConf, NetConfList, parse_any};
+pub use env::{CniEnv, Command, validate_container_id, validate_ifname};
+pub use error::{CniError, ErrorCode, Result};
+pub use exec::{DEFAULT_EXEC_TIMEOUT, ExecRequest, exec_plugin, exec_raw, find_plugin};
+pub use plugin::{Attachment, GcRequest, Plugin, Request, dispatch, run_main};
+pub use result::{Dns, Interface, IpConfig, NetworkResult, Route};
+pub use version::{CniVersion, SUPPORTED_VERSIONS};

@@ -1,0 +1,354 @@
+//! Network configs: a single plugin config and a config list. Unknown keys are kept in `extra`
+//! so a delegate's config passes through the meta-plugin untouched.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{CniError, Result};
+use crate::result::{Dns, NetworkResult};
+use crate::version::{CniVersion, SUPPORTED_VERSIONS};
+
+/// One plugin's config, as a plugin reads it on stdin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetConf {
+    #[serde(rename = "cniVersion", default)]
+    pub cni_version: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub plugin_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<Dns>,
+    #[serde(
+        rename = "runtimeConfig",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub runtime_config: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Value>,
+    #[serde(
+        rename = "prevResult",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prev_result: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Parses bytes as a JSON object: code 6 when it is not JSON, code 7 when it is not an object.
+fn parse_object(bytes: &[u8], what: &str) -> Result<Map<String, Value>> {
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| CniError::decode(format!("{what} is not valid JSON: {e}")))?;
+    match v {
+        Value::Object(m) => Ok(m),
+        other => Err(CniError::invalid_config(format!(
+            "{what} must be a JSON object, got {}",
+            json_kind(&other)
+        ))),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The name of the first key whose value does not fit, for messages that name the key.
+fn shape_error(obj: &Map<String, Value>, e: serde_json::Error, what: &str) -> CniError {
+    CniError::invalid_config(format!("{what}: {e}")).with_details(
+        obj.keys()
+            .find(|k| e.to_string().contains(k.as_str()))
+            .map(|k| format!("key {k:?}"))
+            .unwrap_or_default(),
+    )
+}
+
+impl NetConf {
+    /// Parses a plugin config: code 6 on bad JSON, code 7 on a missing `type` or a key of the
+    /// wrong shape.
+    pub fn from_slice(bytes: &[u8]) -> Result<NetConf> {
+        let obj = parse_object(bytes, "network config")?;
+        NetConf::from_map(obj)
+    }
+
+    /// Parses a plugin config already read as a JSON object.
+    pub fn from_map(obj: Map<String, Value>) -> Result<NetConf> {
+        let conf: NetConf = serde_json::from_value(Value::Object(obj.clone()))
+            .map_err(|e| shape_error(&obj, e, "invalid network config"))?;
+        if conf.plugin_type.is_empty() {
+            return Err(CniError::invalid_config(
+                "network config: key \"type\" is missing or empty",
+            ));
+        }
+        Ok(conf)
+    }
+
+    /// The config as a JSON object, unknown keys included.
+    pub fn to_value(&self) -> Result<Value> {
+        serde_json::to_value(self)
+            .map_err(|e| CniError::internal(format!("encoding network config: {e}")))
+    }
+
+    /// The config's version; an empty `cniVersion` means 0.1.0, an unknown one is code 1.
+    pub fn version(&self) -> Result<CniVersion> {
+        CniVersion::from_config_str(&self.cni_version)
+    }
+
+    /// The prevResult, read in the config's version when it has no cniVersion of its own.
+    pub fn prev_result(&self) -> Result<Option<NetworkResult>> {
+        match &self.prev_result {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => NetworkResult::from_value(v, self.version()?)
+                .map(Some)
+                .map_err(|e| e.context("prevResult")),
+        }
+    }
+
+    /// `args.cni`, where runtimes put per-attachment arguments (`ips`, `mac`, ...).
+    pub fn args_cni(&self) -> Option<&Map<String, Value>> {
+        self.args.as_ref()?.get("cni")?.as_object()
+    }
+}
+
+/// A network config list (`.conflist`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetConfList {
+    #[serde(rename = "cniVersion", default)]
+    pub cni_version: String,
+    #[serde(
+        rename = "cniVersions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cni_versions: Option<Vec<String>>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "disableCheck", default)]
+    pub disable_check: bool,
+    #[serde(rename = "disableGC", default)]
+    pub disable_gc: bool,
+    #[serde(default)]
+    pub plugins: Vec<Map<String, Value>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl NetConfList {
+    /// Parses a config list: code 6 on bad JSON, code 7 on a missing name, no plugins, or a
+    /// plugin without `type`.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self> {
+        let obj = parse_object(bytes, "network config list")?;
+        NetConfList::from_map(obj)
+    }
+
+    /// Parses a config list already read as a JSON object.
+    pub fn from_map(obj: Map<String, Value>) -> Result<Self> {
+        let list: NetConfList = serde_json::from_value(Value::Object(obj.clone()))
+            .map_err(|e| shape_error(&obj, e, "invalid network config list"))?;
+        if list.name.is_empty() {
+            return Err(CniError::invalid_config(
+                "network config list: key \"name\" is missing or empty",
+            ));
+        }
+        if list.plugins.is_empty() {
+            return Err(CniError::invalid_config(
+                "network config list: key \"plugins\" is missing or empty",
+            ));
+        }
+        for (i, p) in list.plugins.iter().enumerate() {
+            if p.get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
+                return Err(CniError::invalid_config(format!(
+                    "network config list: plugins[{i}] has no \"type\""
+                )));
+            }
+        }
+        Ok(list)
+    }
+
+    /// The version the list runs in: the highest supported entry of `cniVersions` (entries this
+    /// crate does not know, e.g. newer ones, are ignored), else `cniVersion`.
+    pub fn effective_version(&self) -> Result<CniVersion> {
+        let best = self
+            .cni_versions
+            .iter()
+            .flatten()
+            .filter_map(|s| s.parse::<CniVersion>().ok())
+            .filter(|v| SUPPORTED_VERSIONS.contains(v))
+            .max();
+        match best {
+            Some(v) => Ok(v),
+            None => CniVersion::from_config_str(&self.cni_version),
+        }
+    }
+
+    /// The stdin for plugin `i`, as libcni builds it: the plugin's object with the list's
+    /// `name` and effective `cniVersion` injected, and `prevResult` (converted to that version)
+    /// when given.
+    pub fn plugin_conf(&self, i: usize, prev_result: Option<&NetworkResult>) -> Result<Vec<u8>> {
+        let plugin = self.plugins.get(i).ok_or_else(|| {
+            CniError::internal(format!(
+                "network config list has {} plugins, no plugin {i}",
+                self.plugins.len()
+            ))
+        })?;
+        let version = self.effective_version()?;
+        let mut obj = plugin.clone();
+        obj.insert("name".into(), Value::from(self.name.clone()));
+        obj.insert("cniVersion".into(), Value::from(version.as_str()));
+        match prev_result {
+            Some(prev) => {
+                obj.insert("prevResult".into(), prev.to_value(version)?);
+            }
+            None => {
+                obj.remove("prevResult");
+            }
+        }
+        serde_json::to_vec(&Value::Object(obj))
+            .map_err(|e| CniError::internal(format!("encoding plugin config: {e}")))
+    }
+}
+
+/// Either kind of config file.
+#[allow(clippy::large_enum_variant)] // Parsed once per call; boxing would only add noise.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyConf {
+    Single(NetConf),
+    List(NetConfList),
+}
+
+/// Parses a `.conf` or a `.conflist`: an object with `plugins` is a list.
+pub fn parse_any(bytes: &[u8]) -> Result<AnyConf> {
+    let obj = parse_object(bytes, "network config")?;
+    if obj.contains_key("plugins") {
+        NetConfList::from_map(obj).map(AnyConf::List)
+    } else {
+        NetConf::from_map(obj).map(AnyConf::Single)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_keys_round_trip_in_order() {
+        let text = r#"{"cniVersion":"1.0.0","name":"n","type":"macvlan","master":"eth1","mode":"bridge","ipam":{"type":"host-local","subnet":"10.0.0.0/24"},"x-custom":{"a":[1,2]}}"#;
+        let conf = NetConf::from_slice(text.as_bytes()).unwrap();
+        assert_eq!(conf.extra["master"], "eth1");
+        assert_eq!(conf.extra["x-custom"], json!({"a":[1,2]}));
+        let back = conf.to_value().unwrap();
+        let orig: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(back, orig);
+    }
+
+    #[test]
+    fn config_errors_have_codes() {
+        assert_eq!(NetConf::from_slice(b"{").unwrap_err().code.code(), 6);
+        assert_eq!(NetConf::from_slice(b"[1]").unwrap_err().code.code(), 7);
+        let e = NetConf::from_slice(br#"{"cniVersion":"1.0.0","name":"n"}"#).unwrap_err();
+        assert_eq!(e.code.code(), 7);
+        assert!(e.msg.contains("type"));
+        let e = NetConf::from_slice(br#"{"cniVersion":"1.0.0","type":"x","runtimeConfig":5}"#)
+            .unwrap_err();
+        assert_eq!(e.code.code(), 7);
+        let c = NetConf::from_slice(br#"{"cniVersion":"0.9.0","type":"x"}"#).unwrap();
+        assert_eq!(c.version().unwrap_err().code.code(), 1);
+    }
+
+    #[test]
+    fn prev_result_is_read_in_config_version() {
+        let c = NetConf::from_slice(
+            br#"{"cniVersion":"0.4.0","type":"x","prevResult":{"ips":[{"version":"4","address":"10.0.0.2/24"}]},"args":{"cni":{"ips":["10.0.0.9"]}}}"#,
+        )
+        .unwrap();
+        let prev = c.prev_result().unwrap().unwrap();
+        assert_eq!(prev.cni_version, CniVersion::V0_4_0);
+        assert_eq!(c.args_cni().unwrap()["ips"], json!(["10.0.0.9"]));
+    }
+
+    #[test]
+    fn list_versions_and_plugin_conf() {
+        let list = NetConfList::from_slice(
+            br#"{"cniVersion":"0.4.0","cniVersions":["0.3.1","1.0.0","9.9.9"],"name":"net1","disableGC":true,
+                "plugins":[{"type":"bridge","bridge":"cni0"},{"type":"tuning","capabilities":{"mac":true}}],"foo":1}"#,
+        )
+        .unwrap();
+        assert_eq!(list.effective_version().unwrap(), CniVersion::V1_0_0);
+        assert!(list.disable_gc && !list.disable_check);
+        assert_eq!(list.extra["foo"], 1);
+        let prev = NetworkResult::from_value(
+            &json!({"cniVersion":"1.1.0","ips":[{"address":"10.0.0.2/24"}]}),
+            CniVersion::V1_1_0,
+        )
+        .unwrap();
+        let p1: Value = serde_json::from_slice(&list.plugin_conf(1, Some(&prev)).unwrap()).unwrap();
+        assert_eq!(p1["name"], "net1");
+        assert_eq!(p1["cniVersion"], "1.0.0");
+        assert_eq!(p1["prevResult"]["cniVersion"], "1.0.0");
+        assert_eq!(p1["capabilities"]["mac"], true);
+        let p0: Value = serde_json::from_slice(&list.plugin_conf(0, None).unwrap()).unwrap();
+        assert!(p0.get("prevResult").is_none());
+        assert_eq!(p0["bridge"], "cni0");
+        assert!(list.plugin_conf(2, None).is_err());
+
+        let only_new = NetConfList::from_slice(
+            br#"{"cniVersion":"0.3.1","cniVersions":["2.0.0"],"name":"n","plugins":[{"type":"x"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(only_new.effective_version().unwrap(), CniVersion::V0_3_1);
+    }
+
+    #[test]
+    fn list_errors() {
+        let no_name = br#"{"cniVersion":"1.0.0","plugins":[{"type":"x"}]}"#;
+        assert!(
+            NetConfList::from_slice(no_name)
+                .unwrap_err()
+                .msg
+                .contains("name")
+        );
+        let no_plugins = br#"{"cniVersion":"1.0.0","name":"n","plugins":[]}"#;
+        assert!(
+            NetConfList::from_slice(no_plugins)
+                .unwrap_err()
+                .msg
+                .contains("plugins")
+        );
+        let no_type = br#"{"cniVersion":"1.0.0","name":"n","plugins":[{"a":1}]}"#;
+        assert!(
+            NetConfList::from_slice(no_type)
+                .unwrap_err()
+                .msg
+                .contains("type")
+        );
+    }
+
+    #[test]
+    fn parse_any_picks_kind() {
+        assert!(matches!(
+            parse_any(br#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"x"}]}"#),
+            Ok(AnyConf::List(_))
+        ));
+        assert!(matches!(
+            parse_any(br#"{"cniVersion":"1.0.0","name":"n","type":"x"}"#),
+            Ok(AnyConf::Single(_))
+        ));
+    }
+}

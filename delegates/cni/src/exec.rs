@@ -1,0 +1,144 @@
+//! Running an external plugin binary, as libcni's invoke package does.
+//!
+//! The child gets exactly `extra_env` plus the six CNI_* variables (CNI_COMMAND set from the
+//! request), so callers forward the whole non-CNI environment (PATH, TRACEPARENT, ...) by
+//! passing it as `extra_env`. On a non-zero exit the child's error JSON on stdout becomes a
+//! [`CniError`] with its code; with empty stdout, stderr is quoted in the message (code 999).
+//! A child still running at the timeout is killed and the call fails with code 11 (try again
+//! later), since a hung delegate is usually a busy node, not a bad config.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::env::{CNI_COMMAND, CniEnv, Command};
+use crate::error::{CniError, Result};
+use crate::result::NetworkResult;
+use crate::version::CniVersion;
+
+/// The default timeout for one delegate call.
+pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Finds plugin `plugin_type` in the CNI_PATH directories. A type that is empty, `.`, `..` or
+/// contains '/' is code 7, as is a type found in no directory.
+pub fn find_plugin(plugin_type: &str, cni_path: &[PathBuf]) -> Result<PathBuf> {
+    if plugin_type.is_empty()
+        || plugin_type == "."
+        || plugin_type == ".."
+        || plugin_type.contains('/')
+    {
+        return Err(CniError::invalid_config(format!(
+            "invalid plugin type {plugin_type:?}: a type is a file name in CNI_PATH"
+        )));
+    }
+    for dir in cni_path {
+        let candidate = dir.join(plugin_type);
+        if std::fs::metadata(&candidate).is_ok_and(|m| m.is_file()) {
+            return Ok(candidate);
+        }
+    }
+    Err(CniError::invalid_config(format!(
+        "failed to find plugin {plugin_type:?} in CNI_PATH [{}]",
+        cni_path
+            .iter()
+            .map(|p| p.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(":")
+    )))
+}
+
+/// What to run a plugin with.
+#[derive(Debug, Clone)]
+pub struct ExecRequest<'a> {
+    pub command: Command,
+    pub env: &'a CniEnv,
+    pub extra_env: &'a [(String, String)],
+    pub stdin: &'a [u8],
+    pub timeout: Duration,
+}
+
+/// Runs the plugin and returns its stdout on success.
+pub async fn exec_raw(path: &Path, req: &ExecRequest<'_>) -> Result<Vec<u8>> {
+    let mut cmd = tokio::process::Command::new(path);
+    cmd.env_clear()
+        .envs(req.extra_env.iter().map(|(k, v)| (k, v)))
+        .envs(req.env.to_vars())
+        .env(CNI_COMMAND, req.command.as_str())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let shown = path.display();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| CniError::io(format!("running plugin {shown}: {e}")))?;
+    let stdin_pipe = child.stdin.take();
+    let input = req.stdin;
+    let feed = async move {
+        if let Some(mut pipe) = stdin_pipe {
+            // A plugin may exit without reading stdin (e.g. VERSION): a broken pipe is fine.
+            let _ = pipe.write_all(input).await;
+            let _ = pipe.shutdown().await;
+        }
+    };
+    let run = async {
+        let ((), output) = tokio::join!(feed, child.wait_with_output());
+        output
+    };
+    let output = match tokio::time::timeout(req.timeout, run).await {
+        Err(_) => {
+            // Dropping the future dropped the child, which kill_on_drop kills.
+            return Err(CniError::try_again(format!(
+                "plugin {shown} did not finish {} within {:?} and was killed",
+                req.command, req.timeout
+            )));
+        }
+        Ok(Err(e)) => {
+            return Err(CniError::io(format!("waiting for plugin {shown}: {e}")));
+        }
+        Ok(Ok(output)) => output,
+    };
+    if output.status.success() {
+        return Ok(output.stdout);
+    }
+    Err(failure_error(&shown.to_string(), &output))
+}
+
+fn failure_error(shown: &str, output: &std::process::Output) -> CniError {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let status = output.status;
+    if stdout.trim().is_empty() {
+        let msg = if stderr.trim().is_empty() {
+            format!("plugin {shown} failed ({status}) with no error message")
+        } else {
+            format!("plugin {shown} failed ({status}): {}", stderr.trim())
+        };
+        return CniError::internal(msg);
+    }
+    match serde_json::from_str::<CniError>(&stdout) {
+        Ok(e) => e,
+        Err(parse) => CniError::internal(format!(
+            "plugin {shown} failed ({status}) and its error could not be parsed ({parse}): {}",
+            stdout.trim()
+        )),
+    }
+}
+
+/// Runs the plugin; ADD returns its parsed result (read as the stdin config's version when it
+/// has no cniVersion), every other verb returns None.
+pub async fn exec_plugin(path: &Path, req: &ExecRequest<'_>) -> Result<Option<NetworkResult>> {
+    let out = exec_raw(path, req).await?;
+    if req.command != Command::Add {
+        return Ok(None);
+    }
+    let default_version = serde_json::from_slice::<serde_json::Value>(req.stdin)
+        .ok()
+        .and_then(|v| v.get("cniVersion")?.as_str()?.parse().ok())
+        .unwrap_or(CniVersion::LATEST);
+    NetworkResult::from_slice(&out, default_version)
+        .map(Some)
+        .map_err(|e| e.context(format!("result of plugin {}", path.display())))
+}
