@@ -41,6 +41,10 @@ pub struct NetConf {
     pub extra: Map<String, Value>,
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// Parses bytes as a JSON object: code 6 when it is not JSON, code 7 when it is not an object.
 fn parse_object(bytes: &[u8], what: &str) -> Result<Map<String, Value>> {
     let v: Value = serde_json::from_slice(bytes)
@@ -135,9 +139,9 @@ pub struct NetConfList {
     pub cni_versions: Option<Vec<String>>,
     #[serde(default)]
     pub name: String,
-    #[serde(rename = "disableCheck", default)]
+    #[serde(rename = "disableCheck", default, skip_serializing_if = "is_false")]
     pub disable_check: bool,
-    #[serde(rename = "disableGC", default)]
+    #[serde(rename = "disableGC", default, skip_serializing_if = "is_false")]
     pub disable_gc: bool,
     #[serde(default)]
     pub plugins: Vec<Map<String, Value>>,

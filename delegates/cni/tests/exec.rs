@@ -1,0 +1,322 @@
+//! exec: a tiny shell plugin written by each test, and the real reference host-local.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use multinet_cni::{CniEnv, CniVersion, Command, ExecRequest, exec_plugin, exec_raw, find_plugin};
+use serde_json::json;
+
+fn write_plugin(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn env(cmd: &str, path: &Path) -> CniEnv {
+    CniEnv::from_vars([
+        ("CNI_COMMAND".to_string(), cmd.to_string()),
+        ("CNI_CONTAINERID".to_string(), "ctr-1".to_string()),
+        ("CNI_NETNS".to_string(), "/var/run/netns/ctr-1".to_string()),
+        ("CNI_IFNAME".to_string(), "net1".to_string()),
+        (
+            "CNI_ARGS".to_string(),
+            "IgnoreUnknown=1;K8S_POD_NAME=p".to_string(),
+        ),
+        ("CNI_PATH".to_string(), path.display().to_string()),
+    ])
+    .unwrap()
+}
+
+fn extra() -> Vec<(String, String)> {
+    vec![
+        ("PATH".into(), "/usr/bin:/bin".into()),
+        ("TRACEPARENT".into(), "00-abc-def-01".into()),
+    ]
+}
+
+const STDIN: &[u8] = br#"{"cniVersion":"0.4.0","name":"n","type":"fake"}"#;
+
+fn req<'a>(
+    command: Command,
+    env: &'a CniEnv,
+    extra: &'a [(String, String)],
+    stdin: &'a [u8],
+) -> ExecRequest<'a> {
+    ExecRequest {
+        command,
+        env,
+        extra_env: extra,
+        stdin,
+        timeout: Duration::from_secs(10),
+    }
+}
+
+#[tokio::test]
+async fn add_passes_env_and_stdin_and_parses_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display().to_string();
+    let plugin = write_plugin(
+        dir.path(),
+        "fake",
+        &format!(
+            r#"env > {out}/env
+cat > {out}/stdin
+echo '{{"ips":[{{"version":"4","address":"10.2.0.9/24"}}],"dns":{{}}}}'"#
+        ),
+    );
+    let e = env("DEL", dir.path());
+    let x = extra();
+    // CNI_COMMAND comes from the request, not from the env it was built from.
+    let r = exec_plugin(&plugin, &req(Command::Add, &e, &x, STDIN))
+        .await
+        .unwrap()
+        .unwrap();
+    // No cniVersion in the output: read in the stdin config's version.
+    assert_eq!(r.cni_version, CniVersion::V0_4_0);
+    assert_eq!(r.ips[0].address.to_string(), "10.2.0.9/24");
+    let seen_env = std::fs::read_to_string(dir.path().join("env")).unwrap();
+    for line in [
+        "CNI_COMMAND=ADD",
+        "CNI_CONTAINERID=ctr-1",
+        "CNI_NETNS=/var/run/netns/ctr-1",
+        "CNI_IFNAME=net1",
+        "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAME=p",
+        "TRACEPARENT=00-abc-def-01",
+    ] {
+        assert!(
+            seen_env.lines().any(|l| l == line),
+            "{line} not in {seen_env}"
+        );
+    }
+    assert_eq!(std::fs::read(dir.path().join("stdin")).unwrap(), STDIN);
+}
+
+#[tokio::test]
+async fn non_add_returns_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = write_plugin(dir.path(), "fake", "cat >/dev/null; exit 0");
+    let e = env("ADD", dir.path());
+    let x = extra();
+    for cmd in [Command::Del, Command::Check, Command::Status, Command::Gc] {
+        assert_eq!(
+            exec_plugin(&plugin, &req(cmd, &e, &x, STDIN))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+}
+
+#[tokio::test]
+async fn error_json_becomes_cni_error_with_its_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = write_plugin(
+        dir.path(),
+        "fake",
+        r#"echo '{"code":11,"msg":"range busy","details":"net1"}'; echo noise >&2; exit 1"#,
+    );
+    let e = env("ADD", dir.path());
+    let x = extra();
+    let err = exec_plugin(&plugin, &req(Command::Add, &e, &x, STDIN))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code.code(), 11);
+    assert_eq!(err.msg, "range busy");
+    assert_eq!(err.details, "net1");
+}
+
+#[tokio::test]
+async fn empty_stdout_uses_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = write_plugin(dir.path(), "fake", "echo 'kaboom happened' >&2; exit 3");
+    let e = env("ADD", dir.path());
+    let x = extra();
+    let err = exec_raw(&plugin, &req(Command::Add, &e, &x, STDIN))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code.code(), 999);
+    assert!(err.msg.contains("kaboom happened"), "{}", err.msg);
+    let silent = write_plugin(dir.path(), "silent", "exit 2");
+    let err = exec_raw(&silent, &req(Command::Add, &e, &x, STDIN))
+        .await
+        .unwrap_err();
+    assert!(err.msg.contains("no error message"), "{}", err.msg);
+}
+
+#[tokio::test]
+async fn garbage_stdout_on_failure_and_bad_result_on_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = env("ADD", dir.path());
+    let x = extra();
+    let garbage = write_plugin(dir.path(), "garbage", "echo 'not json'; exit 1");
+    let err = exec_raw(&garbage, &req(Command::Add, &e, &x, STDIN))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code.code(), 999);
+    assert!(err.msg.contains("not json"));
+    let badresult = write_plugin(dir.path(), "badresult", "echo '{\"ips\":5}'");
+    let err = exec_plugin(&badresult, &req(Command::Add, &e, &x, STDIN))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code.code(), 6);
+    let empty = write_plugin(dir.path(), "empty", "exit 0");
+    let err = exec_plugin(&empty, &req(Command::Add, &e, &x, STDIN))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code.code(), 6);
+}
+
+#[tokio::test]
+async fn timeout_kills_and_is_code_11() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let plugin = write_plugin(
+        dir.path(),
+        "slow",
+        &format!("echo $$ > {}; exec sleep 30", pidfile.display()),
+    );
+    let e = env("ADD", dir.path());
+    let x = extra();
+    let mut r = req(Command::Add, &e, &x, STDIN);
+    r.timeout = Duration::from_millis(500);
+    let start = Instant::now();
+    let err = exec_raw(&plugin, &r).await.unwrap_err();
+    assert_eq!(err.code.code(), 11);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // The child is gone (killed, then reaped by tokio's orphan reaper).
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false);
+        if !alive {
+            break;
+        }
+        assert!(Instant::now() < deadline, "plugin {pid} still running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn find_plugin_rules() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    std::fs::create_dir(a.path().join("isdir")).unwrap();
+    let p = write_plugin(b.path(), "isdir", "exit 0");
+    let path = vec![a.path().to_path_buf(), b.path().to_path_buf()];
+    assert_eq!(find_plugin("isdir", &path).unwrap(), p);
+    for bad in ["", ".", "..", "a/b", "/bin/sh", "../x"] {
+        let e = find_plugin(bad, &path).unwrap_err();
+        assert_eq!(e.code.code(), 7, "{bad:?}");
+    }
+    let e = find_plugin("nosuch", &path).unwrap_err();
+    assert_eq!(e.code.code(), 7);
+    assert!(e.msg.contains("nosuch"));
+    assert_eq!(find_plugin("x", &[]).unwrap_err().code.code(), 7);
+}
+
+/// The reference host-local, from the containernetworking-plugins package.
+fn reference(name: &str) -> Option<PathBuf> {
+    let p = PathBuf::from("/usr/lib/cni").join(name);
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{} missing: install containernetworking-plugins",
+        p.display()
+    );
+    eprintln!("SKIPPED: {} not installed", p.display());
+    None
+}
+
+#[tokio::test]
+async fn real_host_local_add_del_version_and_error() {
+    let Some(_) = reference("host-local") else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let cni_path = vec![PathBuf::from("/usr/lib/cni")];
+    let plugin = find_plugin("host-local", &cni_path).unwrap();
+    let e = env("ADD", Path::new("/usr/lib/cni"));
+    let x = extra();
+    let conf = serde_json::to_vec(&json!({
+        "cniVersion": "0.3.1", "name": "execnet", "type": "host-local",
+        "ipam": {"type": "host-local", "subnet": "10.77.0.0/24", "dataDir": data.path()}
+    }))
+    .unwrap();
+    let r = exec_plugin(&plugin, &req(Command::Add, &e, &x, &conf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.cni_version, CniVersion::V0_3_1);
+    assert_eq!(r.ips[0].address.to_string(), "10.77.0.2/24");
+    assert_eq!(r.ips[0].gateway.unwrap().to_string(), "10.77.0.1");
+    assert!(data.path().join("execnet/10.77.0.2").exists());
+
+    assert_eq!(
+        exec_plugin(&plugin, &req(Command::Del, &e, &x, &conf))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(!data.path().join("execnet/10.77.0.2").exists());
+
+    let version = exec_raw(&plugin, &req(Command::Version, &e, &x, &conf))
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&version).unwrap();
+    assert!(
+        v["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("0.3.1"))
+    );
+
+    // Its own error JSON comes back with its code: a /31 subnet is refused.
+    let bad = serde_json::to_vec(&json!({
+        "cniVersion": "0.3.1", "name": "execnet", "type": "host-local",
+        "ipam": {"type": "host-local", "subnet": "10.77.0.0/31", "dataDir": data.path()}
+    }))
+    .unwrap();
+    let err = exec_plugin(&plugin, &req(Command::Add, &e, &x, &bad))
+        .await
+        .unwrap_err();
+    // The reference reports this as code 999; the message is its own, not our wrapper's.
+    assert_eq!(err.code.code(), 999, "{err}");
+    assert!(err.msg.starts_with("invalid range set 0"), "{err}");
+    assert!(err.msg.contains("10.77.0.0/31"), "{err}");
+}
+
+#[tokio::test]
+async fn real_static_add_in_every_version() {
+    let Some(plugin) = reference("static") else {
+        return;
+    };
+    let e = env("ADD", Path::new("/usr/lib/cni"));
+    let x = extra();
+    for v in ["0.3.0", "0.3.1", "0.4.0", "1.0.0"] {
+        let conf = serde_json::to_vec(&json!({
+            "cniVersion": v, "name": "s", "type": "static",
+            "ipam": {"type": "static", "addresses": [{"address": "10.10.0.1/24", "gateway": "10.10.0.254"}],
+                     "routes": [{"dst": "0.0.0.0/0"}], "dns": {"nameservers": ["8.8.8.8"]}}
+        }))
+        .unwrap();
+        let r = exec_plugin(&plugin, &req(Command::Add, &e, &x, &conf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.cni_version.as_str(), v);
+        assert_eq!(r.ips[0].address.to_string(), "10.10.0.1/24");
+        assert_eq!(r.routes[0].dst.to_string(), "0.0.0.0/0");
+        assert_eq!(r.dns.nameservers, vec!["8.8.8.8"]);
+    }
+}
