@@ -1,1 +1,64 @@
 //! Network namespaces and rtnetlink link operations used by every multinet delegate.
+//!
+//! - [`Netns`]: a network namespace opened by path, checked to really be one; a missing path
+//!   is [`Error::NotFound`], which DEL treats as success.
+//! - [`run_in_netns`]: runs a closure inside a namespace on a thread of its own, so the
+//!   caller's thread never changes namespace, even on early return or panic.
+//! - [`NetlinkHandle`]: an rtnetlink socket created inside one namespace and driven by the
+//!   caller's tokio runtime (current-thread runtimes work), with typed operations: create
+//!   macvlan / ipvlan / veth straight into a namespace, move, rename, MAC, MTU, up/down, alias,
+//!   addresses, routes, IPv6 DAD wait, delete, lookups, and SR-IOV VF read/write on a PF.
+//! - [`write_sysctl_in`]: network sysctls inside a namespace.
+//!
+//! ```no_run
+//! # async fn demo() -> multinet_netlink::Result<()> {
+//! use multinet_netlink::{MacvlanMode, MacvlanSpec, NetlinkHandle, Netns};
+//!
+//! let pod = Netns::open("/run/netns/pod")?;
+//! let host = NetlinkHandle::current()?;
+//! let parent = host.link_by_name("eth1").await?;
+//! let spec = MacvlanSpec {
+//!     name: "net1".into(),
+//!     parent_index: parent.index,
+//!     mode: MacvlanMode::Bridge,
+//!     mtu: None,
+//!     mac: None,
+//! };
+//! host.create_macvlan(&spec, Some(&pod)).await?;
+//! let inside = NetlinkHandle::for_netns(&pod)?;
+//! let link = inside.link_by_name("net1").await?;
+//! inside.add_address(link.index, "10.1.0.5/24".parse().unwrap()).await?;
+//! inside.set_up(link.index).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod addr;
+mod create;
+mod error;
+mod handle;
+mod link;
+mod mac;
+mod netns;
+mod route;
+mod sysctl;
+mod vf;
+
+pub use addr::{Address, address_message};
+pub use create::{
+    IpvlanFlag, IpvlanMode, IpvlanSpec, MacvlanMode, MacvlanSpec, VethSpec, ipvlan_message,
+    macvlan_message, veth_message,
+};
+pub use error::{Error, LinkRef, Missing, Result};
+pub use handle::NetlinkHandle;
+pub use link::Link;
+pub use mac::MacAddr;
+pub use netns::{Netns, run_in_netns};
+pub use route::{Family, MAIN_TABLE, Route, RouteOp, route_message};
+pub use sysctl::{read_sysctl, read_sysctl_in, sysctl_path, write_sysctl, write_sysctl_in};
+pub use vf::{
+    VfInfo, VfLinkState, VfSetting, VlanProto, vf_infos_from_message, vf_setting_message,
+};
+
+/// The netlink message types, for callers that need the raw kernel representation.
+pub use netlink_packet_route as packet;

@@ -1,0 +1,198 @@
+//! IP addresses on links, and waiting for IPv6 duplicate address detection.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
+use rtnetlink::AddressMessageBuilder;
+
+use crate::error::{Error, ErrorMap, LinkRef, Missing, Result};
+use crate::handle::NetlinkHandle;
+
+/// How often [`NetlinkHandle::wait_for_dad`] looks at the addresses.
+const DAD_POLL: Duration = Duration::from_millis(50);
+
+/// An address on a link, as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// Index of the link.
+    pub index: u32,
+    /// The address with its prefix length.
+    pub address: IpNet,
+    /// Scope (universe, link, host, ...).
+    pub scope: AddressScope,
+    /// `IFA_F_*` flags (full 32 bits when the kernel sent IFA_FLAGS).
+    pub flags: AddressFlags,
+}
+
+impl Address {
+    /// Still undergoing IPv6 duplicate address detection (not usable yet).
+    pub fn is_tentative(&self) -> bool {
+        self.flags.contains(AddressFlags::Tentative)
+    }
+
+    /// IPv6 duplicate address detection found the address in use.
+    pub fn is_dad_failed(&self) -> bool {
+        self.flags.contains(AddressFlags::Dadfailed)
+    }
+
+    /// Reads an address from an RTM_NEWADDR message; None for one without an address.
+    pub fn from_message(msg: &AddressMessage) -> Option<Self> {
+        let mut local = None;
+        let mut address = None;
+        let mut flags = AddressFlags::from_bits_retain(u32::from(msg.header.flags.bits()));
+        for attr in &msg.attributes {
+            match attr {
+                AddressAttribute::Local(a) => local = Some(*a),
+                AddressAttribute::Address(a) => address = Some(*a),
+                AddressAttribute::Flags(f) => flags = *f,
+                _ => {}
+            }
+        }
+        // For IPv4 IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer on
+        // point-to-point links); IPv6 sends only IFA_ADDRESS.
+        let ip = local.or(address)?;
+        let address = IpNet::new(ip, msg.header.prefix_len).ok()?;
+        Some(Address {
+            index: msg.header.index,
+            address,
+            scope: msg.header.scope,
+            flags,
+        })
+    }
+}
+
+/// The RTM_NEWADDR / RTM_DELADDR message for `address` on link `index`.
+pub fn address_message(index: u32, address: IpNet) -> AddressMessage {
+    match address.addr() {
+        IpAddr::V4(ip) => AddressMessageBuilder::<Ipv4Addr>::new()
+            .index(index)
+            .address(ip, address.prefix_len())
+            .build(),
+        IpAddr::V6(ip) => AddressMessageBuilder::<Ipv6Addr>::new()
+            .index(index)
+            .address(ip, address.prefix_len())
+            .build(),
+    }
+}
+
+impl NetlinkHandle {
+    /// Adds `address` (e.g. 10.1.0.5/24) to link `index`; [`Error::AlreadyExists`] when the
+    /// link has it already.
+    pub async fn add_address(&self, index: u32, address: IpNet) -> Result<()> {
+        let mut request = self
+            .raw()
+            .address()
+            .add(index, address.addr(), address.prefix_len());
+        *request.message_mut() = address_message(index, address);
+        request.execute().await.map_err(|e| {
+            ErrorMap::new(format!("add address {address} to link {index}"))
+                .missing_link(LinkRef::Index(index))
+                .exists(format!("address {address} on link {index}"))
+                .map(e)
+        })
+    }
+
+    /// Removes `address` from link `index`; [`Error::NotFound`] when it is not there.
+    pub async fn delete_address(&self, index: u32, address: IpNet) -> Result<()> {
+        self.raw()
+            .address()
+            .del(address_message(index, address))
+            .execute()
+            .await
+            .map_err(|e| {
+                let missing = Missing::Address {
+                    link: index,
+                    address,
+                };
+                // EADDRNOTAVAIL: no such address; ENODEV: no such link.
+                ErrorMap::new(format!("delete address {address} from link {index}"))
+                    .missing(missing, &[libc::EADDRNOTAVAIL, libc::ENODEV])
+                    .map(e)
+            })
+    }
+
+    /// Addresses of link `index`, or of every link when None.
+    pub async fn addresses(&self, index: Option<u32>) -> Result<Vec<Address>> {
+        let mut request = self.raw().address().get();
+        if let Some(index) = index {
+            request = request.set_link_index_filter(index);
+        }
+        let messages: Vec<AddressMessage> = request
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| ErrorMap::new("list addresses").map(e))?;
+        Ok(messages.iter().filter_map(Address::from_message).collect())
+    }
+
+    /// Waits until no IPv6 address of link `index` is tentative, so a pod can use its
+    /// addresses at once. Fails with [`Error::DadFailed`] when an address turns out to be a
+    /// duplicate and [`Error::Timeout`] after `timeout`. Links that are down never finish DAD;
+    /// call this after setting the link up. Needs a runtime with time enabled.
+    pub async fn wait_for_dad(&self, index: u32, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let addrs = self.addresses(Some(index)).await?;
+            if let Some(dup) = addrs.iter().find(|a| a.is_dad_failed()) {
+                return Err(Error::DadFailed {
+                    link: index,
+                    address: dup.address.addr(),
+                });
+            }
+            if !addrs.iter().any(Address::is_tentative) {
+                return Ok(());
+            }
+            if start.elapsed() >= timeout {
+                return Err(Error::Timeout {
+                    what: format!("IPv6 duplicate address detection on link {index}"),
+                    after: timeout,
+                });
+            }
+            tokio::time::sleep(DAD_POLL).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::AddressFamily;
+    use netlink_packet_route::address::AddressHeaderFlags;
+
+    #[test]
+    fn ipv4_prefers_local_over_peer() {
+        let mut msg = address_message(3, "10.0.0.5/24".parse().unwrap());
+        msg.attributes
+            .retain(|a| !matches!(a, AddressAttribute::Address(_)));
+        msg.attributes
+            .push(AddressAttribute::Address("10.0.0.1".parse().unwrap()));
+        let a = Address::from_message(&msg).unwrap();
+        assert_eq!(a.address, "10.0.0.5/24".parse::<IpNet>().unwrap());
+        assert_eq!(a.index, 3);
+    }
+
+    #[test]
+    fn ipv6_tentative_flag_from_header_or_attribute() {
+        let mut msg = address_message(2, "fd00::5/64".parse().unwrap());
+        assert_eq!(msg.header.family, AddressFamily::Inet6);
+        msg.header.flags = AddressHeaderFlags::Tentative;
+        assert!(Address::from_message(&msg).unwrap().is_tentative());
+        msg.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Dadfailed));
+        let a = Address::from_message(&msg).unwrap();
+        assert!(a.is_dad_failed());
+        assert!(
+            !a.is_tentative(),
+            "IFA_FLAGS overrides the 8-bit header flags"
+        );
+    }
+
+    #[test]
+    fn message_without_address_is_skipped() {
+        let msg = AddressMessage::default();
+        assert_eq!(Address::from_message(&msg), None);
+    }
+}

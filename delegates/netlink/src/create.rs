@@ -1,0 +1,416 @@
+//! Creating macvlan, ipvlan and veth links, directly in a target namespace.
+//!
+//! A link created with `IFLA_NET_NS_FD` is registered in the target namespace under its final
+//! name; it never appears in the caller's namespace, so there is no name clash with host links
+//! and nothing to clean there if the call fails. `IFLA_LINK` (the parent) is an index in the
+//! namespace of the handle used.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::str::FromStr;
+
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, IpVlanFlags, IpVlanMode, LinkMessage, MacVlanMode,
+};
+use rtnetlink::{LinkIpVlan, LinkMacVlan, LinkMessageBuilder, LinkUnspec};
+
+use crate::error::{Error, ErrorMap, LinkRef, Result};
+use crate::handle::NetlinkHandle;
+use crate::mac::MacAddr;
+use crate::netns::Netns;
+
+/// Macvlan modes, named as in CNI configurations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MacvlanMode {
+    /// Macvlans on one parent talk to each other directly (the CNI default).
+    #[default]
+    Bridge,
+    /// No traffic between macvlans on one parent.
+    Private,
+    /// Traffic between macvlans goes through the external switch.
+    Vepa,
+    /// One macvlan takes over the parent ("passthru").
+    Passthru,
+    /// Only frames from listed source MACs.
+    Source,
+}
+
+impl FromStr for MacvlanMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "bridge" => Self::Bridge,
+            "private" => Self::Private,
+            "vepa" => Self::Vepa,
+            "passthru" => Self::Passthru,
+            "source" => Self::Source,
+            _ => {
+                return Err(Error::Invalid {
+                    what: "macvlan mode",
+                    value: s.to_owned(),
+                });
+            }
+        })
+    }
+}
+
+impl From<MacvlanMode> for MacVlanMode {
+    fn from(m: MacvlanMode) -> Self {
+        match m {
+            MacvlanMode::Bridge => MacVlanMode::Bridge,
+            MacvlanMode::Private => MacVlanMode::Private,
+            MacvlanMode::Vepa => MacVlanMode::Vepa,
+            MacvlanMode::Passthru => MacVlanMode::Passthrough,
+            MacvlanMode::Source => MacVlanMode::Source,
+        }
+    }
+}
+
+/// Ipvlan modes, named as in CNI configurations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IpvlanMode {
+    /// Layer 2 (the CNI default).
+    #[default]
+    L2,
+    /// Layer 3.
+    L3,
+    /// Layer 3 with netfilter on the parent.
+    L3s,
+}
+
+impl FromStr for IpvlanMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "l2" => Self::L2,
+            "l3" => Self::L3,
+            "l3s" => Self::L3s,
+            _ => {
+                return Err(Error::Invalid {
+                    what: "ipvlan mode",
+                    value: s.to_owned(),
+                });
+            }
+        })
+    }
+}
+
+impl From<IpvlanMode> for IpVlanMode {
+    fn from(m: IpvlanMode) -> Self {
+        match m {
+            IpvlanMode::L2 => IpVlanMode::L2,
+            IpvlanMode::L3 => IpVlanMode::L3,
+            IpvlanMode::L3s => IpVlanMode::L3S,
+        }
+    }
+}
+
+/// Ipvlan isolation flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IpvlanFlag {
+    /// Slaves talk to each other (kernel default).
+    #[default]
+    Bridge,
+    /// No traffic between slaves.
+    Private,
+    /// Traffic between slaves goes through the parent's switch.
+    Vepa,
+}
+
+impl FromStr for IpvlanFlag {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "bridge" => Self::Bridge,
+            "private" => Self::Private,
+            "vepa" => Self::Vepa,
+            _ => {
+                return Err(Error::Invalid {
+                    what: "ipvlan flag",
+                    value: s.to_owned(),
+                });
+            }
+        })
+    }
+}
+
+/// A macvlan to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacvlanSpec {
+    /// Final interface name.
+    pub name: String,
+    /// Parent index in the handle's namespace.
+    pub parent_index: u32,
+    /// Mode.
+    pub mode: MacvlanMode,
+    /// MTU; the parent's when None.
+    pub mtu: Option<u32>,
+    /// MAC; random when None.
+    pub mac: Option<MacAddr>,
+}
+
+/// An ipvlan to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpvlanSpec {
+    /// Final interface name.
+    pub name: String,
+    /// Parent index in the handle's namespace.
+    pub parent_index: u32,
+    /// Mode.
+    pub mode: IpvlanMode,
+    /// Isolation flag.
+    pub flag: IpvlanFlag,
+    /// MTU; the parent's when None.
+    pub mtu: Option<u32>,
+}
+
+/// A veth pair to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VethSpec {
+    /// Name of the first end.
+    pub name: String,
+    /// Name of the peer.
+    pub peer_name: String,
+    /// MTU of both ends.
+    pub mtu: Option<u32>,
+    /// MAC of the first end; random when None.
+    pub mac: Option<MacAddr>,
+    /// MAC of the peer; random when None.
+    pub peer_mac: Option<MacAddr>,
+}
+
+fn with_common<T>(
+    mut builder: LinkMessageBuilder<T>,
+    mtu: Option<u32>,
+    mac: Option<MacAddr>,
+    netns_fd: Option<RawFd>,
+) -> LinkMessageBuilder<T> {
+    if let Some(mtu) = mtu {
+        builder = builder.mtu(mtu);
+    }
+    if let Some(mac) = mac {
+        builder = builder.address(mac.0.to_vec());
+    }
+    if let Some(fd) = netns_fd {
+        builder = builder.setns_by_fd(fd);
+    }
+    builder
+}
+
+/// The RTM_NEWLINK message for a macvlan; `netns_fd` is the target namespace.
+pub fn macvlan_message(spec: &MacvlanSpec, netns_fd: Option<RawFd>) -> LinkMessage {
+    let builder = LinkMacVlan::new(&spec.name, spec.parent_index, spec.mode.into());
+    with_common(builder, spec.mtu, spec.mac, netns_fd).build()
+}
+
+/// The RTM_NEWLINK message for an ipvlan; `netns_fd` is the target namespace.
+pub fn ipvlan_message(spec: &IpvlanSpec, netns_fd: Option<RawFd>) -> LinkMessage {
+    let mut builder = LinkIpVlan::new(&spec.name, spec.parent_index, spec.mode.into());
+    builder = match spec.flag {
+        IpvlanFlag::Bridge => builder,
+        IpvlanFlag::Private => builder.flag(IpVlanFlags::Private),
+        IpvlanFlag::Vepa => builder.flag(IpVlanFlags::Vepa),
+    };
+    with_common(builder, spec.mtu, None, netns_fd).build()
+}
+
+/// The RTM_NEWLINK message for a veth pair: the first end goes to `netns_fd`, the peer to
+/// `peer_netns_fd` (None = the handle's namespace).
+pub fn veth_message(
+    spec: &VethSpec,
+    netns_fd: Option<RawFd>,
+    peer_netns_fd: Option<RawFd>,
+) -> LinkMessage {
+    let peer = with_common(
+        LinkUnspec::new_with_name(&spec.peer_name),
+        spec.mtu,
+        spec.peer_mac,
+        peer_netns_fd,
+    )
+    .build();
+    let builder = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+        .name(spec.name.clone())
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
+    with_common(builder, spec.mtu, spec.mac, netns_fd).build()
+}
+
+impl NetlinkHandle {
+    async fn add_link(
+        &self,
+        msg: LinkMessage,
+        op: String,
+        what: String,
+        parent: Option<u32>,
+    ) -> Result<()> {
+        self.raw().link().add(msg).execute().await.map_err(|e| {
+            let map = ErrorMap::new(op).exists(what);
+            match parent {
+                Some(p) => map.missing_link(LinkRef::Index(p)),
+                None => map,
+            }
+            .map(e)
+        })
+    }
+
+    /// Creates a macvlan on `spec.parent_index` (a link in this handle's namespace), straight
+    /// into `target` (this namespace when None), under `spec.name`.
+    /// A taken name gives [`Error::AlreadyExists`], a missing parent [`Error::NotFound`].
+    pub async fn create_macvlan(&self, spec: &MacvlanSpec, target: Option<&Netns>) -> Result<()> {
+        let msg = macvlan_message(spec, target.map(AsRawFd::as_raw_fd));
+        let place = place(target);
+        self.add_link(
+            msg,
+            format!(
+                "create macvlan {} on link {}{place}",
+                spec.name, spec.parent_index
+            ),
+            format!("link {}{place}", spec.name),
+            Some(spec.parent_index),
+        )
+        .await
+    }
+
+    /// Creates an ipvlan on `spec.parent_index`, straight into `target`, under `spec.name`.
+    pub async fn create_ipvlan(&self, spec: &IpvlanSpec, target: Option<&Netns>) -> Result<()> {
+        let msg = ipvlan_message(spec, target.map(AsRawFd::as_raw_fd));
+        let place = place(target);
+        self.add_link(
+            msg,
+            format!(
+                "create ipvlan {} on link {}{place}",
+                spec.name, spec.parent_index
+            ),
+            format!("link {}{place}", spec.name),
+            Some(spec.parent_index),
+        )
+        .await
+    }
+
+    /// Creates a veth pair: `spec.name` in `target`, `spec.peer_name` in `peer_target`
+    /// (each in this handle's namespace when None).
+    pub async fn create_veth(
+        &self,
+        spec: &VethSpec,
+        target: Option<&Netns>,
+        peer_target: Option<&Netns>,
+    ) -> Result<()> {
+        let msg = veth_message(
+            spec,
+            target.map(AsRawFd::as_raw_fd),
+            peer_target.map(AsRawFd::as_raw_fd),
+        );
+        self.add_link(
+            msg,
+            format!("create veth {} / {}", spec.name, spec.peer_name),
+            format!("link {} or {}", spec.name, spec.peer_name),
+            None,
+        )
+        .await
+    }
+}
+
+fn place(target: Option<&Netns>) -> String {
+    target
+        .map(|ns| format!(" in {}", ns.path().display()))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::link::{InfoIpVlan, InfoMacVlan, LinkAttribute, LinkInfo};
+
+    fn info_data(msg: &LinkMessage) -> Option<&InfoData> {
+        msg.attributes.iter().find_map(|a| match a {
+            LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+                LinkInfo::Data(d) => Some(d),
+                _ => None,
+            }),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn parses_cni_mode_names() {
+        assert_eq!(
+            "passthru".parse::<MacvlanMode>().unwrap(),
+            MacvlanMode::Passthru
+        );
+        assert_eq!(
+            MacVlanMode::from(MacvlanMode::Passthru),
+            MacVlanMode::Passthrough
+        );
+        assert!("passthrough".parse::<MacvlanMode>().is_err());
+        assert_eq!("l3s".parse::<IpvlanMode>().unwrap(), IpvlanMode::L3s);
+        assert!("L2".parse::<IpvlanMode>().is_err());
+        assert_eq!("vepa".parse::<IpvlanFlag>().unwrap(), IpvlanFlag::Vepa);
+    }
+
+    #[test]
+    fn macvlan_message_carries_everything_in_one_request() {
+        let spec = MacvlanSpec {
+            name: "net1".into(),
+            parent_index: 4,
+            mode: MacvlanMode::Vepa,
+            mtu: Some(1400),
+            mac: Some("02:11:22:33:44:55".parse().unwrap()),
+        };
+        let msg = macvlan_message(&spec, Some(7));
+        let a = &msg.attributes;
+        assert!(a.contains(&LinkAttribute::IfName("net1".into())));
+        assert!(a.contains(&LinkAttribute::Link(4)));
+        assert!(a.contains(&LinkAttribute::Mtu(1400)));
+        assert!(a.contains(&LinkAttribute::Address(vec![
+            2, 0x11, 0x22, 0x33, 0x44, 0x55
+        ])));
+        assert!(a.contains(&LinkAttribute::NetNsFd(7)));
+        assert_eq!(
+            info_data(&msg),
+            Some(&InfoData::MacVlan(vec![InfoMacVlan::Mode(
+                MacVlanMode::Vepa
+            )]))
+        );
+    }
+
+    #[test]
+    fn ipvlan_message_sets_mode_and_flag() {
+        let spec = IpvlanSpec {
+            name: "net2".into(),
+            parent_index: 2,
+            mode: IpvlanMode::L3,
+            flag: IpvlanFlag::Private,
+            mtu: None,
+        };
+        let msg = ipvlan_message(&spec, None);
+        assert!(
+            !msg.attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::NetNsFd(_)))
+        );
+        assert_eq!(
+            info_data(&msg),
+            Some(&InfoData::IpVlan(vec![
+                InfoIpVlan::Mode(IpVlanMode::L3),
+                InfoIpVlan::Flags(IpVlanFlags::Private)
+            ]))
+        );
+    }
+
+    #[test]
+    fn veth_peer_gets_its_own_namespace() {
+        let spec = VethSpec {
+            name: "a".into(),
+            peer_name: "b".into(),
+            mtu: Some(9000),
+            mac: None,
+            peer_mac: None,
+        };
+        let msg = veth_message(&spec, Some(5), Some(6));
+        assert!(msg.attributes.contains(&LinkAttribute::NetNsFd(5)));
+        let Some(InfoData::Veth(InfoVeth::Peer(peer))) = info_data(&msg) else {
+            panic!("no veth peer in {msg:?}");
+        };
+        assert!(peer.attributes.contains(&LinkAttribute::IfName("b".into())));
+        assert!(peer.attributes.contains(&LinkAttribute::NetNsFd(6)));
+        assert!(peer.attributes.contains(&LinkAttribute::Mtu(9000)));
+    }
+}
