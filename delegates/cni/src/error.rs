@@ -38,9 +38,19 @@ pub enum ErrorCode {
     LimitedConnectivity,
     /// 999: an internal error, or a delegate that failed without a parsable error.
     Internal,
-    /// 100 and above: plugin-specific codes. Any other code reported by a delegate (0, 9, 10,
-    /// 12-49, 52-99, 100-998, 1000+) is also carried here so it is passed on unchanged.
+    /// 100 and above: plugin-specific codes. multinet's own are
+    /// [`ErrorCode::ADDRESS_IN_USE`] (100) and [`ErrorCode::NOT_FOUND`] (101). Any other code
+    /// reported by a delegate (0, 9, 10, 12-49, 52-99, 102-998, 1000+) is also carried here so
+    /// it is passed on unchanged.
     Plugin(u32),
+}
+
+impl ErrorCode {
+    /// 100: the address asked for is held by another attachment, or this attachment already
+    /// holds one in the range (a second ADD without a DEL).
+    pub const ADDRESS_IN_USE: ErrorCode = ErrorCode::Plugin(100);
+    /// 101: CHECK found that state recorded by ADD (an IP allocation, a link) is missing.
+    pub const NOT_FOUND: ErrorCode = ErrorCode::Plugin(101);
 }
 
 impl ErrorCode {

@@ -1,0 +1,5 @@
+//! The `host-local` IPAM plugin binary.
+
+fn main() {
+    multinet_cni::run_main(multinet_ipam::HostLocalPlugin)
+}
