@@ -1,1 +1,36 @@
 //! NetworkAttachmentDefinition, the selection, default-network and network-status annotations.
+//!
+//! Pure: nothing here does I/O.
+//!
+//! - [`nad`]: the NetworkAttachmentDefinition custom resource, its CRD, and reading its config
+//!   and `resourceName` annotation.
+//! - [`selection`]: `k8s.v1.cni.cncf.io/networks` and `v1.multus-cni.io/default-network`.
+//! - [`status`]: `k8s.v1.cni.cncf.io/network-status`, with [`device_info`].
+//! - [`syntax`]: the value syntaxes those share (DNS-1123 names, interface names, IPs, MACs).
+
+pub mod device_info;
+mod error;
+pub mod nad;
+pub mod selection;
+pub mod status;
+pub mod syntax;
+
+pub use device_info::{
+    DEVICE_INFO_VERSION, DeviceInfo, DeviceType, MemifDevice, PciDevice, VdpaDevice,
+    VhostUserDevice,
+};
+pub use error::{AnnotationKind, CrdError, NadConfigError, SelectionError, SelectionProblem};
+pub use nad::{
+    NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec, REGENERATE_COMMAND,
+    RESOURCE_NAME_ANNOTATION, crd, crd_yaml, nad_config_with_name, resource_name,
+};
+pub use selection::{
+    Bandwidth, DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION, NetworkSelection, PortMapping,
+    PortProtocol, format_networks, is_json_form, parse_default_network, parse_networks,
+    validate_selections,
+};
+pub use status::{
+    Dns, NETWORK_STATUS_ANNOTATION, NetworkStatus, format_network_status, parse_network_status,
+    status_ip,
+};
+pub use syntax::{HardwareAddr, InterfaceNameError, IpRequest};
