@@ -1,1 +1,73 @@
-//! The macvlan delegate, drop-in for the reference macvlan plugin.
+//! The macvlan delegate, drop-in for the reference macvlan plugin, and the driver it shares
+//! with ipvlan ([`driver`]).
+//!
+//! [`MacvlanPlugin`] implements [`multinet_cni::Plugin`], so the meta-plugin runs it
+//! in-process; the `macvlan` binary is the same plugin behind [`multinet_cni::run_main`].
+//!
+//! Config keys: `master` (default: the default route's interface, in the container with
+//! `linkInContainer`), `mode` (bridge, private, vepa, passthru), `mtu` (0 up to the master's),
+//! `mac`, `linkInContainer`, `bcqueuelen`, `ipam` (optional: without it the link is layer 2
+//! only). MAC precedence: `mac` < CNI_ARGS `MAC` < `runtimeConfig.mac`.
+
+pub mod conf;
+pub mod driver;
+pub mod error;
+
+use multinet_cni::{GcRequest, NetworkResult, Plugin, Request};
+
+pub use conf::{PLUGIN, macvlan_conf};
+pub use error::{Error, Result};
+
+/// The macvlan plugin.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MacvlanPlugin;
+
+impl MacvlanPlugin {
+    pub fn new() -> Self {
+        MacvlanPlugin
+    }
+}
+
+impl Plugin for MacvlanPlugin {
+    fn name(&self) -> &'static str {
+        PLUGIN
+    }
+
+    async fn add(&self, req: &Request) -> multinet_cni::Result<NetworkResult> {
+        let conf = macvlan_conf(req)?;
+        Ok(driver::add(req, &conf).await?)
+    }
+
+    async fn del(&self, req: &Request) -> multinet_cni::Result<()> {
+        let ipam = conf::macvlan_ipam_type(req)?;
+        Ok(driver::del(PLUGIN, req, ipam.as_deref()).await?)
+    }
+
+    async fn check(&self, req: &Request) -> multinet_cni::Result<()> {
+        let conf = macvlan_conf(req)?;
+        let prev = prev_result(PLUGIN, req, "CHECK")?;
+        Ok(driver::check(req, &conf, &prev).await?)
+    }
+
+    async fn status(&self, req: &Request) -> multinet_cni::Result<()> {
+        let ipam = conf::macvlan_ipam_type(req)?;
+        Ok(driver::status(PLUGIN, req, ipam.as_deref()).await?)
+    }
+
+    async fn gc(&self, req: &Request, gc: &GcRequest) -> multinet_cni::Result<()> {
+        let ipam = conf::macvlan_ipam_type(req)?;
+        Ok(driver::gc(PLUGIN, req, gc, ipam.as_deref()).await?)
+    }
+}
+
+/// The request's prevResult, required for `verb`.
+pub fn prev_result(
+    plugin: &'static str,
+    req: &Request,
+    verb: &'static str,
+) -> Result<NetworkResult> {
+    req.config
+        .prev_result()
+        .map_err(|source| Error::Protocol { plugin, source })?
+        .ok_or(Error::MissingPrevResult { plugin, verb })
+}

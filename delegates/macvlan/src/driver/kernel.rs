@@ -1,0 +1,276 @@
+//! The kernel requests the drivers make beyond what multinet-netlink wraps: one RTM_NEWLINK
+//! with everything a child link needs, the link's mode read back for CHECK, DEL by name in
+//! one request, and per-interface sysctls written from inside the container's namespace.
+
+use std::os::fd::RawFd;
+
+use futures::TryStreamExt;
+use multinet_netlink::{
+    IpvlanFlag, IpvlanSpec, MacvlanSpec, NetlinkHandle, ipvlan_message, macvlan_message,
+    read_sysctl, write_sysctl,
+};
+use netlink_packet_route::link::{
+    InfoData, InfoIpVlan, InfoMacVlan, IpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    MacVlanMode,
+};
+
+use crate::driver::check::ObservedLink;
+use crate::driver::conf::ChildKind;
+
+/// What the kernel said to a request, reduced to what the drivers act on.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// EEXIST.
+    #[error("exists already")]
+    Exists,
+    /// ENODEV / ENOENT: the link named in the request is gone.
+    #[error("no such link")]
+    NoSuchLink,
+    #[error(transparent)]
+    Other(#[from] rtnetlink::Error),
+}
+
+fn classify(e: rtnetlink::Error) -> KernelError {
+    let errno = match &e {
+        rtnetlink::Error::NetlinkError(msg) => msg.code.map(|c| -c.get()),
+        _ => None,
+    };
+    match errno {
+        Some(libc::EEXIST) => KernelError::Exists,
+        Some(libc::ENODEV) | Some(libc::ENOENT) => KernelError::NoSuchLink,
+        _ => KernelError::Other(e),
+    }
+}
+
+/// The RTM_NEWLINK for a child of link `parent_index`, named `name`, created in the namespace
+/// `netns_fd` (the handle's own when None), down.
+pub fn child_message(
+    kind: &ChildKind,
+    name: &str,
+    parent_index: u32,
+    mtu: Option<u32>,
+    netns_fd: Option<RawFd>,
+) -> LinkMessage {
+    match kind {
+        ChildKind::Macvlan {
+            mode,
+            mac,
+            bcqueuelen,
+        } => {
+            let spec = MacvlanSpec {
+                name: name.to_owned(),
+                parent_index,
+                mode: *mode,
+                mtu,
+                mac: *mac,
+            };
+            let mut msg = macvlan_message(&spec, netns_fd);
+            if let Some(len) = bcqueuelen {
+                push_info_data(&mut msg, InfoMacVlan::BcQueueLen(*len));
+            }
+            msg
+        }
+        ChildKind::Ipvlan { mode } => {
+            let spec = IpvlanSpec {
+                name: name.to_owned(),
+                parent_index,
+                mode: *mode,
+                flag: IpvlanFlag::Bridge,
+                mtu,
+            };
+            ipvlan_message(&spec, netns_fd)
+        }
+    }
+}
+
+fn push_info_data(msg: &mut LinkMessage, attr: InfoMacVlan) {
+    for a in &mut msg.attributes {
+        if let LinkAttribute::LinkInfo(infos) = a {
+            for i in infos.iter_mut() {
+                if let LinkInfo::Data(InfoData::MacVlan(data)) = i {
+                    data.push(attr);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Asks for the link to be created administratively up (for links that get no address, so
+/// nothing needs to happen before they come up).
+pub fn created_up(mut msg: LinkMessage) -> LinkMessage {
+    msg.header.flags |= LinkFlags::Up;
+    msg.header.change_mask |= LinkFlags::Up;
+    msg
+}
+
+/// Sends an RTM_NEWLINK (create, exclusive).
+pub async fn create_link(handle: &NetlinkHandle, msg: LinkMessage) -> Result<(), KernelError> {
+    handle
+        .raw()
+        .link()
+        .add(msg)
+        .execute()
+        .await
+        .map_err(classify)
+}
+
+/// Deletes the link named `name` with one RTM_DELLINK.
+pub async fn delete_link_by_name(handle: &NetlinkHandle, name: &str) -> Result<(), KernelError> {
+    let mut req = handle.raw().link().del(0);
+    req.message_mut()
+        .attributes
+        .push(LinkAttribute::IfName(name.to_owned()));
+    req.execute().await.map_err(classify)
+}
+
+/// The link named `name` with its kind and mode, or None when there is none.
+pub async fn observe_link(
+    handle: &NetlinkHandle,
+    name: &str,
+) -> Result<Option<(multinet_netlink::Link, ObservedLink)>, KernelError> {
+    let mut stream = std::pin::pin!(handle.raw().link().get().match_name(name).execute());
+    match stream.try_next().await {
+        Ok(Some(msg)) => {
+            let link = multinet_netlink::Link::from_message(&msg);
+            let observed = ObservedLink {
+                kind: link.kind.clone(),
+                mode: link_mode(&msg),
+                mac: link.mac(),
+            };
+            Ok(Some((link, observed)))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => match classify(e) {
+            KernelError::NoSuchLink => Ok(None),
+            other => Err(other),
+        },
+    }
+}
+
+/// The macvlan or ipvlan mode of a link message, named as in configs.
+pub fn link_mode(msg: &LinkMessage) -> Option<String> {
+    msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Data(InfoData::MacVlan(data)) => data.iter().find_map(|d| match d {
+                InfoMacVlan::Mode(m) => Some(
+                    match m {
+                        MacVlanMode::Bridge => "bridge",
+                        MacVlanMode::Private => "private",
+                        MacVlanMode::Vepa => "vepa",
+                        MacVlanMode::Passthrough => "passthru",
+                        MacVlanMode::Source => "source",
+                        _ => "other",
+                    }
+                    .to_owned(),
+                ),
+                _ => None,
+            }),
+            LinkInfo::Data(InfoData::IpVlan(data)) => data.iter().find_map(|d| match d {
+                InfoIpVlan::Mode(m) => Some(
+                    match m {
+                        IpVlanMode::L2 => "l2",
+                        IpVlanMode::L3 => "l3",
+                        IpVlanMode::L3S => "l3s",
+                        _ => "other",
+                    }
+                    .to_owned(),
+                ),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+/// Per-interface sysctls the reference plugins set; [`IfaceSysctls::apply`] must run inside
+/// the container's namespace.
+pub struct IfaceSysctls<'a> {
+    pub ifname: &'a str,
+    /// Also make sure IPv6 works on `lo` and the interface and keeps addresses when down.
+    pub enable_ipv6: bool,
+}
+
+impl IfaceSysctls<'_> {
+    /// Writes the sysctls. arp_notify and ndisc_notify are best effort (as in the reference:
+    /// a kernel without IPv6 has no ndisc_notify); enabling IPv6 is required when asked.
+    pub fn apply(&self) -> multinet_netlink::Result<()> {
+        let ifname = self.ifname;
+        let _ = write_sysctl(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1");
+        let _ = write_sysctl(&format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1");
+        if self.enable_ipv6 {
+            for dev in ["lo", ifname] {
+                let key = format!("net/ipv6/conf/{dev}/disable_ipv6");
+                match read_sysctl(&key) {
+                    // Without the file IPv6 is off in this kernel; adding the address will tell.
+                    Err(_) => continue,
+                    Ok(v) if v.trim() == "0" => continue,
+                    Ok(_) => write_sysctl(&key, "0")?,
+                }
+            }
+            write_sysctl(&format!("net/ipv6/conf/{ifname}/keep_addr_on_down"), "1")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multinet_netlink::{IpvlanMode, MacvlanMode};
+
+    fn data(msg: &LinkMessage) -> &InfoData {
+        msg.attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::LinkInfo(i) => i.iter().find_map(|i| match i {
+                    LinkInfo::Data(d) => Some(d),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn macvlan_message_has_bcqueuelen_and_mode_reads_back() {
+        let kind = ChildKind::Macvlan {
+            mode: MacvlanMode::Passthru,
+            mac: None,
+            bcqueuelen: Some(4096),
+        };
+        let msg = child_message(&kind, "net1", 3, Some(1400), Some(9));
+        assert_eq!(
+            data(&msg),
+            &InfoData::MacVlan(vec![
+                InfoMacVlan::Mode(MacVlanMode::Passthrough),
+                InfoMacVlan::BcQueueLen(4096)
+            ])
+        );
+        assert!(msg.attributes.contains(&LinkAttribute::NetNsFd(9)));
+        assert!(msg.attributes.contains(&LinkAttribute::Mtu(1400)));
+        assert_eq!(link_mode(&msg).as_deref(), Some("passthru"));
+        assert!(!msg.header.flags.contains(LinkFlags::Up));
+        let up = created_up(msg);
+        assert!(
+            up.header.flags.contains(LinkFlags::Up)
+                && up.header.change_mask.contains(LinkFlags::Up)
+        );
+    }
+
+    #[test]
+    fn ipvlan_message_mode_reads_back() {
+        let kind = ChildKind::Ipvlan {
+            mode: IpvlanMode::L3s,
+        };
+        let msg = child_message(&kind, "net1", 3, None, None);
+        assert_eq!(link_mode(&msg).as_deref(), Some("l3s"));
+        assert!(
+            !msg.attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::NetNsFd(_) | LinkAttribute::Mtu(_)))
+        );
+        assert_eq!(link_mode(&LinkMessage::default()), None);
+    }
+}
