@@ -1,1 +1,18 @@
-//! The multinet meta CNI plugin.
+//! multinet: the multi-network meta CNI plugin. Module order follows one ADD:
+//! config → source (pod, NADs) → plan → resolve → store → delegate → routes → status.
+
+pub mod config;
+pub mod delegate;
+pub mod demo;
+pub mod devices;
+pub mod error;
+pub mod inject;
+pub mod logging;
+pub mod meta;
+pub mod own;
+pub mod plan;
+pub mod resolve;
+pub mod routes;
+pub mod source;
+pub mod status;
+pub mod store;

@@ -1,0 +1,185 @@
+//! The multinet network configuration read from stdin: Multus's keys, so an existing Multus config
+//! works unchanged, plus `localDir` for nodes without a cluster.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::error::MetaError;
+
+/// Keys multinet understands. Anything else is logged as a warning and ignored, never a failure.
+const KNOWN_KEYS: &[&str] = &[
+    "name",
+    "cniVersion",
+    "cniVersions",
+    "type",
+    "clusterNetwork",
+    "defaultNetworks",
+    "delegates",
+    "multusNamespace",
+    "systemNamespaces",
+    "namespaceIsolation",
+    "globalNamespaces",
+    "readinessindicatorfile",
+    "confDir",
+    "cniDir",
+    "binDir",
+    "kubeconfig",
+    "logFile",
+    "logLevel",
+    "logToStderr",
+    "logOptions",
+    "capabilities",
+    "runtimeConfig",
+    "retryDeleteOnError",
+    "auxiliaryCNIChainName",
+    "prevResult",
+    "args",
+    "localDir",
+    "apiTimeoutSeconds",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MultinetConf {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub cni_version: String,
+    /// A NAD in `multusNamespace`, a network name in `confDir`, a directory or a file path.
+    #[serde(default)]
+    pub cluster_network: Option<String>,
+    #[serde(default)]
+    pub default_networks: Vec<String>,
+    /// Inline CNI configs; element 0 is the cluster network when `clusterNetwork` is absent.
+    #[serde(default)]
+    pub delegates: Vec<Value>,
+    #[serde(default = "default_multinet_namespace")]
+    pub multus_namespace: String,
+    #[serde(default = "default_system_namespaces")]
+    pub system_namespaces: Vec<String>,
+    #[serde(default)]
+    pub namespace_isolation: bool,
+    /// A comma-separated string, as Multus spells it.
+    #[serde(default = "default_global_namespaces")]
+    pub global_namespaces: String,
+    #[serde(default, rename = "readinessindicatorfile")]
+    pub readiness_indicator_file: Option<PathBuf>,
+    #[serde(default = "default_conf_dir")]
+    pub conf_dir: PathBuf,
+    #[serde(default = "default_cni_dir")]
+    pub cni_dir: PathBuf,
+    #[serde(default = "default_bin_dir")]
+    pub bin_dir: PathBuf,
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// A folder holding `pods/` and `nads/` YAML, used when there is no Kubernetes API.
+    #[serde(default)]
+    pub local_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub log_file: Option<PathBuf>,
+    #[serde(default)]
+    pub log_level: Option<String>,
+    #[serde(default)]
+    pub log_to_stderr: Option<bool>,
+    #[serde(default)]
+    pub capabilities: Map<String, Value>,
+    #[serde(default)]
+    pub runtime_config: Map<String, Value>,
+    #[serde(default)]
+    pub retry_delete_on_error: bool,
+    /// Total time budget for Kubernetes API calls of one CNI request.
+    #[serde(default = "default_api_timeout")]
+    pub api_timeout_seconds: u64,
+}
+
+fn default_multinet_namespace() -> String {
+    "kube-system".into()
+}
+fn default_system_namespaces() -> Vec<String> {
+    vec!["kube-system".into()]
+}
+fn default_global_namespaces() -> String {
+    "default".into()
+}
+fn default_conf_dir() -> PathBuf {
+    "/etc/cni/multus/net.d".into()
+}
+fn default_cni_dir() -> PathBuf {
+    "/var/lib/cni/multinet".into()
+}
+fn default_bin_dir() -> PathBuf {
+    "/opt/cni/bin".into()
+}
+fn default_api_timeout() -> u64 {
+    30
+}
+
+impl MultinetConf {
+    /// Parses the config; returns it with the keys it did not know, for the caller to log.
+    pub fn parse(bytes: &[u8]) -> Result<(MultinetConf, Vec<String>), MetaError> {
+        let raw: Map<String, Value> = serde_json::from_slice(bytes)
+            .map_err(|e| MetaError::Decode(format!("multinet config: {e}")))?;
+        let unknown = raw
+            .keys()
+            .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        let conf: MultinetConf = serde_json::from_value(Value::Object(raw))
+            .map_err(|e| MetaError::InvalidConfig(format!("multinet config: {e}")))?;
+        if conf.cluster_network.is_none() && conf.delegates.is_empty() {
+            return Err(MetaError::InvalidConfig(
+                "multinet config: one of \"clusterNetwork\" or \"delegates\" is required".into(),
+            ));
+        }
+        Ok((conf, unknown))
+    }
+
+    pub fn global_namespace_list(&self) -> Vec<&str> {
+        self.global_namespaces
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    pub fn is_system_namespace(&self, ns: &str) -> bool {
+        self.system_namespaces.iter().any(|s| s == ns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multus_config_parses_with_defaults_and_reports_unknown_keys() {
+        let (conf, unknown) = MultinetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus",
+                "clusterNetwork":"cbr0","globalNamespaces":"default, shared","frobnicate":1}"#,
+        )
+        .unwrap();
+        assert_eq!(conf.cluster_network.as_deref(), Some("cbr0"));
+        assert_eq!(conf.multus_namespace, "kube-system");
+        assert_eq!(conf.cni_dir, PathBuf::from("/var/lib/cni/multinet"));
+        assert_eq!(conf.global_namespace_list(), vec!["default", "shared"]);
+        assert!(conf.is_system_namespace("kube-system"));
+        assert_eq!(unknown, vec!["frobnicate".to_string()]);
+    }
+
+    #[test]
+    fn config_without_cluster_network_or_delegates_is_refused() {
+        let err = MultinetConf::parse(br#"{"cniVersion":"1.0.0","name":"x","type":"multus"}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("clusterNetwork"), "{err}");
+    }
+
+    #[test]
+    fn bad_json_is_a_decode_error() {
+        assert!(matches!(
+            MultinetConf::parse(b"{nope"),
+            Err(MetaError::Decode(_))
+        ));
+    }
+}

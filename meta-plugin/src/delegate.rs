@@ -1,0 +1,270 @@
+//! Running one attachment's delegate: a single conf or a conflist (plugin by plugin, chaining
+//! prevResult as libcni does). A plugin whose binary in CNI_PATH is this very executable (the
+//! multi-call install: `macvlan -> multinet`) runs in-process; any other is exec'd. Both paths
+//! produce and parse the same stdout, so results are identical either way.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use multinet_cni::{
+    CniEnv, CniError, CniVersion, Command, ExecRequest, NetworkResult, exec_raw, find_plugin,
+};
+use serde_json::{Map, Value};
+
+use crate::own;
+
+/// How long one delegate may run before it is killed and the call fails.
+pub const DELEGATE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Everything a delegate call shares with the request that caused it.
+pub struct CallContext<'a> {
+    pub env: &'a CniEnv,
+    pub extra_env: &'a [(String, String)],
+    /// Canonical path of the running executable, to recognise our own delegates.
+    pub self_exe: Option<&'a Path>,
+}
+
+/// One plugin object of a conf or conflist, ready to be run.
+struct PluginStep {
+    plugin_type: String,
+    conf: Map<String, Value>,
+}
+
+/// Splits a conf or conflist into its plugins, each with `name` and `cniVersion` filled in as the
+/// runtime does; returns them with the version the results are read in.
+fn steps(conf: &Value) -> Result<(Vec<PluginStep>, CniVersion), CniError> {
+    let obj = conf
+        .as_object()
+        .ok_or_else(|| CniError::invalid_config("delegate config is not a JSON object"))?;
+    let version_str = obj.get("cniVersion").and_then(Value::as_str).unwrap_or("");
+    let version = CniVersion::from_config_str(version_str)?;
+    let name = obj.get("name").and_then(Value::as_str).unwrap_or("");
+    let plugins: Vec<Map<String, Value>> = match obj.get("plugins") {
+        Some(Value::Array(list)) => {
+            if list.is_empty() {
+                return Err(CniError::invalid_config(format!(
+                    "conflist {name:?}: \"plugins\" is empty"
+                )));
+            }
+            list.iter()
+                .map(|p| {
+                    p.as_object().cloned().ok_or_else(|| {
+                        CniError::invalid_config(format!(
+                            "conflist {name:?}: a \"plugins\" element is not an object"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        }
+        Some(_) => {
+            return Err(CniError::invalid_config(format!(
+                "conflist {name:?}: \"plugins\" is not a list"
+            )));
+        }
+        None => vec![obj.clone()],
+    };
+    let steps = plugins
+        .into_iter()
+        .map(|mut p| {
+            let plugin_type = p
+                .get("type")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| {
+                    CniError::invalid_config(format!("network {name:?}: plugin without \"type\""))
+                })?
+                .to_string();
+            p.insert("name".into(), Value::String(name.into()));
+            p.insert("cniVersion".into(), Value::String(version.as_str().into()));
+            p.remove("prevResult");
+            Ok(PluginStep {
+                plugin_type,
+                conf: p,
+            })
+        })
+        .collect::<Result<Vec<_>, CniError>>()?;
+    Ok((steps, version))
+}
+
+fn with_prev(
+    conf: &Map<String, Value>,
+    prev: Option<&NetworkResult>,
+    version: CniVersion,
+) -> Result<Vec<u8>, CniError> {
+    let mut conf = conf.clone();
+    if let Some(prev) = prev {
+        conf.insert("prevResult".into(), prev.to_value(version)?);
+    }
+    serde_json::to_vec(&conf).map_err(|e| CniError::internal(e.to_string()))
+}
+
+/// Runs one plugin binary (or our in-process equivalent) and returns its stdout.
+async fn invoke(
+    step: &PluginStep,
+    command: Command,
+    ifname: &str,
+    stdin: &[u8],
+    ctx: &CallContext<'_>,
+) -> Result<Vec<u8>, CniError> {
+    let path = find_plugin(&step.plugin_type, &ctx.env.path)?;
+    let mut env = ctx.env.clone();
+    env.command = command;
+    env.ifname = ifname.to_string();
+    if let Some(delegate) = own::delegate_for(&path, &step.plugin_type, ctx.self_exe) {
+        let mut vars = env.to_vars();
+        vars.extend(ctx.extra_env.iter().cloned());
+        let (stdout, status) = delegate.dispatch(vars, stdin).await;
+        return if status == 0 {
+            Ok(stdout)
+        } else {
+            Err(parse_error(&stdout, &step.plugin_type))
+        };
+    }
+    exec_raw(
+        &path,
+        &ExecRequest {
+            command,
+            env: &env,
+            extra_env: ctx.extra_env,
+            stdin,
+            timeout: DELEGATE_TIMEOUT,
+        },
+    )
+    .await
+}
+
+fn parse_error(stdout: &[u8], plugin_type: &str) -> CniError {
+    serde_json::from_slice::<CniError>(stdout).unwrap_or_else(|_| {
+        CniError::internal(format!(
+            "plugin {plugin_type} failed: {}",
+            String::from_utf8_lossy(stdout).trim()
+        ))
+    })
+}
+
+/// ADD: plugins in order, each getting the previous one's result.
+pub async fn add(
+    conf: &Value,
+    ifname: &str,
+    ctx: &CallContext<'_>,
+) -> Result<NetworkResult, CniError> {
+    let (steps, version) = steps(conf)?;
+    let mut prev: Option<NetworkResult> = None;
+    for step in &steps {
+        let stdin = with_prev(&step.conf, prev.as_ref(), version)?;
+        let out = invoke(step, Command::Add, ifname, &stdin, ctx).await?;
+        prev = Some(
+            NetworkResult::from_slice(&out, version)
+                .map_err(|e| e.context(format!("result of plugin {}", step.plugin_type)))?,
+        );
+    }
+    prev.ok_or_else(|| CniError::internal("no plugin ran"))
+}
+
+/// DEL: plugins in reverse order, each with the recorded result as prevResult. Every plugin is
+/// attempted; the first error is returned after all ran.
+pub async fn del(
+    conf: &Value,
+    ifname: &str,
+    prev: Option<&NetworkResult>,
+    ctx: &CallContext<'_>,
+) -> Result<(), CniError> {
+    let (steps, version) = steps(conf)?;
+    let mut first_error = None;
+    for step in steps.iter().rev() {
+        let stdin = with_prev(&step.conf, prev, version)?;
+        if let Err(e) = invoke(step, Command::Del, ifname, &stdin, ctx).await {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// CHECK: plugins in order with the recorded result. Versions before 0.4.0 have no CHECK.
+pub async fn check(
+    conf: &Value,
+    ifname: &str,
+    prev: Option<&NetworkResult>,
+    ctx: &CallContext<'_>,
+) -> Result<(), CniError> {
+    let (steps, version) = steps(conf)?;
+    if !version.has_check() || conf.get("disableCheck").and_then(Value::as_bool) == Some(true) {
+        return Ok(());
+    }
+    for step in &steps {
+        let stdin = with_prev(&step.conf, prev, version)?;
+        invoke(step, Command::Check, ifname, &stdin, ctx).await?;
+    }
+    Ok(())
+}
+
+/// STATUS or GC (verbs of 1.1.0): every plugin, with `extra` merged into its config (GC's
+/// `cni.dev/valid-attachments`).
+pub async fn status_or_gc(
+    conf: &Value,
+    command: Command,
+    extra: &Map<String, Value>,
+    ctx: &CallContext<'_>,
+) -> Result<(), CniError> {
+    let (steps, version) = steps(conf)?;
+    if !version.has_status_and_gc()
+        || (command == Command::Gc && conf.get("disableGC").and_then(Value::as_bool) == Some(true))
+    {
+        return Ok(());
+    }
+    let mut first_error = None;
+    for step in &steps {
+        let mut plugin = step.conf.clone();
+        plugin.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let stdin = serde_json::to_vec(&plugin).map_err(|e| CniError::internal(e.to_string()))?;
+        if let Err(e) = invoke(step, command, &ctx.env.ifname, &stdin, ctx).await {
+            if command == Command::Status {
+                return Err(e);
+            }
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// The canonical path of this executable, for recognising multi-call installs.
+pub fn self_exe() -> Option<PathBuf> {
+    std::fs::canonicalize("/proc/self/exe").ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn conflist_steps_get_name_and_version() {
+        let (steps, v) = steps(&json!({"cniVersion":"1.0.0","name":"n","plugins":[
+            {"type":"bridge","prevResult":{}},{"type":"portmap"}]}))
+        .unwrap();
+        assert_eq!(v, CniVersion::V1_0_0);
+        assert_eq!(steps.len(), 2);
+        assert_eq!(steps[0].conf["name"], "n");
+        assert_eq!(steps[1].conf["cniVersion"], "1.0.0");
+        assert!(!steps[0].conf.contains_key("prevResult"));
+    }
+
+    #[test]
+    fn bad_delegate_configs_are_named_errors() {
+        for (conf, needle) in [
+            (
+                json!({"cniVersion":"1.0.0","name":"n","plugins":[]}),
+                "empty",
+            ),
+            (
+                json!({"cniVersion":"1.0.0","name":"n","plugins":{}}),
+                "not a list",
+            ),
+            (json!({"cniVersion":"1.0.0","name":"n"}), "type"),
+            (json!({"cniVersion":"9.9.9","name":"n","type":"x"}), "9.9.9"),
+        ] {
+            let err = steps(&conf).err().expect("must fail");
+            assert!(err.msg.contains(needle), "{needle}: {}", err.msg);
+        }
+    }
+}

@@ -1,0 +1,535 @@
+//! `multinet demo`: pods in network namespaces get several interfaces, with no cluster. It builds a
+//! "node" network namespace (uplinks for two macvlan networks, a fake SR-IOV NIC whose VFs are veth
+//! links), loads pods and NADs from examples/ through the local-folder source, and calls the
+//! multinet binary exactly as a runtime does (CNI_* variables and a config on stdin). It prints the
+//! network-status and interfaces of each pod, pings between pods over every secondary network,
+//! deletes the pods and proves nothing is left. Exit status 0 only if all of that held.
+//!
+//! Everything it creates lives in its own namespaces and its own state folder; the host's links
+//! are never touched.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+type DemoResult<T> = Result<T, String>;
+
+const NODE_NS: &str = "mn-demo-node";
+const PODS: &[(&str, &str)] = &[("pod-a", "mn-demo-pod-a"), ("pod-b", "mn-demo-pod-b")];
+/// The fake NIC: PF netdev and four VF netdevs, with their PCI addresses.
+const PF: (&str, &str) = ("mn-pf0", "0000:3b:00.0");
+const VFS: &[(&str, &str)] = &[
+    ("mn-vf0", "0000:3b:02.0"),
+    ("mn-vf1", "0000:3b:02.1"),
+    ("mn-vf2", "0000:3b:02.2"),
+    ("mn-vf3", "0000:3b:02.3"),
+];
+const UPLINKS: &[&str] = &["mn-data0", "mn-stor0"];
+
+fn run(cmd: &[&str]) -> DemoResult<String> {
+    let out = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", cmd.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed: {}",
+            cmd.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ip_json(ns: &str, args: &[&str]) -> DemoResult<Value> {
+    let mut cmd = vec!["ip", "-n", ns, "-j"];
+    cmd.extend_from_slice(args);
+    serde_json::from_str(&run(&cmd)?).map_err(|e| format!("ip -j output: {e}"))
+}
+
+/// Names of the links in a namespace.
+fn links(ns: &str) -> DemoResult<Vec<String>> {
+    Ok(ip_json(ns, &["link", "show"])?
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|l| l.get("ifname").and_then(Value::as_str).map(str::to_string))
+        .collect())
+}
+
+struct Demo {
+    exe: PathBuf,
+    examples: PathBuf,
+    state: PathBuf,
+    keep: bool,
+}
+
+impl Demo {
+    fn bin_dir(&self) -> PathBuf {
+        self.state.join("bin")
+    }
+
+    /// The node: a namespace with the uplinks, the fake SR-IOV NIC and its embedded switch.
+    fn build_node(&self) -> DemoResult<()> {
+        run(&["ip", "netns", "add", NODE_NS])?;
+        let n = |args: &[&str]| {
+            let mut cmd = vec!["ip", "-n", NODE_NS];
+            cmd.extend_from_slice(args);
+            run(&cmd)
+        };
+        n(&["link", "set", "lo", "up"])?;
+        for up in UPLINKS {
+            let peer = format!("{up}p");
+            n(&["link", "add", up, "type", "veth", "peer", "name", &peer])?;
+            n(&["link", "set", up, "up"])?;
+            n(&["link", "set", &peer, "up"])?;
+        }
+        // The NIC's embedded switch joins the VFs' far ends, so VFs of one PF reach each other.
+        n(&["link", "add", "mn-esw0", "type", "bridge"])?;
+        n(&["link", "set", "mn-esw0", "up"])?;
+        n(&[
+            "link", "add", PF.0, "type", "veth", "peer", "name", "mn-pf0p",
+        ])?;
+        n(&["link", "set", PF.0, "up"])?;
+        for (vf, _) in VFS {
+            let peer = format!("{vf}p");
+            n(&["link", "add", vf, "type", "veth", "peer", "name", &peer])?;
+            n(&["link", "set", &peer, "master", "mn-esw0"])?;
+            n(&["link", "set", &peer, "up"])?;
+        }
+        Ok(())
+    }
+
+    /// A sysfs tree describing the fake NIC, in the layout the kernel uses.
+    fn build_sysfs(&self) -> DemoResult<PathBuf> {
+        let root = self.state.join("sys");
+        let dev = root.join("devices/pci0000:3a/0000:3a:00.0");
+        let io = |e: std::io::Error| e.to_string();
+        let mk_fn = |bdf: &str, netdev: &str, device: &str, driver: &str| -> DemoResult<PathBuf> {
+            let d = dev.join(bdf);
+            fs::create_dir_all(d.join("net").join(netdev)).map_err(io)?;
+            fs::write(d.join("vendor"), "0x8086\n").map_err(io)?;
+            fs::write(d.join("device"), format!("{device}\n")).map_err(io)?;
+            fs::write(d.join("numa_node"), "0\n").map_err(io)?;
+            let drv = root.join("bus/pci/drivers").join(driver);
+            fs::create_dir_all(&drv).map_err(io)?;
+            std::os::unix::fs::symlink(&drv, d.join("driver")).map_err(io)?;
+            fs::create_dir_all(root.join("bus/pci/devices")).map_err(io)?;
+            std::os::unix::fs::symlink(&d, root.join("bus/pci/devices").join(bdf)).map_err(io)?;
+            fs::create_dir_all(root.join("class/net")).map_err(io)?;
+            std::os::unix::fs::symlink(
+                d.join("net").join(netdev),
+                root.join("class/net").join(netdev),
+            )
+            .map_err(io)?;
+            Ok(d)
+        };
+        let pf = mk_fn(PF.1, PF.0, "0x1592", "ice")?;
+        fs::write(pf.join("sriov_totalvfs"), "8\n").map_err(io)?;
+        fs::write(pf.join("sriov_numvfs"), format!("{}\n", VFS.len())).map_err(io)?;
+        for (i, (vf, bdf)) in VFS.iter().enumerate() {
+            let d = mk_fn(bdf, vf, "0x1889", "iavf")?;
+            std::os::unix::fs::symlink(&pf, d.join("physfn")).map_err(io)?;
+            std::os::unix::fs::symlink(&d, pf.join(format!("virtfn{i}"))).map_err(io)?;
+        }
+        Ok(root)
+    }
+
+    /// CNI_PATH: multinet's delegates as links to this executable, the reference plugins beside.
+    fn build_bin_dir(&self) -> DemoResult<()> {
+        let bin = self.bin_dir();
+        fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
+        for own in [
+            "multinet",
+            "macvlan",
+            "ipvlan",
+            "sriov",
+            "host-local",
+            "static",
+        ] {
+            std::os::unix::fs::symlink(&self.exe, bin.join(own)).map_err(|e| e.to_string())?;
+        }
+        for reference in ["bridge", "loopback", "portmap", "tuning"] {
+            let src = Path::new("/usr/lib/cni").join(reference);
+            if !src.exists() {
+                return Err(format!(
+                    "{} is missing: install Debian's containernetworking-plugins",
+                    src.display()
+                ));
+            }
+            std::os::unix::fs::symlink(&src, bin.join(reference)).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Copies the example pods and NADs into the local cluster folder, pointing every host-local
+    /// dataDir into the demo's state so the demo can prove it is empty afterwards.
+    fn build_cluster(&self) -> DemoResult<()> {
+        let cluster = self.state.join("cluster");
+        for sub in ["pods", "nads"] {
+            let dst = cluster.join(sub);
+            fs::create_dir_all(&dst).map_err(|e| e.to_string())?;
+            let src = self.examples.join(sub);
+            let mut files: Vec<PathBuf> = fs::read_dir(&src)
+                .map_err(|e| format!("{}: {e}", src.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("yaml"))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("demo-"))
+                })
+                .collect();
+            files.sort();
+            for f in files {
+                let text = fs::read_to_string(&f).map_err(|e| e.to_string())?;
+                let text = text.replace(
+                    "/var/lib/cni/networks",
+                    &self.state.join("ipam").display().to_string(),
+                );
+                fs::write(dst.join(f.file_name().unwrap_or_default()), text)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let netd = self.state.join("net.d");
+        fs::create_dir_all(&netd).map_err(|e| e.to_string())?;
+        let cluster_net = json!({
+            "cniVersion": "1.0.0",
+            "name": "cluster",
+            "plugins": [{
+                "type": "bridge", "bridge": "mn-cni0", "isGateway": true, "ipMasq": false,
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.88.0.0/24"}]],
+                         "dataDir": self.state.join("ipam").display().to_string()}
+            }]
+        });
+        fs::write(netd.join("10-cluster.conflist"), cluster_net.to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    fn multinet_conf(&self) -> Value {
+        json!({
+            "cniVersion": "1.0.0",
+            "name": "multinet-demo",
+            "type": "multinet",
+            "clusterNetwork": "cluster",
+            "confDir": self.state.join("net.d"),
+            "cniDir": self.state.join("cni"),
+            "localDir": self.state.join("cluster"),
+            "logLevel": "debug",
+            "logFile": self.state.join("multinet.log"),
+        })
+    }
+
+    /// One CNI call, made the way a runtime makes it, from inside the node namespace.
+    fn cni(&self, command: &str, pod: &str, netns: &str) -> DemoResult<Value> {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", NODE_NS])
+            .arg(self.bin_dir().join("multinet"))
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", format!("demo-{pod}"))
+            .env("CNI_NETNS", format!("/run/netns/{netns}"))
+            .env("CNI_IFNAME", "eth0")
+            .env(
+                "CNI_ARGS",
+                format!(
+                    "IgnoreUnknown=1;K8S_POD_NAMESPACE=demo;K8S_POD_NAME={pod};\
+                     K8S_POD_INFRA_CONTAINER_ID=demo-{pod}"
+                ),
+            )
+            .env("CNI_PATH", self.bin_dir())
+            .env("MULTINET_SYSFS_ROOT", self.state.join("sys"))
+            .env("MULTINET_SRIOV_STATE_DIR", self.state.join("sriov"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting multinet: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(self.multinet_conf().to_string().as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(format!(
+                "{command} {pod} failed: {}{}",
+                stdout.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        if stdout.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&stdout).map_err(|e| format!("{command} {pod}: bad output: {e}"))
+    }
+
+    fn network_status(&self, pod: &str) -> DemoResult<Vec<Value>> {
+        let file = self
+            .state
+            .join("cluster/pods")
+            .join(format!("demo-{pod}.yaml"));
+        let text = fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let doc: Value = serde_yaml::from_str(&text).map_err(|e| e.to_string())?;
+        let status = doc
+            .pointer("/metadata/annotations/k8s.v1.cni.cncf.io~1network-status")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("pod {pod} has no network-status annotation"))?;
+        serde_json::from_str::<Vec<Value>>(status).map_err(|e| e.to_string())
+    }
+
+    fn interface_table(&self, pod: &str, netns: &str) -> DemoResult<String> {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<10} {:<19} addresses",
+            "iface", "kind", "mac"
+        );
+        for l in ip_json(netns, &["-d", "addr", "show"])?
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let name = l.get("ifname").and_then(Value::as_str).unwrap_or("?");
+            if name == "lo" {
+                continue;
+            }
+            let kind = l
+                .pointer("/linkinfo/info_kind")
+                .and_then(Value::as_str)
+                .unwrap_or("-");
+            let mac = l.get("address").and_then(Value::as_str).unwrap_or("-");
+            let addrs: Vec<String> = l
+                .get("addr_info")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter(|x| x.get("scope").and_then(Value::as_str) == Some("global"))
+                        .map(|x| {
+                            format!(
+                                "{}/{}",
+                                x.get("local").and_then(Value::as_str).unwrap_or("?"),
+                                x.get("prefixlen").and_then(Value::as_u64).unwrap_or(0)
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {:<8} {:<10} {:<19} {}",
+                name,
+                kind,
+                mac,
+                addrs.join(" ")
+            );
+        }
+        let _ = pod;
+        Ok(out)
+    }
+
+    fn files_under(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if let Ok(entries) = fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    out.extend(Self::files_under(&p));
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    fn run(&self) -> DemoResult<()> {
+        println!("== multinet demo: state in {}", self.state.display());
+        self.build_bin_dir()?;
+        self.build_node()?;
+        self.build_sysfs()?;
+        self.build_cluster()?;
+        for (_, netns) in PODS {
+            run(&["ip", "netns", "add", netns])?;
+            run(&["ip", "-n", netns, "link", "set", "lo", "up"])?;
+        }
+
+        let mut failures = Vec::new();
+        for (pod, netns) in PODS {
+            let result = self.cni("ADD", pod, netns)?;
+            let ips: Vec<&str> = result
+                .get("ips")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|i| i.get("address")?.as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!(
+                "\n== pod demo/{pod} (netns {netns}): ADD returned eth0 {}",
+                ips.join(" ")
+            );
+            let status = self.network_status(pod)?;
+            println!("network-status:");
+            for s in &status {
+                println!("  {s}");
+            }
+            println!("interfaces:\n{}", self.interface_table(pod, netns)?);
+        }
+
+        // Ping pod-b from pod-a over every secondary network.
+        let status_b = self.network_status("pod-b")?;
+        println!("== pings from pod-a to pod-b");
+        for s in status_b
+            .iter()
+            .filter(|s| s.get("default") != Some(&Value::Bool(true)))
+        {
+            let name = s.get("name").and_then(Value::as_str).unwrap_or("?");
+            for ip in s
+                .get("ips")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+            {
+                let ip = ip.as_str().unwrap_or("");
+                let ok = run(&[
+                    "ip", "netns", "exec", PODS[0].1, "ping", "-c", "1", "-W", "2", ip,
+                ])
+                .is_ok();
+                println!(
+                    "  {:<24} {:<16} {}",
+                    name,
+                    ip,
+                    if ok { "ok" } else { "FAILED" }
+                );
+                if !ok {
+                    failures.push(format!("ping {ip} over {name}"));
+                }
+            }
+        }
+
+        println!("\n== deleting the pods");
+        for (pod, netns) in PODS {
+            self.cni("DEL", pod, netns)?;
+            // A second DEL, as runtimes do, must succeed too.
+            self.cni("DEL", pod, netns)?;
+            let left: Vec<String> = links(netns)?.into_iter().filter(|l| l != "lo").collect();
+            if !left.is_empty() {
+                failures.push(format!("pod {pod} still has links {left:?}"));
+            }
+        }
+        // Every VF is back on the node under its own name, and no macvlan is left.
+        let node_links = links(NODE_NS)?;
+        for (vf, _) in VFS {
+            if !node_links.iter().any(|l| l == vf) {
+                failures.push(format!("VF {vf} did not return to the node"));
+            }
+        }
+        let leftovers: Vec<PathBuf> = ["ipam", "cni", "sriov"]
+            .iter()
+            .flat_map(|d| Self::files_under(&self.state.join(d)))
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                // host-local keeps its lock and round-robin cursor by design.
+                !(name == "lock" || name.starts_with("last_reserved_ip") || name.ends_with(".lock"))
+            })
+            .collect();
+        if !leftovers.is_empty() {
+            failures.push(format!("state left behind: {leftovers:?}"));
+        }
+        println!(
+            "  links in pods: none; VFs on node: {}; IP/VF/attachment records left: {}",
+            VFS.len(),
+            leftovers.len()
+        );
+        if failures.is_empty() {
+            println!(
+                "\n== demo passed: every pod got its networks, every network carried traffic, nothing was left"
+            );
+            Ok(())
+        } else {
+            Err(failures.join("; "))
+        }
+    }
+
+    fn cleanup(&self) {
+        for (_, netns) in PODS {
+            let _ = run(&["ip", "netns", "del", netns]);
+        }
+        let _ = run(&["ip", "netns", "del", NODE_NS]);
+        if !self.keep {
+            let _ = fs::remove_dir_all(&self.state);
+        }
+    }
+}
+
+fn find_examples() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("MULTINET_EXAMPLES").map(PathBuf::from),
+        std::env::current_dir().ok().map(|d| d.join("examples")),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.join("pods").is_dir() && p.join("nads").is_dir())
+}
+
+/// Entry point of `multinet demo [--keep]`; returns the exit status.
+pub fn main(args: &[String]) -> i32 {
+    let keep = args.iter().any(|a| a == "--keep");
+    if !nix_is_root() {
+        eprintln!("multinet demo needs root (it creates network namespaces)");
+        return 2;
+    }
+    let Some(examples) = find_examples() else {
+        eprintln!(
+            "multinet demo: examples/ not found (run from the repository or set MULTINET_EXAMPLES)"
+        );
+        return 2;
+    };
+    let exe = match std::fs::canonicalize("/proc/self/exe") {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("multinet demo: {e}");
+            return 2;
+        }
+    };
+    let state = std::env::temp_dir().join(format!("multinet-demo-{}", std::process::id()));
+    let demo = Demo {
+        exe,
+        examples,
+        state,
+        keep,
+    };
+    // Leftovers of an interrupted earlier run would make namespace creation fail.
+    demo.cleanup();
+    let outcome = demo.run();
+    demo.cleanup();
+    match outcome {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("\n== demo FAILED: {e}");
+            if keep {
+                eprintln!("state kept in {}", demo.state.display());
+            }
+            1
+        }
+    }
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc_geteuid() == 0 }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}

@@ -1,0 +1,81 @@
+//! The meta-plugin's one error type, mapped to CNI error codes in `to_cni`.
+
+use std::path::PathBuf;
+
+use multinet_cni::{CniError, ErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("{0}")]
+    Decode(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// A pod annotation that cannot be used; the message names the annotation and the element.
+    #[error("pod {pod}: {msg}")]
+    BadAnnotation { pod: String, msg: String },
+    #[error("network {network}: {msg}")]
+    Network { network: String, msg: String },
+    #[error("pod {pod}: {msg}")]
+    Pod { pod: String, msg: String },
+    #[error("Kubernetes API: {0}")]
+    Api(String),
+    #[error("attachment store {}: {msg}", path.display())]
+    Store { path: PathBuf, msg: String },
+    #[error("attachment record {} is corrupt: {msg}", path.display())]
+    CorruptRecord { path: PathBuf, msg: String },
+    /// A delegate failed; keeps the delegate's own CNI error (code and message).
+    #[error("network {network} (delegate {delegate}, interface {ifname}): {source}")]
+    Delegate {
+        network: String,
+        delegate: String,
+        ifname: String,
+        source: Box<CniError>,
+    },
+    /// Several failures, e.g. every attachment a DEL could not remove.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Many(Vec<MetaError>),
+    #[error("{0}")]
+    NotReady(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl MetaError {
+    pub fn network(network: impl Into<String>, msg: impl Into<String>) -> Self {
+        MetaError::Network {
+            network: network.into(),
+            msg: msg.into(),
+        }
+    }
+
+    /// The CNI error the runtime sees.
+    pub fn to_cni(&self) -> CniError {
+        let code = match self {
+            MetaError::Decode(_) => ErrorCode::Decode,
+            MetaError::InvalidConfig(_)
+            | MetaError::BadAnnotation { .. }
+            | MetaError::Network { .. } => ErrorCode::InvalidConfig,
+            MetaError::Pod { .. } => ErrorCode::InvalidConfig,
+            MetaError::Api(_) => ErrorCode::TryAgainLater,
+            MetaError::Store { .. } | MetaError::CorruptRecord { .. } | MetaError::Io(_) => {
+                ErrorCode::Io
+            }
+            MetaError::Delegate { source, .. } => source.code,
+            MetaError::Many(errors) => errors
+                .first()
+                .map(|e| e.to_cni().code)
+                .unwrap_or(ErrorCode::Internal),
+            MetaError::NotReady(_) => ErrorCode::NotAvailable,
+            MetaError::Internal(_) => ErrorCode::Internal,
+        };
+        CniError::new(code, self.to_string())
+    }
+}
+
+impl From<MetaError> for CniError {
+    fn from(e: MetaError) -> Self {
+        e.to_cni()
+    }
+}

@@ -1,0 +1,52 @@
+//! Structured logs to a file or stderr, never stdout (stdout carries only the CNI answer). The
+//! level and destination come from the config (`logLevel`, `logFile`, `logToStderr`), or from
+//! MULTINET_LOG before a config is read.
+
+use std::sync::OnceLock;
+
+use crate::config::MultinetConf;
+
+static INSTALLED: OnceLock<()> = OnceLock::new();
+
+/// Maps Multus's level names onto tracing's.
+fn level_filter(level: &str) -> &'static str {
+    match level.to_ascii_lowercase().as_str() {
+        "debug" | "verbose" | "trace" => "debug",
+        "info" => "info",
+        "warn" | "warning" => "warn",
+        "error" | "panic" => "error",
+        _ => "warn",
+    }
+}
+
+fn install(level: &str, file: Option<&std::path::Path>) {
+    INSTALLED.get_or_init(|| {
+        let filter = tracing_subscriber::EnvFilter::new(level_filter(level));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false);
+        let opened = file.and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+        });
+        let _ = match opened {
+            Some(f) => builder.with_writer(std::sync::Mutex::new(f)).try_init(),
+            None => builder.with_writer(std::io::stderr).try_init(),
+        };
+    });
+}
+
+/// Before the config is known: MULTINET_LOG, if set, to stderr.
+pub fn init_from_env() {
+    if let Ok(level) = std::env::var("MULTINET_LOG") {
+        install(&level, None);
+    }
+}
+
+pub fn init_from_conf(conf: &MultinetConf) {
+    let level = conf.log_level.as_deref().unwrap_or("error");
+    install(level, conf.log_file.as_deref());
+}

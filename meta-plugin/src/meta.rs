@@ -1,0 +1,481 @@
+//! The multinet meta-plugin: the verbs the runtime calls, following the flow
+//! request → pod and NADs → plan → record → delegates (rolling back on failure) → aggregate →
+//! network-status → primary result. DEL, CHECK and GC work from the attachment record alone.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use multinet_cni::{CniError, Command, GcRequest, NetworkResult, Plugin, Request};
+use serde_json::{Map, Value};
+
+use crate::config::MultinetConf;
+use crate::delegate::{self, CallContext};
+use crate::error::MetaError;
+use crate::plan::{self, LoadedNetwork, PlanInput};
+use crate::resolve;
+use crate::routes;
+use crate::source::{AnySource, ClusterSource, PodInfo, kube::KubeSource, local::LocalSource};
+use crate::status;
+use crate::store::{AttachmentEntry, AttachmentRecord, AttachmentState, AttachmentStore, PodRef};
+
+/// How long ADD waits for the readiness indicator file, as Multus does.
+const READINESS_WAIT: Duration = Duration::from_secs(45);
+
+pub struct MetaPlugin {
+    self_exe: Option<PathBuf>,
+}
+
+impl MetaPlugin {
+    pub fn new() -> Self {
+        MetaPlugin {
+            self_exe: delegate::self_exe(),
+        }
+    }
+}
+
+impl Default for MetaPlugin {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn load_conf(req: &Request) -> Result<MultinetConf, MetaError> {
+    let (conf, unknown) = MultinetConf::parse(&req.stdin)?;
+    crate::logging::init_from_conf(&conf);
+    if !unknown.is_empty() {
+        tracing::warn!(keys = ?unknown, "ignoring unknown multinet config keys");
+    }
+    Ok(conf)
+}
+
+fn pod_ref(req: &Request) -> Option<PodRef> {
+    let namespace = req.env.arg("K8S_POD_NAMESPACE")?.to_string();
+    let name = req.env.arg("K8S_POD_NAME")?.to_string();
+    Some(PodRef {
+        namespace,
+        name,
+        uid: req.env.arg("K8S_POD_UID").map(str::to_string),
+    })
+}
+
+async fn cluster_source(conf: &MultinetConf) -> Result<Option<AnySource>, MetaError> {
+    let budget = Duration::from_secs(conf.api_timeout_seconds);
+    if let Some(path) = &conf.kubeconfig {
+        return Ok(Some(AnySource::Kube(
+            KubeSource::connect(Some(path), budget).await?,
+        )));
+    }
+    if let Some(dir) = &conf.local_dir {
+        return Ok(Some(AnySource::Local(LocalSource::new(dir))));
+    }
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        return Ok(Some(AnySource::Kube(
+            KubeSource::connect(None, budget).await?,
+        )));
+    }
+    Ok(None)
+}
+
+async fn wait_for_readiness(conf: &MultinetConf, wait: Duration) -> Result<(), MetaError> {
+    let Some(file) = &conf.readiness_indicator_file else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + wait;
+    loop {
+        if file.exists() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(MetaError::NotReady(format!(
+                "readiness indicator file {} does not exist",
+                file.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+impl MetaPlugin {
+    fn ctx<'a>(&'a self, req: &'a Request) -> CallContext<'a> {
+        CallContext {
+            env: &req.env,
+            extra_env: &req.extra_env,
+            self_exe: self.self_exe.as_deref(),
+        }
+    }
+
+    async fn do_add(&self, req: &Request) -> Result<NetworkResult, MetaError> {
+        let conf = load_conf(req)?;
+        wait_for_readiness(&conf, READINESS_WAIT).await?;
+        let store = AttachmentStore::new(&conf.cni_dir);
+        let pod_ref = pod_ref(req);
+        let source = cluster_source(&conf).await?;
+
+        let pod = match (&pod_ref, &source) {
+            (Some(r), Some(source)) => {
+                let pod =
+                    source
+                        .pod(&r.namespace, &r.name)
+                        .await?
+                        .ok_or_else(|| MetaError::Pod {
+                            pod: format!("{}/{}", r.namespace, r.name),
+                            msg: "not found".into(),
+                        })?;
+                check_uid(&pod, r)?;
+                Some(pod)
+            }
+            _ => None,
+        };
+
+        let requested = plan::requested_networks(&conf, pod.as_ref())?;
+        let cluster = resolve::load(&requested.cluster, &conf, source.as_ref()).await?;
+        let mut defaults = Vec::new();
+        for r in &requested.defaults {
+            defaults.push(resolve::load(r, &conf, source.as_ref()).await?);
+        }
+        let mut selected: Vec<(multinet_crds::NetworkSelection, LoadedNetwork)> = Vec::new();
+        for sel in &requested.selections {
+            let r = plan::NetworkRef::Nad {
+                namespace: sel.namespace.clone().unwrap_or_default(),
+                name: sel.name.clone(),
+            };
+            selected.push((
+                sel.clone(),
+                resolve::load(&r, &conf, source.as_ref()).await?,
+            ));
+        }
+        let device_ids =
+            crate::devices::device_ids_for(pod.as_ref(), &cluster, &defaults, &selected)?;
+        let planned = plan::plan_attachments(PlanInput {
+            conf: &conf,
+            ifname: &req.env.ifname,
+            cluster,
+            defaults,
+            selected,
+            device_ids,
+        })?;
+        if let Some(netns) = &req.env.netns {
+            routes::check_ifnames_free(netns, planned.iter().map(|p| p.ifname.as_str())).await?;
+        }
+
+        // Record the whole plan before any delegate runs: a crash from here on leaves a record
+        // that the next DEL or GC cleans.
+        let mut record = AttachmentRecord::new(
+            &req.env.container_id,
+            req.env.netns.as_ref().map(|p| p.display().to_string()),
+            req.version.as_str(),
+        );
+        record.pod = pod_ref.clone();
+        record.cni_args = req.env.args.clone();
+        record.attachments = planned
+            .iter()
+            .map(|p| AttachmentEntry {
+                network: p.network.clone(),
+                ifname: p.ifname.clone(),
+                is_default: p.is_default,
+                conf: p.conf.clone(),
+                state: AttachmentState::Planned,
+                result: None,
+                device_info_file: None,
+            })
+            .collect();
+        store.save(&record)?;
+
+        let ctx = self.ctx(req);
+        let mut results: Vec<NetworkResult> = Vec::new();
+        for (i, p) in planned.iter().enumerate() {
+            match delegate::add(&p.conf, &p.ifname, &ctx).await {
+                Ok(result) => {
+                    record.attachments[i].state = AttachmentState::Added;
+                    record.attachments[i].result = Some(
+                        result
+                            .to_value(result.cni_version)
+                            .map_err(MetaError::from_cni)?,
+                    );
+                    store.save(&record)?;
+                    results.push(result);
+                }
+                Err(e) => {
+                    let err = MetaError::Delegate {
+                        network: p.network.clone(),
+                        delegate: delegate_type(&p.conf),
+                        ifname: p.ifname.clone(),
+                        source: Box::new(e),
+                    };
+                    // The failed delegate gets its DEL too (spec), then every earlier one, in
+                    // reverse.
+                    let rollback = self
+                        .delete_attachments(req, &store, &mut record, i + 1)
+                        .await;
+                    return Err(match rollback {
+                        Ok(()) => err,
+                        Err(r) => MetaError::Many(vec![err, r]),
+                    });
+                }
+            }
+        }
+
+        if let Some(netns) = &req.env.netns {
+            for (p, result) in planned.iter().zip(&results) {
+                if !p.default_route.is_empty() {
+                    routes::make_only_default(netns, &p.ifname, &p.default_route, result).await?;
+                }
+            }
+        }
+
+        if let (Some(r), Some(source)) = (&pod_ref, &source) {
+            let status_json = status::network_status(&planned, &results);
+            source
+                .write_network_status(&r.namespace, &r.name, &status_json)
+                .await?;
+        }
+        results
+            .into_iter()
+            .next()
+            .ok_or_else(|| MetaError::Internal("no cluster network result".into()))?
+            .convert_to(req.version)
+            .map_err(MetaError::from_cni)
+    }
+
+    /// Runs DEL for `record.attachments[..upto]` in reverse order, trying every one. Entries that
+    /// were removed leave the record; entries that failed stay, marked, for the next DEL. The record
+    /// file is removed once it is empty.
+    async fn delete_attachments(
+        &self,
+        req: &Request,
+        store: &AttachmentStore,
+        record: &mut AttachmentRecord,
+        upto: usize,
+    ) -> Result<(), MetaError> {
+        let ctx = self.ctx(req);
+        let mut errors = Vec::new();
+        let mut keep = vec![true; record.attachments.len()];
+        for i in (0..upto.min(record.attachments.len())).rev() {
+            let entry = &mut record.attachments[i];
+            let prev = match &entry.result {
+                Some(v) => NetworkResult::from_value(v, req.version).ok(),
+                None => None,
+            };
+            match delegate::del(&entry.conf, &entry.ifname, prev.as_ref(), &ctx).await {
+                Ok(()) => keep[i] = false,
+                Err(e) => {
+                    entry.state = AttachmentState::DeleteFailed;
+                    errors.push(MetaError::Delegate {
+                        network: entry.network.clone(),
+                        delegate: delegate_type(&entry.conf),
+                        ifname: entry.ifname.clone(),
+                        source: Box::new(e),
+                    });
+                }
+            }
+        }
+        let mut it = keep.iter();
+        record.attachments.retain(|_| *it.next().unwrap_or(&true));
+        if record.attachments.is_empty() {
+            store.remove(&record.container_id)?;
+        } else {
+            store.save(record)?;
+        }
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(MetaError::Many(errors)),
+        }
+    }
+
+    async fn do_del(&self, req: &Request) -> Result<(), MetaError> {
+        let conf = load_conf(req)?;
+        let store = AttachmentStore::new(&conf.cni_dir);
+        let Some(mut record) = store.load(&req.env.container_id)? else {
+            // The record is written before any delegate runs: no record, nothing to undo.
+            return Ok(());
+        };
+        // DEL may come without CNI_NETNS (the netns is gone); delegates then clean what they can.
+        let mut req = req.clone();
+        if !record.cni_args.is_empty() && req.env.args.is_empty() {
+            req.env.args = record.cni_args.clone();
+        }
+        let n = record.attachments.len();
+        self.delete_attachments(&req, &store, &mut record, n).await
+    }
+
+    async fn do_check(&self, req: &Request) -> Result<(), MetaError> {
+        let conf = load_conf(req)?;
+        let store = AttachmentStore::new(&conf.cni_dir);
+        let record = store
+            .load(&req.env.container_id)?
+            .ok_or_else(|| MetaError::Pod {
+                pod: req.env.container_id.clone(),
+                msg: "no attachment record for this container".into(),
+            })?;
+        let ctx = self.ctx(req);
+        for entry in &record.attachments {
+            if entry.state != AttachmentState::Added {
+                return Err(MetaError::network(
+                    &entry.network,
+                    format!("interface {} was never added", entry.ifname),
+                ));
+            }
+            let prev = match &entry.result {
+                Some(v) => {
+                    Some(NetworkResult::from_value(v, req.version).map_err(MetaError::from_cni)?)
+                }
+                None => None,
+            };
+            delegate::check(&entry.conf, &entry.ifname, prev.as_ref(), &ctx)
+                .await
+                .map_err(|e| MetaError::Delegate {
+                    network: entry.network.clone(),
+                    delegate: delegate_type(&entry.conf),
+                    ifname: entry.ifname.clone(),
+                    source: Box::new(e),
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn do_gc(&self, req: &Request, gc: &GcRequest) -> Result<(), MetaError> {
+        let conf = load_conf(req)?;
+        let store = AttachmentStore::new(&conf.cni_dir);
+        let valid: std::collections::BTreeSet<&str> = gc
+            .valid_attachments
+            .iter()
+            .map(|a| a.container_id.as_str())
+            .collect();
+        let mut errors = Vec::new();
+        for id in store.container_ids()? {
+            if valid.contains(id.as_str()) {
+                continue;
+            }
+            let mut record = match store.load(&id) {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let mut del_req = req.clone();
+            del_req.env.command = Command::Del;
+            del_req.env.container_id = id.clone();
+            del_req.env.netns = None;
+            del_req.env.args = record.cni_args.clone();
+            let n = record.attachments.len();
+            if let Err(e) = self
+                .delete_attachments(&del_req, &store, &mut record, n)
+                .await
+            {
+                errors.push(e);
+            }
+        }
+        // Forward GC to the cluster network, which owns attachments we never recorded.
+        let requested = plan::requested_networks(&conf, None)?;
+        let cluster = resolve::load::<AnySource>(&requested.cluster, &conf, None).await;
+        if let Ok(cluster) = cluster {
+            let mut extra = Map::new();
+            extra.insert(
+                "cni.dev/valid-attachments".into(),
+                serde_json::to_value(&gc.valid_attachments)
+                    .map_err(|e| MetaError::Internal(e.to_string()))?,
+            );
+            if let Err(e) =
+                delegate::status_or_gc(&cluster.conf, Command::Gc, &extra, &self.ctx(req)).await
+            {
+                errors.push(MetaError::Delegate {
+                    network: cluster.key.clone(),
+                    delegate: delegate_type(&cluster.conf),
+                    ifname: String::new(),
+                    source: Box::new(e),
+                });
+            }
+        }
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(MetaError::Many(errors)),
+        }
+    }
+
+    async fn do_status(&self, req: &Request) -> Result<(), MetaError> {
+        let conf = load_conf(req)?;
+        wait_for_readiness(&conf, Duration::ZERO).await?;
+        let requested = plan::requested_networks(&conf, None)?;
+        let source = cluster_source(&conf).await.ok().flatten();
+        let cluster = resolve::load(&requested.cluster, &conf, source.as_ref()).await?;
+        delegate::status_or_gc(&cluster.conf, Command::Status, &Map::new(), &self.ctx(req))
+            .await
+            .map_err(|e| MetaError::Delegate {
+                network: cluster.key.clone(),
+                delegate: delegate_type(&cluster.conf),
+                ifname: String::new(),
+                source: Box::new(e),
+            })
+    }
+}
+
+fn check_uid(pod: &PodInfo, r: &PodRef) -> Result<(), MetaError> {
+    if let (Some(want), Some(have)) = (&r.uid, &pod.uid)
+        && want != have
+        && !pod.is_static()
+    {
+        return Err(MetaError::Pod {
+            pod: pod.key(),
+            msg: format!(
+                "K8S_POD_UID {want} does not match the pod's UID {have}: the pod was replaced"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The plugin type(s) of a delegate config, for error messages.
+fn delegate_type(conf: &Value) -> String {
+    if let Some(t) = conf.get("type").and_then(Value::as_str) {
+        return t.to_string();
+    }
+    conf.get("plugins")
+        .and_then(Value::as_array)
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p.get("type").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .unwrap_or_default()
+}
+
+impl MetaError {
+    pub fn from_cni(e: CniError) -> MetaError {
+        MetaError::Internal(e.to_string())
+    }
+}
+
+impl Plugin for MetaPlugin {
+    fn name(&self) -> &'static str {
+        "multinet"
+    }
+
+    async fn add(&self, req: &Request) -> multinet_cni::Result<NetworkResult> {
+        self.do_add(req).await.map_err(CniError::from)
+    }
+
+    async fn del(&self, req: &Request) -> multinet_cni::Result<()> {
+        self.do_del(req).await.map_err(CniError::from)
+    }
+
+    async fn check(&self, req: &Request) -> multinet_cni::Result<()> {
+        self.do_check(req).await.map_err(CniError::from)
+    }
+
+    async fn status(&self, req: &Request) -> multinet_cni::Result<()> {
+        self.do_status(req).await.map_err(CniError::from)
+    }
+
+    async fn gc(&self, req: &Request, gc: &GcRequest) -> multinet_cni::Result<()> {
+        self.do_gc(req, gc).await.map_err(CniError::from)
+    }
+}
+
+/// Device IDs per resource name, used by the plan.
+pub type DeviceIds = BTreeMap<String, Vec<String>>;

@@ -1,0 +1,58 @@
+//! multinet's own delegates, run in-process when the binary CNI_PATH would run is this very
+//! executable (the multi-call install: `/opt/cni/bin/macvlan -> multinet`), and by `main` when the
+//! executable is started under a delegate's name.
+
+use std::path::Path;
+
+/// A delegate multinet implements itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnDelegate {
+    HostLocal,
+    Static,
+}
+
+impl OwnDelegate {
+    pub fn from_type(plugin_type: &str) -> Option<OwnDelegate> {
+        match plugin_type {
+            "host-local" => Some(OwnDelegate::HostLocal),
+            "static" => Some(OwnDelegate::Static),
+            _ => None,
+        }
+    }
+
+    pub const ALL_TYPES: &'static [&'static str] = &["host-local", "static"];
+
+    /// One full CNI invocation, exactly as the standalone binary would run it.
+    pub async fn dispatch(&self, vars: Vec<(String, String)>, stdin: &[u8]) -> (Vec<u8>, i32) {
+        match self {
+            OwnDelegate::HostLocal => {
+                multinet_cni::dispatch(&multinet_ipam::HostLocalPlugin, vars, stdin).await
+            }
+            OwnDelegate::Static => {
+                multinet_cni::dispatch(&multinet_ipam::StaticPlugin, vars, stdin).await
+            }
+        }
+    }
+
+    /// Runs as the process's plugin (multi-call binary started under the delegate's name).
+    pub fn run_main(&self) -> ! {
+        match self {
+            OwnDelegate::HostLocal => multinet_cni::run_main(multinet_ipam::HostLocalPlugin),
+            OwnDelegate::Static => multinet_cni::run_main(multinet_ipam::StaticPlugin),
+        }
+    }
+}
+
+/// Our in-process delegate for `plugin_type` when `path` is this executable.
+pub fn delegate_for(
+    path: &Path,
+    plugin_type: &str,
+    self_exe: Option<&Path>,
+) -> Option<OwnDelegate> {
+    let self_exe = self_exe?;
+    let target = std::fs::canonicalize(path).ok()?;
+    if target != self_exe {
+        return None;
+    }
+    OwnDelegate::from_type(plugin_type)
+}

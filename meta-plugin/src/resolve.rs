@@ -1,0 +1,165 @@
+//! Loading the networks a plan needs: NADs from the cluster source, files from confDir, inline
+//! delegates, directories and paths. The only I/O of planning lives here.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::config::MultinetConf;
+use crate::error::MetaError;
+use crate::inject;
+use crate::plan::{LoadedNetwork, NetworkRef};
+use crate::source::{ClusterSource, NadInfo};
+
+use multinet_crds::RESOURCE_NAME_ANNOTATION;
+
+fn parse_conf(bytes: &[u8], what: &str) -> Result<Value, MetaError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| MetaError::network(what, format!("config is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(MetaError::network(what, "config is not a JSON object"));
+    }
+    let has_type = value.get("type").and_then(Value::as_str).is_some();
+    let has_plugins = value.get("plugins").is_some();
+    if !has_type && !has_plugins {
+        return Err(MetaError::network(
+            what,
+            "config has neither \"type\" nor \"plugins\"",
+        ));
+    }
+    Ok(value)
+}
+
+/// `.conf`, `.conflist` and `.json` files of a directory, sorted by name.
+fn conf_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    matches!(
+                        p.extension().and_then(|e| e.to_str()),
+                        Some("conf" | "conflist" | "json")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn load_file(path: &Path) -> Result<Value, MetaError> {
+    let what = path.display().to_string();
+    let bytes = fs::read(path).map_err(|e| MetaError::network(&what, e.to_string()))?;
+    parse_conf(&bytes, &what)
+}
+
+/// The file in `dir` whose CNI `name` is `name`.
+fn find_by_name(dir: &Path, name: &str) -> Option<Value> {
+    conf_files(dir).into_iter().find_map(|p| {
+        let v = load_file(&p).ok()?;
+        (v.get("name").and_then(Value::as_str) == Some(name)).then_some(v)
+    })
+}
+
+fn from_nad(nad: &NadInfo, conf_dir: &Path) -> Result<LoadedNetwork, MetaError> {
+    let key = format!("{}/{}", nad.namespace, nad.name);
+    let mut conf = match nad.config.as_deref().map(str::trim) {
+        Some(text) if !text.is_empty() => parse_conf(text.as_bytes(), &key)?,
+        // An empty spec means "the file in confDir that carries this network's name".
+        _ => find_by_name(conf_dir, &nad.name).ok_or_else(|| {
+            MetaError::network(
+                &key,
+                format!(
+                    "NetworkAttachmentDefinition has no spec.config and no file in {} is named {:?}",
+                    conf_dir.display(),
+                    nad.name
+                ),
+            )
+        })?,
+    };
+    inject::ensure_name(&mut conf, &nad.name);
+    Ok(LoadedNetwork {
+        key,
+        conf,
+        resource_name: nad.annotations.get(RESOURCE_NAME_ANNOTATION).cloned(),
+    })
+}
+
+/// Loads one network reference.
+pub async fn load<S: ClusterSource>(
+    r: &NetworkRef,
+    conf: &MultinetConf,
+    source: Option<&S>,
+) -> Result<LoadedNetwork, MetaError> {
+    match r {
+        NetworkRef::InlineDelegate(i) => {
+            let mut value = conf.delegates.get(*i).cloned().ok_or_else(|| {
+                MetaError::InvalidConfig(format!("multinet config: delegates[{i}] is missing"))
+            })?;
+            let name = inject::ensure_name(&mut value, &format!("delegate-{i}"));
+            Ok(LoadedNetwork {
+                key: name,
+                conf: value,
+                resource_name: None,
+            })
+        }
+        NetworkRef::Nad { namespace, name } => {
+            let key = format!("{namespace}/{name}");
+            let source = source.ok_or_else(|| {
+                MetaError::network(
+                    &key,
+                    "no cluster source (kubeconfig or localDir) is configured",
+                )
+            })?;
+            let nad = source
+                .nad(namespace, name)
+                .await?
+                .ok_or_else(|| MetaError::network(&key, "NetworkAttachmentDefinition not found"))?;
+            from_nad(&nad, &conf.conf_dir)
+        }
+        NetworkRef::Configured(name) => {
+            // Multus's order: a NAD in the multinet namespace, a network name in confDir, a
+            // directory, a file path.
+            if let Some(source) = source
+                && !name.contains('/')
+                && let Some(nad) = source.nad(&conf.multus_namespace, name).await?
+            {
+                return from_nad(&nad, &conf.conf_dir);
+            }
+            if let Some(value) = find_by_name(&conf.conf_dir, name) {
+                return Ok(LoadedNetwork {
+                    key: name.clone(),
+                    conf: value,
+                    resource_name: None,
+                });
+            }
+            let path = Path::new(name);
+            let file = if path.is_dir() {
+                conf_files(path).into_iter().next().ok_or_else(|| {
+                    MetaError::network(name, "directory holds no .conf or .conflist file")
+                })?
+            } else if path.is_file() {
+                path.to_path_buf()
+            } else {
+                return Err(MetaError::network(
+                    name,
+                    format!(
+                        "not a NetworkAttachmentDefinition in {:?}, a network in {}, a directory or a file",
+                        conf.multus_namespace,
+                        conf.conf_dir.display()
+                    ),
+                ));
+            };
+            let mut value = load_file(&file)?;
+            let key = inject::ensure_name(&mut value, name);
+            Ok(LoadedNetwork {
+                key,
+                conf: value,
+                resource_name: None,
+            })
+        }
+    }
+}

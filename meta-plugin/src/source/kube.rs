@@ -1,0 +1,146 @@
+//! The Kubernetes API as a cluster source. Every call retries transient failures (connection
+//! errors, 429, 5xx) with backoff inside one time budget per CNI request, and each attempt may take
+//! as long as the budget allows: a slow API server is waited for, not cut off after 250 ms.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::json;
+
+use super::local::NETWORK_STATUS;
+use super::{ClusterSource, NadInfo, PodInfo};
+use crate::error::MetaError;
+
+pub struct KubeSource {
+    client: Client,
+    deadline: Instant,
+}
+
+fn nad_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition"),
+        "network-attachment-definitions",
+    )
+}
+
+impl KubeSource {
+    /// From a kubeconfig file, or the in-cluster service account when `kubeconfig` is `None`.
+    pub async fn connect(kubeconfig: Option<&Path>, budget: Duration) -> Result<Self, MetaError> {
+        let mut config = match kubeconfig {
+            Some(path) => {
+                let kc = Kubeconfig::read_from(path)
+                    .map_err(|e| MetaError::Api(format!("kubeconfig {}: {e}", path.display())))?;
+                Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| MetaError::Api(format!("kubeconfig {}: {e}", path.display())))?
+            }
+            None => Config::incluster()
+                .map_err(|e| MetaError::Api(format!("in-cluster config: {e}")))?,
+        };
+        config.connect_timeout = Some(budget);
+        config.read_timeout = Some(budget);
+        config.write_timeout = Some(budget);
+        let client = Client::try_from(config).map_err(|e| MetaError::Api(e.to_string()))?;
+        Ok(KubeSource {
+            client,
+            deadline: Instant::now() + budget,
+        })
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or the budget is spent.
+    async fn with_retries<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, MetaError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let remaining = self.deadline.saturating_duration_since(Instant::now());
+            let attempt = tokio::time::timeout(remaining, op()).await;
+            let err = match attempt {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => e,
+                Err(_) => return Err(MetaError::Api(format!("{what}: timed out"))),
+            };
+            if !is_transient(&err) || Instant::now() + delay >= self.deadline {
+                return Err(MetaError::Api(format!("{what}: {err}")));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+fn is_transient(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+fn is_not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 404)
+}
+
+impl ClusterSource for KubeSource {
+    async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, MetaError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let pod = self
+            .with_retries(&format!("get pod {namespace}/{name}"), || api.get_opt(name))
+            .await?;
+        Ok(pod.map(|p| PodInfo {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            uid: p.metadata.uid,
+            annotations: p.metadata.annotations.unwrap_or_default(),
+        }))
+    }
+
+    async fn nad(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, MetaError> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &nad_resource());
+        let nad = self
+            .with_retries(
+                &format!("get NetworkAttachmentDefinition {namespace}/{name}"),
+                || api.get_opt(name),
+            )
+            .await?;
+        Ok(nad.map(|n| NadInfo {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            config: n
+                .data
+                .get("spec")
+                .and_then(|s| s.get("config"))
+                .and_then(|c| c.as_str())
+                .map(str::to_string),
+            annotations: n.metadata.annotations.unwrap_or_default(),
+        }))
+    }
+
+    async fn write_network_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &str,
+    ) -> Result<(), MetaError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        // A merge patch on pods/status carries no resourceVersion, so it cannot conflict and needs
+        // no GET first.
+        let patch = json!({"metadata": {"annotations": {NETWORK_STATUS: status}}});
+        let params = PatchParams::default();
+        self.with_retries(&format!("patch pod {namespace}/{name} status"), || async {
+            match api.patch_status(name, &params, &Patch::Merge(&patch)).await {
+                Err(e) if is_not_found(&e) => Ok(()),
+                other => other.map(|_| ()),
+            }
+        })
+        .await
+    }
+}

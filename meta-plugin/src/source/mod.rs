@@ -1,0 +1,88 @@
+//! Where pods and NADs come from: the Kubernetes API, or a local folder of YAML files for nodes
+//! without a cluster (and for the demo and tests). The rest of the meta-plugin sees only this trait.
+
+use std::collections::BTreeMap;
+
+use crate::error::MetaError;
+
+pub mod kube;
+pub mod local;
+
+/// The parts of a pod the meta-plugin uses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl PodInfo {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Static pods keep a UID of their own that differs from the mirror pod's in the API.
+    pub fn is_static(&self) -> bool {
+        self.annotations
+            .get("kubernetes.io/config.source")
+            .is_some_and(|s| s != "api")
+    }
+}
+
+/// The parts of a NetworkAttachmentDefinition the meta-plugin uses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NadInfo {
+    pub namespace: String,
+    pub name: String,
+    /// `spec.config`; empty or absent means "the file in confDir with this name".
+    pub config: Option<String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[allow(async_fn_in_trait)]
+pub trait ClusterSource {
+    /// `Ok(None)` when the pod does not exist.
+    async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, MetaError>;
+    /// `Ok(None)` when the NAD does not exist.
+    async fn nad(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, MetaError>;
+    /// Writes `k8s.v1.cni.cncf.io/network-status`; a pod that vanished meanwhile is not an error.
+    async fn write_network_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &str,
+    ) -> Result<(), MetaError>;
+}
+
+/// Sends each call to the source the config selected.
+pub enum AnySource {
+    Kube(kube::KubeSource),
+    Local(local::LocalSource),
+}
+
+impl ClusterSource for AnySource {
+    async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, MetaError> {
+        match self {
+            AnySource::Kube(s) => s.pod(namespace, name).await,
+            AnySource::Local(s) => s.pod(namespace, name).await,
+        }
+    }
+    async fn nad(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, MetaError> {
+        match self {
+            AnySource::Kube(s) => s.nad(namespace, name).await,
+            AnySource::Local(s) => s.nad(namespace, name).await,
+        }
+    }
+    async fn write_network_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &str,
+    ) -> Result<(), MetaError> {
+        match self {
+            AnySource::Kube(s) => s.write_network_status(namespace, name, status).await,
+            AnySource::Local(s) => s.write_network_status(namespace, name, status).await,
+        }
+    }
+}
