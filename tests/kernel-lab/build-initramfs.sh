@@ -19,8 +19,9 @@ log() { printf 'kernel-lab initramfs: %s\n' "$*" >&2; }
 MODDIR=$K/root/lib/modules/$KVER
 
 # Loaded at boot, in this order after their dependencies. virtio_mmio serves -M microvm, virtio_pci -M pc.
+read -ra extra_modules <<<"${LAB_EXTRA_MODULES:-}"
 MODULES=(virtio_mmio virtio_pci 9pnet_virtio 9p virtio_rng
-  dummy veth macvlan ipvlan 8021q bridge netdevsim ${LAB_EXTRA_MODULES:-})
+  dummy veth macvlan ipvlan 8021q bridge netdevsim "${extra_modules[@]}")
 HOST_PROGS=(/bin/busybox /sbin/ip /sbin/bridge /bin/bash /usr/bin/jq)
 EXTRA_LIBS=(libgcc_s.so.1) # lets dynamically linked Rust binaries run too
 

@@ -18,7 +18,8 @@ REPO=$(cd "$HERE/../.." && pwd)
 TARGET=x86_64-unknown-linux-gnu
 target_dir=${LAB_TARGET_DIR:-$REPO/target/lab}
 
-(($# >= 1)) || { sed -n '5,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { awk '/^# usage:/{p=1} p && /^# *$/{exit} p{sub(/^# ?/, ""); print}' "${BASH_SOURCE[0]}" >&2; exit 2; }
+(($# >= 1)) || usage
 sub=$1
 shift
 case $sub in

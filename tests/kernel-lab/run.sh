@@ -7,8 +7,10 @@
 #   SHARE     host folder, created if missing; the guest sees it at /mnt/host (env SHARE), read-write
 #   SCRIPT    a script in SHARE (path relative to SHARE), or a host file, copied into SHARE first;
 #             the guest runs it with bash, in /mnt/host
-#   HOSTFILE  host files copied to SHARE/bin/ (as NAME if given), e.g. test binaries, plugins
-# env: KERNEL_LAB_DIR work/cache folder; LAB_TIMEOUT (300), LAB_MEM (512), LAB_MACHINE (microvm)
+#   HOSTFILE  host files copied to SHARE/bin/ (as NAME if given), e.g. test binaries, plugins;
+#             the guest copies SHARE/bin/ to RAM at boot and names that folder in $LAB_BIN
+# env: KERNEL_LAB_DIR work/cache folder; LAB_TIMEOUT (300), LAB_MEM (512), LAB_SMP (1),
+#      LAB_MACHINE (microvm, or pc)
 # exit: 0 passed; 1 the guest script failed (its status is printed); 2 usage; 3 the guest timed
 #       out; 4 the guest died without a status (panic, oops) or QEMU failed
 # The console is also saved to SHARE/console.log.
@@ -18,9 +20,10 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export KERNEL_LAB_DIR=${KERNEL_LAB_DIR:-$HERE/work}
 timeout_s=${LAB_TIMEOUT:-300}
 mem=${LAB_MEM:-512}
+smp=${LAB_SMP:-1}
 machine=${LAB_MACHINE:-microvm}
 
-usage() { sed -n '6,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { awk '/^# usage:/{p=1} p && !/^#/{exit} p{sub(/^# ?/, ""); print}' "${BASH_SOURCE[0]}" >&2; exit 2; }
 while getopts 't:m:M:h' opt; do
   case $opt in
     t) timeout_s=$OPTARG ;;
@@ -85,7 +88,8 @@ if [[ $machine == pc ]]; then
   dev=pci
 fi
 
-qemu=(qemu-system-x86_64 "${machine_args[@]}" -accel tcg -cpu max -m "$mem" -smp 1
+# shellcheck disable=SC2054 # the commas belong to QEMU's option syntax
+qemu=(qemu-system-x86_64 "${machine_args[@]}" -accel tcg -cpu max -m "$mem" -smp "$smp"
   -nodefaults -no-user-config -display none -no-reboot
   -chardev stdio,id=con,signal=off -serial chardev:con
   -kernel "$W/kernel/vmlinux" -initrd "$W/initrd.cpio" -append "$append"
@@ -95,10 +99,26 @@ qemu=(qemu-system-x86_64 "${machine_args[@]}" -accel tcg -cpu max -m "$mem" -smp
 
 log "boot ($machine, ${mem} MiB, timeout ${timeout_s}s): $rel"
 start=$(date +%s.%N)
+# QEMU runs in the background so that this script, interrupted or killed by a signal, stops it
+# first: no VM outlives run.sh. timeout kills a hung guest (-k: SIGKILL if SIGTERM is ignored).
+console=$(mktemp -u "${TMPDIR:-/tmp}/kernel-lab-console.XXXXXX")
+mkfifo "$console"
+tr -d '\r' <"$console" | tee "$share/console.log" &
+reader=$!
+timeout -k 5 "$timeout_s" "${qemu[@]}" </dev/null >"$console" 2>&1 &
+vm=$!
+# shellcheck disable=SC2317 # called from the traps
+stop_vm() {
+  kill -TERM "$vm" 2>/dev/null && wait "$vm" 2>/dev/null
+  rm -f "$console"
+}
+trap 'stop_vm; exit 130' INT
+trap 'stop_vm; exit 143' TERM HUP
+trap 'stop_vm' EXIT
 set +e
-# -k: QEMU that ignores SIGTERM is killed; timeout also forwards SIGINT/SIGTERM sent to this script.
-timeout -k 5 "$timeout_s" "${qemu[@]}" </dev/null 2>&1 | tr -d '\r' | tee "$share/console.log"
-rc=${PIPESTATUS[0]}
+wait "$vm"
+rc=$?
+wait "$reader"
 set -e
 secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e - s}')
 
@@ -110,7 +130,14 @@ elif ((rc == 124 || rc == 137)); then
   exit 3
 elif ((rc % 2 == 1)); then
   status=$(((rc - 1) / 2))
-  log "FAIL: $rel: guest status $status (${secs}s)"
+  case $status in
+    100) why="a kernel module did not load" ;;
+    101) why="the share did not mount or its bin/ did not copy" ;;
+    102) why="the guest found no script" ;;
+    103) log "FAIL: $rel: the guest's watchdog stopped the script (${secs}s)"; exit 3 ;;
+    *) why="the script failed" ;;
+  esac
+  log "FAIL: $rel: guest status $status: $why (${secs}s)"
   exit 1
 else
   log "FAIL: $rel: guest ended without a status (QEMU exit $rc: panic, oops or QEMU error) (${secs}s)"

@@ -55,16 +55,16 @@ jv() {
 
 # load_link [-n NS] IFNAME: jload the link's detailed JSON (ip -j -d link show); JV is empty if absent.
 load_link() {
-  local ns=()
-  [[ $1 == -n ]] && { ns=(-n "$2"); shift 2; }
-  jload "$(ip "${ns[@]}" -j -d link show dev "$1" 2>/dev/null)" '.[0] // {}'
+  local nsopt=()
+  [[ $1 == -n ]] && { nsopt=(-n "$2"); shift 2; }
+  jload "$(ip "${nsopt[@]}" -j -d link show dev "$1" 2>/dev/null)" '.[0] // {}'
 }
 
 # ipv4_of [-n NS] IFNAME: the link's IPv4 addresses with prefix length, one a line.
 ipv4_of() {
-  local ns=()
-  [[ $1 == -n ]] && { ns=(-n "$2"); shift 2; }
-  ip "${ns[@]}" -j addr show dev "$1" 2>/dev/null \
+  local nsopt=()
+  [[ $1 == -n ]] && { nsopt=(-n "$2"); shift 2; }
+  ip "${nsopt[@]}" -j addr show dev "$1" 2>/dev/null \
     | jq -r '.[0].addr_info[]? | select(.family == "inet") | "\(.local)/\(.prefixlen)"' 2>/dev/null
 }
 

@@ -1,7 +1,9 @@
 #!/bin/bash
 # The lab's self-test, run in the guest by ../selftest.sh: proves the kernel features that the
 # ipvlan and SR-IOV delegates' tests rely on, reading every value back from the kernel.
-# Needs $SHARE/bin/lab-probe (a static Rust binary).
+# Needs $SHARE/bin/lab-probe, a static Rust binary (init copies it to $LAB_BIN).
+# shellcheck disable=SC2086 # names and addresses here are fixed words
+# shellcheck source=lib.sh
 . "$LAB_LIB"
 
 NS=lab-self
@@ -61,7 +63,8 @@ check_fails "vlan id 4095 refused" ip -n $NS link add link pd-l2 name bad.4095 t
 lab_section "netdevsim as an SR-IOV PF"
 DEV=/sys/bus/netdevsim/devices/netdevsim10
 check "new_device 10 1" sh -c 'echo "10 1" > /sys/bus/netdevsim/new_device'
-PF=$(ls $DEV/net 2>/dev/null | head -1)
+PF=
+for link in "$DEV"/net/*; do [[ -e $link ]] && PF=${link##*/} && break; done # netdevsim names it ethN
 check "PF netdev present" test -n "$PF"
 PF=${PF:-none}
 load_vfs() { # read the PF back; the check keeps a failed read from passing "absent" checks
@@ -118,7 +121,7 @@ check "del_device 10" sh -c 'echo 10 > /sys/bus/netdevsim/del_device'
 check_fails "device gone" test -e $DEV
 
 lab_section "static Rust binary inside the netns"
-PROBE=$SHARE/bin/lab-probe
+PROBE=$LAB_BIN/lab-probe
 check "lab-probe shared" test -x "$PROBE"
 # A root holding nothing but the binary and /proc: it can only run if it is fully static.
 BARE=/tmp/bare-root
