@@ -22,7 +22,9 @@ pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
 /// "not set" and are not written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkStatus {
-    /// `namespace/nad` for a NAD, the CNI network name for the cluster network.
+    /// `namespace/nad` for a NAD, the CNI network name for the cluster network. Read as empty
+    /// when missing, as the Go client does.
+    #[serde(default)]
     pub name: String,
     /// Interface name inside the pod.
     #[serde(default, skip_serializing_if = "String::is_empty")]
