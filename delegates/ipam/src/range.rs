@@ -11,8 +11,7 @@ use ipnet::IpNet;
 use crate::addr::{canonical, from_u128, next_ip, to_u128};
 use crate::error::{IpamError, IpamResult};
 
-/// One validated range. `subnet` keeps the address as written (the reference computes its
-/// defaults from it, so "10.0.0.5/24" defaults the gateway to 10.0.0.6).
+/// One validated range; `subnet` is a network address (host bits set are refused).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Range {
     pub subnet: IpNet,
@@ -68,8 +67,29 @@ impl Range {
                 ))
             }
         };
+        if subnet.addr() != subnet.network() {
+            return Err(IpamError::config(
+                format!("{key}.subnet"),
+                format!(
+                    "network {subnet} has host bits set; for a /{} the network address is {}",
+                    subnet.prefix_len(),
+                    subnet.network()
+                ),
+            ));
+        }
+        // The reference accepts a gateway outside the subnet (a routed gateway); one of the
+        // other family can only be a mistake.
         let gateway = match raw.gateway {
-            Some(gw) => in_subnet(gw, "gateway")?,
+            Some(gw) => {
+                let gw = canonical(gw);
+                if gw.is_ipv4() != subnet.addr().is_ipv4() {
+                    return Err(IpamError::config(
+                        format!("{key}.gateway"),
+                        format!("{gw} is not of the same family as subnet {subnet}"),
+                    ));
+                }
+                gw
+            }
             None => next_ip(subnet.addr()),
         };
         let range_start = match raw.range_start {
@@ -294,9 +314,10 @@ mod tests {
         assert_eq!(r.range_end, ip("10.0.0.254"));
         let r6 = Range::canonicalize(&raw("2001:db8::/120")).unwrap();
         assert_eq!(r6.range_end, ip("2001:db8::ff"));
-        // Host bits kept, as the reference does.
-        let odd = Range::canonicalize(&raw("10.0.0.5/24")).unwrap();
-        assert_eq!(odd.gateway, ip("10.0.0.6"));
+        // Host bits are refused, as the reference does.
+        assert!(
+            matches!(Range::canonicalize(&raw("10.0.0.5/24")), Err(IpamError::Config { key, .. }) if key == "r.subnet")
+        );
     }
 
     #[test]
@@ -312,10 +333,13 @@ mod tests {
             }
         }
         let mut r = raw("10.0.0.0/24");
-        r.gateway = Some(ip("10.0.1.1"));
+        r.gateway = Some(ip("2001:db8::1"));
         assert!(
             matches!(Range::canonicalize(&r), Err(IpamError::Config { key, .. }) if key == "r.gateway")
         );
+        // A gateway outside the subnet is accepted, as the reference does.
+        r.gateway = Some(ip("10.0.1.1"));
+        assert_eq!(Range::canonicalize(&r).unwrap().gateway, ip("10.0.1.1"));
         let mut r = raw("10.0.0.0/24");
         r.range_start = Some(ip("10.0.1.1"));
         assert!(
