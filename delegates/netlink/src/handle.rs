@@ -20,7 +20,7 @@ use crate::netns::{Netns, run_in_netns};
 pub struct NetlinkHandle {
     handle: Handle,
     connection: JoinHandle<()>,
-    netns: String,
+    netns: Netns,
 }
 
 impl NetlinkHandle {
@@ -36,7 +36,7 @@ impl NetlinkHandle {
         Ok(NetlinkHandle {
             handle,
             connection: runtime.spawn(connection),
-            netns: ns.path().display().to_string(),
+            netns: ns.try_clone()?,
         })
     }
 
@@ -44,12 +44,13 @@ impl NetlinkHandle {
     /// runtime context.
     pub fn current() -> Result<Self> {
         let runtime = runtime()?;
+        let netns = Netns::current()?;
         let (connection, handle, _) = rtnetlink::new_connection()
             .map_err(|e| Error::io("open netlink socket in the current netns", e))?;
         Ok(NetlinkHandle {
             handle,
             connection: runtime.spawn(connection),
-            netns: "current".to_owned(),
+            netns,
         })
     }
 
@@ -58,8 +59,8 @@ impl NetlinkHandle {
         &self.handle
     }
 
-    /// The namespace this handle acts in (its path, or "current"), for messages.
-    pub fn netns(&self) -> &str {
+    /// The namespace this handle acts in.
+    pub fn netns(&self) -> &Netns {
         &self.netns
     }
 }

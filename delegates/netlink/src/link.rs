@@ -181,29 +181,69 @@ impl NetlinkHandle {
             .await
     }
 
-    /// Moves link `index` into the namespace `target`, renaming it to `new_name` in the same
-    /// message when given (atomic: the link never appears in `target` under its old name).
-    /// A name taken in `target` gives [`Error::AlreadyExists`].
+    /// Moves link `index` into the namespace `target`, renaming it to `new_name` when given.
+    ///
+    /// The kernel moves and renames in one request, but it applies the rename after the move
+    /// and only when the old name is free in `target`; a refused rename would leave the link
+    /// in `target` under its old name. So a name taken in `target` is refused before moving
+    /// ([`Error::AlreadyExists`]), and if the rename still fails after the move (a race), the
+    /// link is moved back before the error is returned.
     pub async fn move_to_netns(
         &self,
         index: u32,
         target: &Netns,
         new_name: Option<&str>,
     ) -> Result<()> {
-        let msg = move_message(index, target, new_name);
-        let what = match new_name {
-            Some(n) => format!("link {n} in {}", target.path().display()),
-            None => format!("a link with the same name in {}", target.path().display()),
+        let op = format!("move link {index} to netns {}", target.path().display());
+        let Some(new_name) = new_name else {
+            let msg = move_message(index, target, None);
+            return self.raw().link().set(msg).execute().await.map_err(|e| {
+                ErrorMap::new(op)
+                    .missing_link(LinkRef::Index(index))
+                    .exists(format!(
+                        "a link with the same name in {}",
+                        target.path().display()
+                    ))
+                    .map(e)
+            });
         };
-        self.raw().link().set(msg).execute().await.map_err(|e| {
-            ErrorMap::new(format!(
-                "move link {index} to netns {}",
-                target.path().display()
-            ))
+        let link = self.link_by_index(index).await?;
+        let in_target = NetlinkHandle::for_netns(target)?;
+        let taken = format!("link {new_name} in {}", target.path().display());
+        match in_target.link_by_name(new_name).await {
+            Ok(_) => return Err(Error::AlreadyExists { what: taken }),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let msg = move_message(index, target, Some(new_name));
+        let Err(e) = self.raw().link().set(msg).execute().await else {
+            return Ok(());
+        };
+        let error = ErrorMap::new(op)
             .missing_link(LinkRef::Index(index))
-            .exists(what)
-            .map(e)
-        })
+            .exists(taken)
+            .map(e);
+        // Still here: nothing moved. Otherwise the link sits in `target` under its old name.
+        if self.link_by_index(index).await.is_err()
+            && let Ok(stranded) = in_target.link_by_name(&link.name).await
+        {
+            let back = move_message(stranded.index, self.netns(), None);
+            in_target
+                .raw()
+                .link()
+                .set(back)
+                .execute()
+                .await
+                .map_err(|e| {
+                    ErrorMap::new(format!(
+                        "move link {} back from {} after: {error}",
+                        link.name,
+                        target.path().display()
+                    ))
+                    .map(e)
+                })?;
+        }
+        Err(error)
     }
 
     /// Deletes link `index` (and, for a veth, its peer).

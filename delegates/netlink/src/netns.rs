@@ -52,8 +52,9 @@ pub(crate) fn classify(fs: FsType, is_file: bool, len: u64) -> PathKind {
 impl Netns {
     /// Opens the network namespace at `path` (e.g. CNI_NETNS or `/proc/<pid>/ns/net`).
     ///
-    /// Like Go's `ns.GetNS` it checks the filesystem magic (nsfs or procfs); it also asks an
-    /// nsfs file for its namespace type, so a mount or pid namespace is refused. A missing
+    /// Like Go's `ns.GetNS` it checks the filesystem magic (nsfs or procfs); it also asks the
+    /// file for its namespace type, so a mount or pid namespace or a plain /proc file is
+    /// refused. A missing
     /// path gives [`Error::NotFound`] (`Missing::Netns`), an unmounted leftover file gives
     /// [`Error::NetnsGone`]: both are "nothing to clean" for DEL.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
@@ -84,7 +85,7 @@ impl Netns {
                 });
             }
         }
-        if fs == NSFS_MAGIC && !is_net_namespace(&file) {
+        if !is_net_namespace(&file, fs == NSFS_MAGIC) {
             return Err(Error::NotANetns {
                 path: path.to_owned(),
             });
@@ -154,13 +155,14 @@ impl AsRawFd for Netns {
     }
 }
 
-/// Asks an nsfs file whether it is a network namespace. Kernels without `NS_GET_NSTYPE`
-/// (before 4.11) answer ENOTTY; the magic check alone then decides, as in Go.
-fn is_net_namespace(file: &File) -> bool {
+/// Asks a namespace file whether it is a network namespace. Kernels 3.19 to 4.10 have nsfs
+/// without `NS_GET_NSTYPE` (ENOTTY): there the nsfs magic alone decides. A procfs file must
+/// answer, so ordinary /proc files such as /proc/self/status are refused (Go accepts them).
+fn is_net_namespace(file: &File, nsfs: bool) -> bool {
     // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd, which `file` keeps open.
     let ret = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
     if ret < 0 {
-        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOTTY);
+        return nsfs && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOTTY);
     }
     ret == libc::CLONE_NEWNET
 }
