@@ -525,11 +525,5 @@ pub fn main(args: &[String]) -> i32 {
 }
 
 fn nix_is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc_geteuid() == 0 }
-}
-
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
+    nix::unistd::geteuid().is_root()
 }

@@ -40,6 +40,15 @@ impl Default for MetaPlugin {
     }
 }
 
+/// Multus's rule: `binDir` is searched before CNI_PATH.
+fn with_bin_dir(req: &Request, conf: &MultinetConf) -> Request {
+    let mut req = req.clone();
+    if !req.env.path.contains(&conf.bin_dir) {
+        req.env.path.insert(0, conf.bin_dir.clone());
+    }
+    req
+}
+
 fn load_conf(req: &Request) -> Result<MultinetConf, MetaError> {
     let (conf, unknown) = MultinetConf::parse(&req.stdin)?;
     crate::logging::init_from_conf(&conf);
@@ -107,6 +116,7 @@ impl MetaPlugin {
 
     async fn do_add(&self, req: &Request) -> Result<NetworkResult, MetaError> {
         let conf = load_conf(req)?;
+        let req = &with_bin_dir(req, &conf);
         wait_for_readiness(&conf, READINESS_WAIT).await?;
         let store = AttachmentStore::new(&conf.cni_dir);
         let pod_ref = pod_ref(req);
@@ -203,11 +213,15 @@ impl MetaPlugin {
                         ifname: p.ifname.clone(),
                         source: Box::new(e),
                     };
-                    // The failed delegate gets its DEL too (spec), then every earlier one, in
-                    // reverse.
-                    let rollback = self
-                        .delete_attachments(req, &store, &mut record, i + 1)
-                        .await;
+                    // The failed delegate gets its DEL too (spec). A plugin that reported its
+                    // own ADD failure has cleaned up after itself, so an error from this DEL is
+                    // logged, not kept for retry.
+                    let failed = record.attachments.remove(i);
+                    if let Err(e) = delegate::del(&failed.conf, &failed.ifname, None, &ctx).await {
+                        tracing::warn!(network = %failed.network, error = %e, "DEL after failed ADD");
+                    }
+                    // Then every earlier one, in reverse; failures there stay recorded.
+                    let rollback = self.delete_attachments(req, &store, &mut record, i).await;
                     return Err(match rollback {
                         Ok(()) => err,
                         Err(r) => MetaError::Many(vec![err, r]),
@@ -286,6 +300,7 @@ impl MetaPlugin {
 
     async fn do_del(&self, req: &Request) -> Result<(), MetaError> {
         let conf = load_conf(req)?;
+        let req = &with_bin_dir(req, &conf);
         let store = AttachmentStore::new(&conf.cni_dir);
         let Some(mut record) = store.load(&req.env.container_id)? else {
             // The record is written before any delegate runs: no record, nothing to undo.
@@ -302,6 +317,7 @@ impl MetaPlugin {
 
     async fn do_check(&self, req: &Request) -> Result<(), MetaError> {
         let conf = load_conf(req)?;
+        let req = &with_bin_dir(req, &conf);
         let store = AttachmentStore::new(&conf.cni_dir);
         let record = store
             .load(&req.env.container_id)?
@@ -337,6 +353,7 @@ impl MetaPlugin {
 
     async fn do_gc(&self, req: &Request, gc: &GcRequest) -> Result<(), MetaError> {
         let conf = load_conf(req)?;
+        let req = &with_bin_dir(req, &conf);
         let store = AttachmentStore::new(&conf.cni_dir);
         let valid: std::collections::BTreeSet<&str> = gc
             .valid_attachments
@@ -399,6 +416,7 @@ impl MetaPlugin {
 
     async fn do_status(&self, req: &Request) -> Result<(), MetaError> {
         let conf = load_conf(req)?;
+        let req = &with_bin_dir(req, &conf);
         wait_for_readiness(&conf, Duration::ZERO).await?;
         let requested = plan::requested_networks(&conf, None)?;
         let source = cluster_source(&conf).await.ok().flatten();

@@ -1,0 +1,290 @@
+//! A node for end-to-end tests: a "node" network namespace with an uplink, a local cluster folder
+//! (pods and NADs as YAML), a CNI_PATH, and the multinet binary called exactly as a runtime calls
+//! it. Everything lives in the test's own namespaces and temp dir.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use multinet_testbed::TestNetns;
+use serde_json::{Value, json};
+
+pub const VERSIONS: &[&str] = &["0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+pub struct Node {
+    pub ns: TestNetns,
+    pub dir: tempfile::TempDir,
+    pub version: String,
+}
+
+pub struct Answer {
+    pub code: i32,
+    pub stdout: Value,
+    pub stderr: String,
+}
+
+impl Answer {
+    pub fn ok(&self) -> &Value {
+        assert_eq!(
+            self.code, 0,
+            "CNI call failed: {} {}",
+            self.stdout, self.stderr
+        );
+        &self.stdout
+    }
+
+    /// The CNI error code and message of a failed call.
+    pub fn err(&self) -> (u64, String) {
+        assert_ne!(
+            self.code, 0,
+            "CNI call unexpectedly succeeded: {}",
+            self.stdout
+        );
+        (
+            self.stdout["code"].as_u64().unwrap_or(0),
+            self.stdout["msg"].as_str().unwrap_or("").to_string(),
+        )
+    }
+}
+
+impl Node {
+    /// A node with uplinks `up0` and `up1`, reference plugins in CNI_PATH and a bridge cluster
+    /// network, every config in `version`.
+    pub fn new(version: &str) -> Node {
+        let ns = TestNetns::new();
+        for up in ["up0", "up1"] {
+            let peer = format!("{up}p");
+            ns.ip(&["link", "add", up, "type", "veth", "peer", "name", &peer]);
+            ns.ip(&["link", "set", up, "up"]);
+            ns.ip(&["link", "set", &peer, "up"]);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node {
+            ns,
+            dir,
+            version: version.to_string(),
+        };
+        fs::create_dir_all(node.bin()).unwrap();
+        for p in [
+            "bridge",
+            "macvlan",
+            "host-local",
+            "static",
+            "loopback",
+            "portmap",
+            "tuning",
+        ] {
+            let src = Path::new("/usr/lib/cni").join(p);
+            assert!(
+                src.exists(),
+                "{} missing: install containernetworking-plugins",
+                src.display()
+            );
+            std::os::unix::fs::symlink(&src, node.bin().join(p)).unwrap();
+        }
+        for d in ["cluster/pods", "cluster/nads", "net.d", "cni", "ipam"] {
+            fs::create_dir_all(node.path(d)).unwrap();
+        }
+        let cluster = json!({
+            "cniVersion": node.delegate_version(), "name": "cluster",
+            "plugins": [{"type": "bridge", "bridge": "cni0", "isGateway": true,
+                         "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.99.0.0/24"}]],
+                                  "dataDir": node.path("ipam")}}]
+        });
+        fs::write(node.path("net.d/10-cluster.conflist"), cluster.to_string()).unwrap();
+        node
+    }
+
+    /// The version delegate configs use: Debian's reference plugins stop at 1.0.0, so a 1.1.0
+    /// runtime talks to multinet in 1.1.0 and multinet to them in 1.0.0.
+    pub fn delegate_version(&self) -> &str {
+        if self.version == "1.1.0" {
+            "1.0.0"
+        } else {
+            &self.version
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn bin(&self) -> PathBuf {
+        self.path("bin")
+    }
+
+    /// Puts our own binary into CNI_PATH under a delegate's name (multi-call install).
+    pub fn use_own(&self, plugin: &str) {
+        let link = self.bin().join(plugin);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_multinet"), link).unwrap();
+    }
+
+    pub fn conf(&self) -> Value {
+        json!({
+            "cniVersion": self.version, "name": "multinet", "type": "multinet",
+            "clusterNetwork": "cluster",
+            "confDir": self.path("net.d"), "cniDir": self.path("cni"),
+            "binDir": self.bin(), "localDir": self.path("cluster"),
+            "logLevel": "debug", "logFile": self.path("multinet.log")
+        })
+    }
+
+    pub fn add_nad(&self, name: &str, config: Value) {
+        let text = format!(
+            "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata:\n  name: {name}\n  namespace: team\nspec:\n  config: '{}'\n",
+            config.to_string().replace('\'', "''")
+        );
+        fs::write(self.path(&format!("cluster/nads/{name}.yaml")), text).unwrap();
+    }
+
+    pub fn remove_nad(&self, name: &str) {
+        fs::remove_file(self.path(&format!("cluster/nads/{name}.yaml"))).unwrap();
+    }
+
+    /// A macvlan NAD on `master` with host-local addressing in `subnet`.
+    pub fn macvlan_nad(&self, name: &str, master: &str, subnet: &str) -> Value {
+        json!({"cniVersion": self.delegate_version(), "type": "macvlan", "master": master, "mode": "bridge",
+               "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]],
+                        "dataDir": self.path("ipam")}, "name": name})
+    }
+
+    pub fn add_pod(&self, name: &str, networks: &str) {
+        let text = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: team\n  uid: uid-{name}\n  annotations:\n    k8s.v1.cni.cncf.io/networks: '{}'\n",
+            networks.replace('\'', "''")
+        );
+        fs::write(self.path(&format!("cluster/pods/{name}.yaml")), text).unwrap();
+    }
+
+    pub fn network_status(&self, pod: &str) -> Vec<Value> {
+        let text = fs::read_to_string(self.path(&format!("cluster/pods/{pod}.yaml"))).unwrap();
+        let doc: Value = serde_yaml::from_str(&text).unwrap();
+        let s = doc["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
+            .as_str()
+            .unwrap_or("[]")
+            .to_string();
+        serde_json::from_str(&s).unwrap()
+    }
+
+    /// One CNI call of the multinet binary inside the node namespace.
+    pub fn cni(
+        &self,
+        command: &str,
+        container: &str,
+        pod: &str,
+        netns: Option<&TestNetns>,
+    ) -> Answer {
+        self.cni_with(
+            command,
+            container,
+            pod,
+            netns.map(|n| n.path_str()).unwrap_or(""),
+            &self.conf(),
+        )
+    }
+
+    pub fn cni_with(
+        &self,
+        command: &str,
+        container: &str,
+        pod: &str,
+        netns: &str,
+        conf: &Value,
+    ) -> Answer {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", self.ns.name(), env!("CARGO_BIN_EXE_multinet")])
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", container)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", "eth0")
+            .env(
+                "CNI_ARGS",
+                format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=team;K8S_POD_NAME={pod};K8S_POD_UID=uid-{pod}"),
+            )
+            .env("CNI_PATH", self.bin())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        Answer {
+            code: out.status.code().unwrap_or(-1),
+            stdout: if stdout.trim().is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&stdout)
+                    .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}"))
+            },
+            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        }
+    }
+
+    /// Link names in a namespace, without lo.
+    pub fn links(ns: &TestNetns) -> Vec<String> {
+        ns.ip_json(&["link", "show"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+            .filter(|n| n != "lo")
+            .collect()
+    }
+
+    /// Files host-local left that hold an allocation (not its lock or round-robin cursor).
+    pub fn allocated_ips(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            if let Ok(entries) = fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk(&p, out);
+                    } else {
+                        let name = p.file_name().unwrap().to_string_lossy().to_string();
+                        if name != "lock" && !name.starts_with("last_reserved_ip") {
+                            out.push(p);
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.path("ipam"), &mut out);
+        out
+    }
+
+    pub fn records(&self) -> Vec<PathBuf> {
+        fs::read_dir(self.path("cni/attachments"))
+            .map(|e| e.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Everything a DEL must have released: no link in the pod, no IP, no record.
+    pub fn assert_clean(&self, pod_ns: &TestNetns) {
+        assert_eq!(
+            Self::links(pod_ns),
+            Vec::<String>::new(),
+            "links left in the pod"
+        );
+        assert_eq!(
+            self.allocated_ips(),
+            Vec::<PathBuf>::new(),
+            "IPs left allocated"
+        );
+        assert_eq!(
+            self.records(),
+            Vec::<PathBuf>::new(),
+            "attachment records left"
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! The multinet binary end to end, as a runtime calls it, with the local-folder cluster source and
+//! the reference plugins as delegates (bridge for the cluster network, macvlan + host-local/static
+//! for NADs), for every CNI version with each verb.
+
+mod common;
+
+use common::{Node, VERSIONS};
+use multinet_testbed::{TestNetns, require_root};
+use serde_json::json;
+
+fn two_macvlan_pod(node: &Node) {
+    node.add_nad("data", node.macvlan_nad("data", "up0", "10.10.0.0/24"));
+    node.add_nad(
+        "storage",
+        node.macvlan_nad("storage", "up1", "10.20.0.0/24"),
+    );
+    node.add_pod(
+        "web",
+        r#"[{"name":"data"},{"name":"storage","interface":"stor0"}]"#,
+    );
+}
+
+#[test]
+fn pod_gets_cluster_and_two_macvlan_networks_in_every_version() {
+    require_root!();
+    for version in VERSIONS {
+        let node = Node::new(version);
+        two_macvlan_pod(&node);
+        let pod = TestNetns::new();
+        let result = node.cni("ADD", "c1", "web", Some(&pod));
+        let result = result.ok();
+        assert_eq!(
+            result["cniVersion"], *version,
+            "result printed in the request's version"
+        );
+        let ip = result["ips"][0]["address"].as_str().unwrap();
+        assert!(ip.starts_with("10.99.0."), "{ip}");
+        assert_eq!(
+            result["ips"][0].get("version").is_some(),
+            version.starts_with("0."),
+            "{version}: ips[].version only before 1.0.0"
+        );
+        let mut links = Node::links(&pod);
+        links.sort();
+        assert_eq!(links, vec!["eth0", "net1", "stor0"], "{version}");
+
+        let status = node.network_status("web");
+        assert_eq!(status.len(), 3, "{status:?}");
+        assert_eq!(status[0]["name"], "cluster");
+        assert_eq!(status[0]["default"], true);
+        assert_eq!(status[1]["name"], "team/data");
+        assert_eq!(status[1]["interface"], "net1");
+        assert!(
+            status[1]["ips"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("10.10.0.")
+        );
+        assert_eq!(status[2]["interface"], "stor0");
+        assert_eq!(status[2]["mac"], pod.link_mac("stor0"));
+
+        if *version != "0.3.1" {
+            node.cni("CHECK", "c1", "web", Some(&pod)).ok();
+        }
+        node.cni("DEL", "c1", "web", Some(&pod)).ok();
+        node.assert_clean(&pod);
+        // Runtimes repeat DEL, the second time often without a netns.
+        node.cni("DEL", "c1", "web", None).ok();
+    }
+}
+
+#[test]
+fn delegate_failing_mid_add_leaves_nothing() {
+    require_root!();
+    let node = Node::new("1.0.0");
+    node.add_nad("data", node.macvlan_nad("data", "up0", "10.10.0.0/24"));
+    node.add_nad(
+        "broken",
+        node.macvlan_nad("broken", "no-such-link", "10.30.0.0/24"),
+    );
+    node.add_pod("web", "data,broken");
+    let pod = TestNetns::new();
+    let (code, msg) = node.cni("ADD", "c1", "web", Some(&pod)).err();
+    assert!(
+        msg.contains("team/broken") && msg.contains("macvlan"),
+        "{code} {msg}"
+    );
+    node.assert_clean(&pod);
+    // The runtime's DEL after a failed ADD succeeds.
+    node.cni("DEL", "c1", "web", Some(&pod)).ok();
+}
+
+#[test]
+fn del_works_after_the_nad_and_the_pod_are_gone_and_without_netns() {
+    require_root!();
+    let node = Node::new("1.0.0");
+    two_macvlan_pod(&node);
+    let pod = TestNetns::new();
+    node.cni("ADD", "c1", "web", Some(&pod)).ok();
+    node.remove_nad("data");
+    node.remove_nad("storage");
+    std::fs::remove_file(node.path("cluster/pods/web.yaml")).unwrap();
+    node.cni("DEL", "c1", "web", Some(&pod)).ok();
+    node.assert_clean(&pod);
+}
+
+#[test]
+fn del_without_netns_releases_every_ip() {
+    require_root!();
+    let node = Node::new("1.1.0");
+    two_macvlan_pod(&node);
+    let pod = TestNetns::new();
+    node.cni("ADD", "c1", "web", Some(&pod)).ok();
+    assert_eq!(node.allocated_ips().len(), 3);
+    node.cni("DEL", "c1", "web", None).ok();
+    assert!(
+        node.allocated_ips().is_empty(),
+        "{:?}",
+        node.allocated_ips()
+    );
+    assert!(node.records().is_empty());
+}
+
+#[test]
+fn corrupt_record_is_an_error_naming_it_never_a_silent_success() {
+    require_root!();
+    let node = Node::new("1.0.0");
+    std::fs::create_dir_all(node.path("cni/attachments")).unwrap();
+    std::fs::write(node.path("cni/attachments/c9.json"), "{\"format\":1,").unwrap();
+    let (code, msg) = node.cni("DEL", "c9", "web", None).err();
+    assert_eq!(code, 5);
+    assert!(msg.contains("c9.json"), "{msg}");
+}
+
+#[test]
+fn requested_ips_reach_static_ipam_through_the_ips_capability() {
+    require_root!();
+    let node = Node::new("1.0.0");
+    node.add_nad(
+        "fixed",
+        json!({"cniVersion":"1.0.0","name":"fixed","type":"macvlan","master":"up0",
+               "capabilities":{"ips":true},"ipam":{"type":"static"}}),
+    );
+    node.add_pod(
+        "db",
+        r#"[{"name":"fixed","ips":["10.40.0.7/24"],"interface":"fix0"}]"#,
+    );
+    let pod = TestNetns::new();
+    node.cni("ADD", "c1", "db", Some(&pod)).ok();
+    let addrs = pod.ip_json(&["addr", "show", "fix0"]);
+    assert_eq!(addrs[0]["addr_info"][0]["local"], "10.40.0.7");
+    node.cni("DEL", "c1", "db", Some(&pod)).ok();
+    node.assert_clean(&pod);
+}
+
+#[test]
+fn gc_removes_attachments_of_containers_not_in_the_valid_list() {
+    require_root!();
+    let node = Node::new("1.1.0");
+    two_macvlan_pod(&node);
+    let keep = TestNetns::new();
+    let gone = TestNetns::new();
+    node.cni("ADD", "keep", "web", Some(&keep)).ok();
+    node.cni("ADD", "gone", "web", Some(&gone)).ok();
+    let mut conf = node.conf();
+    conf["cni.dev/valid-attachments"] = json!([{"containerID":"keep","ifname":"eth0"}]);
+    node.cni_with("GC", "keep", "web", "", &conf).ok();
+    assert_eq!(node.records().len(), 1);
+    assert_eq!(
+        node.allocated_ips().len(),
+        3,
+        "only the kept pod's IPs remain"
+    );
+    node.cni("DEL", "keep", "web", Some(&keep)).ok();
+    node.assert_clean(&keep);
+}
