@@ -21,7 +21,10 @@ pub fn require_root(test: &str) -> bool {
             "privileged test {test} cannot run: it needs root (euid 0) and CI=true forbids skipping"
         ),
         Decision::Skip => {
-            eprintln!("SKIPPED (needs root): {test}");
+            // Straight to the stderr stream: the test harness captures eprintln! of passing
+            // tests, and a skip must be seen.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED (needs root): {test}");
             false
         }
     }
@@ -47,8 +50,13 @@ fn decide(root: bool, ci: bool) -> Decision {
 macro_rules! enclosing_fn_name {
     () => {{
         fn __here() {}
-        let name = ::std::any::type_name_of_val(&__here);
-        name.strip_suffix("::__here").unwrap_or(name)
+        let mut name = ::std::any::type_name_of_val(&__here);
+        name = name.strip_suffix("::__here").unwrap_or(name);
+        // Async tests expand to closures and async blocks.
+        while let Some(outer) = name.strip_suffix("::{{closure}}") {
+            name = outer;
+        }
+        name
     }};
 }
 

@@ -18,6 +18,8 @@ fn host_has_link(name: &str) -> bool {
 fn skip_messages_name_the_enclosing_test() {
     let name = multinet_testbed::enclosing_fn_name!();
     assert_eq!(name, "testbed::skip_messages_name_the_enclosing_test");
+    let in_closure = (|| multinet_testbed::enclosing_fn_name!())();
+    assert_eq!(in_closure, "testbed::skip_messages_name_the_enclosing_test");
 }
 
 fn returns_early_unless_root(reached: &mut bool) {
