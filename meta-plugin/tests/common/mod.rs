@@ -1,7 +1,7 @@
 //! A node for end-to-end tests: a "node" network namespace with an uplink, a local cluster folder
 //! (pods and NADs as YAML), a CNI_PATH, and the multinet binary called exactly as a runtime calls
 //! it. Everything lives in the test's own namespaces and temp dir.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
 use std::io::Write;
