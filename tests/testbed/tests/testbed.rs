@@ -18,7 +18,8 @@ fn host_has_link(name: &str) -> bool {
 fn skip_messages_name_the_enclosing_test() {
     let name = multinet_testbed::enclosing_fn_name!();
     assert_eq!(name, "testbed::skip_messages_name_the_enclosing_test");
-    let in_closure = (|| multinet_testbed::enclosing_fn_name!())();
+    let name_of = || multinet_testbed::enclosing_fn_name!();
+    let in_closure = name_of();
     assert_eq!(in_closure, "testbed::skip_messages_name_the_enclosing_test");
 }
 
