@@ -14,10 +14,10 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test"
-cargo test --workspace --locked --no-fail-fast
+cargo test --workspace --no-fail-fast
 
 if [ -x tests/kernel-lab/run-tests.sh ]; then
   step "kernel lab (ipvlan, 802.1q, netdevsim SR-IOV in QEMU)"
