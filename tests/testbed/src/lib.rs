@@ -25,6 +25,7 @@ mod links;
 mod names;
 mod netns;
 mod root;
+pub mod sysfs;
 
 pub use command::{host_ip, host_ip_json, run_checked};
 pub use links::{HostLinkGuard, Macvlan, VethPair};

@@ -1,0 +1,197 @@
+//! The VF allocator: who owns which VF, decided under the VF's flock.
+//!
+//! A VF is owned by the (container ID, ifname) named in its allocation record. Claiming takes
+//! the VF's lock, reads the record and writes a new one only when there is none, when it is
+//! stale (its netns is gone), or when it already names the same owner; the lock is held until
+//! the caller drops the [`Claim`], i.e. for the whole ADD. Since every record change happens
+//! under the lock, a VF never has two owners.
+
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::error::{Result, SriovError};
+use crate::pci::PciAddress;
+use crate::selector::PoolSpec;
+use crate::state::{AllocationRecord, DEFAULT_LOCK_TIMEOUT, StateDir, VfLock};
+use crate::sysfs::{Sysfs, VfDevice};
+
+/// How long a pool claim keeps retrying VFs that other calls hold locked.
+const POOL_BUSY_BUDGET: Duration = Duration::from_secs(2);
+
+/// The attachment that wants a VF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub container_id: String,
+    pub ifname: String,
+    /// CNI_NETNS; the record is stale once this namespace is gone.
+    pub netns: String,
+}
+
+/// A VF held for `owner`: its record is written and its lock is held until this is dropped.
+#[derive(Debug)]
+pub struct Claim {
+    pub vf: VfDevice,
+    pub lock: VfLock,
+    pub record: AllocationRecord,
+    /// A stale record that was replaced, and why it was stale.
+    pub reclaimed: Option<(AllocationRecord, String)>,
+}
+
+/// What the record of a locked VF says about `owner`'s claim.
+enum Verdict {
+    Free,
+    Mine,
+    Stale(AllocationRecord, String),
+    Taken(AllocationRecord),
+}
+
+/// Allocates VFs from sysfs, recording owners in the state directory.
+#[derive(Debug, Clone)]
+pub struct VfAllocator<'a> {
+    sysfs: &'a Sysfs,
+    state: &'a StateDir,
+    lock_timeout: Duration,
+}
+
+impl<'a> VfAllocator<'a> {
+    pub fn new(sysfs: &'a Sysfs, state: &'a StateDir) -> Self {
+        VfAllocator {
+            sysfs,
+            state,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        }
+    }
+
+    /// How long [`VfAllocator::claim_device`] waits for a VF another call holds locked.
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// Every VF on the node matching the pool's selectors, by PCI address.
+    pub fn pool_members(&self, pool: &PoolSpec) -> Vec<VfDevice> {
+        let mut out: Vec<VfDevice> = self
+            .sysfs
+            .pfs()
+            .iter()
+            .flat_map(|pf| pf.vfs.iter().map(|(_, addr)| *addr).collect::<Vec<_>>())
+            .filter_map(|addr| self.sysfs.vf(&addr).ok())
+            .filter(|vf| pool.selectors.matches(vf))
+            .collect();
+        out.sort_by_key(|v| v.addr);
+        out
+    }
+
+    fn verdict(&self, pci: &PciAddress, owner: &Owner) -> Result<Verdict> {
+        Ok(match self.state.read_record(pci)? {
+            None => Verdict::Free,
+            Some(r) if r.is_owned_by(&owner.container_id, &owner.ifname) => Verdict::Mine,
+            Some(r) => match r.stale_reason() {
+                Some(why) => Verdict::Stale(r, why),
+                None => Verdict::Taken(r),
+            },
+        })
+    }
+
+    fn record_for(
+        &self,
+        lock: &VfLock,
+        owner: &Owner,
+        pool: Option<&str>,
+    ) -> Result<AllocationRecord> {
+        let mut record =
+            AllocationRecord::new(lock.pci(), &owner.container_id, &owner.ifname, &owner.netns);
+        record.pool = pool.map(str::to_owned);
+        self.state.write_record(lock, &record)?;
+        Ok(record)
+    }
+
+    /// Claims the given VF (a deviceID from the device plugin), waiting for its lock. A VF
+    /// that a live attachment of another pod owns is refused (code 11: the other pod's DEL
+    /// may simply be late).
+    pub fn claim_device(&self, vf: VfDevice, owner: &Owner, pool: Option<&str>) -> Result<Claim> {
+        let lock = self.state.lock_vf(&vf.addr, self.lock_timeout)?;
+        let reclaimed = match self.verdict(&vf.addr, owner)? {
+            Verdict::Free | Verdict::Mine => None,
+            Verdict::Stale(r, why) => Some((r, why)),
+            Verdict::Taken(r) => {
+                return Err(SriovError::Busy {
+                    pci: vf.addr.to_string(),
+                    msg: format!(
+                        "allocated to container {} (ifname {}, netns {})",
+                        r.container_id, r.ifname, r.netns
+                    ),
+                });
+            }
+        };
+        let record = self.record_for(&lock, owner, pool)?;
+        Ok(Claim {
+            vf,
+            lock,
+            record,
+            reclaimed,
+        })
+    }
+
+    /// Claims a free VF of the pool. An empty or fully allocated pool is code 11 naming the
+    /// pool; VFs that other calls hold locked right now are retried for a short while.
+    pub fn claim_from_pool(&self, pool: &PoolSpec, owner: &Owner) -> Result<Claim> {
+        let members = self.pool_members(pool);
+        if members.is_empty() {
+            return Err(SriovError::PoolExhausted {
+                pool: pool.name.clone(),
+                msg: "no VF on this node matches its selectors".to_owned(),
+            });
+        }
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let mut busy = 0;
+            let mut taken = 0;
+            for vf in &members {
+                let Some(lock) = self.state.try_lock_vf(&vf.addr)? else {
+                    busy += 1;
+                    continue;
+                };
+                let reclaimed = match self.verdict(&vf.addr, owner)? {
+                    Verdict::Free | Verdict::Mine => None,
+                    Verdict::Stale(r, why) => Some((r, why)),
+                    Verdict::Taken(_) => {
+                        taken += 1;
+                        continue;
+                    }
+                };
+                let record = self.record_for(&lock, owner, Some(&pool.name))?;
+                return Ok(Claim {
+                    vf: vf.clone(),
+                    lock,
+                    record,
+                    reclaimed,
+                });
+            }
+            if busy == 0 || start.elapsed() >= POOL_BUSY_BUDGET {
+                return Err(SriovError::PoolExhausted {
+                    pool: pool.name.clone(),
+                    msg: format!(
+                        "{} VFs: {taken} allocated, {busy} being attached or released",
+                        members.len()
+                    ),
+                });
+            }
+            sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// Drops `owner`'s record of the locked VF; a record of another owner is left alone.
+    /// Returns whether a record was removed.
+    pub fn release(&self, lock: &VfLock, owner: &Owner) -> Result<bool> {
+        match self.state.read_record(&lock.pci())? {
+            Some(r) if r.is_owned_by(&owner.container_id, &owner.ifname) => {
+                self.state.remove_record(lock)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Device-info files (device-info spec 1.1.0, type "pci") for the pod's network-status.
+//!
+//! ADD writes the file at runtimeConfig `CNIDeviceInfoFile` when the runtime gives one (the
+//! Multus convention, capability `"CNIDeviceInfoFile"`), else at
+//! [`default_device_info_path`]: `<dir>/<network>-<containerID>-<ifname>-device.json`, with
+//! `<dir>` = `$MULTINET_DEVINFO_DIR` or `/var/run/k8s.cni.cncf.io/devinfo/cni` and `/` in the
+//! network name replaced by `-`. The meta-plugin computes the same path (or reads it from the
+//! attachment state) to copy the content into network-status. DEL removes the file.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::error::{Result, SriovError};
+use crate::pci::PciAddress;
+use crate::state::atomic_write;
+
+/// Overrides the directory of default device-info files.
+pub const DEVINFO_DIR_ENV: &str = "MULTINET_DEVINFO_DIR";
+/// Where CNI-written device-info files live on a node.
+pub const DEFAULT_DEVINFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/cni";
+/// The device-info spec version written.
+pub const DEVICE_INFO_VERSION: &str = "1.1.0";
+
+/// `$MULTINET_DEVINFO_DIR`, else the default.
+pub fn devinfo_dir_from_env() -> PathBuf {
+    match std::env::var_os(DEVINFO_DIR_ENV) {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from(DEFAULT_DEVINFO_DIR),
+    }
+}
+
+/// The file an attachment's device info goes to when the runtime names none.
+pub fn default_device_info_path(
+    dir: &Path,
+    network: &str,
+    container_id: &str,
+    ifname: &str,
+) -> PathBuf {
+    let network = network.replace('/', "-");
+    dir.join(format!("{network}-{container_id}-{ifname}-device.json"))
+}
+
+/// The device-info object of a VF.
+pub fn device_info(vf: &PciAddress, pf: &PciAddress) -> Value {
+    json!({
+        "type": "pci",
+        "version": DEVICE_INFO_VERSION,
+        "pci": {
+            "pci-address": vf.to_string(),
+            "pf-pci-address": pf.to_string(),
+        }
+    })
+}
+
+/// Writes `info` to `path` atomically (mode 0644: the network-status writer may not be root).
+pub fn write_device_info(path: &Path, info: &Value) -> Result<()> {
+    let bytes = serde_json::to_vec(info)
+        .map_err(|e| SriovError::Internal(format!("encoding device info: {e}")))?;
+    atomic_write(path, &bytes, 0o644)
+        .map_err(|e| SriovError::io(format!("writing device info {}", path.display()), e))
+}
+
+/// Removes a device-info file; one that is gone already is fine.
+pub fn remove_device_info(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SriovError::io(
+            format!("removing device info {}", path.display()),
+            e,
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_and_content() {
+        let p = default_device_info_path(Path::new("/d"), "ns/net-a", "c1", "net1");
+        assert_eq!(p, PathBuf::from("/d/ns-net-a-c1-net1-device.json"));
+        let info = device_info(
+            &"0000:af:06.0".parse().unwrap(),
+            &"0000:af:00.1".parse().unwrap(),
+        );
+        assert_eq!(info["type"], "pci");
+        assert_eq!(info["version"], "1.1.0");
+        assert_eq!(info["pci"]["pci-address"], "0000:af:06.0");
+        assert_eq!(info["pci"]["pf-pci-address"], "0000:af:00.1");
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("x/dev.json");
+        write_device_info(&f, &info).unwrap();
+        let back: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        assert_eq!(back, info);
+        remove_device_info(&f).unwrap();
+        remove_device_info(&f).unwrap();
+        assert!(!f.exists());
+    }
+}

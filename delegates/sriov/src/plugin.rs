@@ -1,0 +1,750 @@
+//! The `"type": "sriov"` CNI plugin: ADD, DEL, CHECK, GC over the allocator, the VF settings
+//! and the netdev moves.
+//!
+//! ADD: validate the config (nothing touched yet) → resolve the VF (deviceID or pool) →
+//! claim it (lock + allocation record) → save its original state (written to disk before
+//! the first change) → program the PF-side settings → move the netdev into the pod under
+//! CNI_IFNAME, set its MAC, up → IPAM → device-info file → mark the state complete. Any
+//! failure undoes every step done, in reverse, and releases the VF.
+//!
+//! DEL: release IPAM → read the saved state (none: done) → lock the VF → if the allocation
+//! record is still ours: restore the PF-side settings, bring the netdev back to the host
+//! under its original name with its MAC and MTU (from the pod, or from the host when the
+//! kernel already returned it, or nowhere when it vanished) → drop record, device info and
+//! state. A VF that another pod owns by now is left alone.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use multinet_cni::{
+    CniError, GcRequest, Interface, NetworkResult, Plugin, Request, Result as CniResult,
+};
+use multinet_netlink::Netns;
+
+use crate::allocator::{Claim, Owner, VfAllocator};
+use crate::attach::{self, Returned};
+use crate::config::{DelConf, MacAddr, SriovConf};
+use crate::devinfo;
+use crate::error::{Result, SriovError};
+use crate::ipam;
+use crate::log::Logger;
+use crate::nl::{LinkInfo, Netlink};
+use crate::state::{AttachmentState, DEFAULT_LOCK_TIMEOUT, OriginalVfState, StateDir, VfMode};
+use crate::sysfs::Sysfs;
+use crate::vf;
+
+/// Where the plugin finds sysfs, keeps its state and writes device-info files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    pub sysfs: Sysfs,
+    pub state: StateDir,
+    pub devinfo_dir: PathBuf,
+    pub lock_timeout: Duration,
+}
+
+impl Paths {
+    /// From `MULTINET_SYSFS_ROOT`, `MULTINET_SRIOV_STATE_DIR`, `MULTINET_DEVINFO_DIR`, else the
+    /// node defaults.
+    pub fn from_env() -> Paths {
+        Paths {
+            sysfs: Sysfs::from_env(),
+            state: StateDir::from_env(),
+            devinfo_dir: devinfo::devinfo_dir_from_env(),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        }
+    }
+}
+
+/// The SR-IOV delegate. `SriovPlugin::default()` reads its paths from the environment at each
+/// call; [`SriovPlugin::with_paths`] fixes them (tests, the meta-plugin).
+#[derive(Debug, Clone, Default)]
+pub struct SriovPlugin {
+    paths: Option<Paths>,
+}
+
+impl SriovPlugin {
+    pub fn new() -> Self {
+        SriovPlugin::default()
+    }
+
+    pub fn with_paths(paths: Paths) -> Self {
+        SriovPlugin { paths: Some(paths) }
+    }
+
+    fn paths(&self) -> Paths {
+        self.paths.clone().unwrap_or_else(Paths::from_env)
+    }
+}
+
+fn netns_err(path: &Path, e: impl std::fmt::Display) -> SriovError {
+    SriovError::Netns {
+        path: path.to_owned(),
+        msg: e.to_string(),
+    }
+}
+
+fn nl_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SriovError {
+    let what = what.into();
+    move |e| SriovError::Netlink {
+        what,
+        msg: e.to_string(),
+    }
+}
+
+/// The steps of an ADD that succeeded so far, undone in reverse on failure.
+#[derive(Default)]
+struct Done {
+    pf_programmed: bool,
+    moved: Option<LinkInfo>,
+    ipam: bool,
+    devinfo: Option<PathBuf>,
+}
+
+struct AddCtx<'a> {
+    req: &'a Request,
+    paths: &'a Paths,
+    conf: &'a SriovConf,
+    log: &'a Logger,
+    host: Netns,
+    pod: Netns,
+    host_nl: Netlink,
+}
+
+impl SriovPlugin {
+    async fn add_inner(&self, req: &Request) -> Result<NetworkResult> {
+        let conf = SriovConf::from_request(&req.config, &req.env)?;
+        let log = Logger::new(&conf.log);
+        let paths = self.paths();
+        let netns_path = req
+            .env
+            .netns
+            .clone()
+            .ok_or_else(|| SriovError::Internal("ADD without CNI_NETNS".to_owned()))?;
+        let pod = Netns::open(&netns_path).map_err(|e| netns_err(&netns_path, e))?;
+        let host = Netns::current().map_err(|e| netns_err(Path::new("current"), e))?;
+        let (cid, ifname) = (&req.env.container_id, &req.env.ifname);
+        if let Some(existing) = paths.state.read_attachment(cid, ifname)? {
+            return Err(SriovError::Duplicate(format!(
+                "container {cid} already has {ifname} attached (VF {}); DEL it first",
+                existing.vf
+            )));
+        }
+        let owner = Owner {
+            container_id: cid.clone(),
+            ifname: ifname.clone(),
+            netns: netns_path.to_string_lossy().into_owned(),
+        };
+        let allocator =
+            VfAllocator::new(&paths.sysfs, &paths.state).with_lock_timeout(paths.lock_timeout);
+        let claim = match (&conf.device_id, &conf.pool) {
+            (Some(id), pool) => {
+                let vf = paths.sysfs.vf(id)?;
+                if let Some(pool) = pool
+                    && !pool.selectors.matches(&vf)
+                {
+                    return Err(SriovError::config(
+                        "deviceID",
+                        format!("VF {id} is not in pool {:?}", pool.name),
+                    ));
+                }
+                precheck(&vf, &conf)?;
+                allocator.claim_device(vf, &owner, pool.as_ref().map(|p| p.name.as_str()))?
+            }
+            (None, Some(pool)) => allocator.claim_from_pool(pool, &owner)?,
+            (None, None) => {
+                return Err(SriovError::config("deviceID", "VF PCI address is required"));
+            }
+        };
+        if let Some((old, why)) = &claim.reclaimed {
+            log.warn(format_args!(
+                "VF {}: reclaimed from container {} ({why})",
+                claim.vf.addr, old.container_id
+            ));
+        }
+        log.info(format_args!(
+            "ADD {cid}/{ifname}: VF {} ({}), PF {} VF {}",
+            claim.vf.addr,
+            claim.vf.ids.describe(),
+            claim.vf.pf_netdev.as_deref().unwrap_or("?"),
+            claim.vf.index
+        ));
+        let host_nl = Netlink::new().map_err(nl_err("opening a netlink socket"))?;
+        let mut ctx = AddCtx {
+            req,
+            paths: &paths,
+            conf: &conf,
+            log: &log,
+            host,
+            pod,
+            host_nl,
+        };
+        match ctx.attach(&claim).await {
+            Ok(result) => Ok(result),
+            Err(e) => {
+                log.error(format_args!("ADD {cid}/{ifname} failed: {e}"));
+                Err(e)
+            }
+        }
+        // The claim (and its lock) is dropped here, after the state is final.
+    }
+
+    async fn del_inner(&self, req: &Request) -> Result<()> {
+        let conf = DelConf::from_request(&req.config);
+        let log = Logger::new(&conf.log);
+        let paths = self.paths();
+        let (cid, ifname) = (&req.env.container_id, &req.env.ifname);
+        // IPAM first, as the reference does: addresses are released even if the VF cannot be.
+        if let Some(ipam_conf) = &conf.ipam {
+            ipam::del(ipam_conf, req).await?;
+        }
+        let Some(state) = paths.state.read_attachment(cid, ifname)? else {
+            log.debug(format_args!("DEL {cid}/{ifname}: nothing attached"));
+            return Ok(());
+        };
+        let lock = paths.state.lock_vf(&state.vf, paths.lock_timeout)?;
+        let owner = Owner {
+            container_id: cid.clone(),
+            ifname: ifname.clone(),
+            netns: state.netns.clone(),
+        };
+        let record = paths.state.read_record(&state.vf)?;
+        match record.filter(|r| !r.is_owned_by(cid, ifname)) {
+            Some(other) => log.warn(format_args!(
+                "DEL {cid}/{ifname}: VF {} now belongs to container {}; leaving it alone",
+                state.vf, other.container_id
+            )),
+            None => {
+                restore_vf(&paths, &state, req.env.netns.as_deref(), &log)?;
+                VfAllocator::new(&paths.sysfs, &paths.state).release(&lock, &owner)?;
+            }
+        }
+        if let Some(f) = &state.device_info_file {
+            devinfo::remove_device_info(f)?;
+        }
+        paths.state.remove_attachment(cid, ifname)?;
+        log.info(format_args!("DEL {cid}/{ifname}: VF {} released", state.vf));
+        Ok(())
+    }
+
+    async fn check_inner(&self, req: &Request) -> Result<()> {
+        let conf = SriovConf::from_request(&req.config, &req.env)?;
+        let paths = self.paths();
+        let (cid, ifname) = (&req.env.container_id, &req.env.ifname);
+        let state = paths
+            .state
+            .read_attachment(cid, ifname)?
+            .filter(|s| s.complete)
+            .ok_or_else(|| SriovError::Check(format!("no SR-IOV attachment {cid}/{ifname}")))?;
+        match paths.state.read_record(&state.vf)? {
+            Some(r) if r.is_owned_by(cid, ifname) => {}
+            other => {
+                return Err(SriovError::Check(format!(
+                    "VF {} is not allocated to {cid}/{ifname} (record: {})",
+                    state.vf,
+                    other.map_or("none".to_owned(), |r| format!(
+                        "{}/{}",
+                        r.container_id, r.ifname
+                    ))
+                )));
+            }
+        }
+        if state.mode == VfMode::Kernel {
+            let netns = req
+                .env
+                .netns
+                .clone()
+                .ok_or_else(|| SriovError::Internal("CHECK without CNI_NETNS".to_owned()))?;
+            let pod = Netns::open(&netns).map_err(|e| netns_err(&netns, e))?;
+            let mut pod_nl = attach::netlink_in(&pod)?;
+            let link = pod_nl
+                .link_by_name(ifname, false)
+                .map_err(nl_err(format!("reading {ifname}")))?
+                .ok_or_else(|| {
+                    SriovError::Check(format!("{ifname} is not in {}", netns.display()))
+                })?;
+            if let Some(mac) = state.result_mac
+                && link.mac != Some(mac)
+            {
+                return Err(SriovError::Check(format!(
+                    "{ifname} has MAC {}, expected {mac}",
+                    link.mac.map_or("none".to_owned(), |m| m.to_string())
+                )));
+            }
+        }
+        if let Some(ipam_conf) = &conf.ipam {
+            ipam::check(ipam_conf, req).await?;
+        }
+        Ok(())
+    }
+
+    /// Undoes every attachment whose (container, ifname) is not in `gc`.
+    async fn gc_inner(&self, req: &Request, gc: &GcRequest) -> Result<()> {
+        let conf = DelConf::from_request(&req.config);
+        let log = Logger::new(&conf.log);
+        let paths = self.paths();
+        let mut first_err = None;
+        for state in paths.state.attachments() {
+            if state.network != conf.name || gc.is_valid(&state.container_id, &state.ifname) {
+                continue;
+            }
+            log.info(format_args!(
+                "GC: releasing {}/{} (VF {})",
+                state.container_id, state.ifname, state.vf
+            ));
+            let result = (|| -> Result<()> {
+                let lock = paths.state.lock_vf(&state.vf, paths.lock_timeout)?;
+                let owner = Owner {
+                    container_id: state.container_id.clone(),
+                    ifname: state.ifname.clone(),
+                    netns: state.netns.clone(),
+                };
+                let ours = paths
+                    .state
+                    .read_record(&state.vf)?
+                    .is_none_or(|r| r.is_owned_by(&state.container_id, &state.ifname));
+                if ours {
+                    restore_vf(&paths, &state, Some(Path::new(&state.netns)), &log)?;
+                    VfAllocator::new(&paths.sysfs, &paths.state).release(&lock, &owner)?;
+                }
+                if let Some(f) = &state.device_info_file {
+                    devinfo::remove_device_info(f)?;
+                }
+                paths
+                    .state
+                    .remove_attachment(&state.container_id, &state.ifname)
+            })();
+            if let Err(e) = result {
+                log.error(format_args!(
+                    "GC of {}/{}: {e}",
+                    state.container_id, state.ifname
+                ));
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+/// Read-only checks of a given VF before anything is claimed, so a VF that cannot work
+/// leaves no trace.
+fn precheck(vf: &crate::sysfs::VfDevice, conf: &SriovConf) -> Result<()> {
+    if vf.netdev.is_none() && !vf.is_dpdk() {
+        return Err(SriovError::config(
+            "deviceID",
+            format!(
+                "VF {} has no netdev and its driver {} is not a user-space driver ({})",
+                vf.addr,
+                vf.driver.as_deref().unwrap_or("(none)"),
+                crate::sysfs::DPDK_DRIVERS.join(", ")
+            ),
+        ));
+    }
+    if vf.pf_netdev.is_none() && !conf.settings.pf_only_keys().is_empty() {
+        return Err(SriovError::config(
+            conf.settings.pf_only_keys()[0],
+            format!(
+                "the PF {} of VF {} has no netdev to program it through",
+                vf.pf, vf.addr
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl AddCtx<'_> {
+    async fn attach(&mut self, claim: &Claim) -> Result<NetworkResult> {
+        let mut done = Done::default();
+        let (state, result) = match self.attach_steps(claim, &mut done).await {
+            Ok(x) => x,
+            Err(e) => {
+                self.rollback(claim, &done).await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.paths.state.write_attachment(&state) {
+            self.rollback(claim, &done).await;
+            return Err(e);
+        }
+        Ok(result)
+    }
+
+    async fn attach_steps(
+        &mut self,
+        claim: &Claim,
+        done: &mut Done,
+    ) -> Result<(AttachmentState, NetworkResult)> {
+        let vf = &claim.vf;
+        let env = &self.req.env;
+        let mode = match &vf.netdev {
+            Some(_) => VfMode::Kernel,
+            None if vf.is_dpdk() => VfMode::Dpdk {
+                driver: vf.driver.clone().unwrap_or_default(),
+            },
+            None => {
+                precheck(vf, self.conf)?;
+                return Err(SriovError::Internal(
+                    "precheck passed a VF without netdev".into(),
+                ));
+            }
+        };
+        let pf_name = vf.pf_netdev.clone().unwrap_or_default();
+        // The PF may be missing (a VF whose PF has no netdev): then nothing is programmed.
+        let pf_link = if pf_name.is_empty() {
+            None
+        } else {
+            self.host_nl
+                .link_by_name(&pf_name, true)
+                .map_err(nl_err(format!("reading PF {pf_name}")))?
+        };
+        let pf_side = pf_link
+            .as_ref()
+            .and_then(|l| l.vfs.as_ref())
+            .and_then(|vfs| vfs.iter().find(|s| s.vf == vf.index).copied());
+        if pf_side.is_none()
+            && let Some(key) = self.conf.settings.pf_only_keys().first()
+        {
+            return Err(SriovError::config(
+                *key,
+                format!(
+                    "PF {} reports no VF {} over netlink, so VF settings cannot be programmed",
+                    if pf_name.is_empty() {
+                        "(none)"
+                    } else {
+                        &pf_name
+                    },
+                    vf.index
+                ),
+            ));
+        }
+        let vf_link = match (&mode, &vf.netdev) {
+            (VfMode::Kernel, Some(name)) => Some(
+                self.host_nl
+                    .link_by_name(name, false)
+                    .map_err(nl_err(format!("reading VF netdev {name}")))?
+                    .ok_or_else(|| {
+                        SriovError::config(
+                            "deviceID",
+                            format!(
+                                "VF {}'s netdev {name} (from sysfs) is not in this host netns",
+                                vf.addr
+                            ),
+                        )
+                    })?,
+            ),
+            _ => None,
+        };
+        let original = OriginalVfState {
+            host_ifname: vf_link.as_ref().map(|l| l.name.clone()),
+            ifindex: vf_link.as_ref().map(|l| l.index),
+            effective_mac: vf_link.as_ref().and_then(|l| l.mac),
+            mtu: vf_link.as_ref().and_then(|l| l.mtu),
+            pf_side,
+        };
+        let mut applied = self.conf.settings;
+        if pf_side.is_none() {
+            applied.mac = None;
+        }
+        let device_info_file = self.conf.device_info_file.clone().unwrap_or_else(|| {
+            devinfo::default_device_info_path(
+                &self.paths.devinfo_dir,
+                &self.conf.name,
+                &env.container_id,
+                &env.ifname,
+            )
+        });
+        let mut state = AttachmentState {
+            network: self.conf.name.clone(),
+            container_id: env.container_id.clone(),
+            ifname: env.ifname.clone(),
+            netns: self.pod.path().to_string_lossy().into_owned(),
+            vf: vf.addr,
+            pf: vf.pf,
+            pf_netdev: pf_name.clone(),
+            vf_index: vf.index,
+            mode: mode.clone(),
+            original: original.clone(),
+            applied,
+            result_mac: None,
+            device_info_file: Some(device_info_file.clone()),
+            complete: false,
+        };
+        // On disk before the first change: a crash from here on is cleaned by DEL.
+        self.paths.state.write_attachment(&state)?;
+
+        if let (Some(pf), Some(orig)) = (&pf_link, &pf_side) {
+            vf::apply(&mut self.host_nl, pf.index, &pf_name, &applied, orig)?;
+            done.pf_programmed = true;
+        }
+
+        let mut mtu = None;
+        let mut netdev_mac = None;
+        let mut pod_nl = None;
+        if let Some(link) = &vf_link {
+            let mut nl = attach::netlink_in(&self.pod)?;
+            let in_pod = attach::move_into_pod(
+                &mut attach::Namespaces {
+                    host: &self.host,
+                    host_nl: &mut self.host_nl,
+                    pod: &self.pod,
+                    pod_nl: &mut nl,
+                },
+                link,
+                &env.ifname,
+                self.conf.settings.mac,
+                &original,
+            )?;
+            mtu = in_pod.mtu;
+            netdev_mac = in_pod.mac;
+            done.moved = Some(in_pod);
+            pod_nl = Some(nl);
+        }
+
+        let mut result = NetworkResult {
+            cni_version: self.req.version,
+            ..Default::default()
+        };
+        if let Some(ipam_conf) = &self.conf.ipam {
+            let ipam_result = ipam::add(ipam_conf, self.req).await?;
+            done.ipam = true;
+            if ipam_result.ips.is_empty() {
+                return Err(SriovError::Ipam(CniError::internal(
+                    "IPAM plugin returned no IP addresses",
+                )));
+            }
+            if let (Some(nl), Some(link)) = (pod_nl.as_mut(), &done.moved) {
+                attach::configure_ips(nl, link.index, &ipam_result)?;
+            }
+            result.ips = ipam_result.ips;
+            for ip in &mut result.ips {
+                ip.interface = Some(0);
+            }
+            result.routes = ipam_result.routes;
+            result.dns = ipam_result.dns;
+        }
+
+        devinfo::write_device_info(&device_info_file, &devinfo::device_info(&vf.addr, &vf.pf))?;
+        done.devinfo = Some(device_info_file);
+
+        let admin_mac = pf_side.map(|_| applied.mac.or(original.pf_side.map(|p| p.admin_mac)));
+        let result_mac: Option<MacAddr> = self
+            .conf
+            .settings
+            .mac
+            .or(netdev_mac)
+            .or(admin_mac.flatten().filter(|m| !m.is_zero()));
+        result.interfaces.push(Interface {
+            name: env.ifname.clone(),
+            mac: result_mac.map(|m| m.to_string()),
+            mtu,
+            sandbox: Some(self.pod.path().to_string_lossy().into_owned()),
+            socket_path: None,
+            pci_id: Some(vf.addr.to_string()),
+        });
+        state.result_mac = netdev_mac;
+        state.complete = true;
+        self.log.info(format_args!(
+            "ADD {}/{}: VF {} attached ({})",
+            env.container_id,
+            env.ifname,
+            vf.addr,
+            match &mode {
+                VfMode::Kernel =>
+                    format!("netdev {}", original.host_ifname.as_deref().unwrap_or("?")),
+                VfMode::Dpdk { driver } => format!("user-space driver {driver}"),
+            }
+        ));
+        Ok((state, result))
+    }
+
+    /// Undoes the steps in `done`, newest first, and releases the VF; logs what fails.
+    async fn rollback(&mut self, claim: &Claim, done: &Done) {
+        let env = &self.req.env;
+        let log = self.log;
+        let Ok(Some(state)) = self
+            .paths
+            .state
+            .read_attachment(&env.container_id, &env.ifname)
+        else {
+            let owner = Owner {
+                container_id: env.container_id.clone(),
+                ifname: env.ifname.clone(),
+                netns: String::new(),
+            };
+            let _ =
+                VfAllocator::new(&self.paths.sysfs, &self.paths.state).release(&claim.lock, &owner);
+            return;
+        };
+        let mut clean = true;
+        if let Some(f) = &done.devinfo {
+            let _ = devinfo::remove_device_info(f);
+        }
+        if done.ipam
+            && let Some(ipam_conf) = &self.conf.ipam
+            && let Err(e) = ipam::del(ipam_conf, self.req).await
+        {
+            log.error(format_args!("rollback: IPAM DEL failed: {e}"));
+            clean = false;
+        }
+        if let Some(link) = &done.moved {
+            let back = attach::netlink_in(&self.pod).and_then(|mut pod_nl| {
+                attach::return_to_host(
+                    &mut pod_nl,
+                    &mut self.host_nl,
+                    &self.host,
+                    link,
+                    &state.original,
+                )
+            });
+            if let Err(e) = back {
+                log.error(format_args!(
+                    "rollback: returning the VF netdev failed: {e}"
+                ));
+                clean = false;
+            }
+        }
+        if done.pf_programmed
+            && let Some(orig) = &state.original.pf_side
+        {
+            let pf = self.host_nl.link_by_name(&state.pf_netdev, false);
+            let restored = match pf {
+                Ok(Some(pf)) => vf::restore(
+                    &mut self.host_nl,
+                    pf.index,
+                    &state.pf_netdev,
+                    &state.applied,
+                    orig,
+                ),
+                Ok(None) => Ok(()),
+                Err(e) => Err(nl_err("reading the PF")(e)),
+            };
+            if let Err(e) = restored {
+                log.error(format_args!("rollback: restoring VF settings failed: {e}"));
+                clean = false;
+            }
+        }
+        if clean {
+            let owner = Owner {
+                container_id: env.container_id.clone(),
+                ifname: env.ifname.clone(),
+                netns: state.netns.clone(),
+            };
+            let _ =
+                VfAllocator::new(&self.paths.sysfs, &self.paths.state).release(&claim.lock, &owner);
+            let _ = self
+                .paths
+                .state
+                .remove_attachment(&env.container_id, &env.ifname);
+        } else {
+            log.error("rollback incomplete: the saved state is kept for DEL to finish");
+        }
+    }
+}
+
+/// Restores the VF of `state`: PF-side settings, then the netdev (from the pod netns if it is
+/// still there, else from the host, else nowhere).
+fn restore_vf(
+    paths: &Paths,
+    state: &AttachmentState,
+    netns: Option<&Path>,
+    log: &Logger,
+) -> Result<()> {
+    let mut host_nl = Netlink::new().map_err(nl_err("opening a netlink socket"))?;
+    // The PF's current name, in case it was renamed since ADD.
+    let pf_name = paths
+        .sysfs
+        .pf(&state.pf)
+        .and_then(|pf| pf.netdev().map(str::to_owned))
+        .unwrap_or_else(|| state.pf_netdev.clone());
+    if let Some(orig) = &state.original.pf_side {
+        match host_nl
+            .link_by_name(&pf_name, false)
+            .map_err(nl_err(format!("reading PF {pf_name}")))?
+        {
+            Some(pf) => vf::restore(&mut host_nl, pf.index, &pf_name, &state.applied, orig)?,
+            None => log.warn(format_args!(
+                "PF {pf_name} is gone: VF {} settings cannot be restored",
+                state.vf
+            )),
+        }
+    }
+    if state.mode != VfMode::Kernel {
+        return Ok(());
+    }
+    let host = Netns::current().map_err(|e| netns_err(Path::new("current"), e))?;
+    let pod = netns
+        .filter(|p| !p.as_os_str().is_empty())
+        .and_then(|p| Netns::open(p).ok());
+    if let Some(pod) = &pod {
+        let mut pod_nl = attach::netlink_in(pod)?;
+        if let Some(link) = pod_nl
+            .link_by_name(&state.ifname, false)
+            .map_err(nl_err(format!("reading {}", state.ifname)))?
+        {
+            let back =
+                attach::return_to_host(&mut pod_nl, &mut host_nl, &host, &link, &state.original)?;
+            log_returned(log, state, &back);
+            return Ok(());
+        }
+    }
+    // The netns is gone (or the netdev left it): the kernel returns a physical netdev to the
+    // host, under its pod name or devN. sysfs names it; the original name is the fallback.
+    let mut candidates: Vec<String> = paths
+        .sysfs
+        .function(&state.vf)
+        .map(|f| f.netdevs)
+        .unwrap_or_default();
+    candidates.extend(state.original.host_ifname.clone());
+    for name in candidates {
+        if let Some(link) = host_nl
+            .link_by_name(&name, false)
+            .map_err(nl_err(format!("reading {name}")))?
+        {
+            let back = attach::release_in_host(&mut host_nl, &link, &state.original)?;
+            log_returned(log, state, &back);
+            return Ok(());
+        }
+    }
+    log.warn(format_args!(
+        "VF {} netdev not found in the pod or the host: only its PF-side settings were restored",
+        state.vf
+    ));
+    Ok(())
+}
+
+fn log_returned(log: &Logger, state: &AttachmentState, back: &Returned) {
+    match back {
+        Returned::AsOriginal(name) => {
+            log.info(format_args!(
+                "VF {} netdev back in the host as {name}",
+                state.vf
+            ));
+        }
+        Returned::Renamed(name) => log.warn(format_args!(
+            "VF {} netdev back in the host as {name}: its name {} is taken",
+            state.vf,
+            state.original.host_ifname.as_deref().unwrap_or("?")
+        )),
+    }
+}
+
+impl Plugin for SriovPlugin {
+    fn name(&self) -> &'static str {
+        "sriov"
+    }
+
+    async fn add(&self, req: &Request) -> CniResult<NetworkResult> {
+        self.add_inner(req).await.map_err(CniError::from)
+    }
+
+    async fn del(&self, req: &Request) -> CniResult<()> {
+        self.del_inner(req).await.map_err(CniError::from)
+    }
+
+    async fn check(&self, req: &Request) -> CniResult<()> {
+        self.check_inner(req).await.map_err(CniError::from)
+    }
+
+    async fn gc(&self, req: &Request, gc: &GcRequest) -> CniResult<()> {
+        self.gc_inner(req, gc).await.map_err(CniError::from)
+    }
+}
