@@ -111,6 +111,7 @@ async fn invoke(
     env.command = command;
     env.ifname = ifname.to_string();
     if let Some(delegate) = own::delegate_for(&path, &step.plugin_type, ctx.self_exe) {
+        tracing::debug!(plugin = %step.plugin_type, verb = command.as_str(), "delegate in-process");
         let mut vars = env.to_vars();
         vars.extend(ctx.extra_env.iter().cloned());
         let (stdout, status) = delegate.dispatch(vars, stdin).await;
@@ -120,6 +121,7 @@ async fn invoke(
             Err(parse_error(&stdout, &step.plugin_type))
         };
     }
+    tracing::debug!(plugin = %path.display(), verb = command.as_str(), "delegate exec");
     exec_raw(
         &path,
         &ExecRequest {

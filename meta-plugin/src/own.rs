@@ -9,6 +9,7 @@ use std::path::Path;
 pub enum OwnDelegate {
     HostLocal,
     Static,
+    Macvlan,
 }
 
 impl OwnDelegate {
@@ -16,11 +17,12 @@ impl OwnDelegate {
         match plugin_type {
             "host-local" => Some(OwnDelegate::HostLocal),
             "static" => Some(OwnDelegate::Static),
+            "macvlan" => Some(OwnDelegate::Macvlan),
             _ => None,
         }
     }
 
-    pub const ALL_TYPES: &'static [&'static str] = &["host-local", "static"];
+    pub const ALL_TYPES: &'static [&'static str] = &["host-local", "static", "macvlan"];
 
     /// One full CNI invocation, exactly as the standalone binary would run it.
     pub async fn dispatch(&self, vars: Vec<(String, String)>, stdin: &[u8]) -> (Vec<u8>, i32) {
@@ -31,6 +33,9 @@ impl OwnDelegate {
             OwnDelegate::Static => {
                 multinet_cni::dispatch(&multinet_ipam::StaticPlugin, vars, stdin).await
             }
+            OwnDelegate::Macvlan => {
+                multinet_cni::dispatch(&multinet_macvlan::MacvlanPlugin, vars, stdin).await
+            }
         }
     }
 
@@ -39,6 +44,7 @@ impl OwnDelegate {
         match self {
             OwnDelegate::HostLocal => multinet_cni::run_main(multinet_ipam::HostLocalPlugin),
             OwnDelegate::Static => multinet_cni::run_main(multinet_ipam::StaticPlugin),
+            OwnDelegate::Macvlan => multinet_cni::run_main(multinet_macvlan::MacvlanPlugin),
         }
     }
 }

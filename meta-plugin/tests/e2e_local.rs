@@ -174,3 +174,54 @@ fn gc_removes_attachments_of_containers_not_in_the_valid_list() {
     node.cni("DEL", "keep", "web", Some(&keep)).ok();
     node.assert_clean(&keep);
 }
+
+/// The same pod through multinet's own macvlan and host-local run in-process (multi-call
+/// install) and through the reference binaries: the same networks, addresses and status shape.
+#[test]
+fn own_delegates_in_process_give_the_same_attachments_as_exec() {
+    require_root!();
+    let mut seen = Vec::new();
+    for own in [false, true] {
+        let node = Node::new("1.0.0");
+        if own {
+            node.use_own("macvlan");
+            node.use_own("host-local");
+        }
+        two_macvlan_pod(&node);
+        let pod = TestNetns::new();
+        let result = node.cni("ADD", "c1", "web", Some(&pod)).ok().clone();
+        let status = node.network_status("web");
+        let shape: Vec<(String, String, Vec<String>)> = status
+            .iter()
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap().to_string(),
+                    s["interface"].as_str().unwrap().to_string(),
+                    s["ips"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|i| i.to_string())
+                        .collect(),
+                )
+            })
+            .collect();
+        let kinds: Vec<String> = pod
+            .ip_json(&["-d", "link", "show"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["linkinfo"]["info_kind"].as_str().map(str::to_string))
+            .collect();
+        let log = std::fs::read_to_string(node.path("multinet.log")).unwrap();
+        assert_eq!(
+            log.contains("delegate in-process plugin=macvlan verb=\"ADD\""),
+            own,
+            "{log}"
+        );
+        seen.push((result["ips"].clone(), shape, kinds));
+        node.cni("DEL", "c1", "web", Some(&pod)).ok();
+        node.assert_clean(&pod);
+    }
+    assert_eq!(seen[0], seen[1], "exec vs in-process");
+}
