@@ -99,7 +99,8 @@ pub fn spawn(bin: &Path, call: &Call<'_>, conf: &Value) -> std::process::Child {
         .spawn()
         .unwrap();
     let bytes = serde_json::to_vec(conf).unwrap();
-    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    // A plugin may exit without reading stdin (VERSION, early errors): a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(&bytes);
     child
 }
 
