@@ -1,9 +1,9 @@
-//! Delegation to the IPAM plugin named by `ipam.type`, with the plugin's own stdin, as the
-//! reference plugins do. Errors keep the IPAM plugin's code.
+//! Delegation to the IPAM plugin named by `ipam.type`: host-local and static run in-process
+//! (multinet-ipam), any other type is executed from CNI_PATH with the plugin's own stdin, as
+//! the reference plugins do. Errors keep the IPAM plugin's code.
 
-use multinet_cni::{
-    Command, DEFAULT_EXEC_TIMEOUT, ExecRequest, NetworkResult, Request, exec_plugin, find_plugin,
-};
+use multinet_cni::{CniError, GcRequest, NetworkResult, Request};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 
@@ -16,54 +16,55 @@ pub struct Ipam<'a> {
 }
 
 impl Ipam<'_> {
-    async fn call(&self, command: Command) -> Result<Option<NetworkResult>> {
-        let verb = command.as_str();
-        let err = |source| Error::Ipam {
-            plugin: self.plugin,
+    fn conf(&self) -> &Value {
+        static NONE: Value = Value::Null;
+        self.req.config.ipam.as_ref().unwrap_or(&NONE)
+    }
+
+    fn err(&self, verb: &'static str) -> impl FnOnce(CniError) -> Error {
+        let plugin = self.plugin;
+        move |source| Error::Ipam {
+            plugin,
             verb,
             source,
-        };
-        let path = find_plugin(self.plugin_type, &self.req.env.path)
-            .map_err(|e| err(e.context(format!("key \"ipam.type\": {:?}", self.plugin_type))))?;
-        let exec = ExecRequest {
-            command,
-            env: &self.req.env,
-            extra_env: &self.req.extra_env,
-            stdin: &self.req.stdin,
-            timeout: DEFAULT_EXEC_TIMEOUT,
-        };
-        exec_plugin(&path, &exec).await.map_err(err)
+        }
     }
 
     /// Allocates addresses; a result without any is an error.
     pub async fn add(&self) -> Result<NetworkResult> {
-        let result = self.call(Command::Add).await?.unwrap_or_default();
+        let result = multinet_ipam::ipam_add(self.conf(), self.req)
+            .await
+            .map_err(self.err("ADD"))?;
         if result.ips.is_empty() {
-            return Err(Error::Ipam {
-                plugin: self.plugin,
-                verb: "ADD",
-                source: multinet_cni::CniError::internal(format!(
-                    "IPAM plugin {:?} returned no IP address",
-                    self.plugin_type
-                )),
-            });
+            return Err(self.err("ADD")(CniError::internal(format!(
+                "IPAM plugin {:?} returned no IP address",
+                self.plugin_type
+            ))));
         }
         Ok(result)
     }
 
     pub async fn del(&self) -> Result<()> {
-        self.call(Command::Del).await.map(drop)
+        multinet_ipam::ipam_del(self.conf(), self.req)
+            .await
+            .map_err(self.err("DEL"))
     }
 
     pub async fn check(&self) -> Result<()> {
-        self.call(Command::Check).await.map(drop)
+        multinet_ipam::ipam_check(self.conf(), self.req)
+            .await
+            .map_err(self.err("CHECK"))
     }
 
     pub async fn status(&self) -> Result<()> {
-        self.call(Command::Status).await.map(drop)
+        multinet_ipam::ipam_status(self.conf(), self.req)
+            .await
+            .map_err(self.err("STATUS"))
     }
 
-    pub async fn gc(&self) -> Result<()> {
-        self.call(Command::Gc).await.map(drop)
+    pub async fn gc(&self, gc: &GcRequest) -> Result<()> {
+        multinet_ipam::ipam_gc(self.conf(), self.req, gc)
+            .await
+            .map_err(self.err("GC"))
     }
 }

@@ -601,11 +601,11 @@ pub async fn status(plugin: &'static str, req: &Request, ipam_type: Option<&str>
     }
 }
 
-/// GC: forwarded to the IPAM plugin, which reads the valid attachments from the same stdin.
+/// GC: forwarded to the IPAM plugin.
 pub async fn gc(
     plugin: &'static str,
     req: &Request,
-    _gc: &GcRequest,
+    gc: &GcRequest,
     ipam_type: Option<&str>,
 ) -> Result<()> {
     match ipam_type {
@@ -615,7 +615,7 @@ pub async fn gc(
                 plugin_type: t,
                 req,
             }
-            .gc()
+            .gc(gc)
             .await
         }
         None => Ok(()),
