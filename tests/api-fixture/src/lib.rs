@@ -353,8 +353,22 @@ impl ApiFixture {
     }
 
     /// Waits until at least `count` watches are open; false on timeout. Lets a test
-    /// change objects only once the watcher under test is listening.
-    pub fn wait_for_watches(&self, count: usize, timeout: Duration) -> bool {
+    /// change objects only once the watcher under test is listening. Needs a tokio
+    /// runtime; see [`wait_for_watches_blocking`](Self::wait_for_watches_blocking).
+    pub async fn wait_for_watches(&self, count: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.open_watches() < count {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// [`wait_for_watches`](Self::wait_for_watches) for synchronous tests. Do not call
+    /// it on the runtime thread that drives the watcher under test.
+    pub fn wait_for_watches_blocking(&self, count: usize, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         while self.open_watches() < count {
             if std::time::Instant::now() >= deadline {
@@ -433,8 +447,9 @@ impl Faults {
             .send_modify(|generation| *generation += 1);
     }
 
-    /// Forgets the change history (etcd compaction): resuming a watch from an older
-    /// resourceVersion gets 410 Expired and the client must list again.
+    /// Forgets the change history (etcd compaction): resuming a watch from any version
+    /// handed out so far gets 410 Expired, so every client must list again. Combine
+    /// with [`drop_watches`](Self::drop_watches) to force watchers to re-list now.
     pub fn expire_watch_history(&self) {
         lock(&self.shared.store).expire_history();
     }

@@ -820,7 +820,9 @@ impl Store {
     /// resourceVersion now get 410 Expired and clients must list again.
     pub fn expire_history(&mut self) {
         self.history.clear();
-        self.oldest_watchable = self.resource_version;
+        // A version of its own, so that resuming from the newest version handed out
+        // before the compaction fails too, while a list taken after it may be watched.
+        self.oldest_watchable = self.next_version();
     }
 
     pub fn parse_resource_version(value: &str) -> Result<u64, ApiError> {
@@ -1145,12 +1147,18 @@ mod tests {
                 (EventType::Deleted, "a".into())
             ]
         );
+        let newest = s.resource_version();
         s.expire_history();
-        let err = s
-            .subscribe(PODS, &filter, WatchFrom::After(after))
-            .err()
-            .unwrap();
-        assert_eq!((err.code, err.reason.as_str()), (410, "Expired"));
+        for stale in [after, newest] {
+            let err = s
+                .subscribe(PODS, &filter, WatchFrom::After(stale))
+                .err()
+                .unwrap();
+            assert_eq!((err.code, err.reason.as_str()), (410, "Expired"));
+        }
+        // A list taken after the compaction can be watched from.
+        let (_, listed) = s.list(PODS, &filter);
+        assert!(s.subscribe(PODS, &filter, WatchFrom::After(listed)).is_ok());
     }
 
     #[test]

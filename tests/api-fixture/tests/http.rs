@@ -490,7 +490,7 @@ async fn watches_stream_changes_after_a_resource_version() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let mut body = response.into_body();
-    assert!(fx.wait_for_watches(1, Duration::from_secs(5)));
+    assert!(fx.wait_for_watches(1, Duration::from_secs(5)).await);
 
     create(&fx, PODS, &pod("web", json!({"app": "web"}), "n")).await;
     create(&fx, PODS, &pod("db", json!({"app": "db"}), "n")).await;
@@ -634,7 +634,7 @@ async fn dropped_watches_end_their_streams() {
     .await
     .unwrap();
     let mut body = response.into_body();
-    assert!(fx.wait_for_watches(1, Duration::from_secs(5)));
+    assert!(fx.wait_for_watches(1, Duration::from_secs(5)).await);
     fx.faults().drop_watches();
     let end = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(frame) = body.frame().await {
