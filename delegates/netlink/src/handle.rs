@@ -54,7 +54,8 @@ impl NetlinkHandle {
         })
     }
 
-    /// The underlying rtnetlink handle, for requests this crate does not wrap.
+    /// The underlying rtnetlink handle, for requests this crate does not wrap. It stops
+    /// working when this `NetlinkHandle` is dropped.
     pub fn raw(&self) -> &Handle {
         &self.handle
     }
