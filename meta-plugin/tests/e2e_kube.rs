@@ -1,0 +1,196 @@
+//! The multinet binary against the Kubernetes API fixture (real HTTPS, kubeconfig, Status errors,
+//! faults): pods and NADs from the API, network-status written with a merge patch on pods/status,
+//! retries inside a time budget, and DEL that needs no API at all.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Node, VERSIONS};
+use multinet_api_fixture::ApiFixture;
+use multinet_testbed::{TestNetns, require_root};
+use serde_json::{Value, json};
+
+struct Cluster {
+    api: ApiFixture,
+    node: Node,
+    conf: Value,
+}
+
+fn cluster(version: &str) -> Cluster {
+    let node = Node::new(version);
+    // The API must be reachable where the plugin runs: bind the fixture inside the node's
+    // namespace (its threads inherit the namespace of the thread that starts them).
+    let node_ns = multinet_netlink::Netns::open(node.ns.path()).unwrap();
+    let api = multinet_netlink::run_in_netns(&node_ns, ApiFixture::start_blocking)
+        .unwrap()
+        .unwrap();
+    let kubeconfig = node.path("kubeconfig");
+    api.write_kubeconfig(&kubeconfig).unwrap();
+    let mut conf = node.conf();
+    conf.as_object_mut().unwrap().remove("localDir");
+    conf["kubeconfig"] = json!(kubeconfig);
+    conf["apiTimeoutSeconds"] = json!(5);
+    for (name, master, subnet) in [
+        ("data", "up0", "10.10.0.0/24"),
+        ("storage", "up1", "10.20.0.0/24"),
+    ] {
+        api.insert(json!({
+            "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": name, "namespace": "team"},
+            "spec": {"config": node.macvlan_nad(name, master, subnet).to_string()}
+        }))
+        .unwrap();
+    }
+    api.insert(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "team", "uid": "uid-web",
+                     "annotations": {"k8s.v1.cni.cncf.io/networks": "data,storage@stor0"}},
+        "spec": {"containers": [{"name": "app", "image": "app"}]}
+    }))
+    .unwrap();
+    Cluster { api, node, conf }
+}
+
+fn status_of(api: &ApiFixture) -> Vec<Value> {
+    let pod = api.get("Pod", "team", "web").unwrap();
+    let s = pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
+        .as_str()
+        .unwrap_or("[]")
+        .to_string();
+    serde_json::from_str(&s).unwrap()
+}
+
+#[test]
+fn pods_and_nads_from_the_api_in_every_version() {
+    require_root!();
+    for version in VERSIONS {
+        let c = cluster(version);
+        let pod = TestNetns::new();
+        let ns = pod.path_str().to_string();
+        let result = c.node.cni_with("ADD", "c1", "web", &ns, &c.conf);
+        assert_eq!(result.ok()["cniVersion"], *version);
+        let status = status_of(&c.api);
+        let names: Vec<&str> = status.iter().map(|s| s["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            vec!["cluster", "team/data", "team/storage"],
+            "{version}"
+        );
+        assert_eq!(status[2]["interface"], "stor0");
+        // The status went out as one merge patch on pods/status, with no GET+PUT.
+        let requests = c.api.requests();
+        let patches: Vec<_> = requests
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path == "/api/v1/namespaces/team/pods/web/status")
+            .collect();
+        assert_eq!(patches.len(), 1, "{requests:?}");
+        assert_eq!(
+            patches[0].content_type.as_deref(),
+            Some("application/merge-patch+json")
+        );
+        assert!(!requests.iter().any(|r| r.method == "PUT"));
+        if *version != "0.3.1" {
+            c.node.cni_with("CHECK", "c1", "web", &ns, &c.conf).ok();
+        }
+        c.node.cni_with("DEL", "c1", "web", &ns, &c.conf).ok();
+        c.node.assert_clean(&pod);
+    }
+}
+
+#[test]
+fn api_down_during_del_still_releases_everything() {
+    require_root!();
+    let c = cluster("1.0.0");
+    let pod = TestNetns::new();
+    let ns = pod.path_str().to_string();
+    c.node.cni_with("ADD", "c1", "web", &ns, &c.conf).ok();
+    c.api.faults().stop_listening().unwrap();
+    let started = Instant::now();
+    c.node.cni_with("DEL", "c1", "web", &ns, &c.conf).ok();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "DEL must not wait for the API"
+    );
+    c.node.assert_clean(&pod);
+    c.api.faults().restart().unwrap();
+}
+
+#[test]
+fn slow_api_is_waited_for_and_transient_errors_are_retried() {
+    require_root!();
+    let c = cluster("1.0.0");
+    // Slower than Multus's 250 ms per-request cut, well inside the budget.
+    c.api.faults().set_latency(Duration::from_millis(400));
+    c.api.faults().fail_next(2, 503);
+    let pod = TestNetns::new();
+    let ns = pod.path_str().to_string();
+    c.node.cni_with("ADD", "c1", "web", &ns, &c.conf).ok();
+    assert_eq!(status_of(&c.api).len(), 3);
+    c.api.faults().reset();
+    c.node.cni_with("DEL", "c1", "web", &ns, &c.conf).ok();
+    c.node.assert_clean(&pod);
+}
+
+#[test]
+fn api_that_never_answers_fails_add_with_try_again_and_leaves_nothing() {
+    require_root!();
+    let c = cluster("1.0.0");
+    c.api
+        .faults()
+        .fail_always(multinet_api_fixture::RequestFilter::any(), 500);
+    let pod = TestNetns::new();
+    let ns = pod.path_str().to_string();
+    let (code, msg) = c.node.cni_with("ADD", "c1", "web", &ns, &c.conf).err();
+    assert_eq!(code, 11, "{msg}");
+    assert!(msg.contains("team/web"), "{msg}");
+    c.node.assert_clean(&pod);
+}
+
+#[test]
+fn replaced_pod_uid_mismatch_is_refused() {
+    require_root!();
+    let c = cluster("1.0.0");
+    // The pod was deleted and created again under the same name: a new UID.
+    let mut pod_obj = c.api.delete("Pod", "team", "web").unwrap();
+    pod_obj["metadata"]["uid"] = json!("uid-new");
+    pod_obj["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    c.api.insert(pod_obj).unwrap();
+    let pod = TestNetns::new();
+    let (code, msg) = c
+        .node
+        .cni_with("ADD", "c1", "web", pod.path_str(), &c.conf)
+        .err();
+    assert_eq!(code, 7, "{msg}");
+    assert!(msg.contains("UID"), "{msg}");
+    c.node.assert_clean(&pod);
+}
+
+#[test]
+fn unknown_nad_is_a_clear_error_and_nothing_is_created() {
+    require_root!();
+    let c = cluster("1.0.0");
+    c.api
+        .merge_patch(
+            "Pod",
+            "team",
+            "web",
+            &json!({"metadata": {"annotations": {"k8s.v1.cni.cncf.io/networks": "data,nope"}}}),
+        )
+        .expect("pod exists");
+    let pod = TestNetns::new();
+    let (code, msg) = c
+        .node
+        .cni_with("ADD", "c1", "web", pod.path_str(), &c.conf)
+        .err();
+    assert_eq!(code, 7);
+    assert!(
+        msg.contains("team/nope") && msg.contains("not found"),
+        "{msg}"
+    );
+    c.node.assert_clean(&pod);
+}
