@@ -318,6 +318,19 @@ fn object_body(call: &Call) -> Result<Value, ApiError> {
     }
 }
 
+const PARTIAL_METADATA: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+const PARTIAL_METADATA_LIST: &str =
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+
+/// Whether the client asked for metadata only (kube's `get_metadata`, `list_metadata`,
+/// `watch_metadata`).
+fn wants_metadata_only(accept: &str) -> bool {
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=PartialObjectMetadata"))
+}
+
 fn resource(shared: &Shared, call: &Call, path: &ResourcePath) -> Result<Reply, ApiError> {
     let mut store = lock(&shared.store);
     let id = store
@@ -347,12 +360,26 @@ fn resource(shared: &Shared, call: &Call, path: &ResourcePath) -> Result<Reply, 
     match (&call.method, path.name.as_deref()) {
         (&Method::GET, None) if call.query.flag("watch") => {
             let filter = filter_from(&store, id, namespace, &call.query)?;
-            watch_reply(shared, &store, id, filter, &call.query)
+            watch_reply(shared, &store, id, filter, call)
         }
         (&Method::GET, None) => {
             let filter = filter_from(&store, id, namespace, &call.query)?;
             let (items, version) = store.list(id, &filter);
-            ok(list_body(&store, id, items, version, &call.query)?)
+            let list = list_body(&store, id, items, version, &call.query)?;
+            if wants_metadata_only(&call.accept) {
+                let items: Vec<Value> = list["items"]
+                    .as_array()
+                    .map(|items| items.iter().map(watch::partial_metadata).collect())
+                    .unwrap_or_default();
+                let partial = json!({
+                    "kind": "PartialObjectMetadataList",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": list["metadata"],
+                    "items": items,
+                });
+                return Ok(Reply::Typed(StatusCode::OK, partial, PARTIAL_METADATA_LIST));
+            }
+            ok(list)
         }
         (&Method::POST, None) if def.namespaced && namespace.is_none() => Err(method_not_allowed()),
         (&Method::POST, None) => created(store.create(id, namespace, object_body(call)?)?),
@@ -368,6 +395,14 @@ fn resource(shared: &Shared, call: &Call, path: &ResourcePath) -> Result<Reply, 
             }
             let version = store.resource_version();
             ok(list_body(&store, id, deleted, version, &Query::default())?)
+        }
+        (&Method::GET, Some(name)) if wants_metadata_only(&call.accept) => {
+            let object = store.get_or_404(id, namespace, name)?;
+            Ok(Reply::Typed(
+                StatusCode::OK,
+                watch::partial_metadata(&object),
+                PARTIAL_METADATA,
+            ))
         }
         (&Method::GET, Some(name)) => ok(store.get_or_404(id, namespace, name)?),
         (&Method::PUT, Some(name)) => {
@@ -492,8 +527,9 @@ fn watch_reply(
     store: &Store,
     id: ResourceId,
     filter: ObjectFilter,
-    query: &Query,
+    call: &Call,
 ) -> Result<Reply, ApiError> {
+    let query = &call.query;
     let def = store.def(id);
     let send_initial_events = query.flag("sendInitialEvents");
     let from = match query.non_empty("resourceVersion") {
@@ -518,6 +554,7 @@ fn watch_reply(
         initial_events_end: send_initial_events,
         timeout,
         bookmark_interval: shared.bookmark_interval,
+        metadata_only: wants_metadata_only(&call.accept),
     };
     let frames = |bytes: Bytes| Ok::<_, Infallible>(Frame::data(bytes));
     let body = match store.subscribe(id, &filter, from) {

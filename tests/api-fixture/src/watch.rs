@@ -25,6 +25,17 @@ pub(crate) struct WatchRequest {
     pub initial_events_end: bool,
     pub timeout: Option<Duration>,
     pub bookmark_interval: Duration,
+    /// Send only metadata, as `PartialObjectMetadata` (the client's Accept asked so).
+    pub metadata_only: bool,
+}
+
+/// An object reduced to its metadata, as served for `Accept: ...;as=PartialObjectMetadata`.
+pub(crate) fn partial_metadata(object: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object["metadata"],
+    })
 }
 
 /// Counts open watches; decremented when the response stream is dropped.
@@ -87,7 +98,15 @@ impl WatchState {
             return None;
         }
         let event_type = self.request.filter.view(event)?;
-        Some(line(event_type.as_str(), &event.object))
+        Some(self.event_line(event_type.as_str(), &event.object))
+    }
+
+    fn event_line(&self, event_type: &str, object: &Value) -> Bytes {
+        if self.request.metadata_only {
+            line(event_type, &partial_metadata(object))
+        } else {
+            line(event_type, object)
+        }
     }
 }
 
@@ -158,7 +177,8 @@ pub(crate) fn event_stream(
         _open: open,
     };
     for (event_type, object) in &subscription.initial {
-        state.queue.push_back(line(event_type.as_str(), object));
+        let chunk = state.event_line(event_type.as_str(), object);
+        state.queue.push_back(chunk);
     }
     if state.request.initial_events_end {
         let marker = state.bookmark(true);

@@ -10,7 +10,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use k8s_openapi::api::events::v1::Event as EventsV1;
 use kube::api::{
-    Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+    Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PartialObjectMeta, Patch,
+    PatchParams, PostParams,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::Discovery;
@@ -568,6 +569,66 @@ async fn refused_while_stopped_and_recovered_after_restart() {
     assert!(
         recovered.is_ok(),
         "the watcher did not catch up after the restart"
+    );
+}
+
+#[tokio::test]
+async fn metadata_only_get_list_and_watch() {
+    let fx = ApiFixture::start().await.unwrap();
+    fx.insert(serde_json::to_value(pod("a", "ns1")).unwrap())
+        .unwrap();
+    let client = client(&fx).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "ns1");
+    let meta = pods.get_metadata("a").await.unwrap();
+    assert_eq!(meta.metadata.name.as_deref(), Some("a"));
+    assert_eq!(meta.types.as_ref().unwrap().kind, "PartialObjectMetadata");
+    let list = pods.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(
+        list.items[0].metadata.labels.as_ref().unwrap()["app"],
+        "web"
+    );
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let metadata: Api<PartialObjectMeta<Pod>> = Api::namespaced(client, "ns1");
+        let mut stream = watcher(metadata, watcher::Config::default())
+            .applied_objects()
+            .boxed();
+        while let Some(Ok(object)) = stream.next().await {
+            let kind = object.types.map(|t| t.kind).unwrap_or_default();
+            if tx
+                .send((object.metadata.name.unwrap_or_default(), kind))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let first = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first,
+        ("a".to_string(), "PartialObjectMetadata".to_string())
+    );
+    assert!(fx.wait_for_watches(1, WAIT).await);
+    fx.insert(serde_json::to_value(pod("b", "ns1")).unwrap())
+        .unwrap();
+    let second = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        second,
+        ("b".to_string(), "PartialObjectMetadata".to_string())
+    );
+    let watch = fx.requests().into_iter().find(|r| r.is_watch()).unwrap();
+    assert!(
+        watch
+            .header("accept")
+            .unwrap()
+            .contains("as=PartialObjectMetadata")
     );
 }
 
