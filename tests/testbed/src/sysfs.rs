@@ -18,7 +18,9 @@
 //! let fake = FakeSysfs::builder(SysfsLayout::DevicePlugin)
 //!     .pf(PfSpec::new("0000:af:00.0", "ens1f0").vf("0000:af:02.0", "ens1f0v0").vf_dpdk("0000:af:02.1"))
 //!     .build();
-//! std::env::set_var("MULTINET_SYSFS_ROOT", fake.root());
+//! // Give the root to the code under test (setting the env var of a running, multi-threaded
+//! // test process is unsafe in edition 2024): e.g. as `MULTINET_SYSFS_ROOT` of a child process.
+//! let _sysfs_root = fake.root();
 //! ```
 
 use std::fs;
