@@ -26,11 +26,12 @@ HOST_PROGS=(/bin/busybox /sbin/ip /sbin/bridge /bin/bash /usr/bin/jq)
 EXTRA_LIBS=(libgcc_s.so.1) # lets dynamically linked Rust binaries run too
 
 OUT=$W/initrd.cpio
+# glibc too: binaries built later (build-static.sh --dynamic) must find the same one in the guest.
 INPUTS=("$HERE/init" "$HERE/guest/lib.sh" "$HERE/build-initramfs.sh" "$HERE/modorder.sh" "$K/kernel.env"
-  "$MODDIR/modules.dep" "${HOST_PROGS[@]}")
+  "$MODDIR/modules.dep" "${HOST_PROGS[@]}" /lib/x86_64-linux-gnu/libc.so.6)
 MANIFEST="modules: ${MODULES[*]}"
 
-if [[ -s $OUT && -z ${LAB_FORCE:-} && "$(cat "$OUT.manifest" 2>/dev/null)" == "$MANIFEST" ]]; then
+if [[ -s $OUT && -s $W/initrd.libs && -z ${LAB_FORCE:-} && "$(cat "$OUT.manifest" 2>/dev/null)" == "$MANIFEST" ]]; then
   stale=0
   for f in "${INPUTS[@]}"; do [[ $f -nt $OUT ]] && stale=1; done
   ((stale)) || exit 0
@@ -64,7 +65,7 @@ copy_with_libs() { # copy a host program and the shared libraries ldd names for 
 }
 for p in "${HOST_PROGS[@]}"; do copy_with_libs "$p"; done
 for l in "${EXTRA_LIBS[@]}"; do
-  src=$(ldconfig -p | awk -v l="$l" '$1==l && /x86-64/{print $NF; exit}')
+  src=$(ldconfig -p | awk -v l="$l" '$1 == l && /x86-64/ && !found++ {print $NF}')
   [[ -n $src ]] && { mkdir -p "$R$(dirname "$src")"; cp -L "$src" "$R$src"; }
 done
 
@@ -95,5 +96,7 @@ install -m 0644 "$HERE/guest/lib.sh" "$R/lab/lib.sh"
 (cd "$R" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet -R 0:0) >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 echo "$MANIFEST" >"$OUT.manifest"
+# The shared libraries the guest has, for build-static.sh --dynamic to check executables against.
+find "$R" -name '*.so*' \( -type f -o -type l \) -printf '%f\n' | sort -u >"$W/initrd.libs"
 log "$(du -h "$OUT" | cut -f1), $(wc -l <"$R/etc/modules.order") modules"
 rm -rf "$R"

@@ -8,6 +8,8 @@
 # env:   KERNEL_LAB_DIR, LAB_TIMEOUT, ... as run.sh
 #        LAB_IPVLAN_MULTINET  auto (default): build multinet-ipvlan's binary if it has one;
 #                             off: reference only; or the path of an ipvlan binary to compare
+#        LAB_STATIC=1         build multinet's binaries static into target/lab (a second build of
+#                             their dependencies) instead of reusing the normal, dynamic build
 # Exit 0 only if every suite passed. Ends with "kernel-lab: N passed, M failed" (suites).
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -49,7 +51,9 @@ multinet_ipvlan() {
     log "multinet-ipvlan has several binaries ($bins): set LAB_IPVLAN_MULTINET to one"
     return 1
   fi
-  "$HERE/build-static.sh" build -p multinet-ipvlan --bin "$bins" | tail -1
+  local link=(--dynamic)
+  [[ ${LAB_STATIC:-} == 1 ]] && link=()
+  "$HERE/build-static.sh" "${link[@]}" build -p multinet-ipvlan --bin "$bins" | tail -1
 }
 
 run_suite() {

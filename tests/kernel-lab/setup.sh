@@ -66,14 +66,15 @@ mkdir -p "$K"
 if [[ ! -s $K/kernel.env ]]; then
   apt_lists_fresh || apt_update
   resolve() {
-    IMG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+    # (awk reads to the end: quitting early would kill apt-cache with SIGPIPE, a failure under pipefail)
+    IMG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ && !n++ {print $2}')
     [[ -n $IMG ]] || return 1
     KVER=${IMG#linux-image-}
-    VER=$(apt-cache show "$IMG" 2>/dev/null | awk '/^Version:/{print $2; exit}')
+    VER=$(apt-cache show "$IMG" 2>/dev/null | awk '/^Version:/ && !n++ {print $2}')
     # Headers pull the common headers, kbuild and the compiler the kernel was built with.
     mapfile -t HDR_DEPS < <(apt-cache depends "linux-headers-$KVER" 2>/dev/null \
       | awk '/Depends: /{print $2}' | grep -v '^<')
-    SRC=$(apt-cache depends linux-source 2>/dev/null | awk '/Depends: linux-source-/{print $2; exit}')
+    SRC=$(apt-cache depends linux-source 2>/dev/null | awk '/Depends: linux-source-/ && !n++ {print $2}')
     [[ -n $VER && -n $SRC && ${#HDR_DEPS[@]} -gt 0 ]]
   }
   resolve || { apt_update; resolve; } || die "cannot resolve Debian's current kernel with apt-cache"
@@ -99,7 +100,9 @@ D=$W/debs
 mkdir -p "$D"
 deb_file() { # NAME=VERSION -> path of the downloaded .deb (epoch-free version, as apt names files)
   local name=${1%%=*} ver=${1#*=}
-  compgen -G "$D/${name}_${ver#*:}_*.deb" | head -1 || true
+  local found
+  found=$(compgen -G "$D/${name}_${ver#*:}_*.deb") || true
+  echo "${found%%$'\n'*}"
 }
 need=()
 for d in "${DEBS[@]}"; do [[ -n $(deb_file "$d") ]] || need+=("$d"); done

@@ -28,6 +28,16 @@ check_fails() {
   if out=$("$@" 2>&1); then lab_fail "$desc: succeeded but should fail: $* -> $out"; else lab_pass "$desc"; fi
 }
 
+# check_run DESC CMD...: like check, but shows CMD's output as it comes (indented): for test
+# binaries that print their own report, e.g. check_run "sriov netlink" "$LAB_BIN/vf_netlink-1a2b"
+check_run() {
+  local desc=$1 rc
+  shift
+  "$@" 2>&1 | sed 's/^/    /'
+  rc=${PIPESTATUS[0]}
+  if ((rc == 0)); then lab_pass "$desc"; else lab_fail "$desc: $* -> exit $rc"; fi
+}
+
 # check_eq DESC ACTUAL EXPECTED
 check_eq() {
   if [[ $2 == "$3" ]]; then lab_pass "$1 = $3"; else lab_fail "$1: got '$2', want '$3'"; fi

@@ -133,6 +133,7 @@ root_ns=$("$PROBE" netns 2>&1)
 pod_ns=$(ip netns exec $NS "$PROBE" netns 2>&1)
 check "lab-probe in the root ns: $root_ns" test "${root_ns#net:}" != "$root_ns"
 check "lab-probe in $NS: $pod_ns, another netns" test "${pod_ns#net:}" != "$pod_ns" -a "$pod_ns" != "$root_ns"
+check_run "lab-probe lists the links of $NS" ip netns exec $NS "$PROBE" links
 check_fails "lab-probe reports a missing link" ip netns exec $NS "$PROBE" expect-links nosuch0
 
 lab_finish
