@@ -332,7 +332,21 @@ fn wants_metadata_only(accept: &str) -> bool {
 }
 
 fn resource(shared: &Shared, call: &Call, path: &ResourcePath) -> Result<Reply, ApiError> {
-    let mut store = lock(&shared.store);
+    let mut guard = lock(&shared.store);
+    // dryRun=All: the write runs on a scratch copy that nobody watches.
+    let mut scratch;
+    let store: &mut Store = match call.query.non_empty("dryRun") {
+        Some("All") if call.method != Method::GET => {
+            scratch = guard.dry_run_copy();
+            &mut scratch
+        }
+        Some("All") | None => &mut guard,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid dry run value: {other}"
+            )));
+        }
+    };
     let id = store
         .find(&path.group, &path.version, &path.plural)
         .ok_or_else(not_served)?;
@@ -359,13 +373,13 @@ fn resource(shared: &Shared, call: &Call, path: &ResourcePath) -> Result<Reply, 
     let ok = |value| Ok(Reply::Json(StatusCode::OK, value));
     match (&call.method, path.name.as_deref()) {
         (&Method::GET, None) if call.query.flag("watch") => {
-            let filter = filter_from(&store, id, namespace, &call.query)?;
-            watch_reply(shared, &store, id, filter, call)
+            let filter = filter_from(store, id, namespace, &call.query)?;
+            watch_reply(shared, store, id, filter, call)
         }
         (&Method::GET, None) => {
-            let filter = filter_from(&store, id, namespace, &call.query)?;
+            let filter = filter_from(store, id, namespace, &call.query)?;
             let (items, version) = store.list(id, &filter);
-            let list = list_body(&store, id, items, version, &call.query)?;
+            let list = list_body(store, id, items, version, &call.query)?;
             if wants_metadata_only(&call.accept) {
                 let items: Vec<Value> = list["items"]
                     .as_array()
@@ -384,7 +398,7 @@ fn resource(shared: &Shared, call: &Call, path: &ResourcePath) -> Result<Reply, 
         (&Method::POST, None) if def.namespaced && namespace.is_none() => Err(method_not_allowed()),
         (&Method::POST, None) => created(store.create(id, namespace, object_body(call)?)?),
         (&Method::DELETE, None) => {
-            let filter = filter_from(&store, id, namespace, &call.query)?;
+            let filter = filter_from(store, id, namespace, &call.query)?;
             let options = delete_options(call)?;
             let (items, _) = store.list(id, &filter);
             let mut deleted = Vec::new();
@@ -394,7 +408,7 @@ fn resource(shared: &Shared, call: &Call, path: &ResourcePath) -> Result<Reply, 
                 deleted.push(store.delete(id, ns.as_deref(), &name, &options)?);
             }
             let version = store.resource_version();
-            ok(list_body(&store, id, deleted, version, &Query::default())?)
+            ok(list_body(store, id, deleted, version, &Query::default())?)
         }
         (&Method::GET, Some(name)) if wants_metadata_only(&call.accept) => {
             let object = store.get_or_404(id, namespace, name)?;

@@ -22,6 +22,33 @@
 //!
 //! The server runs on a thread with its own tokio runtime, so synchronous tests and
 //! tests on any async runtime use it alike; every method here may be called from either.
+//!
+//! # What it serves
+//! - Resources: core v1 `pods` (+ `pods/status`), `events`, `nodes` (+ `nodes/status`),
+//!   `events.k8s.io/v1 events`, `k8s.cni.cncf.io/v1 network-attachment-definitions`;
+//!   more through [`ApiFixtureBuilder::resource`].
+//! - Verbs: get, list (labelSelector, fieldSelector with kube-apiserver's per-resource
+//!   field labels, limit/continue), watch (resourceVersion, allowWatchBookmarks,
+//!   sendInitialEvents, timeoutSeconds; 410 Expired after [`Faults::expire_watch_history`]),
+//!   create (generateName, 409 AlreadyExists, 422 on bad names), update (409 Conflict on a
+//!   stale resourceVersion), merge / JSON / strategic / apply patch, delete (preconditions,
+//!   finalizers), deletecollection, `dryRun=All`, metadata-only (`PartialObjectMetadata`).
+//! - Discovery: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}[/{version}]`, also
+//!   aggregated discovery (apidiscovery.k8s.io/v2).
+//! - Pod rules: writes to `pods` keep `status`; writes to `pods/status` keep `spec` and
+//!   owner references but may change labels and annotations; pod spec updates other than
+//!   images, tolerations and deadlines get 422; API-created pods start `Pending`.
+//!
+//! # Where it differs from kube-apiserver
+//! - Strategic merge patch and server-side apply are applied as JSON merge patches
+//!   (lists replace instead of merging by key; no managedFields or field ownership).
+//! - Deletion is immediate unless finalizers remain: pods have no grace period, as
+//!   there is no kubelet to confirm termination.
+//! - Lists always read the latest state (resourceVersion / resourceVersionMatch on a
+//!   list are ignored), and a watch from a future resourceVersion starts at once.
+//! - No namespaces resource: objects may be created in any namespace.
+//! - No admission, RBAC or validation beyond what is listed above; JSON only (no
+//!   protobuf, no YAML responses).
 
 mod discovery;
 mod error;

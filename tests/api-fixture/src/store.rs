@@ -208,6 +208,20 @@ impl Store {
         }
     }
 
+    /// A copy for a dry run: same objects and versions, no watchers, no history.
+    pub fn dry_run_copy(&self) -> Store {
+        let (events, _) = broadcast::channel(1);
+        Store {
+            defs: self.defs.clone(),
+            objects: self.objects.clone(),
+            resource_version: self.resource_version,
+            history: VecDeque::new(),
+            history_limit: 1,
+            oldest_watchable: self.oldest_watchable,
+            events,
+        }
+    }
+
     pub fn defs(&self) -> &[ResourceDef] {
         &self.defs
     }

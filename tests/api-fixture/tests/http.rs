@@ -822,3 +822,42 @@ fn loads_json_values_and_rejects_unknown_kinds() {
     let err = fx.load_yaml_str("apiVersion: v1\nkind: Pod\nmetadata: {}\n");
     assert!(err.is_err());
 }
+
+#[tokio::test]
+async fn dry_runs_change_nothing() {
+    let fx = ApiFixture::start().await.unwrap();
+    let (code, created) = call(
+        &fx,
+        "POST",
+        &format!("{PODS}?dryRun=All"),
+        Some("application/json"),
+        &pod("ghost", json!({}), "n").to_string(),
+    )
+    .await;
+    assert_eq!(code, 201);
+    assert_eq!(created["metadata"]["name"], "ghost");
+    assert!(fx.get("Pod", "ns1", "ghost").is_none());
+    assert_eq!(fx.resource_version(), 0);
+
+    create(&fx, PODS, &pod("real", json!({}), "n")).await;
+    let version = fx.resource_version();
+    let (code, _) = call(&fx, "DELETE", &format!("{PODS}/real?dryRun=All"), None, "").await;
+    assert_eq!(code, 200);
+    let (code, patched) = call(
+        &fx,
+        "PATCH",
+        &format!("{PODS}/real?dryRun=All"),
+        Some("application/merge-patch+json"),
+        r#"{"metadata": {"labels": {"x": "y"}}}"#,
+    )
+    .await;
+    assert_eq!(
+        (code, &patched["metadata"]["labels"]["x"]),
+        (200, &json!("y"))
+    );
+    let stored = fx.get("Pod", "ns1", "real").unwrap();
+    assert!(stored["metadata"]["labels"].get("x").is_none());
+    assert_eq!(fx.resource_version(), version);
+    let (code, _) = call(&fx, "DELETE", &format!("{PODS}/real?dryRun=Some"), None, "").await;
+    assert_eq!(code, 400);
+}
