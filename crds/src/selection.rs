@@ -124,9 +124,13 @@ impl NetworkSelection {
     }
 
     /// True when the short form `[namespace/]name[@interface]` says everything this selection
-    /// holds.
+    /// holds, and its interface name (which may hold any byte the kernel allows) survives it.
     pub fn fits_short_form(&self) -> bool {
-        self.ips.is_empty()
+        let interface_fits = self.interface.as_deref().is_none_or(|name| {
+            !name.contains(|c: char| c.is_whitespace() || matches!(c, ',' | '@' | '[' | '{' | '"'))
+        });
+        interface_fits
+            && self.ips.is_empty()
             && self.mac.is_none()
             && self.default_route.is_empty()
             && self.port_mappings.is_empty()

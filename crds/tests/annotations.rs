@@ -430,6 +430,13 @@ fn format_uses_short_form_when_it_says_everything() {
         r#"[{"name":"a","mac":"02:00:00:00:00:01"}]"#
     );
     assert_eq!(parse_networks(&format_networks(&rich)).unwrap(), rich);
+    // The kernel allows ',' and '@' in names; such a name only survives the JSON form.
+    let odd = parse_networks(r#"[{"name":"a","interface":"x,y@z"}]"#).unwrap();
+    assert_eq!(odd, vec![with_if(sel("a"), "x,y@z")]);
+    assert_eq!(
+        format_networks(&odd),
+        r#"[{"name":"a","interface":"x,y@z"}]"#
+    );
 }
 
 #[test]
