@@ -31,6 +31,11 @@ impl NetlinkHandle {
             // Registering the socket with the runtime's IO driver works from any thread.
             let _entered = runtime.enter();
             rtnetlink::new_connection()
+        })
+        .map_err(|e| match e {
+            // Only the runtime panics here: when its IO driver is disabled.
+            Error::Panicked { message, .. } => Error::Runtime(message),
+            other => other,
         })?
         .map_err(|e| Error::io(format!("open netlink socket in {}", ns.path().display()), e))?;
         Ok(NetlinkHandle {
@@ -43,15 +48,9 @@ impl NetlinkHandle {
     /// A handle on the calling thread's current namespace. Must be called within a tokio
     /// runtime context.
     pub fn current() -> Result<Self> {
-        let runtime = runtime()?;
-        let netns = Netns::current()?;
-        let (connection, handle, _) = rtnetlink::new_connection()
-            .map_err(|e| Error::io("open netlink socket in the current netns", e))?;
-        Ok(NetlinkHandle {
-            handle,
-            connection: runtime.spawn(connection),
-            netns,
-        })
+        // Through a thread like any other namespace, so a runtime without IO gives an error
+        // (tokio panics when registering the socket; the thread turns that into an error).
+        Self::for_netns(&Netns::current()?)
     }
 
     /// The underlying rtnetlink handle, for requests this crate does not wrap. It stops

@@ -403,6 +403,17 @@ fn handles_need_a_runtime() {
 }
 
 #[test]
+fn runtime_without_io_is_an_error_not_a_panic() {
+    require_root!();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let e = rt.block_on(async { NetlinkHandle::current().unwrap_err() });
+    assert!(matches!(e, Error::Runtime(_)), "{e}");
+    assert!(e.to_string().contains("IO is disabled"), "{e}");
+}
+
+#[test]
 fn current_thread_runtime_is_enough() {
     require_root!();
     let ns = TestNetns::new();
