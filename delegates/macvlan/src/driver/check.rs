@@ -13,6 +13,8 @@ pub struct ObservedLink {
     /// The macvlan or ipvlan mode, as written in configs.
     pub mode: Option<String>,
     pub mac: Option<MacAddr>,
+    /// Administratively up.
+    pub up: bool,
 }
 
 /// What CHECK found in the container.
@@ -69,6 +71,9 @@ pub fn compare(
             link.mode.as_deref().unwrap_or("(unknown)"),
             expected.mode
         ));
+    }
+    if !link.up {
+        diffs.push(format!("interface {name:?} is down"));
     }
     if let Some(want) = prev.interfaces.get(index).and_then(|i| i.mac.as_deref()) {
         let have = link.mac.map(|m| m.to_string());
@@ -168,6 +173,7 @@ mod tests {
                 kind: Some("macvlan".into()),
                 mode: Some("bridge".into()),
                 mac: Some("02:00:00:00:00:01".parse().unwrap()),
+                up: true,
             }),
             addresses: vec![
                 "10.0.0.2/24".parse().unwrap(),
@@ -210,17 +216,19 @@ mod tests {
             kind: Some("macvlan".into()),
             mode: Some("vepa".into()),
             mac: Some("02:00:00:00:00:09".parse().unwrap()),
+            up: false,
         });
         o.addresses.retain(|a| a.addr().is_ipv4());
         o.routes
             .retain(|r| r.table != 100 && !r.destination.addr().is_unspecified());
         let d = compare(EXP, &prev(), 0, &o);
-        assert_eq!(d.len(), 5, "{d:?}");
+        assert_eq!(d.len(), 6, "{d:?}");
         assert!(d[0].contains("mode vepa"));
-        assert!(d[1].contains("MAC 02:00:00:00:00:09"));
-        assert!(d[2].contains("fd00::2/64"));
-        assert!(d[3].contains("0.0.0.0/0 via 10.0.0.1"));
-        assert!(d[4].contains("table 100"));
+        assert!(d[1].contains("is down"));
+        assert!(d[2].contains("MAC 02:00:00:00:00:09"));
+        assert!(d[3].contains("fd00::2/64"));
+        assert!(d[4].contains("0.0.0.0/0 via 10.0.0.1"));
+        assert!(d[5].contains("table 100"));
     }
 
     #[test]

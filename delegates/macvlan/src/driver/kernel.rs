@@ -137,6 +137,7 @@ pub async fn observe_link(
                 kind: link.kind.clone(),
                 mode: link_mode(&msg),
                 mac: link.mac(),
+                up: link.is_up(),
             };
             Ok(Some((link, observed)))
         }

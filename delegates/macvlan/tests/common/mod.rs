@@ -1,0 +1,320 @@
+//! Shared harness of the privileged tests: a "node" (a host namespace with a veth whose end
+//! `mvm0` is the master and carries the default route, plus a container namespace), running a
+//! plugin binary from inside the node's host namespace, and the container's kernel state in a
+//! normalised form that two nodes can be compared on.
+
+#![allow(dead_code)] // Each test binary uses part of the harness.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use multinet_testbed::{TestNetns, VethPair};
+use serde_json::{Map, Value, json};
+
+/// The master link in every node's host namespace, and its veth peer.
+pub const MASTER: &str = "mvm0";
+pub const PEER: &str = "mvp0";
+pub const REFERENCE_MACVLAN: &str = "/usr/lib/cni/macvlan";
+pub const CNI_PATH: &str = "/usr/lib/cni";
+
+/// The versions every verb is exercised in (CHECK only where it exists).
+pub const VERSIONS: [&str; 4] = ["0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+pub fn ours_macvlan() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_macvlan"))
+}
+
+/// One node: host namespace with the master, and a container namespace.
+pub struct Node {
+    pub host: TestNetns,
+    pub container: TestNetns,
+    _veth: VethPair,
+    pub data: PathBuf,
+}
+
+/// One plugin invocation's outcome.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub exit: i32,
+    pub stdout: Value,
+    pub stderr: String,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.exit == 0
+    }
+
+    /// The CNI error code, when the call failed with an error JSON.
+    pub fn code(&self) -> Option<u64> {
+        (!self.ok()).then(|| self.stdout["code"].as_u64()).flatten()
+    }
+
+    pub fn msg(&self) -> String {
+        self.stdout["msg"].as_str().unwrap_or_default().to_owned()
+    }
+
+    #[track_caller]
+    pub fn expect_ok(&self, what: &str) -> &Value {
+        assert!(self.ok(), "{what} failed: {} {}", self.stdout, self.stderr);
+        &self.stdout
+    }
+}
+
+/// The environment of one call besides the verb.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub id: String,
+    pub ifname: String,
+    pub args: Option<String>,
+    /// CNI_NETNS; None = the node's container.
+    pub netns: Option<String>,
+}
+
+impl Call {
+    pub fn new(id: &str) -> Call {
+        Call {
+            id: id.to_owned(),
+            ifname: "eth0".to_owned(),
+            args: None,
+            netns: None,
+        }
+    }
+}
+
+impl Node {
+    pub fn new() -> Node {
+        let host = TestNetns::new();
+        let container = TestNetns::new();
+        let veth = VethPair::new(Some(&host), MASTER, Some(&host), PEER);
+        for l in [MASTER, PEER] {
+            host.ip(&["link", "set", l, "up"]);
+        }
+        host.ip(&["addr", "add", "192.0.2.1/24", "dev", MASTER]);
+        host.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            "192.0.2.254",
+            "dev",
+            MASTER,
+        ]);
+        let data = std::env::temp_dir().join(format!("multinet-mv-{}", container.name()));
+        Node {
+            host,
+            container,
+            _veth: veth,
+            data,
+        }
+    }
+
+    pub fn container_path(&self) -> String {
+        self.container.path_str().to_owned()
+    }
+
+    /// The config with this node's host-local dataDir put in (the only difference between
+    /// what two nodes are given).
+    pub fn localise(&self, conf: &Value) -> Value {
+        let mut conf = conf.clone();
+        if conf["ipam"]["type"] == "host-local" {
+            conf["ipam"]["dataDir"] = json!(self.data.display().to_string());
+        }
+        conf
+    }
+
+    /// Runs `plugin verb` from inside the host namespace with `conf` on stdin.
+    pub fn run(&self, plugin: &Path, verb: &str, conf: &Value, call: &Call) -> Outcome {
+        let conf = self.localise(conf);
+        let netns = call.netns.clone().unwrap_or_else(|| self.container_path());
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", self.host.name()])
+            .arg(plugin)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CNI_COMMAND", verb)
+            .env("CNI_CONTAINERID", &call.id)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", &call.ifname)
+            .env("CNI_PATH", CNI_PATH)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(a) = &call.args {
+            cmd.env("CNI_ARGS", a);
+        }
+        let mut child = cmd.spawn().expect("spawn ip netns exec");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&serde_json::to_vec(&conf).expect("encode"))
+            .expect("write stdin");
+        let out = child.wait_with_output().expect("wait");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let stdout = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{} printed non-JSON ({e}): {text}", plugin.display()))
+        };
+        Outcome {
+            exit: out.status.code().unwrap_or(-1),
+            stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Link names in the node's host namespace.
+    pub fn host_links(&self) -> Vec<String> {
+        link_names(&self.host)
+    }
+
+    /// Link names in the container.
+    pub fn container_links(&self) -> Vec<String> {
+        link_names(&self.container)
+    }
+
+    /// Addresses host-local has on record for network `name` in this node's dataDir.
+    pub fn allocated(&self, name: &str) -> Vec<String> {
+        let dir = self.data.join(name);
+        let mut ips: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ips.sort();
+        ips
+    }
+
+    /// The container's links, addresses and routes, normalised so that two nodes given the
+    /// same config compare equal: indexes, namespace ids, random MACs (and the link-local
+    /// addresses derived from them), lifetimes and counters are left out.
+    pub fn snapshot(&self, keep_mac: bool) -> Value {
+        let c = &self.container;
+        let mut links = Vec::new();
+        for mut l in array(c.ip_json(&["-d", "link", "show"])) {
+            strip(
+                &mut l,
+                &[
+                    "ifindex",
+                    "link_index",
+                    "link_netnsid",
+                    "stats",
+                    "stats64",
+                    "txqlen",
+                    "broadcast",
+                ],
+            );
+            if !keep_mac && l["ifname"] != "lo" {
+                strip(&mut l, &["address"]);
+            }
+            links.push(l);
+        }
+        let mut addrs = Vec::new();
+        for l in array(c.ip_json(&["addr", "show"])) {
+            let mut infos: Vec<Value> = array(l["addr_info"].clone())
+                .into_iter()
+                .map(|mut a| {
+                    strip(
+                        &mut a,
+                        &["valid_life_time", "preferred_life_time", "tentative"],
+                    );
+                    if a["local"].as_str().is_some_and(|s| s.starts_with("fe80:")) {
+                        a["local"] = json!("fe80::(from MAC)");
+                    }
+                    a
+                })
+                .collect();
+            infos.sort_by_key(|a| a.to_string());
+            addrs.push(json!({"ifname": l["ifname"], "addr_info": infos}));
+        }
+        let mut routes = Vec::new();
+        for fam in ["-4", "-6"] {
+            for mut r in array(c.ip_json(&[fam, "route", "show", "table", "all"])) {
+                if r["dst"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("fe80:") && s != "fe80::/64")
+                {
+                    r["dst"] = json!("fe80::(from MAC)");
+                }
+                strip(&mut r, &["expires"]);
+                routes.push(r);
+            }
+        }
+        routes.sort_by_key(|r| r.to_string());
+        json!({"links": links, "addrs": addrs, "routes": routes})
+    }
+}
+
+fn link_names(ns: &TestNetns) -> Vec<String> {
+    let mut names: Vec<String> = array(ns.ip_json(&["link", "show"]))
+        .iter()
+        .filter_map(|l| l["ifname"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+pub fn array(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a,
+        _ => Vec::new(),
+    }
+}
+
+fn strip(v: &mut Value, keys: &[&str]) {
+    if let Some(m) = v.as_object_mut() {
+        for k in keys {
+            m.remove(*k);
+        }
+    }
+}
+
+/// A result with what legitimately differs between two nodes replaced by placeholders: the
+/// sandbox path, random MACs (unless `keep_mac`), and the version string when asked.
+pub fn normalise_result(
+    result: &Value,
+    sandbox: &str,
+    keep_mac: bool,
+    drop_version: bool,
+) -> Value {
+    let mut r = result.clone();
+    if let Some(ifaces) = r.get_mut("interfaces").and_then(Value::as_array_mut) {
+        for i in ifaces {
+            if i["sandbox"] == sandbox {
+                i["sandbox"] = json!("(sandbox)");
+            }
+            if !keep_mac && i.get("mac").is_some() {
+                i["mac"] = json!("(mac)");
+            }
+        }
+    }
+    if drop_version && let Some(m) = r.as_object_mut() {
+        m.remove("cniVersion");
+    }
+    r
+}
+
+/// The base config of a test network.
+pub fn conf(version: &str, name: &str, extra: Value) -> Value {
+    let mut c = Map::new();
+    c.insert("cniVersion".into(), json!(version));
+    c.insert("name".into(), json!(name));
+    c.insert("type".into(), json!("macvlan"));
+    if let Value::Object(m) = extra {
+        c.extend(m);
+    }
+    Value::Object(c)
+}
+
+/// `conf` with a prevResult, as a runtime sends it for CHECK and DEL.
+pub fn with_prev(conf: &Value, prev: &Value) -> Value {
+    let mut c = conf.clone();
+    c["prevResult"] = prev.clone();
+    c
+}
