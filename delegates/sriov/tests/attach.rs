@@ -400,3 +400,89 @@ fn gc_releases_attachments_not_listed() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].container_id, "g1");
 }
+
+/// Runs the `sriov` binary as a runtime does (env + stdin) inside the lab's host netns.
+fn run_binary(lab: &Lab, cmd: &str, cid: &str, netns: &str, conf: &Value) -> (i32, Value) {
+    use std::io::Write;
+    let state = lab.state_dir();
+    let devinfo = lab.dir.path().join("devinfo");
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", lab.host.name(), "env", "-i"])
+        .arg(format!("CNI_COMMAND={cmd}"))
+        .arg(format!("CNI_CONTAINERID={cid}"))
+        .arg(format!("CNI_NETNS={netns}"))
+        .arg("CNI_IFNAME=net1")
+        .arg("CNI_PATH=/usr/lib/cni")
+        .arg(format!(
+            "MULTINET_SYSFS_ROOT={}",
+            lab.sysfs.root().display()
+        ))
+        .arg(format!("MULTINET_SRIOV_STATE_DIR={}", state.display()))
+        .arg(format!("MULTINET_DEVINFO_DIR={}", devinfo.display()))
+        .arg(env!("CARGO_BIN_EXE_sriov"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(conf).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let json = if out.stdout.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    };
+    (out.status.code().unwrap_or(-1), json)
+}
+
+#[test]
+fn the_binary_is_a_cni_plugin() {
+    require_root!();
+    let lab = Lab::new(SysfsLayout::SriovCni, 1, false);
+    let (vf, vf_name) = lab.vfs[0].clone();
+    let pod = TestNetns::new();
+    let conf = lab.conf(&vf, json!({"cniVersion": "0.4.0"}));
+    let (code, out) = run_binary(&lab, "ADD", "c-bin", pod.path_str(), &conf);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["cniVersion"], "0.4.0");
+    assert_eq!(out["interfaces"][0]["name"], "net1");
+    assert_eq!(out["ips"][0]["version"], "4", "0.4.0 result shape: {out}");
+    assert!(link_in(&pod, "net1").is_some());
+    let default_devinfo = lab
+        .dir
+        .path()
+        .join("devinfo/sriov-net-c-bin-net1-device.json");
+    assert!(
+        default_devinfo.exists(),
+        "device info at the documented default path"
+    );
+    let (code, out) = run_binary(&lab, "DEL", "c-bin", pod.path_str(), &conf);
+    assert_eq!((code, &out), (0, &Value::Null));
+    assert!(lab.host_link(&vf_name).is_some());
+    assert!(!default_devinfo.exists());
+    let (code, out) = run_binary(
+        &lab,
+        "ADD",
+        "c-bin",
+        pod.path_str(),
+        &lab.conf(&vf, json!({"vlan": 5000})),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(out["code"], 7);
+    assert!(out["msg"].as_str().unwrap().contains("\"vlan\""), "{out}");
+    let (code, out) = run_binary(&lab, "VERSION", "", "", &json!({"cniVersion": "1.1.0"}));
+    assert_eq!(code, 0);
+    assert!(
+        out["supportedVersions"].as_array().unwrap().len() >= 5,
+        "{out}"
+    );
+}
