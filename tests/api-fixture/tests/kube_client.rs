@@ -699,6 +699,25 @@ fn a_sync_test_can_drive_kube_on_its_own_runtime() {
         pods.get("web").await.unwrap().name_any()
     });
     assert_eq!(name, "web");
+    // The plain HTTP listener through its own kubeconfig.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig-http");
+    fx.write_http_kubeconfig(&path).unwrap();
+    let node = runtime.block_on(async {
+        let kubeconfig = Kubeconfig::read_from(&path).unwrap();
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(config.default_namespace, "default");
+        let pods: Api<Pod> = Api::namespaced(Client::try_from(config).unwrap(), "ns1");
+        pods.get("web").await.unwrap().spec.unwrap().node_name
+    });
+    assert_eq!(node.as_deref(), Some("node-a"));
+    assert!(
+        fx.requests()
+            .iter()
+            .any(|r| !r.tls && r.path == "/api/v1/namespaces/ns1/pods/web")
+    );
     assert_eq!(
         fx.requests()
             .iter()
