@@ -87,9 +87,6 @@ use crate::handler::{Shared, lock};
 use crate::server::{Server, ServerControl};
 use crate::store::{ResourceId, Store};
 
-/// The bearer token [`ApiFixtureBuilder::require_token`] uses when given none.
-pub const DEFAULT_TOKEN: &str = "multinet-fixture-token";
-
 /// Options for a fixture; [`ApiFixture::builder`] makes one.
 #[derive(Clone, Debug)]
 pub struct ApiFixtureBuilder {
