@@ -110,7 +110,14 @@ if ((${#need[@]})); then
   log "download ${need[*]}"
   rm -rf "$D/.part" && mkdir -p "$D/.part"
   dl() { (cd "$D/.part" && apt-get download -q -o APT::Sandbox::User=root "${need[@]}" >/dev/null); }
-  dl || { apt_update; dl; } || die "apt-get download failed"
+  if ! { dl || { apt_update; dl; }; }; then
+    # A cached kernel choice whose .debs are gone may have left the archive: choose again, once.
+    [[ -z ${LAB_SETUP_RETRIED:-} ]] || die "apt-get download failed"
+    log "download failed: resolving the kernel again"
+    rm -rf "$K" "$D/.part"
+    flock -u 9
+    LAB_SETUP_RETRIED=1 exec "$0" "$@"
+  fi
   mv "$D"/.part/*.deb "$D"/ && rmdir "$D/.part"
 fi
 
