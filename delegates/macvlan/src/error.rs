@@ -64,7 +64,7 @@ pub enum Error {
     },
 
     /// The IPAM plugin failed; its code is kept.
-    #[error("{plugin}: IPAM {verb}: {source}")]
+    #[error("{plugin}: IPAM {verb}: {}", source.msg)]
     Ipam {
         plugin: &'static str,
         verb: &'static str,
@@ -73,7 +73,7 @@ pub enum Error {
     },
 
     /// An error from the CNI layer (e.g. an unreadable prevResult); its code is kept.
-    #[error("{plugin}: {source}")]
+    #[error("{plugin}: {}", source.msg)]
     Protocol {
         plugin: &'static str,
         #[source]

@@ -23,6 +23,10 @@ use common::*;
 use multinet_testbed::require_root;
 use serde_json::{Value, json};
 
+fn ours_macvlan() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_macvlan"))
+}
+
 const REFERENCE_MISSING: &str =
     "reference plugin /usr/lib/cni/macvlan missing: apt-get install -y containernetworking-plugins";
 

@@ -21,10 +21,6 @@ pub const CNI_PATH: &str = "/usr/lib/cni";
 /// The versions every verb is exercised in (CHECK only where it exists).
 pub const VERSIONS: [&str; 4] = ["0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
-pub fn ours_macvlan() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_macvlan"))
-}
-
 /// One node: host namespace with the master, and a container namespace.
 pub struct Node {
     pub host: TestNetns,
@@ -300,12 +296,17 @@ pub fn normalise_result(
     r
 }
 
-/// The base config of a test network.
+/// The base macvlan config of a test network.
 pub fn conf(version: &str, name: &str, extra: Value) -> Value {
+    conf_of("macvlan", version, name, extra)
+}
+
+/// The base config of a test network for plugin `plugin_type`.
+pub fn conf_of(plugin_type: &str, version: &str, name: &str, extra: Value) -> Value {
     let mut c = Map::new();
     c.insert("cniVersion".into(), json!(version));
     c.insert("name".into(), json!(name));
-    c.insert("type".into(), json!("macvlan"));
+    c.insert("type".into(), json!(plugin_type));
     if let Value::Object(m) = extra {
         c.extend(m);
     }
@@ -317,4 +318,93 @@ pub fn with_prev(conf: &Value, prev: &Value) -> Value {
     let mut c = conf.clone();
     c["prevResult"] = prev.clone();
     c
+}
+
+/// One row of the table.
+pub struct Row {
+    pub name: &'static str,
+    pub verb: &'static str,
+    pub extra: Value,
+    pub code: u64,
+    /// Text the message must contain: the key or variable at fault.
+    pub names: &'static str,
+    pub args: Option<&'static str>,
+    pub netns: Option<&'static str>,
+    /// Run in the node before the call (ip -n <host> ...), e.g. to plant a duplicate address.
+    pub host_setup: &'static [&'static [&'static str]],
+    /// Links made in the container before the call.
+    pub pre_links: &'static [&'static str],
+}
+
+pub fn row(name: &'static str, extra: Value, code: u64, names: &'static str) -> Row {
+    Row {
+        name,
+        verb: "ADD",
+        extra,
+        code,
+        names,
+        args: None,
+        netns: None,
+        host_setup: &[],
+        pre_links: &[],
+    }
+}
+
+/// Runs every row at `version` through `plugin` and checks code, message and leftovers.
+pub fn run_table(plugin: &std::path::Path, plugin_type: &str, version: &str, rows: Vec<Row>) {
+    for r in rows {
+        if r.verb == "CHECK" && version == "0.3.1" {
+            continue;
+        }
+        let ctx = format!("[{plugin_type} {version} {}]", r.name);
+        let node = Node::new();
+        for cmd in r.host_setup {
+            node.host.ip(cmd);
+        }
+        for l in r.pre_links {
+            node.container.ip(&[
+                "link",
+                "add",
+                l,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("{l}p"),
+            ]);
+        }
+        let container_before = node.container_links();
+        let host_before = node.host_links();
+        let c = conf_of(plugin_type, version, r.name, r.extra.clone());
+        let mut call = Call::new("bad");
+        call.args = r.args.map(str::to_owned);
+        call.netns = r.netns.map(str::to_owned);
+        let out = node.run(plugin, r.verb, &c, &call);
+        eprintln!("{ctx} -> {}", out.stdout);
+        assert_eq!(out.code(), Some(r.code), "{ctx} {out:?}");
+        assert!(
+            out.msg().contains(r.names),
+            "{ctx} message {:?} does not name {:?}",
+            out.msg(),
+            r.names
+        );
+        assert_eq!(
+            out.stdout["cniVersion"], version,
+            "{ctx} error JSON version"
+        );
+        assert_eq!(
+            node.container_links(),
+            container_before,
+            "{ctx} left a link in the container"
+        );
+        assert_eq!(
+            node.host_links(),
+            host_before,
+            "{ctx} left a link in the host"
+        );
+        assert!(
+            node.allocated(r.name).is_empty(),
+            "{ctx} left an address allocated"
+        );
+    }
 }
