@@ -126,8 +126,19 @@ impl MultinetConf {
             .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
             .cloned()
             .collect();
-        let conf: MultinetConf = serde_json::from_value(Value::Object(raw))
-            .map_err(|e| MetaError::InvalidConfig(format!("multinet config: {e}")))?;
+        let raw = Value::Object(raw);
+        let conf = MultinetConf::deserialize(&raw).map_err(|e| {
+            // serde does not say which key is wrong; every field has a default, so the first
+            // key that fails on its own is the one.
+            let bad_key = raw.as_object().into_iter().flatten().find(|(k, v)| {
+                let alone = Value::Object(Map::from_iter([((*k).clone(), (*v).clone())]));
+                MultinetConf::deserialize(&alone).is_err()
+            });
+            match bad_key {
+                Some((k, _)) => MetaError::InvalidConfig(format!("multinet config: {k:?}: {e}")),
+                None => MetaError::InvalidConfig(format!("multinet config: {e}")),
+            }
+        })?;
         if conf.cluster_network.is_none() && conf.delegates.is_empty() {
             return Err(MetaError::InvalidConfig(
                 "multinet config: one of \"clusterNetwork\" or \"delegates\" is required".into(),
@@ -173,6 +184,15 @@ mod tests {
         let err = MultinetConf::parse(br#"{"cniVersion":"1.0.0","name":"x","type":"multus"}"#)
             .unwrap_err();
         assert!(err.to_string().contains("clusterNetwork"), "{err}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_key() {
+        let err = MultinetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"x","clusterNetwork":"c","namespaceIsolation":"yes"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("\"namespaceIsolation\""), "{err}");
     }
 
     #[test]

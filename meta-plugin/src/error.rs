@@ -8,6 +8,9 @@ use multinet_cni::{CniError, ErrorCode};
 pub enum MetaError {
     #[error("{0}")]
     Decode(String),
+    /// A CNI_* variable (or a key of CNI_ARGS) that is missing or unusable; the message names it.
+    #[error("{0}")]
+    Env(String),
     #[error("{0}")]
     InvalidConfig(String),
     /// A pod annotation that cannot be used; the message names the annotation and the element.
@@ -54,6 +57,7 @@ impl MetaError {
     pub fn to_cni(&self) -> CniError {
         let code = match self {
             MetaError::Decode(_) => ErrorCode::Decode,
+            MetaError::Env(_) => ErrorCode::InvalidEnvironment,
             MetaError::InvalidConfig(_)
             | MetaError::BadAnnotation { .. }
             | MetaError::Network { .. } => ErrorCode::InvalidConfig,

@@ -58,14 +58,27 @@ fn load_conf(req: &Request) -> Result<MultinetConf, MetaError> {
     Ok(conf)
 }
 
-fn pod_ref(req: &Request) -> Option<PodRef> {
-    let namespace = req.env.arg("K8S_POD_NAMESPACE")?.to_string();
-    let name = req.env.arg("K8S_POD_NAME")?.to_string();
-    Some(PodRef {
+fn pod_ref(req: &Request) -> Result<Option<PodRef>, MetaError> {
+    let arg = |key| req.env.arg(key).filter(|v| !v.is_empty());
+    let (namespace, name) = match (arg("K8S_POD_NAMESPACE"), arg("K8S_POD_NAME")) {
+        (Some(namespace), Some(name)) => (namespace.to_string(), name.to_string()),
+        (None, None) => return Ok(None),
+        // Half a pod reference would silently drop the pod's networks.
+        (ns, _) => {
+            let (has, lacks) = match ns {
+                Some(_) => ("K8S_POD_NAMESPACE", "K8S_POD_NAME"),
+                None => ("K8S_POD_NAME", "K8S_POD_NAMESPACE"),
+            };
+            return Err(MetaError::Env(format!(
+                "CNI_ARGS: has {has} but no {lacks}"
+            )));
+        }
+    };
+    Ok(Some(PodRef {
         namespace,
         name,
-        uid: req.env.arg("K8S_POD_UID").map(str::to_string),
-    })
+        uid: arg("K8S_POD_UID").map(str::to_string),
+    }))
 }
 
 async fn cluster_source(conf: &MultinetConf) -> Result<Option<AnySource>, MetaError> {
@@ -119,7 +132,7 @@ impl MetaPlugin {
         let req = &with_bin_dir(req, &conf);
         wait_for_readiness(&conf, READINESS_WAIT).await?;
         let store = AttachmentStore::new(&conf.cni_dir);
-        let pod_ref = pod_ref(req);
+        let pod_ref = pod_ref(req)?;
         let source = cluster_source(&conf).await?;
 
         let pod = match (&pod_ref, &source) {
@@ -191,6 +204,7 @@ impl MetaPlugin {
             })
             .collect();
         store.save(&record)?;
+        failpoint("after-record");
 
         let ctx = self.ctx(req);
         let mut results: Vec<NetworkResult> = Vec::new();
@@ -205,6 +219,7 @@ impl MetaPlugin {
                     );
                     store.save(&record)?;
                     results.push(result);
+                    failpoint(&format!("after-delegate-{}", i + 1));
                 }
                 Err(e) => {
                     let err = MetaError::Delegate {
@@ -216,6 +231,8 @@ impl MetaPlugin {
                     // The failed delegate gets its DEL too (spec). A plugin that reported its
                     // own ADD failure has cleaned up after itself, so an error from this DEL is
                     // logged, not kept for retry.
+                    // Networks after it never ran: nothing of theirs to undo or keep.
+                    record.attachments.truncate(i + 1);
                     let failed = record.attachments.remove(i);
                     if let Err(e) = delegate::del(&failed.conf, &failed.ifname, None, &ctx).await {
                         tracing::warn!(network = %failed.network, error = %e, "DEL after failed ADD");
@@ -238,6 +255,7 @@ impl MetaPlugin {
             }
         }
 
+        failpoint("before-status");
         if let (Some(r), Some(source)) = (&pod_ref, &source) {
             let status_json = status::network_status(&planned, &results);
             source
@@ -429,6 +447,21 @@ impl MetaPlugin {
                 ifname: String::new(),
                 source: Box::new(e),
             })
+    }
+}
+
+/// Test hook for crash tests; does nothing unless `MULTINET_FAILPOINT` is set. When it names
+/// this point, the process writes its pid to `MULTINET_FAILPOINT_MARKER` (if set) and stops here
+/// for good, so a test can SIGKILL it at a known step of ADD.
+fn failpoint(name: &str) {
+    if std::env::var_os("MULTINET_FAILPOINT").is_none_or(|v| v != name) {
+        return;
+    }
+    if let Some(marker) = std::env::var_os("MULTINET_FAILPOINT_MARKER") {
+        let _ = std::fs::write(marker, std::process::id().to_string());
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
     }
 }
 
