@@ -68,11 +68,26 @@ impl Lab {
     /// `n` kernel VFs on PF 1 (plus a vfio-pci VF at `vf_addr(n)` when `dpdk`), one VF on PF 2,
     /// and a plain PCI NIC.
     pub fn new(layout: SysfsLayout, n: usize, dpdk: bool) -> Lab {
+        Lab::with_pf(layout, n, dpdk, None)
+    }
+
+    /// Like [`Lab::new`], with `real_pf` (a link in the test process's netns, e.g. a
+    /// netdevsim PF in the kernel lab) moved into the lab's host netns as PF 1.
+    pub fn with_pf(layout: SysfsLayout, n: usize, dpdk: bool, real_pf: Option<&str>) -> Lab {
         let host = TestNetns::new();
         let wire = TestNetns::new();
-        let pf = unique_link_name("pf");
         let pf2 = unique_link_name("pf");
+        let pf = match real_pf {
+            Some(name) => {
+                multinet_testbed::host_ip(&["link", "set", name, "netns", host.name()]);
+                name.to_owned()
+            }
+            None => unique_link_name("pf"),
+        };
         for p in [&pf, &pf2] {
+            if real_pf == Some(p.as_str()) {
+                continue;
+            }
             let peer = unique_link_name("pfp");
             host.ip(&[
                 "link",
