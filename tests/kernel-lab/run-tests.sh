@@ -3,6 +3,8 @@
 #   selftest         the lab itself: ipvlan, 802.1q, netdevsim SR-IOV, a static Rust binary in a netns
 #   reference-ipvlan the reference ipvlan + host-local plugins, ADD/CHECK/DEL in l2, l3, l3s; and
 #                    multinet's ipvlan compared with them once the multinet-ipvlan package has a binary
+#   DIR              plug-in suites: every executable DIR/run-lab.sh in the repo (e.g. delegates/sriov),
+#                    which builds what it needs, calls run.sh, and exits 0 only if its guest passed
 #
 # usage: run-tests.sh [SUITE...]         (default: all)
 # env:   KERNEL_LAB_DIR, LAB_TIMEOUT, ... as run.sh
@@ -28,8 +30,17 @@ if [[ $(id -u) != 0 ]]; then
   exit 0
 fi
 
+# Plug-in suites: <dir>/run-lab.sh owned by the code they test, found up to three levels down.
+plugin_suites() {
+  (cd "$REPO" && find . -maxdepth 4 -path ./target -prune -o -path ./tests/kernel-lab -prune -o \
+    -name run-lab.sh -type f -perm -u+x -printf '%h\n') | sed 's#^\./##' | sort
+}
+
 suites=("$@")
-((${#suites[@]})) || suites=(selftest reference-ipvlan)
+if ((${#suites[@]} == 0)); then
+  mapfile -t plugins < <(plugin_suites)
+  suites=(selftest reference-ipvlan "${plugins[@]}")
+fi
 
 start=$(date +%s)
 "$HERE/setup.sh" || { log "FAIL: setup"; exit 1; }
@@ -77,8 +88,12 @@ run_suite() {
       "$HERE/run.sh" "$share" "$HERE/guest/reference-ipvlan.sh" "${files[@]}"
       ;;
     *)
-      log "unknown suite $suite"
-      return 2
+      if [[ -x $REPO/$suite/run-lab.sh ]]; then
+        "$REPO/$suite/run-lab.sh"
+      else
+        log "unknown suite $suite (no $suite/run-lab.sh)"
+        return 2
+      fi
       ;;
   esac
 }
