@@ -25,8 +25,9 @@ check "vf_netlink tests shared" test -x "$LAB_BIN/vf_netlink"
 
 lab_section "netdevsim PF with 4 VFs"
 check "new_device 30 1" sh -c "echo '30 1' > $NSIM/new_device"
+PF=
 for _ in 1 2 3 4 5 6 7 8 9 10; do
-  PF=$(ls $DEV/net 2>/dev/null | head -1)
+  for p in "$DEV"/net/*; do [[ -e $p ]] && PF=${p##*/}; done
   [[ -n $PF ]] && break
   sleep 0.1
 done
