@@ -136,6 +136,17 @@ impl<'a> VfAllocator<'a> {
     /// Claims a free VF of the pool. An empty or fully allocated pool is code 11 naming the
     /// pool; VFs that other calls hold locked right now are retried for a short while.
     pub fn claim_from_pool(&self, pool: &PoolSpec, owner: &Owner) -> Result<Claim> {
+        self.claim_from_pool_where(pool, owner, |_| true)
+    }
+
+    /// Like [`VfAllocator::claim_from_pool`], skipping free VFs for which `usable` says no
+    /// (e.g. a VF netdev that something outside multinet took from the host).
+    pub fn claim_from_pool_where(
+        &self,
+        pool: &PoolSpec,
+        owner: &Owner,
+        mut usable: impl FnMut(&VfDevice) -> bool,
+    ) -> Result<Claim> {
         let members = self.pool_members(pool);
         if members.is_empty() {
             return Err(SriovError::PoolExhausted {
@@ -148,6 +159,7 @@ impl<'a> VfAllocator<'a> {
         loop {
             let mut busy = 0;
             let mut taken = 0;
+            let mut unusable = 0;
             for vf in &members {
                 let Some(lock) = self.state.try_lock_vf(&vf.addr)? else {
                     busy += 1;
@@ -161,6 +173,10 @@ impl<'a> VfAllocator<'a> {
                         continue;
                     }
                 };
+                if !usable(vf) {
+                    unusable += 1;
+                    continue;
+                }
                 let record = self.record_for(&lock, owner, Some(&pool.name))?;
                 return Ok(Claim {
                     vf: vf.clone(),
@@ -173,7 +189,8 @@ impl<'a> VfAllocator<'a> {
                 return Err(SriovError::PoolExhausted {
                     pool: pool.name.clone(),
                     msg: format!(
-                        "{} VFs: {taken} allocated, {busy} being attached or released",
+                        "{} VFs: {taken} allocated, {busy} being attached or released, \
+                         {unusable} not usable (netdev not in the host)",
                         members.len()
                     ),
                 });

@@ -150,7 +150,14 @@ impl SriovPlugin {
                 precheck(&vf, &conf)?;
                 allocator.claim_device(vf, &owner, pool.as_ref().map(|p| p.name.as_str()))?
             }
-            (None, Some(pool)) => allocator.claim_from_pool(pool, &owner)?,
+            (None, Some(pool)) => {
+                // A free VF whose netdev is not in the host is in use outside multinet.
+                let mut nl = Netlink::new().map_err(nl_err("opening a netlink socket"))?;
+                allocator.claim_from_pool_where(pool, &owner, |vf| match &vf.netdev {
+                    Some(name) => nl.link_by_name(name, false).is_ok_and(|l| l.is_some()),
+                    None => vf.is_dpdk(),
+                })?
+            }
             (None, None) => {
                 return Err(SriovError::config("deviceID", "VF PCI address is required"));
             }
@@ -202,6 +209,10 @@ impl SriovPlugin {
             return Ok(());
         };
         let lock = paths.state.lock_vf(&state.vf, paths.lock_timeout)?;
+        // An ADD of this attachment may have held the lock: read what it left.
+        let Some(state) = paths.state.read_attachment(cid, ifname)? else {
+            return Ok(());
+        };
         let owner = Owner {
             container_id: cid.clone(),
             ifname: ifname.clone(),

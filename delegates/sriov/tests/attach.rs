@@ -486,3 +486,23 @@ fn the_binary_is_a_cni_plugin() {
         "{out}"
     );
 }
+
+#[test]
+fn pool_skips_a_vf_whose_netdev_left_the_host() {
+    require_root!();
+    let lab = Lab::new(SysfsLayout::SriovCni, 2, false);
+    let elsewhere = TestNetns::new();
+    // Something outside multinet took VF 0's netdev (no allocation record).
+    lab.host
+        .ip(&["link", "set", &lab.vfs[0].1, "netns", elsewhere.name()]);
+    let pool = json!({"name": "p", "pfNames": [lab.pf.clone()]});
+    let conf = lab.conf("", json!({"deviceID": null, "pool": pool, "ipam": null}));
+    let pod = TestNetns::new();
+    let r = lab.add("c-skip", &pod, "net1", &conf).ok().clone();
+    assert_eq!(r["interfaces"][0]["pciID"], vf_addr(1));
+    let pod2 = TestNetns::new();
+    let (code, msg) = lab.add("c-skip2", &pod2, "net1", &conf).err();
+    assert_eq!(code, 11, "{msg}");
+    assert!(msg.contains("1 not usable"), "{msg}");
+    lab.del("c-skip", pod.path_str(), "net1", &conf).ok();
+}
