@@ -13,8 +13,8 @@ use crate::config::MultinetConf;
 use crate::delegate::{self, CallContext};
 use crate::error::MetaError;
 use crate::plan::{self, LoadedNetwork, PlanInput};
+use crate::podnet;
 use crate::resolve;
-use crate::routes;
 use crate::source::{AnySource, ClusterSource, PodInfo, kube::KubeSource, local::LocalSource};
 use crate::status;
 use crate::store::{AttachmentEntry, AttachmentRecord, AttachmentState, AttachmentStore, PodRef};
@@ -169,7 +169,7 @@ impl MetaPlugin {
             ));
         }
         let device_ids =
-            crate::devices::device_ids_for(pod.as_ref(), &cluster, &defaults, &selected)?;
+            crate::devices::device_ids_for(pod.as_ref(), &cluster, &defaults, &selected).await?;
         let planned = plan::plan_attachments(PlanInput {
             conf: &conf,
             ifname: &req.env.ifname,
@@ -179,7 +179,7 @@ impl MetaPlugin {
             device_ids,
         })?;
         if let Some(netns) = &req.env.netns {
-            routes::check_ifnames_free(netns, planned.iter().map(|p| p.ifname.as_str())).await?;
+            podnet::check_ifnames_free(netns, planned.iter().map(|p| p.ifname.as_str())).await?;
         }
 
         // Record the whole plan before any delegate runs: a crash from here on leaves a record
@@ -250,7 +250,7 @@ impl MetaPlugin {
         if let Some(netns) = &req.env.netns {
             for (p, result) in planned.iter().zip(&results) {
                 if !p.default_route.is_empty() {
-                    routes::make_only_default(netns, &p.ifname, &p.default_route, result).await?;
+                    podnet::make_only_default(netns, &p.ifname, &p.default_route, result).await?;
                 }
             }
         }
