@@ -59,12 +59,6 @@ fn rows() -> Vec<Row> {
             "\"master\"",
         ),
         row(
-            "mtu-above-master",
-            json!({"master": m, "mtu": 9000, "ipam": hl}),
-            7,
-            "\"mtu\"",
-        ),
-        row(
             "mtu-negative",
             json!({"master": m, "mtu": -5, "ipam": hl}),
             7,

@@ -41,6 +41,12 @@ impl ChildKind {
         }
     }
 
+    /// A macvlan may not exceed its master's MTU (the reference refuses it); an ipvlan's MTU is
+    /// not checked against the master, as in the reference, whose configs rely on that.
+    pub fn mtu_bounded_by_master(&self) -> bool {
+        matches!(self, ChildKind::Macvlan { .. })
+    }
+
     /// The mode as written in configs.
     pub fn mode_name(&self) -> &'static str {
         match self {

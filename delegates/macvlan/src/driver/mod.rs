@@ -5,7 +5,7 @@
 //!
 //! ADD order, chosen so the common failures cost least to undo:
 //! 1. config checks that need no kernel state (done by the plugin);
-//! 2. the master is looked up and the MTU checked against it;
+//! 2. the master is looked up (and a macvlan's MTU checked against it);
 //! 3. IPAM allocates (a bad IPAM config thus never touches the kernel, and releasing an
 //!    address is far cheaper than deleting a link, which waits for an RCU grace period);
 //! 4. the link is created in the container's namespace under its final name, in one request;
@@ -98,7 +98,9 @@ pub async fn add(req: &Request, conf: &LinkConf) -> Result<NetworkResult> {
     }
     .map_err(|e| kernel(plugin, "open a netlink socket")(e.into()))?;
     let master = resolve_master(conf, &master_side).await?;
-    check_mtu(plugin, conf.mtu, &master.name, master.mtu)?;
+    if conf.kind.mtu_bounded_by_master() {
+        check_mtu(plugin, conf.mtu, &master.name, master.mtu)?;
+    }
 
     let ipam = conf.addressing.ipam_type().map(|t| Ipam {
         plugin,
