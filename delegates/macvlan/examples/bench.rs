@@ -138,89 +138,150 @@ fn main() {
     host.ip(&["link", "set", veth.b_name(), "up"]);
     host.ip(&["addr", "add", "192.0.2.1/24", "dev", veth.a_name()]);
     host.ip(&["route", "add", "default", "via", "192.0.2.254"]);
-    let data = std::env::temp_dir().join(format!("multinet-bench-{}", std::process::id()));
-
     // Every plugin and `ip` below runs from the host namespace, like a runtime on a node.
     let host_ns = std::fs::File::open(host.path()).unwrap();
     nix::sched::setns(host_ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
 
-    let conf = |dir: &str| {
-        format!(
-            r#"{{"cniVersion":"1.0.0","name":"bench","type":"macvlan","master":"mvbench0","mode":"bridge",
-               "ipam":{{"type":"host-local","subnet":"10.99.0.0/16","routes":[{{"dst":"0.0.0.0/0"}}],
-               "dataDir":"{}"}}}}"#,
-            data.join(dir).display()
-        )
+    let bench = Bench {
+        ours,
+        reference,
+        netns: container.path().to_path_buf(),
+        netns_name: container.name().to_owned(),
+        rounds,
     };
-    let (ours_conf, ref_conf) = (conf("ours"), conf("reference"));
-    let cns = container.path().to_path_buf();
-    let cname = container.name().to_owned();
-
-    let mut ours_s = Samples::default();
-    let mut ref_s = Samples::default();
-    let mut floor = Samples::default();
-    // One warm-up round each, not counted (page cache, first netns use).
-    for (bin, c) in [(&ours, &ours_conf), (&reference, &ref_conf)] {
-        cni(bin, "ADD", c, &cns, "warmup");
-        cni(bin, "DEL", c, &cns, "warmup");
+    // host-local's store on disk (as /var/lib/cni/networks is on a node), then on tmpfs, where
+    // a file sync costs nothing and only the plugins' own work is left.
+    let pid = std::process::id();
+    for (label, dir) in [
+        (
+            "dataDir on disk",
+            std::env::temp_dir().join(format!("multinet-bench-{pid}")),
+        ),
+        (
+            "dataDir on tmpfs",
+            PathBuf::from(format!("/run/multinet-bench-{pid}")),
+        ),
+    ] {
+        let r = bench.run(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        r.print(&format!(
+            "macvlan + host-local, {rounds} rounds, {label} ({})",
+            dir.display()
+        ));
     }
-    for round in 0..rounds {
-        let id = format!("bench{round}");
-        // Alternate who goes first so drift and caches favour neither.
-        let order: [(&Path, &str, bool); 2] = if round % 2 == 0 {
-            [(&ours, &ours_conf, true), (&reference, &ref_conf, false)]
-        } else {
-            [(&reference, &ref_conf, false), (&ours, &ours_conf, true)]
+}
+
+struct Bench {
+    ours: PathBuf,
+    reference: PathBuf,
+    netns: PathBuf,
+    netns_name: String,
+    rounds: usize,
+}
+
+struct Report {
+    ours: Samples,
+    reference: Samples,
+    floor: Samples,
+}
+
+impl Bench {
+    fn run(&self, data: &Path) -> Report {
+        let conf = |dir: &str| {
+            format!(
+                r#"{{"cniVersion":"1.0.0","name":"bench","type":"macvlan","master":"mvbench0","mode":"bridge",
+                   "ipam":{{"type":"host-local","subnet":"10.99.0.0/16","routes":[{{"dst":"0.0.0.0/0"}}],
+                   "dataDir":"{}"}}}}"#,
+                data.join(dir).display()
+            )
         };
-        for (bin, c, is_ours) in order {
-            let add = cni(bin, "ADD", c, &cns, &id);
-            let del = cni(bin, "DEL", c, &cns, &id);
-            let s = if is_ours { &mut ours_s } else { &mut ref_s };
-            s.add.push(add);
-            s.del.push(del);
+        let (ours_conf, ref_conf) = (conf("ours"), conf("reference"));
+        let (ours, reference, cns) = (&self.ours, &self.reference, &self.netns);
+        let cname = self.netns_name.as_str();
+        let mut report = Report {
+            ours: Samples::default(),
+            reference: Samples::default(),
+            floor: Samples::default(),
+        };
+        // One warm-up round each, not counted (page cache, first use of the store).
+        for (bin, c) in [(ours, &ours_conf), (reference, &ref_conf)] {
+            cni(bin, "ADD", c, cns, "warmup");
+            cni(bin, "DEL", c, cns, "warmup");
         }
-        // The floor: the same kernel work done by `ip` (create in the netns; address, up,
-        // default route; delete).
-        let create = ip(
-            &[
-                "link", "add", "link", "mvbench0", "name", "eth0", "netns", &cname, "type",
-                "macvlan", "mode", "bridge",
-            ],
-            None,
-        );
-        let configure = ip(
-            &["-n", &cname, "-batch", "-"],
-            Some(
-                "addr add 10.99.0.2/16 dev eth0\nlink set eth0 up\nroute add default via 10.99.0.1 dev eth0\n",
-            ),
-        );
-        floor.add.push(create + configure);
-        floor
-            .del
-            .push(ip(&["-n", &cname, "link", "del", "eth0"], None));
+        for round in 0..self.rounds {
+            let id = format!("bench{round}");
+            // Alternate who goes first so drift and caches favour neither.
+            let order: [(&Path, &str, bool); 2] = if round % 2 == 0 {
+                [(ours, &ours_conf, true), (reference, &ref_conf, false)]
+            } else {
+                [(reference, &ref_conf, false), (ours, &ours_conf, true)]
+            };
+            for (bin, c, is_ours) in order {
+                let add = cni(bin, "ADD", c, cns, &id);
+                let del = cni(bin, "DEL", c, cns, &id);
+                let s = if is_ours {
+                    &mut report.ours
+                } else {
+                    &mut report.reference
+                };
+                s.add.push(add);
+                s.del.push(del);
+            }
+            // The floor: the same kernel work done by `ip` (create in the netns; address, up,
+            // default route; delete).
+            let create = ip(
+                &[
+                    "link", "add", "link", "mvbench0", "name", "eth0", "netns", cname, "type",
+                    "macvlan", "mode", "bridge",
+                ],
+                None,
+            );
+            let configure = ip(
+                &["-n", cname, "-batch", "-"],
+                Some(
+                    "addr add 10.99.0.2/16 dev eth0\nlink set eth0 up\nroute add default via 10.99.0.1 dev eth0\n",
+                ),
+            );
+            report.floor.add.push(create + configure);
+            report
+                .floor
+                .del
+                .push(ip(&["-n", cname, "link", "del", "eth0"], None));
+        }
+        report
     }
-    let _ = std::fs::remove_dir_all(&data);
+}
 
-    let (oa, od) = (median(&mut ours_s.add), median(&mut ours_s.del));
-    let (ra, rd) = (median(&mut ref_s.add), median(&mut ref_s.del));
-    let (fa, fd) = (median(&mut floor.add), median(&mut floor.del));
-    println!("macvlan + host-local, {rounds} rounds, medians");
-    println!("{:<28}{:>12}{:>12}", "", "ADD", "DEL");
-    println!("{:<28}{:>12}{:>12}", "ours", ms(oa), ms(od));
-    println!("{:<28}{:>12}{:>12}", "reference", ms(ra), ms(rd));
-    println!("{:<28}{:>12}{:>12}", "floor (ip, same ops)", ms(fa), ms(fd));
-    println!(
-        "ours / reference: ADD {:.2}  DEL {:.2}",
-        oa.as_secs_f64() / ra.as_secs_f64(),
-        od.as_secs_f64() / rd.as_secs_f64()
-    );
-    println!(
-        "ours - floor:     ADD {}  DEL {}",
-        ms(oa.saturating_sub(fa)),
-        if od >= fd {
-            ms(od - fd)
-        } else {
-            format!("-{}", ms(fd - od))
-        }
-    );
+impl Report {
+    fn print(mut self, title: &str) {
+        let (oa, od) = (median(&mut self.ours.add), median(&mut self.ours.del));
+        let (ra, rd) = (
+            median(&mut self.reference.add),
+            median(&mut self.reference.del),
+        );
+        let (fa, fd) = (median(&mut self.floor.add), median(&mut self.floor.del));
+        println!("{title}, medians");
+        println!("{:<28}{:>12}{:>12}", "", "ADD", "DEL");
+        println!("{:<28}{:>12}{:>12}", "ours", ms(oa), ms(od));
+        println!("{:<28}{:>12}{:>12}", "reference", ms(ra), ms(rd));
+        println!("{:<28}{:>12}{:>12}", "floor (ip, same ops)", ms(fa), ms(fd));
+        println!(
+            "ours / reference:  ADD {:.2}   DEL {:.2}",
+            oa.as_secs_f64() / ra.as_secs_f64(),
+            od.as_secs_f64() / rd.as_secs_f64()
+        );
+        let diff = |a: Duration, b: Duration| {
+            if a >= b {
+                format!("+{}", ms(a - b))
+            } else {
+                format!("-{}", ms(b - a))
+            }
+        };
+        println!(
+            "ours - floor:      ADD {}   DEL {}",
+            diff(oa, fa),
+            diff(od, fd)
+        );
+        println!();
+    }
 }

@@ -165,6 +165,16 @@ fn rows() -> Vec<Row> {
             )
         },
         // Failures after the link exists: everything made is undone.
+        Row {
+            pre_allocated: &["10.67.0.5"],
+            ..row(
+                "ipam-range-exhausted",
+                json!({"master": m, "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.67.0.0/24",
+                    "rangeStart": "10.67.0.5", "rangeEnd": "10.67.0.5"}]]}}),
+                11,
+                "10.67.0",
+            )
+        },
         row(
             "route-gateway-unreachable",
             json!({"master": m, "ipam": {"type": "host-local", "subnet": "10.65.0.0/24",

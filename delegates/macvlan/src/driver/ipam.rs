@@ -5,8 +5,17 @@
 use multinet_cni::{CniError, GcRequest, NetworkResult, Request};
 use multinet_ipam::host_local::{self, HostLocalConfig};
 use serde_json::Value;
+use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
+
+/// A host-local allocation under way.
+#[derive(Debug)]
+pub struct PendingAdd {
+    task: JoinHandle<std::result::Result<NetworkResult, multinet_ipam::IpamError>>,
+    /// Some range is IPv6: the interface needs IPv6 enabled.
+    pub ipv6: bool,
+}
 
 /// The IPAM plugin of one request.
 #[derive(Debug, Clone, Copy)]
@@ -35,14 +44,73 @@ impl Ipam<'_> {
         self.plugin_type == multinet_ipam::HOST_LOCAL
     }
 
-    // host-local's file work runs inline rather than on a blocking-pool thread: a plugin call
-    // has nothing else to do meanwhile, and on a busy node every thread hand-off costs a
-    // scheduling delay on the ADD and DEL paths.
+    // host-local's file work runs either on a thread of its own, overlapped with the kernel
+    // work (start_add, start_del), or inline where there is nothing to overlap (the release
+    // after a failed ADD): never as a hand-off that the caller just waits for.
 
-    fn host_local_add(&self) -> std::result::Result<NetworkResult, CniError> {
+    /// For host-local: checks the config now (so a bad one never touches the kernel) and
+    /// starts the allocation on a thread of its own, to overlap its file work (lock, write,
+    /// sync) with the link's creation. None for other IPAM types, which run in order.
+    pub fn start_add(&self) -> Result<Option<PendingAdd>> {
+        if !self.is_host_local() {
+            return Ok(None);
+        }
         let env = &self.req.env;
-        let cfg = HostLocalConfig::parse(&self.req.config, Some(self.conf()), env)?;
-        Ok(host_local::add(&cfg, &env.container_id, &env.ifname)?)
+        let cfg = HostLocalConfig::parse(&self.req.config, Some(self.conf()), env)
+            .map_err(|e| self.err("ADD")(e.into()))?;
+        let ipv6 = cfg.ranges.iter().any(|set| !set.is_v4());
+        let (id, ifname) = (env.container_id.clone(), env.ifname.clone());
+        let task = tokio::task::spawn_blocking(move || host_local::add(&cfg, &id, &ifname));
+        Ok(Some(PendingAdd { task, ipv6 }))
+    }
+
+    /// The addresses of an allocation started by [`Ipam::start_add`].
+    pub async fn finish_add(&self, pending: PendingAdd) -> Result<NetworkResult> {
+        let result = match pending.task.await {
+            Ok(r) => r.map_err(CniError::from),
+            Err(e) => Err(CniError::internal(format!("host-local task failed: {e}"))),
+        }
+        .map_err(self.err("ADD"))?;
+        self.non_empty(result)
+    }
+
+    fn non_empty(&self, result: NetworkResult) -> Result<NetworkResult> {
+        if result.ips.is_empty() {
+            return Err(self.err("ADD")(CniError::internal(format!(
+                "IPAM plugin {:?} returned no IP address",
+                self.plugin_type
+            ))));
+        }
+        Ok(result)
+    }
+
+    /// For host-local: releases on a thread of its own, to overlap with the link's deletion
+    /// (which waits in the kernel). None for other IPAM types.
+    pub fn start_del(&self) -> Option<JoinHandle<std::result::Result<(), CniError>>> {
+        if !self.is_host_local() {
+            return None;
+        }
+        let env = &self.req.env;
+        let loc = match host_local::location(&self.req.config, Some(self.conf())) {
+            Ok(loc) => loc,
+            Err(e) => return Some(tokio::spawn(async move { Err(e.into()) })),
+        };
+        let (id, ifname) = (env.container_id.clone(), env.ifname.clone());
+        Some(tokio::task::spawn_blocking(move || {
+            host_local::del(&loc, &id, &ifname).map_err(CniError::from)
+        }))
+    }
+
+    /// Waits for a release started by [`Ipam::start_del`].
+    pub async fn finish_del(
+        &self,
+        task: JoinHandle<std::result::Result<(), CniError>>,
+    ) -> Result<()> {
+        match task.await {
+            Ok(r) => r,
+            Err(e) => Err(CniError::internal(format!("host-local task failed: {e}"))),
+        }
+        .map_err(self.err("DEL"))
     }
 
     fn host_local_del(&self) -> std::result::Result<(), CniError> {
@@ -53,19 +121,10 @@ impl Ipam<'_> {
 
     /// Allocates addresses; a result without any is an error.
     pub async fn add(&self) -> Result<NetworkResult> {
-        let result = if self.is_host_local() {
-            self.host_local_add()
-        } else {
-            multinet_ipam::ipam_add(self.conf(), self.req).await
-        }
-        .map_err(self.err("ADD"))?;
-        if result.ips.is_empty() {
-            return Err(self.err("ADD")(CniError::internal(format!(
-                "IPAM plugin {:?} returned no IP address",
-                self.plugin_type
-            ))));
-        }
-        Ok(result)
+        let result = multinet_ipam::ipam_add(self.conf(), self.req)
+            .await
+            .map_err(self.err("ADD"))?;
+        self.non_empty(result)
     }
 
     pub async fn del(&self) -> Result<()> {

@@ -1,46 +1,17 @@
-//! The kernel requests the drivers make beyond what multinet-netlink wraps: one RTM_NEWLINK
-//! with everything a child link needs, the link's mode read back for CHECK, DEL by name in
-//! one request, and per-interface sysctls written from inside the container's namespace.
+//! The child link's RTM_NEWLINK (everything in one request), its mode read back for CHECK, and
+//! the per-interface sysctls written from inside the container's namespace.
 
 use std::os::fd::RawFd;
 
-use futures::TryStreamExt;
 use multinet_netlink::{
-    IpvlanFlag, IpvlanSpec, MacvlanSpec, NetlinkHandle, ipvlan_message, macvlan_message,
-    read_sysctl, write_sysctl,
+    IpvlanFlag, IpvlanSpec, MacvlanSpec, ipvlan_message, macvlan_message, read_sysctl, write_sysctl,
 };
 use netlink_packet_route::link::{
     InfoData, InfoIpVlan, InfoMacVlan, IpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
     MacVlanMode,
 };
 
-use crate::driver::check::ObservedLink;
 use crate::driver::conf::ChildKind;
-
-/// What the kernel said to a request, reduced to what the drivers act on.
-#[derive(Debug, thiserror::Error)]
-pub enum KernelError {
-    /// EEXIST.
-    #[error("exists already")]
-    Exists,
-    /// ENODEV / ENOENT: the link named in the request is gone.
-    #[error("no such link")]
-    NoSuchLink,
-    #[error(transparent)]
-    Other(#[from] rtnetlink::Error),
-}
-
-fn classify(e: rtnetlink::Error) -> KernelError {
-    let errno = match &e {
-        rtnetlink::Error::NetlinkError(msg) => msg.code.map(|c| -c.get()),
-        _ => None,
-    };
-    match errno {
-        Some(libc::EEXIST) => KernelError::Exists,
-        Some(libc::ENODEV) | Some(libc::ENOENT) => KernelError::NoSuchLink,
-        _ => KernelError::Other(e),
-    }
-}
 
 /// The RTM_NEWLINK for a child of link `parent_index`, named `name`, created in the namespace
 /// `netns_fd` (the handle's own when None), down.
@@ -102,51 +73,6 @@ pub fn created_up(mut msg: LinkMessage) -> LinkMessage {
     msg.header.flags |= LinkFlags::Up;
     msg.header.change_mask |= LinkFlags::Up;
     msg
-}
-
-/// Sends an RTM_NEWLINK (create, exclusive).
-pub async fn create_link(handle: &NetlinkHandle, msg: LinkMessage) -> Result<(), KernelError> {
-    handle
-        .raw()
-        .link()
-        .add(msg)
-        .execute()
-        .await
-        .map_err(classify)
-}
-
-/// Deletes the link named `name` with one RTM_DELLINK.
-pub async fn delete_link_by_name(handle: &NetlinkHandle, name: &str) -> Result<(), KernelError> {
-    let mut req = handle.raw().link().del(0);
-    req.message_mut()
-        .attributes
-        .push(LinkAttribute::IfName(name.to_owned()));
-    req.execute().await.map_err(classify)
-}
-
-/// The link named `name` with its kind and mode, or None when there is none.
-pub async fn observe_link(
-    handle: &NetlinkHandle,
-    name: &str,
-) -> Result<Option<(multinet_netlink::Link, ObservedLink)>, KernelError> {
-    let mut stream = std::pin::pin!(handle.raw().link().get().match_name(name).execute());
-    match stream.try_next().await {
-        Ok(Some(msg)) => {
-            let link = multinet_netlink::Link::from_message(&msg);
-            let observed = ObservedLink {
-                kind: link.kind.clone(),
-                mode: link_mode(&msg),
-                mac: link.mac(),
-                up: link.is_up(),
-            };
-            Ok(Some((link, observed)))
-        }
-        Ok(None) => Ok(None),
-        Err(e) => match classify(e) {
-            KernelError::NoSuchLink => Ok(None),
-            other => Err(other),
-        },
-    }
 }
 
 /// The macvlan or ipvlan mode of a link message, named as in configs.

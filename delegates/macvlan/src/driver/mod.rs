@@ -20,21 +20,22 @@ pub mod kernel;
 pub mod keys;
 pub mod plan;
 pub mod result;
+pub mod rtnl;
 
 use std::time::Duration;
 
 use multinet_cni::{GcRequest, Interface, NetworkResult, Request};
-use multinet_netlink::{Family, Link, NetlinkHandle, Netns};
+use multinet_netlink::{Family, Link, Netns};
 
-use crate::driver::check::{ExpectedLink, Observed, compare, find_interface, tables_to_read};
-use crate::driver::conf::{Addressing, LinkConf, Master, check_mtu};
-use crate::driver::ipam::Ipam;
-use crate::driver::kernel::{
-    IfaceSysctls, KernelError, child_message, create_link, created_up, delete_link_by_name,
-    observe_link,
+use crate::driver::check::{
+    ExpectedLink, Observed, ObservedLink, compare, find_interface, tables_to_read,
 };
+use crate::driver::conf::{Addressing, LinkConf, Master, check_mtu};
+use crate::driver::ipam::{Ipam, PendingAdd};
+use crate::driver::kernel::{IfaceSysctls, child_message, created_up, link_mode};
 use crate::driver::plan::{IfacePlan, plan_iface};
 use crate::driver::result::{build_result, interface_entry};
+use crate::driver::rtnl::{KernelError, Socket};
 use crate::error::{BoxError, Error, Result};
 
 pub use conf::{ChildKind, CommonKeys};
@@ -42,9 +43,13 @@ pub use conf::{ChildKind, CommonKeys};
 /// How long ADD waits for IPv6 duplicate address detection, as the reference does.
 pub const DAD_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn kernel(plugin: &'static str, op: impl Into<String>) -> impl FnOnce(BoxError) -> Error {
+fn kernel(plugin: &'static str, op: impl Into<String>) -> impl FnOnce(KernelError) -> Error {
     let op = op.into();
-    move |source| Error::Kernel { plugin, op, source }
+    move |source| Error::Kernel {
+        plugin,
+        op,
+        source: BoxError::from(source),
+    }
 }
 
 fn netns_path(plugin: &'static str, req: &Request) -> Result<String> {
@@ -70,20 +75,11 @@ fn open_netns(plugin: &'static str, path: &str) -> Result<Netns> {
     })
 }
 
-/// A netlink socket inside `netns`, made on a thread that entered it. `also` runs on that
-/// thread first (e.g. sysctls), so the namespace is entered once.
-fn handle_in<T: Send>(
-    netns: &Netns,
-    also: impl FnOnce() -> T + Send,
-) -> multinet_netlink::Result<(NetlinkHandle, T)> {
-    let runtime = tokio::runtime::Handle::try_current()
-        .map_err(|e| multinet_netlink::Error::Runtime(e.to_string()))?;
-    netns.run(move || {
-        let out = also();
-        // The socket registers with the caller's runtime, which can be entered from here.
-        let _entered = runtime.enter();
-        NetlinkHandle::current().map(|h| (h, out))
-    })?
+/// A socket inside the container (nothing else done there).
+fn socket_in(plugin: &'static str, netns: &Netns) -> Result<Socket> {
+    Socket::inside(netns, || ())
+        .map(|(s, ())| s)
+        .map_err(kernel(plugin, "open a netlink socket in the container"))
 }
 
 /// ADD: creates and configures the link; returns the result.
@@ -92,11 +88,10 @@ pub async fn add(req: &Request, conf: &LinkConf) -> Result<NetworkResult> {
     let path = netns_path(plugin, req)?;
     let netns = open_netns(plugin, &path)?;
     let master_side = if conf.link_in_container {
-        handle_in(&netns, || ()).map(|(h, ())| h)
+        socket_in(plugin, &netns)?
     } else {
-        NetlinkHandle::current()
-    }
-    .map_err(|e| kernel(plugin, "open a netlink socket")(e.into()))?;
+        Socket::here().map_err(kernel(plugin, "open a netlink socket"))?
+    };
     let master = resolve_master(conf, &master_side).await?;
     if conf.kind.mtu_bounded_by_master() {
         check_mtu(plugin, conf.mtu, &master.name, master.mtu)?;
@@ -107,33 +102,37 @@ pub async fn add(req: &Request, conf: &LinkConf) -> Result<NetworkResult> {
         plugin_type: t,
         req,
     });
-    let addresses = match &conf.addressing {
-        Addressing::None => None,
-        Addressing::Ipam { .. } => match &ipam {
-            Some(ipam) => Some(ipam.add().await?),
-            None => None,
-        },
-        Addressing::PrevResult(prev) => Some((**prev).clone()),
-    };
-    let made = LinkMaker {
+    // host-local's config is checked before anything else happens; its allocation then
+    // overlaps with the link's creation. Other IPAM plugins run first, in order.
+    let mut addressing = Addresses::None;
+    match (&conf.addressing, &ipam) {
+        (Addressing::Ipam { .. }, Some(ipam)) => {
+            addressing = match ipam.start_add()? {
+                Some(pending) => Addresses::Pending(pending),
+                None => Addresses::Ready(ipam.add().await?),
+            };
+        }
+        (Addressing::PrevResult(prev), _) => addressing = Addresses::Ready((**prev).clone()),
+        _ => {}
+    }
+    let maker = LinkMaker {
         req,
         conf,
         netns: &netns,
         path: &path,
         master_side: &master_side,
         master: &master,
-    }
-    .make(addresses.as_ref())
-    .await;
+    };
+    let (made, allocated) = maker.make(addressing, ipam.as_ref()).await;
     match made {
         Ok(iface) => Ok(build_result(
             req.version,
             iface,
-            addresses.as_ref(),
+            allocated.as_ref(),
             conf::config_dns(req),
         )),
         Err(e) => {
-            if let Some(ipam) = ipam {
+            if let (Some(ipam), Some(_)) = (ipam, allocated) {
                 // The ADD's own error is what the runtime needs; a failed release is only logged.
                 if let Err(rel) = ipam.del().await {
                     eprintln!("{plugin}: releasing addresses after a failed ADD: {rel}");
@@ -144,8 +143,17 @@ pub async fn add(req: &Request, conf: &LinkConf) -> Result<NetworkResult> {
     }
 }
 
+/// The addresses an ADD puts on the link.
+enum Addresses {
+    /// None: a layer-2 link.
+    None,
+    Ready(NetworkResult),
+    /// host-local still allocating.
+    Pending(PendingAdd),
+}
+
 /// The master link: named, or the default route's interface.
-async fn resolve_master(conf: &LinkConf, handle: &NetlinkHandle) -> Result<Link> {
+async fn resolve_master(conf: &LinkConf, socket: &Socket) -> Result<Link> {
     let plugin = conf.plugin;
     let place = if conf.link_in_container {
         "the container's namespace"
@@ -160,36 +168,28 @@ async fn resolve_master(conf: &LinkConf, handle: &NetlinkHandle) -> Result<Link>
     let name = match &conf.master {
         Master::Named(n) => n.clone(),
         Master::DefaultRoute => {
-            let mut found = None;
-            for family in [Family::V4, Family::V6] {
-                let routes = handle
-                    .default_routes(family)
-                    .await
-                    .map_err(|e| kernel(plugin, "list default routes")(e.into()))?;
-                if let Some(oif) = routes.iter().find_map(|r| r.oif) {
-                    found = Some(oif);
-                    break;
-                }
-            }
-            let oif = found.ok_or_else(|| {
-                invalid(format!(
-                    "not set, and there is no default route in {place} to take it from"
-                ))
-            })?;
-            handle
+            let oif = socket
+                .default_route_link()
+                .await
+                .map_err(kernel(plugin, "list default routes"))?
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "not set, and there is no default route in {place} to take it from"
+                    ))
+                })?;
+            socket
                 .link_by_index(oif)
                 .await
-                .map_err(|e| kernel(plugin, "look up the default route's interface")(e.into()))?
+                .map_err(kernel(plugin, "look up the default route's interface"))?
+                .ok_or_else(|| invalid(format!("the default route's interface {oif} is gone")))?
                 .name
         }
     };
-    handle.link_by_name(&name).await.map_err(|e| {
-        if e.is_not_found() {
-            invalid(format!("interface {name:?} not found in {place}"))
-        } else {
-            kernel(plugin, format!("look up master {name:?}"))(e.into())
-        }
-    })
+    match socket.link_by_name(&name).await {
+        Ok(Some((link, _))) => Ok(link),
+        Ok(None) => Err(invalid(format!("interface {name:?} not found in {place}"))),
+        Err(e) => Err(kernel(plugin, format!("look up master {name:?}"))(e)),
+    }
 }
 
 /// Creates the link and configures it; deletes it again if configuring fails.
@@ -198,7 +198,7 @@ struct LinkMaker<'a> {
     conf: &'a LinkConf,
     netns: &'a Netns,
     path: &'a str,
-    master_side: &'a NetlinkHandle,
+    master_side: &'a Socket,
     master: &'a Link,
 }
 
@@ -211,29 +211,71 @@ impl LinkMaker<'_> {
         &self.req.env.ifname
     }
 
-    async fn make(&self, addresses: Option<&NetworkResult>) -> Result<Interface> {
-        let plan = addresses.map(plan_iface);
-        let up_at_create = plan.is_none();
-        let inside = self.create(up_at_create, plan.as_ref()).await?;
-        match self.configure(&inside, plan.as_ref(), up_at_create).await {
-            Ok(iface) => Ok(iface),
-            Err(e) => {
-                if let Err(del) = delete_link_by_name(&inside, self.ifname()).await {
-                    eprintln!(
-                        "{}: deleting {} after a failed ADD: {del}",
-                        self.plugin(),
-                        self.ifname()
-                    );
-                }
-                Err(e)
+    /// Creates and configures the link. Returns the interface (or the error) and the
+    /// addresses IPAM allocated, which the caller releases when the ADD failed.
+    async fn make(
+        &self,
+        addresses: Addresses,
+        ipam: Option<&Ipam<'_>>,
+    ) -> (Result<Interface>, Option<NetworkResult>) {
+        // What the sysctls need before the addresses are known: whether IPv6 is coming.
+        let (l3, ipv6) = match &addresses {
+            Addresses::None => (false, false),
+            Addresses::Ready(r) => (true, plan_iface(r).enable_ipv6),
+            Addresses::Pending(p) => (true, p.ipv6),
+        };
+        let early = l3.then_some(IfacePlan {
+            enable_ipv6: ipv6,
+            ..IfacePlan::default()
+        });
+        // A link without addresses has nothing to wait for: it is created up.
+        let created = self.create(!l3, early.as_ref()).await;
+        let allocated = match (addresses, ipam) {
+            (Addresses::None, _) => Ok(None),
+            (Addresses::Ready(r), _) => Ok(Some(r)),
+            (Addresses::Pending(p), Some(ipam)) => ipam.finish_add(p).await.map(Some),
+            (Addresses::Pending(_), None) => Ok(None),
+        };
+        let (inside, allocated) = match (created, allocated) {
+            (Ok(inside), Ok(allocated)) => (inside, allocated),
+            (Ok(inside), Err(e)) => {
+                self.undo(&inside).await;
+                return (Err(e), None);
             }
+            (Err(e), Ok(allocated)) => return (Err(e), allocated),
+            // IPAM comes first in a CNI ADD, so its error is the one to report.
+            (Err(_), Err(e)) => return (Err(e), None),
+        };
+        let plan = allocated.as_ref().map(plan_iface);
+        let configured = async {
+            if plan.as_ref().is_some_and(|p| p.enable_ipv6 && !ipv6) {
+                self.set_sysctls(plan.as_ref())?;
+            }
+            self.configure(&inside, plan.as_ref(), !l3).await
+        }
+        .await;
+        if configured.is_err() {
+            self.undo(&inside).await;
+        }
+        (configured, allocated)
+    }
+
+    /// Deletes the link made by a failed ADD.
+    async fn undo(&self, inside: &Socket) {
+        if let Err(del) = inside.delete_link_by_name(self.ifname()).await {
+            eprintln!(
+                "{}: deleting {} after a failed ADD: {del}",
+                self.plugin(),
+                self.ifname()
+            );
         }
     }
 
-    fn sysctls<'s>(
-        &'s self,
+    /// The sysctls for `plan`, as a closure to run inside the container.
+    fn sysctls(
+        &self,
         plan: Option<&IfacePlan>,
-    ) -> impl FnOnce() -> multinet_netlink::Result<()> + Send + 's {
+    ) -> impl FnOnce() -> multinet_netlink::Result<()> + Send + '_ {
         let enable_ipv6 = plan.is_some_and(|p| p.enable_ipv6);
         let with_sysctls = plan.is_some();
         let ifname = self.ifname();
@@ -250,6 +292,16 @@ impl LinkMaker<'_> {
         }
     }
 
+    fn set_sysctls(&self, plan: Option<&IfacePlan>) -> Result<()> {
+        if plan.is_none() {
+            return Ok(());
+        }
+        self.netns
+            .run(self.sysctls(plan))
+            .and_then(|r| r)
+            .map_err(|e| kernel(self.plugin(), "set sysctls")(e.into()))
+    }
+
     /// Creates the link under its final name straight in the container's namespace, and
     /// returns a socket inside that namespace (after the sysctls are written there).
     ///
@@ -258,7 +310,7 @@ impl LinkMaker<'_> {
     /// *caller's* namespace first and answer EEXIST when the host has a link of that name;
     /// then, if the container really has no such link, the link is made under a temporary
     /// name and renamed inside the container, as the reference always does.
-    async fn create(&self, up: bool, plan: Option<&IfacePlan>) -> Result<NetlinkHandle> {
+    async fn create(&self, up: bool, plan: Option<&IfacePlan>) -> Result<Socket> {
         let plugin = self.plugin();
         let ifname = self.ifname();
         let fd =
@@ -272,54 +324,39 @@ impl LinkMaker<'_> {
         );
         let msg = if up { created_up(msg) } else { msg };
         let kind = self.conf.kind.kind_name();
-        let op = format!(
-            "create {kind} {ifname:?} on {:?} in {}",
-            self.master.name, self.path
-        );
-        match create_link(self.master_side, msg).await {
-            Ok(()) => self.inside(plan).await,
+        match self.master_side.create_link(msg).await {
+            Ok(()) if self.conf.link_in_container => {
+                self.set_sysctls(plan)?;
+                socket_in(plugin, self.netns)
+            }
+            Ok(()) => {
+                let (socket, sysctls) = Socket::inside(self.netns, self.sysctls(plan))
+                    .map_err(kernel(plugin, "open a netlink socket in the container"))?;
+                sysctls.map_err(|e| kernel(plugin, "set sysctls")(e.into()))?;
+                Ok(socket)
+            }
             Err(KernelError::Exists) => {
-                // The final name does not exist yet, so the sysctls wait until after the rename.
-                let inside = self.inside(None).await?;
-                match observe_link(&inside, ifname).await {
-                    Ok(None) if !self.conf.link_in_container => {}
-                    Ok(_) => return Err(self.taken()),
-                    Err(e) => return Err(kernel(plugin, format!("look up {ifname:?}"))(e.into())),
+                if self.conf.link_in_container {
+                    return Err(self.taken());
+                }
+                let inside = socket_in(plugin, self.netns)?;
+                match inside.link_by_name(ifname).await {
+                    Ok(None) => {}
+                    Ok(Some(_)) => return Err(self.taken()),
+                    Err(e) => return Err(kernel(plugin, format!("look up {ifname:?}"))(e)),
                 }
                 self.create_and_rename(&inside, up).await?;
-                if plan.is_some() {
-                    let sysctls = self.sysctls(plan);
-                    self.netns
-                        .run(sysctls)
-                        .and_then(|r| r)
-                        .map_err(|e| kernel(plugin, "set sysctls")(e.into()))?;
-                }
+                self.set_sysctls(plan)?;
                 Ok(inside)
             }
-            Err(e) => Err(kernel(plugin, op)(e.into())),
+            Err(e) => Err(kernel(
+                plugin,
+                format!(
+                    "create {kind} {ifname:?} on {:?} in {}",
+                    self.master.name, self.path
+                ),
+            )(e)),
         }
-    }
-
-    async fn inside(&self, plan: Option<&IfacePlan>) -> Result<NetlinkHandle> {
-        let plugin = self.plugin();
-        if self.conf.link_in_container {
-            // The master's socket is inside the container already; the sysctls still need a
-            // thread there.
-            if plan.is_some() {
-                let sysctls = self.sysctls(plan);
-                self.netns
-                    .run(sysctls)
-                    .and_then(|r| r)
-                    .map_err(|e| kernel(plugin, "set sysctls")(e.into()))?;
-            }
-            return handle_in(self.netns, || ())
-                .map(|(h, ())| h)
-                .map_err(|e| kernel(plugin, "open a netlink socket in the container")(e.into()));
-        }
-        let (handle, sysctls) = handle_in(self.netns, self.sysctls(plan))
-            .map_err(|e| kernel(plugin, "open a netlink socket in the container")(e.into()))?;
-        sysctls.map_err(|e| kernel(plugin, "set sysctls")(e.into()))?;
-        Ok(handle)
     }
 
     fn taken(&self) -> Error {
@@ -331,7 +368,7 @@ impl LinkMaker<'_> {
     }
 
     /// The fallback for kernels that check the new name in the caller's namespace.
-    async fn create_and_rename(&self, inside: &NetlinkHandle, up: bool) -> Result<()> {
+    async fn create_and_rename(&self, inside: &Socket, up: bool) -> Result<()> {
         let plugin = self.plugin();
         let ifname = self.ifname();
         let tmp = temporary_name();
@@ -343,24 +380,27 @@ impl LinkMaker<'_> {
             self.conf.mtu,
             Some(fd),
         );
-        create_link(self.master_side, msg)
+        self.master_side
+            .create_link(msg)
             .await
-            .map_err(|e| kernel(plugin, format!("create {tmp:?} in {}", self.path))(e.into()))?;
+            .map_err(kernel(plugin, format!("create {tmp:?} in {}", self.path)))?;
         let renamed = async {
-            let link = inside.link_by_name(&tmp).await?;
+            let (link, _) = inside
+                .link_by_name(&tmp)
+                .await?
+                .ok_or(KernelError::NoSuchLink)?;
             inside.rename(link.index, ifname).await?;
             if up {
                 inside.set_up(link.index).await?;
             }
-            Ok::<(), multinet_netlink::Error>(())
+            Ok::<(), KernelError>(())
         }
         .await;
         if let Err(e) = renamed {
-            let _ = delete_link_by_name(inside, &tmp).await;
-            return Err(if e.is_already_exists() {
-                self.taken()
-            } else {
-                kernel(plugin, format!("rename {tmp:?} to {ifname:?}"))(e.into())
+            let _ = inside.delete_link_by_name(&tmp).await;
+            return Err(match e {
+                KernelError::Exists => self.taken(),
+                e => kernel(plugin, format!("rename {tmp:?} to {ifname:?}"))(e),
             });
         }
         Ok(())
@@ -368,28 +408,32 @@ impl LinkMaker<'_> {
 
     async fn configure(
         &self,
-        inside: &NetlinkHandle,
+        inside: &Socket,
         plan: Option<&IfacePlan>,
         is_up: bool,
     ) -> Result<Interface> {
         let plugin = self.plugin();
         let ifname = self.ifname();
-        let link = inside.link_by_name(ifname).await.map_err(|e| {
-            kernel(plugin, format!("look up {ifname:?} after creating it"))(e.into())
-        })?;
+        let looked_up = format!("look up {ifname:?} after creating it");
+        let (link, _) = inside
+            .link_by_name(ifname)
+            .await
+            .and_then(|l| l.ok_or(KernelError::NoSuchLink))
+            .map_err(kernel(plugin, looked_up))?;
         let index = link.index;
         if let Some(plan) = plan {
             for address in &plan.addresses {
-                inside.add_address(index, *address).await.map_err(|e| {
-                    kernel(plugin, format!("add address {address} to {ifname:?}"))(e.into())
-                })?;
+                inside.add_address(index, *address).await.map_err(kernel(
+                    plugin,
+                    format!("add address {address} to {ifname:?}"),
+                ))?;
             }
         }
         if !is_up {
             inside
                 .set_up(index)
                 .await
-                .map_err(|e| kernel(plugin, format!("set {ifname:?} up"))(e.into()))?;
+                .map_err(kernel(plugin, format!("set {ifname:?} up")))?;
         }
         if let Some(plan) = plan {
             if plan.wait_for_dad {
@@ -400,7 +444,7 @@ impl LinkMaker<'_> {
                 inside
                     .add_route(&route)
                     .await
-                    .map_err(|e| kernel(plugin, format!("add route {route}"))(e.into()))?;
+                    .map_err(kernel(plugin, format!("add route {route}")))?;
             }
         }
         Ok(interface_entry(
@@ -412,24 +456,26 @@ impl LinkMaker<'_> {
 
     /// Waits for DAD; like the reference, a link that is not operationally up when the wait
     /// times out (no carrier, so DAD cannot run) is not an error.
-    async fn wait_for_dad(&self, inside: &NetlinkHandle, index: u32) -> Result<()> {
+    async fn wait_for_dad(&self, inside: &Socket, index: u32) -> Result<()> {
         let plugin = self.plugin();
         match inside.wait_for_dad(index, DAD_TIMEOUT).await {
             Ok(()) => Ok(()),
-            Err(multinet_netlink::Error::Timeout { .. }) => {
+            Err(KernelError::DadTimeout(after)) => {
                 let link = inside
                     .link_by_index(index)
                     .await
-                    .map_err(|e| kernel(plugin, "look up link after DAD timeout")(e.into()))?;
-                if link.oper_state == multinet_netlink::packet::link::State::Up {
+                    .map_err(kernel(plugin, "look up link after DAD timeout"))?;
+                let oper_up =
+                    link.is_some_and(|l| l.oper_state == multinet_netlink::packet::link::State::Up);
+                if oper_up {
                     Err(kernel(plugin, "wait for IPv6 DAD")(
-                        format!("addresses still tentative after {DAD_TIMEOUT:?}").into(),
+                        KernelError::DadTimeout(after),
                     ))
                 } else {
                     Ok(())
                 }
             }
-            Err(e) => Err(kernel(plugin, "wait for IPv6 DAD")(e.into())),
+            Err(e) => Err(kernel(plugin, "wait for IPv6 DAD")(e)),
         }
     }
 }
@@ -446,19 +492,22 @@ fn temporary_name() -> String {
 /// the netns is gone, or the link is gone; a failed release is reported after the link is
 /// deleted anyway.
 pub async fn del(plugin: &'static str, req: &Request, ipam_type: Option<&str>) -> Result<()> {
-    let released = match ipam_type {
-        Some(t) => {
-            Ipam {
-                plugin,
-                plugin_type: t,
-                req,
-            }
-            .del()
-            .await
-        }
-        None => Ok(()),
+    let ipam = ipam_type.map(|t| Ipam {
+        plugin,
+        plugin_type: t,
+        req,
+    });
+    // host-local releases on its own thread while the link's deletion waits in the kernel.
+    let releasing = ipam.as_ref().and_then(Ipam::start_del);
+    let released_first = match (&ipam, &releasing) {
+        (Some(ipam), None) => ipam.del().await,
+        _ => Ok(()),
     };
     let deleted = delete_in_container(plugin, req).await;
+    let released = match (&ipam, releasing) {
+        (Some(ipam), Some(task)) => ipam.finish_del(task).await,
+        _ => released_first,
+    };
     released.and(deleted)
 }
 
@@ -478,14 +527,11 @@ async fn delete_in_container(plugin: &'static str, req: &Request) -> Result<()> 
             });
         }
     };
-    let (inside, ()) = handle_in(&netns, || ())
-        .map_err(|e| kernel(plugin, "open a netlink socket in the container")(e.into()))?;
+    let inside = socket_in(plugin, &netns)?;
     let ifname = &req.env.ifname;
-    match delete_link_by_name(&inside, ifname).await {
+    match inside.delete_link_by_name(ifname).await {
         Ok(()) | Err(KernelError::NoSuchLink) => Ok(()),
-        Err(e) => Err(kernel(plugin, format!("delete {ifname:?} in {path}"))(
-            e.into(),
-        )),
+        Err(e) => Err(kernel(plugin, format!("delete {ifname:?} in {path}"))(e)),
     }
 }
 
@@ -509,28 +555,19 @@ pub async fn check(req: &Request, conf: &LinkConf, prev: &NetworkResult) -> Resu
     };
     let index = find_interface(prev, ifname, &path).map_err(mismatch)?;
     let netns = open_netns(plugin, &path)?;
-    let (inside, ()) = handle_in(&netns, || ())
-        .map_err(|e| kernel(plugin, "open a netlink socket in the container")(e.into()))?;
+    let inside = socket_in(plugin, &netns)?;
     if let Master::Named(name) = &conf.master {
+        let host;
         let master_side = if conf.link_in_container {
-            None
+            &inside
         } else {
-            Some(
-                NetlinkHandle::current()
-                    .map_err(|e| kernel(plugin, "open a netlink socket")(e.into()))?,
-            )
+            host = Socket::here().map_err(kernel(plugin, "open a netlink socket"))?;
+            &host
         };
-        let found = master_side
-            .as_ref()
-            .unwrap_or(&inside)
-            .link_by_name(name)
-            .await;
-        match found {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {
-                return Err(mismatch(format!("master {name:?} not found")));
-            }
-            Err(e) => return Err(kernel(plugin, format!("look up master {name:?}"))(e.into())),
+        match master_side.link_by_name(name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(mismatch(format!("master {name:?} not found"))),
+            Err(e) => return Err(kernel(plugin, format!("look up master {name:?}"))(e)),
         }
     }
     let observed = observe(plugin, &inside, ifname, prev).await?;
@@ -552,20 +589,21 @@ pub async fn check(req: &Request, conf: &LinkConf, prev: &NetworkResult) -> Resu
 
 async fn observe(
     plugin: &'static str,
-    inside: &NetlinkHandle,
+    inside: &Socket,
     ifname: &str,
     prev: &NetworkResult,
 ) -> Result<Observed> {
-    let Some((link, observed_link)) = observe_link(inside, ifname)
+    let Some((link, msg)) = inside
+        .link_by_name(ifname)
         .await
-        .map_err(|e| kernel(plugin, format!("look up {ifname:?}"))(e.into()))?
+        .map_err(kernel(plugin, format!("look up {ifname:?}")))?
     else {
         return Ok(Observed::default());
     };
     let addresses = inside
-        .addresses(Some(link.index))
+        .addresses(link.index)
         .await
-        .map_err(|e| kernel(plugin, "list addresses")(e.into()))?
+        .map_err(kernel(plugin, "list addresses"))?
         .into_iter()
         .map(|a| a.address)
         .collect();
@@ -574,14 +612,19 @@ async fn observe(
         for family in [Family::V4, Family::V6] {
             routes.extend(
                 inside
-                    .routes_in_table(family, table)
+                    .routes(family, table)
                     .await
-                    .map_err(|e| kernel(plugin, "list routes")(e.into()))?,
+                    .map_err(kernel(plugin, "list routes"))?,
             );
         }
     }
     Ok(Observed {
-        link: Some(observed_link),
+        link: Some(ObservedLink {
+            kind: link.kind.clone(),
+            mode: link_mode(&msg),
+            mac: link.mac(),
+            up: link.is_up(),
+        }),
         addresses,
         routes,
     })

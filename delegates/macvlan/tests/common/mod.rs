@@ -334,6 +334,8 @@ pub struct Row {
     pub host_setup: &'static [&'static [&'static str]],
     /// Links made in the container before the call.
     pub pre_links: &'static [&'static str],
+    /// Addresses host-local has already given to another container.
+    pub pre_allocated: &'static [&'static str],
 }
 
 pub fn row(name: &'static str, extra: Value, code: u64, names: &'static str) -> Row {
@@ -347,6 +349,7 @@ pub fn row(name: &'static str, extra: Value, code: u64, names: &'static str) -> 
         netns: None,
         host_setup: &[],
         pre_links: &[],
+        pre_allocated: &[],
     }
 }
 
@@ -373,8 +376,14 @@ pub fn run_table(plugin: &std::path::Path, plugin_type: &str, version: &str, row
                 &format!("{l}p"),
             ]);
         }
+        for ip in r.pre_allocated {
+            let dir = node.data.join(r.name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(ip), "someone-else\r\neth9").unwrap();
+        }
         let container_before = node.container_links();
         let host_before = node.host_links();
+        let allocated_before = node.allocated(r.name);
         let c = conf_of(plugin_type, version, r.name, r.extra.clone());
         let mut call = Call::new("bad");
         call.args = r.args.map(str::to_owned);
@@ -402,8 +411,9 @@ pub fn run_table(plugin: &std::path::Path, plugin_type: &str, version: &str, row
             host_before,
             "{ctx} left a link in the host"
         );
-        assert!(
-            node.allocated(r.name).is_empty(),
+        assert_eq!(
+            node.allocated(r.name),
+            allocated_before,
             "{ctx} left an address allocated"
         );
     }
