@@ -1,12 +1,14 @@
-//! Pod-side checks and fixes done by the meta-plugin itself: interface names must be free before
-//! anything is created, and a requested `default-route` gateway becomes the pod's only default
-//! route for its family (every other default route of that family is removed).
+//! What the meta-plugin itself does inside the pod's namespace: interface names must be free
+//! before anything is created; a requested `default-route` gateway becomes the pod's only default
+//! route for its family (every other default route of that family is removed); and on DEL the
+//! pod's virtual links are deleted together, in one kernel operation.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::Path;
 
 use multinet_cni::NetworkResult;
+use multinet_netlink::packet::link::{LinkAttribute, LinkMessage};
 use multinet_netlink::{Family, NetlinkHandle, Netns, Route};
 
 use crate::error::MetaError;
@@ -81,4 +83,60 @@ pub async fn make_only_default(
             .map_err(|e| netlink_err(&format!("default route via {gw} dev {ifname}"), e))?;
     }
     Ok(())
+}
+
+/// Marks the links a DEL deletes together ("mnet").
+const TEARDOWN_GROUP: u32 = 0x6d6e_6574;
+
+/// Links the kernel can delete (virtual ones). A VF or a moved physical device cannot be deleted
+/// and must go back to the host through its own delegate.
+const DELETABLE_KINDS: &[&str] = &[
+    "macvlan", "macvtap", "ipvlan", "ipvtap", "veth", "vlan", "vxlan",
+];
+
+/// Deletes the pod's virtual links named in `ifnames` with one RTM_DELLINK for the whole group.
+/// Each link deletion waits for an RCU grace period (13-22 ms); deleted as a group they share one.
+/// Delegates run their DEL afterwards as usual and find their link gone, which DEL must tolerate
+/// (spec), so they still release addresses and other state. Returns how many links went.
+pub async fn delete_links_together(netns: &Path, ifnames: &[&str]) -> Result<usize, MetaError> {
+    let Ok(ns) = Netns::open(netns) else {
+        return Ok(0);
+    };
+    let handle = NetlinkHandle::for_netns(&ns).map_err(|e| netlink_err("netns", e))?;
+    let doomed: Vec<u32> = handle
+        .links()
+        .await
+        .map_err(|e| netlink_err("list links", e))?
+        .into_iter()
+        .filter(|l| ifnames.contains(&l.name.as_str()))
+        .filter(|l| {
+            l.kind
+                .as_deref()
+                .is_some_and(|k| DELETABLE_KINDS.contains(&k))
+        })
+        .map(|l| l.index)
+        .collect();
+    if doomed.len() < 2 {
+        // Nothing to share a grace period with: the delegate deletes its own link.
+        return Ok(0);
+    }
+    let raw = handle.raw();
+    for index in &doomed {
+        let mut msg = LinkMessage::default();
+        msg.header.index = *index;
+        msg.attributes.push(LinkAttribute::Group(TEARDOWN_GROUP));
+        raw.link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| MetaError::Io(format!("mark link {index} for deletion: {e}")))?;
+    }
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::Group(TEARDOWN_GROUP));
+    raw.link()
+        .del_with_message(msg)
+        .execute()
+        .await
+        .map_err(|e| MetaError::Io(format!("delete links {doomed:?}: {e}")))?;
+    Ok(doomed.len())
 }

@@ -104,6 +104,16 @@ impl AttachmentStore {
     /// Writes the record atomically: temp file, fsync, rename, fsync of the directory. A crash leaves
     /// either the old record or the new one, never a torn file.
     pub fn save(&self, record: &AttachmentRecord) -> Result<(), MetaError> {
+        self.write(record, true)
+    }
+
+    /// Atomic like `save` (never a torn file) but not flushed to disk: for updates whose loss in
+    /// a power cut only leaves an older, still valid record.
+    pub fn save_quick(&self, record: &AttachmentRecord) -> Result<(), MetaError> {
+        self.write(record, false)
+    }
+
+    fn write(&self, record: &AttachmentRecord, durable: bool) -> Result<(), MetaError> {
         let path = self.path_for(&record.container_id);
         let io = |e: std::io::Error| MetaError::Store {
             path: path.clone(),
@@ -126,9 +136,14 @@ impl AttachmentStore {
                 .truncate(true)
                 .open(&tmp)?;
             f.write_all(&bytes)?;
-            f.sync_all()?;
+            if durable {
+                f.sync_all()?;
+            }
             fs::rename(&tmp, &path)?;
-            File::open(&self.dir)?.sync_all()
+            if durable {
+                File::open(&self.dir)?.sync_all()?;
+            }
+            Ok(())
         };
         write().map_err(|e| {
             let _ = fs::remove_file(&tmp);

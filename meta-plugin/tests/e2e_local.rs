@@ -64,6 +64,9 @@ fn pod_gets_cluster_and_two_macvlan_networks_in_every_version() {
         }
         node.cni("DEL", "c1", "web", Some(&pod)).ok();
         node.assert_clean(&pod);
+        // The three links (veth, two macvlans) went in one kernel operation.
+        let log = std::fs::read_to_string(node.path("multinet.log")).unwrap();
+        assert!(log.contains("pod links deleted together links=3"), "{log}");
         // Runtimes repeat DEL, the second time often without a netns.
         node.cni("DEL", "c1", "web", None).ok();
     }
