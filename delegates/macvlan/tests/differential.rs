@@ -38,6 +38,8 @@ struct Case {
     fixed_mac: bool,
     /// Commands run in both containers after ADD that CHECK must then notice.
     tamper: &'static [&'static [&'static str]],
+    /// Commands run in both containers before ADD.
+    setup: &'static [&'static [&'static str]],
 }
 
 fn host_local(extra: Value) -> Value {
@@ -56,6 +58,7 @@ fn cases() -> Vec<Case> {
             args: None,
             fixed_mac: false,
             tamper: &[&["link", "set", "eth0", "address", "02:99:99:99:99:99"]],
+            setup: &[],
         },
         Case {
             name: "l2-private-empty-ipam",
@@ -63,6 +66,7 @@ fn cases() -> Vec<Case> {
             args: None,
             fixed_mac: false,
             tamper: &[],
+            setup: &[],
         },
         Case {
             name: "l2-passthru",
@@ -70,6 +74,7 @@ fn cases() -> Vec<Case> {
             args: None,
             fixed_mac: false,
             tamper: &[],
+            setup: &[],
         },
         Case {
             name: "v4-vepa-default-route",
@@ -78,6 +83,7 @@ fn cases() -> Vec<Case> {
             args: None,
             fixed_mac: false,
             tamper: &[&["route", "del", "default"]],
+            setup: &[],
         },
         Case {
             name: "dual-stack-v6-gateway",
@@ -87,6 +93,7 @@ fn cases() -> Vec<Case> {
             args: None,
             fixed_mac: false,
             tamper: &[&["addr", "del", "fd00:41::2/64", "dev", "eth0"]],
+            setup: &[],
         },
         Case {
             name: "mtu-and-mac",
@@ -95,6 +102,7 @@ fn cases() -> Vec<Case> {
             args: None,
             fixed_mac: true,
             tamper: &[],
+            setup: &[],
         },
         Case {
             name: "mac-from-cni-args",
@@ -102,6 +110,7 @@ fn cases() -> Vec<Case> {
             args: Some("IgnoreUnknown=1;MAC=02:00:00:00:00:02;K8S_POD_NAME=p"),
             fixed_mac: true,
             tamper: &[],
+            setup: &[],
         },
         Case {
             name: "mac-from-runtime-config",
@@ -110,6 +119,7 @@ fn cases() -> Vec<Case> {
             args: Some("IgnoreUnknown=1;MAC=02:00:00:00:00:02"),
             fixed_mac: true,
             tamper: &[],
+            setup: &[],
         },
         Case {
             name: "master-from-default-route",
@@ -117,6 +127,7 @@ fn cases() -> Vec<Case> {
             args: None,
             fixed_mac: false,
             tamper: &[],
+            setup: &[],
         },
         Case {
             name: "static-routes-and-dns",
@@ -128,6 +139,7 @@ fn cases() -> Vec<Case> {
             args: None,
             fixed_mac: false,
             tamper: &[&["route", "del", "192.168.50.0/24"]],
+            setup: &[],
         },
         Case {
             name: "static-device-route-no-gateway",
@@ -138,6 +150,24 @@ fn cases() -> Vec<Case> {
             args: None,
             fixed_mac: false,
             tamper: &[&["route", "del", "10.43.1.0/24"]],
+            setup: &[],
+        },
+        Case {
+            // The pod already has a default route (its eth0 from the primary CNI, here a veth):
+            // the second one is added beside it, not refused.
+            name: "second-default-route",
+            extra: json!({"master": MASTER, "ipam": host_local(json!({"routes": [{"dst": "0.0.0.0/0"}]}))}),
+            args: None,
+            fixed_mac: false,
+            tamper: &[],
+            setup: &[
+                &[
+                    "link", "add", "pod0", "type", "veth", "peer", "name", "pod1",
+                ],
+                &["link", "set", "pod0", "up"],
+                &["addr", "add", "172.20.0.2/24", "dev", "pod0"],
+                &["route", "add", "default", "via", "172.20.0.1"],
+            ],
         },
     ]
 }
@@ -157,6 +187,10 @@ fn run_case(version: &str, case: &Case) {
     let mut call = Call::new(&format!("diff-{}", case.name));
     call.args = case.args.map(str::to_owned);
     let ctx = format!("[{version} {}]", case.name);
+    for cmd in case.setup {
+        ours.container.ip(cmd);
+        theirs.container.ip(cmd);
+    }
 
     // ADD
     let o = ours.run(&ours_bin, "ADD", &our_conf, &call);
@@ -238,14 +272,16 @@ fn run_case(version: &str, case: &Case) {
         let t = theirs.run(&ref_bin, "DEL", &ref_del_conf, &call);
         o.expect_ok(&format!("{ctx} our {round}"));
         t.expect_ok(&format!("{ctx} reference {round}"));
-        assert_eq!(
-            ours.container_links(),
-            vec!["lo"],
-            "{ctx} after our {round}"
-        );
+        // Only what the test put there before ADD is left.
+        let before: Vec<&str> = if case.setup.is_empty() {
+            vec!["lo"]
+        } else {
+            vec!["lo", "pod0", "pod1"]
+        };
+        assert_eq!(ours.container_links(), before, "{ctx} after our {round}");
         assert_eq!(
             theirs.container_links(),
-            vec!["lo"],
+            before,
             "{ctx} after reference {round}"
         );
         assert_eq!(

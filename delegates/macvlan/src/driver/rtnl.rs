@@ -204,13 +204,26 @@ impl Socket {
         }
     }
 
+    /// Adds `route` like `ip route add` without NLM_F_EXCL, as the reference does (Go's
+    /// `RouteAddEcmp`): a route to the same destination through another link or gateway (the
+    /// pod's eth0 default route, typically) is kept beside it rather than refused.
     pub async fn add_route(&self, route: &Route) -> Res<()> {
-        self.handle
-            .route()
-            .add(route_message(route, RouteOp::Add))
-            .execute()
-            .await
-            .map_err(classify)
+        use rtnetlink::packet_core::{
+            NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+        };
+        let mut req =
+            NetlinkMessage::from(multinet_netlink::packet::RouteNetlinkMessage::NewRoute(
+                route_message(route, RouteOp::Add),
+            ));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE;
+        let mut handle = self.handle.clone();
+        let mut replies = handle.request(req).map_err(classify)?;
+        while let Some(reply) = replies.next().await {
+            if let NetlinkPayload::Error(e) = reply.payload {
+                return Err(classify(rtnetlink::Error::NetlinkError(e)));
+            }
+        }
+        Ok(())
     }
 
     /// Unicast routes of `family` in `table`.

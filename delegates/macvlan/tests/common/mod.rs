@@ -110,11 +110,11 @@ impl Node {
         self.container.path_str().to_owned()
     }
 
-    /// The config with this node's host-local dataDir put in (the only difference between
-    /// what two nodes are given).
+    /// The config with this node's host-local dataDir put in, unless it names one (the only
+    /// difference between what two nodes are given).
     pub fn localise(&self, conf: &Value) -> Value {
         let mut conf = conf.clone();
-        if conf["ipam"]["type"] == "host-local" {
+        if conf["ipam"]["type"] == "host-local" && conf["ipam"].get("dataDir").is_none() {
             conf["ipam"]["dataDir"] = json!(self.data.display().to_string());
         }
         conf
