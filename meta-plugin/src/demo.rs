@@ -244,6 +244,7 @@ impl Demo {
             .env("CNI_PATH", self.bin_dir())
             .env("MULTINET_SYSFS_ROOT", self.state.join("sys"))
             .env("MULTINET_SRIOV_STATE_DIR", self.state.join("sriov"))
+            .env("MULTINET_DEVINFO_DIR", self.state.join("devinfo"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -431,7 +432,7 @@ impl Demo {
                 failures.push(format!("VF {vf} did not return to the node"));
             }
         }
-        let leftovers: Vec<PathBuf> = ["ipam", "cni", "sriov"]
+        let leftovers: Vec<PathBuf> = ["ipam", "cni", "sriov", "devinfo"]
             .iter()
             .flat_map(|d| Self::files_under(&self.state.join(d)))
             .filter(|p| {

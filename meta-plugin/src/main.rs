@@ -17,6 +17,14 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("demo") => std::process::exit(multinet::demo::main(&args[1..])),
+        Some("sriov") if args.get(1).map(String::as_str) == Some("list") => {
+            // PFs and VFs of this node with drivers, names and owners (MULTINET_SYSFS_ROOT and
+            // MULTINET_SRIOV_STATE_DIR select another tree).
+            let sysfs = multinet_sriov::Sysfs::from_env();
+            let state = multinet_sriov::StateDir::from_env();
+            let rows = multinet_sriov::list_devices(&sysfs, &state);
+            print!("{}", multinet_sriov::DeviceTable(&rows));
+        }
         Some("--version" | "version") => {
             println!("multinet {}", env!("CARGO_PKG_VERSION"));
         }
@@ -24,7 +32,7 @@ fn main() {
             println!(
                 "multinet {}: multi-network meta CNI plugin\n\n\
                  Called by a container runtime with CNI_* variables and a config on stdin.\n\
-                 Subcommands: demo [--keep], version",
+                 Subcommands: demo [--keep], sriov list, version",
                 env!("CARGO_PKG_VERSION")
             );
         }

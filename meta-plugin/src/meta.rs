@@ -351,6 +351,7 @@ impl MetaPlugin {
             let ifnames: Vec<&str> = record
                 .attachments
                 .iter()
+                .filter(|a| podnet::delegate_creates_its_link(&a.conf))
                 .map(|a| a.ifname.as_str())
                 .collect();
             match podnet::delete_links_together(netns, &ifnames).await {

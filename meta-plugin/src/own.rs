@@ -10,6 +10,8 @@ pub enum OwnDelegate {
     HostLocal,
     Static,
     Macvlan,
+    Ipvlan,
+    Sriov,
 }
 
 impl OwnDelegate {
@@ -18,11 +20,11 @@ impl OwnDelegate {
             "host-local" => Some(OwnDelegate::HostLocal),
             "static" => Some(OwnDelegate::Static),
             "macvlan" => Some(OwnDelegate::Macvlan),
+            "ipvlan" => Some(OwnDelegate::Ipvlan),
+            "sriov" => Some(OwnDelegate::Sriov),
             _ => None,
         }
     }
-
-    pub const ALL_TYPES: &'static [&'static str] = &["host-local", "static", "macvlan"];
 
     /// One full CNI invocation, exactly as the standalone binary would run it.
     pub async fn dispatch(&self, vars: Vec<(String, String)>, stdin: &[u8]) -> (Vec<u8>, i32) {
@@ -36,6 +38,12 @@ impl OwnDelegate {
             OwnDelegate::Macvlan => {
                 multinet_cni::dispatch(&multinet_macvlan::MacvlanPlugin, vars, stdin).await
             }
+            OwnDelegate::Ipvlan => {
+                multinet_cni::dispatch(&multinet_ipvlan::IpvlanPlugin, vars, stdin).await
+            }
+            OwnDelegate::Sriov => {
+                multinet_cni::dispatch(&multinet_sriov::SriovPlugin::default(), vars, stdin).await
+            }
         }
     }
 
@@ -45,6 +53,8 @@ impl OwnDelegate {
             OwnDelegate::HostLocal => multinet_cni::run_main(multinet_ipam::HostLocalPlugin),
             OwnDelegate::Static => multinet_cni::run_main(multinet_ipam::StaticPlugin),
             OwnDelegate::Macvlan => multinet_cni::run_main(multinet_macvlan::MacvlanPlugin),
+            OwnDelegate::Ipvlan => multinet_cni::run_main(multinet_ipvlan::IpvlanPlugin),
+            OwnDelegate::Sriov => multinet_cni::run_main(multinet_sriov::SriovPlugin::default()),
         }
     }
 }

@@ -94,6 +94,22 @@ const DELETABLE_KINDS: &[&str] = &[
     "macvlan", "macvtap", "ipvlan", "ipvtap", "veth", "vlan", "vxlan",
 ];
 
+/// Plugins whose pod interface is a link they created for the pod and delete on DEL. Any other
+/// plugin (sriov, host-device, ...) may have moved an existing device in, which must go back to
+/// the host, so its interface is never deleted here, whatever kind it is.
+const CREATES_ITS_LINK: &[&str] = &[
+    "macvlan", "ipvlan", "bridge", "ptp", "vlan", "macvtap", "ipvtap",
+];
+
+/// True when the first plugin of a delegate config creates the pod's link itself.
+pub fn delegate_creates_its_link(conf: &serde_json::Value) -> bool {
+    let first = conf.get("plugins").and_then(|p| p.get(0)).unwrap_or(conf);
+    first
+        .get("type")
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|t| CREATES_ITS_LINK.contains(&t))
+}
+
 /// Deletes the pod's virtual links named in `ifnames` with one RTM_DELLINK for the whole group.
 /// Each link deletion waits for an RCU grace period (13-22 ms); deleted as a group they share one.
 /// Delegates run their DEL afterwards as usual and find their link gone, which DEL must tolerate
@@ -139,4 +155,23 @@ pub async fn delete_links_together(netns: &Path, ifnames: &[&str]) -> Result<usi
         .await
         .map_err(|e| MetaError::Io(format!("delete links {doomed:?}: {e}")))?;
     Ok(doomed.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_plugins_that_create_their_link_have_it_deleted_together() {
+        assert!(delegate_creates_its_link(&json!({"type":"macvlan"})));
+        assert!(delegate_creates_its_link(
+            &json!({"plugins":[{"type":"bridge"},{"type":"portmap"}]})
+        ));
+        assert!(!delegate_creates_its_link(&json!({"type":"sriov"})));
+        assert!(!delegate_creates_its_link(&json!({"type":"host-device"})));
+        assert!(!delegate_creates_its_link(
+            &json!({"plugins":[{"type":"calico"}]})
+        ));
+    }
 }
