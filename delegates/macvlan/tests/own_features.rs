@@ -240,3 +240,49 @@ fn ifname_that_the_host_also_has() {
         );
     }
 }
+
+/// arp_notify and ndisc_notify on every link; IPv6 enabled and kept on link-down when an IPv6
+/// address comes.
+#[test]
+fn sysctls_are_set_inside_the_container() {
+    require_root!();
+    let read = |node: &Node, key: &str| {
+        node.container
+            .exec_checked(&["cat", &format!("/proc/sys/net/{key}")])
+            .trim()
+            .to_owned()
+    };
+    for (label, extra, ipv6) in [
+        ("layer 2", json!({"master": MASTER}), false),
+        (
+            "dual stack",
+            json!({"master": MASTER, "ipam": {"type": "static",
+                "addresses": [{"address": "10.54.0.5/24"}, {"address": "fd00:54::5/64"}]}}),
+            true,
+        ),
+    ] {
+        let node = Node::new();
+        // IPv6 off in the container beforehand: the plugin must turn it on for the address.
+        node.container
+            .exec_checked(&["sysctl", "-qw", "net.ipv6.conf.lo.disable_ipv6=1"]);
+        let conf = conf("1.0.0", "sysctl", extra);
+        let call = Call::new("sysctl");
+        node.run(&ours(), "ADD", &conf, &call).expect_ok(label);
+        assert_eq!(read(&node, "ipv4/conf/eth0/arp_notify"), "1", "{label}");
+        assert_eq!(read(&node, "ipv6/conf/eth0/ndisc_notify"), "1", "{label}");
+        let want = if ipv6 { "0" } else { "1" };
+        assert_eq!(read(&node, "ipv6/conf/lo/disable_ipv6"), want, "{label}");
+        if ipv6 {
+            assert_eq!(
+                read(&node, "ipv6/conf/eth0/keep_addr_on_down"),
+                "1",
+                "{label}"
+            );
+            let addrs = node
+                .container
+                .ip_json(&["-6", "addr", "show", "dev", "eth0", "scope", "global"]);
+            assert_eq!(addrs[0]["addr_info"][0]["local"], "fd00:54::5", "{label}");
+        }
+        node.run(&ours(), "DEL", &conf, &call).expect_ok(label);
+    }
+}

@@ -206,6 +206,36 @@ done
 check "extras: results identical" diff -u $OUT/extras-reference.result $OUT/extras-multinet.result
 check "extras: state identical" diff -u $OUT/extras-reference.state $OUT/extras-multinet.state
 
+# The host has a link named like CNI_IFNAME. This kernel (before 6.13) checks a new link's name
+# in the caller's namespace first, so ours takes its fallback: a temporary name, renamed inside
+# the pod, as the reference always does.
+for impl in reference multinet; do
+  tag="ifname also in the host, $impl"
+  lab_section "$tag"
+  check "$tag: fresh world" fresh_world par-s 02:00:5e:00:53:61 pod-s
+  check "$tag: host link named net1" ip link add net1 type dummy
+  config=$(jq -nc --arg d /run/ipam/same-$impl '{cniVersion:"1.0.0", name:"lab-s", type:"ipvlan",
+    master:"par-s", mode:"l2", ipam:{type:"host-local", subnet:"192.0.2.0/24", dataDir:$d,
+    routes:[{dst:"0.0.0.0/0"}]}}')
+  cni $impl ADD pod-s <<<"$config"
+  check_eq "$tag: ADD exit" $? 0
+  if [[ $impl == multinet ]]; then
+    check "$tag: took the temporary-name fallback" grep -q "renaming it in the container" $OUT/last.err
+  fi
+  jq -S . $OUT/last.out >$OUT/same-$impl.result
+  state pod-s >$OUT/same-$impl.state
+  check "$tag: the host's net1 is untouched" ip link show dev net1 type dummy
+  cni $impl DEL pod-s <<<"$config"
+  check_eq "$tag: DEL exit" $? 0
+  check "$tag: the host's net1 is still there" ip link show dev net1
+  check_eq "$tag: pod has no net1" "$(ip -n pod-s -j link show | jq -c '[.[].ifname]')" '["lo"]'
+  ip link del net1
+  ip netns del pod-s
+  ip link del par-s
+done
+check "ifname also in the host: results identical" diff -u $OUT/same-reference.result $OUT/same-multinet.result
+check "ifname also in the host: state identical" diff -u $OUT/same-reference.state $OUT/same-multinet.state
+
 # Errors: same code as the reference, or the specific one where it says 999; ours leaves nothing.
 # With REFERENCE_ACCEPTS, the reference takes the config silently and only ours refuses it.
 run_error() { # NAME OUR_CODE KEY CONFIG_JQ [REFERENCE_ACCEPTS]

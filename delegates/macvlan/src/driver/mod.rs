@@ -3,15 +3,22 @@
 //!
 //! Each plugin only reads its config into a [`LinkConf`]; everything from there on is here.
 //!
-//! ADD order, chosen so the common failures cost least to undo:
-//! 1. config checks that need no kernel state (done by the plugin);
+//! ADD order, chosen so the common failures cost least to undo and the slow parts overlap:
+//! 1. config checks that need no kernel state (done by the plugin), including the IPAM
+//!    config for host-local, so a bad config never touches the kernel (deleting a link waits
+//!    for an RCU grace period, 13-22 ms);
 //! 2. the master is looked up (and a macvlan's MTU checked against it);
-//! 3. IPAM allocates (a bad IPAM config thus never touches the kernel, and releasing an
-//!    address is far cheaper than deleting a link, which waits for an RCU grace period);
+//! 3. IPAM allocates: host-local on a thread of its own while steps 4-5 run (its store work
+//!    includes a file sync); any other IPAM plugin first, in order;
 //! 4. the link is created in the container's namespace under its final name, in one request;
-//! 5. sysctls, addresses, up, DAD wait, routes, through a socket inside the namespace.
+//! 5. one thread enters the namespace, writes the sysctls (arp_notify and ndisc_notify, as
+//!    the reference does for addressed links; here for every link, as it costs nothing more)
+//!    and opens a socket there;
+//! 6. addresses, up, DAD wait, routes, through that socket.
 //!
-//! Any failure after step 3 releases the addresses, and after step 4 deletes the link.
+//! Any failure releases the addresses IPAM gave and deletes the link if it was made. DEL
+//! releases host-local's addresses on a thread of its own while the link's deletion waits in
+//! the kernel; other IPAM plugins are released first, in order.
 
 pub mod check;
 pub mod conf;
@@ -224,12 +231,8 @@ impl LinkMaker<'_> {
             Addresses::Ready(r) => (true, plan_iface(r).enable_ipv6),
             Addresses::Pending(p) => (true, p.ipv6),
         };
-        let early = l3.then_some(IfacePlan {
-            enable_ipv6: ipv6,
-            ..IfacePlan::default()
-        });
         // A link without addresses has nothing to wait for: it is created up.
-        let created = self.create(!l3, early.as_ref()).await;
+        let created = self.create(!l3, ipv6).await;
         let allocated = match (addresses, ipam) {
             (Addresses::None, _) => Ok(None),
             (Addresses::Ready(r), _) => Ok(Some(r)),
@@ -249,7 +252,7 @@ impl LinkMaker<'_> {
         let plan = allocated.as_ref().map(plan_iface);
         let configured = async {
             if plan.as_ref().is_some_and(|p| p.enable_ipv6 && !ipv6) {
-                self.set_sysctls(plan.as_ref())?;
+                self.set_sysctls(true)?;
             }
             self.configure(&inside, plan.as_ref(), !l3).await
         }
@@ -271,33 +274,22 @@ impl LinkMaker<'_> {
         }
     }
 
-    /// The sysctls for `plan`, as a closure to run inside the container.
-    fn sysctls(
-        &self,
-        plan: Option<&IfacePlan>,
-    ) -> impl FnOnce() -> multinet_netlink::Result<()> + Send + '_ {
-        let enable_ipv6 = plan.is_some_and(|p| p.enable_ipv6);
-        let with_sysctls = plan.is_some();
+    /// The interface's sysctls (arp_notify, ndisc_notify, and with `ipv6` what IPv6 needs),
+    /// as a closure to run inside the container.
+    fn sysctls(&self, ipv6: bool) -> impl FnOnce() -> multinet_netlink::Result<()> + Send + '_ {
         let ifname = self.ifname();
         move || {
-            if with_sysctls {
-                IfaceSysctls {
-                    ifname,
-                    enable_ipv6,
-                }
-                .apply()
-            } else {
-                Ok(())
+            IfaceSysctls {
+                ifname,
+                enable_ipv6: ipv6,
             }
+            .apply()
         }
     }
 
-    fn set_sysctls(&self, plan: Option<&IfacePlan>) -> Result<()> {
-        if plan.is_none() {
-            return Ok(());
-        }
+    fn set_sysctls(&self, ipv6: bool) -> Result<()> {
         self.netns
-            .run(self.sysctls(plan))
+            .run(self.sysctls(ipv6))
             .and_then(|r| r)
             .map_err(|e| kernel(self.plugin(), "set sysctls")(e.into()))
     }
@@ -310,7 +302,7 @@ impl LinkMaker<'_> {
     /// *caller's* namespace first and answer EEXIST when the host has a link of that name;
     /// then, if the container really has no such link, the link is made under a temporary
     /// name and renamed inside the container, as the reference always does.
-    async fn create(&self, up: bool, plan: Option<&IfacePlan>) -> Result<Socket> {
+    async fn create(&self, up: bool, ipv6: bool) -> Result<Socket> {
         let plugin = self.plugin();
         let ifname = self.ifname();
         let fd =
@@ -326,11 +318,11 @@ impl LinkMaker<'_> {
         let kind = self.conf.kind.kind_name();
         match self.master_side.create_link(msg).await {
             Ok(()) if self.conf.link_in_container => {
-                self.set_sysctls(plan)?;
+                self.set_sysctls(ipv6)?;
                 socket_in(plugin, self.netns)
             }
             Ok(()) => {
-                let (socket, sysctls) = Socket::inside(self.netns, self.sysctls(plan))
+                let (socket, sysctls) = Socket::inside(self.netns, self.sysctls(ipv6))
                     .map_err(kernel(plugin, "open a netlink socket in the container"))?;
                 sysctls.map_err(|e| kernel(plugin, "set sysctls")(e.into()))?;
                 Ok(socket)
@@ -346,7 +338,7 @@ impl LinkMaker<'_> {
                     Err(e) => return Err(kernel(plugin, format!("look up {ifname:?}"))(e)),
                 }
                 self.create_and_rename(&inside, up).await?;
-                self.set_sysctls(plan)?;
+                self.set_sysctls(ipv6)?;
                 Ok(inside)
             }
             Err(e) => Err(kernel(
@@ -372,6 +364,10 @@ impl LinkMaker<'_> {
         let plugin = self.plugin();
         let ifname = self.ifname();
         let tmp = temporary_name();
+        eprintln!(
+            "{plugin}: the kernel checked {ifname:?} against the host's links (before Linux \
+             6.13 it does); creating the link as {tmp:?} and renaming it in the container"
+        );
         let fd = std::os::fd::AsRawFd::as_raw_fd(self.netns);
         let msg = child_message(
             &self.conf.kind,
