@@ -228,3 +228,40 @@ fn own_delegates_in_process_give_the_same_attachments_as_exec() {
     }
     assert_eq!(seen[0], seen[1], "exec vs in-process");
 }
+
+/// `default-route` makes the requested gateway the pod's only IPv4 default route, replacing the
+/// cluster network's.
+#[test]
+fn default_route_becomes_the_only_default_route_of_its_family() {
+    require_root!();
+    let node = Node::new("1.0.0");
+    node.add_nad("data", node.macvlan_nad("data", "up0", "10.10.0.0/24"));
+    node.add_pod("web", r#"[{"name":"data","default-route":["10.10.0.1"]}]"#);
+    let pod = TestNetns::new();
+    node.cni("ADD", "c1", "web", Some(&pod)).ok();
+    let routes = pod.ip_json(&["-4", "route", "show", "default"]);
+    let routes = routes.as_array().unwrap();
+    assert_eq!(routes.len(), 1, "{routes:?}");
+    assert_eq!(routes[0]["gateway"], "10.10.0.1");
+    assert_eq!(routes[0]["dev"], "net1");
+    let status = node.network_status("web");
+    assert_eq!(status[1]["gateway"], json!(["10.10.0.1"]));
+    node.cni("DEL", "c1", "web", Some(&pod)).ok();
+    node.assert_clean(&pod);
+}
+
+/// STATUS: not ready (code 50) while the readiness indicator file is missing, ready once it is
+/// there.
+#[test]
+fn status_follows_the_readiness_indicator_file() {
+    require_root!();
+    let node = Node::new("1.1.0");
+    let indicator = node.path("ready");
+    let mut conf = node.conf();
+    conf["readinessindicatorfile"] = json!(indicator);
+    let (code, msg) = node.cni_with("STATUS", "c1", "web", "", &conf).err();
+    assert_eq!(code, 50, "{msg}");
+    assert!(msg.contains("ready"), "{msg}");
+    std::fs::write(&indicator, "").unwrap();
+    node.cni_with("STATUS", "c1", "web", "", &conf).ok();
+}
