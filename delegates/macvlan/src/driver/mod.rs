@@ -417,37 +417,40 @@ impl LinkMaker<'_> {
             .and_then(|l| l.ok_or(KernelError::NoSuchLink))
             .map_err(kernel(plugin, looked_up))?;
         let index = link.index;
-        if let Some(plan) = plan {
-            for address in &plan.addresses {
-                inside.add_address(index, *address).await.map_err(kernel(
-                    plugin,
-                    format!("add address {address} to {ifname:?}"),
-                ))?;
-            }
-        }
+        let mut steps: Vec<Step> = plan
+            .iter()
+            .flat_map(|p| p.addresses.iter().map(|a| Step::Address(*a)))
+            .collect();
         if !is_up {
-            inside
-                .set_up(index)
-                .await
-                .map_err(kernel(plugin, format!("set {ifname:?} up")))?;
+            steps.push(Step::Up);
         }
-        if let Some(plan) = plan {
-            if plan.wait_for_dad {
-                self.wait_for_dad(inside, index).await?;
-            }
-            for route in &plan.routes {
-                let route = route.clone().dev(index);
-                inside
-                    .add_route(&route)
-                    .await
-                    .map_err(kernel(plugin, format!("add route {route}")))?;
-            }
+        let routes = plan
+            .iter()
+            .flat_map(|p| p.routes.iter().map(|r| Step::Route(r.clone().dev(index))));
+        if plan.is_some_and(|p| p.wait_for_dad) {
+            self.in_order(inside, index, steps).await?;
+            self.wait_for_dad(inside, index).await?;
+            self.in_order(inside, index, routes.collect()).await?;
+        } else {
+            steps.extend(routes);
+            self.in_order(inside, index, steps).await?;
         }
         Ok(interface_entry(
             ifname,
             link.mac().map(|m| m.to_string()),
             self.path,
         ))
+    }
+
+    /// Sends `steps` back to back on one socket: the kernel handles a socket's requests in
+    /// order, so each sees the effect of those before it, and no reply is waited for in
+    /// between. The first failure (in order) is reported.
+    async fn in_order(&self, inside: &Socket, index: u32, steps: Vec<Step>) -> Result<()> {
+        let replies = futures::future::join_all(steps.iter().map(|s| s.send(inside, index))).await;
+        for (step, reply) in steps.iter().zip(replies) {
+            reply.map_err(kernel(self.plugin(), step.describe(self.ifname())))?;
+        }
+        Ok(())
     }
 
     /// Waits for DAD; like the reference, a link that is not operationally up when the wait
@@ -472,6 +475,32 @@ impl LinkMaker<'_> {
                 }
             }
             Err(e) => Err(kernel(plugin, "wait for IPv6 DAD")(e)),
+        }
+    }
+}
+
+/// One request that configures the container's link.
+enum Step {
+    Address(ipnet::IpNet),
+    Up,
+    /// With its output link set.
+    Route(multinet_netlink::Route),
+}
+
+impl Step {
+    async fn send(&self, inside: &Socket, index: u32) -> std::result::Result<(), KernelError> {
+        match self {
+            Step::Address(a) => inside.add_address(index, *a).await,
+            Step::Up => inside.set_up(index).await,
+            Step::Route(r) => inside.add_route(r).await,
+        }
+    }
+
+    fn describe(&self, ifname: &str) -> String {
+        match self {
+            Step::Address(a) => format!("add address {a} to {ifname:?}"),
+            Step::Up => format!("set {ifname:?} up"),
+            Step::Route(r) => format!("add route {r}"),
         }
     }
 }
