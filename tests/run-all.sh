@@ -19,6 +19,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --workspace --no-fail-fast
 
+step "release build: the demo and the Kubernetes source"
+bash tests/smoke-release.sh
+
 if [ -x tests/kernel-lab/run-tests.sh ]; then
   step "kernel lab (ipvlan, 802.1q, netdevsim SR-IOV in QEMU)"
   bash tests/kernel-lab/run-tests.sh
