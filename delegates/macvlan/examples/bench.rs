@@ -65,6 +65,12 @@ fn cni(plugin: &Path, command: &str, conf: &str, netns: &Path, id: &str) -> Dura
         .take()
         .unwrap()
         .write_all(conf.as_bytes())
+        // /bin/true, timed as the cost of any process, reads no stdin.
+        .or_else(|e| {
+            (e.kind() == std::io::ErrorKind::BrokenPipe)
+                .then_some(())
+                .ok_or(e)
+        })
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let took = start.elapsed();
@@ -183,6 +189,8 @@ struct Report {
     ours: Samples,
     reference: Samples,
     floor: Samples,
+    /// Starting a process that does nothing: `/bin/true`, and each plugin's VERSION.
+    start: [Vec<Duration>; 3],
 }
 
 impl Bench {
@@ -202,6 +210,7 @@ impl Bench {
             ours: Samples::default(),
             reference: Samples::default(),
             floor: Samples::default(),
+            start: Default::default(),
         };
         // One warm-up round each, not counted (page cache, first use of the store).
         for (bin, c) in [(ours, &ours_conf), (reference, &ref_conf)] {
@@ -247,6 +256,13 @@ impl Bench {
                 .floor
                 .del
                 .push(ip(&["-n", cname, "link", "del", "eth0"], None));
+            for (i, bin) in [Path::new("/bin/true"), ours, reference]
+                .into_iter()
+                .enumerate()
+            {
+                let version = r#"{"cniVersion":"1.0.0"}"#;
+                report.start[i].push(cni(bin, "VERSION", version, cns, &id));
+            }
         }
         report
     }
@@ -265,6 +281,13 @@ impl Report {
         println!("{:<28}{:>12}{:>12}", "ours", ms(oa), ms(od));
         println!("{:<28}{:>12}{:>12}", "reference", ms(ra), ms(rd));
         println!("{:<28}{:>12}{:>12}", "floor (ip, same ops)", ms(fa), ms(fd));
+        let [t, o, r] = &mut self.start;
+        println!(
+            "process start: /bin/true {}, ours (VERSION) {}, reference (VERSION) {}",
+            ms(median(t)),
+            ms(median(o)),
+            ms(median(r))
+        );
         println!(
             "ours / reference:  ADD {:.2}   DEL {:.2}",
             oa.as_secs_f64() / ra.as_secs_f64(),
