@@ -91,13 +91,11 @@ impl Ipam<'_> {
             return None;
         }
         let env = &self.req.env;
-        let loc = match host_local::location(&self.req.config, Some(self.conf())) {
-            Ok(loc) => loc,
-            Err(e) => return Some(tokio::spawn(async move { Err(e.into()) })),
-        };
+        let (config, ipam) = (self.req.config.clone(), self.conf().clone());
         let (id, ifname) = (env.container_id.clone(), env.ifname.clone());
         Some(tokio::task::spawn_blocking(move || {
-            host_local::del(&loc, &id, &ifname).map_err(CniError::from)
+            let loc = host_local::location(&config, Some(&ipam))?;
+            Ok(host_local::del(&loc, &id, &ifname)?)
         }))
     }
 
