@@ -247,6 +247,13 @@ impl Node {
     }
 }
 
+impl Drop for Node {
+    fn drop(&mut self) {
+        // The namespaces and links go with their own guards; the IPAM store is ours to remove.
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
 fn link_names(ns: &TestNetns) -> Vec<String> {
     let mut names: Vec<String> = array(ns.ip_json(&["link", "show"]))
         .iter()
