@@ -58,7 +58,8 @@ fn parse_object(bytes: &[u8], what: &str) -> Result<Map<String, Value>> {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// How a JSON value's type reads in an error message ("a string", "an array", ...).
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -24,7 +24,7 @@ pub mod plugin;
 pub mod result;
 pub mod version;
 
-pub use config::{AnyConf, NetConf, NetConfList, parse_any};
+pub use config::{AnyConf, NetConf, NetConfList, json_kind, parse_any};
 pub use env::{CniEnv, Command, validate_container_id, validate_ifname};
 pub use error::{CniError, ErrorCode, Result};
 pub use exec::{DEFAULT_EXEC_TIMEOUT, ExecRequest, exec_plugin, exec_raw, find_plugin};

@@ -13,17 +13,6 @@ pub struct Keys<'a> {
     map: &'a Map<String, Value>,
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 impl<'a> Keys<'a> {
     pub fn new(plugin: &'static str, map: &'a Map<String, Value>) -> Self {
         Keys { plugin, map }
@@ -48,7 +37,7 @@ impl<'a> Keys<'a> {
     }
 
     fn wrong_type(&self, key: &str, want: &str, got: &Value) -> Error {
-        self.invalid(key, format!("expected {want}, got {} ({got})", kind(got)))
+        self.invalid(key, format!("expected {want}, got {} ({got})", multinet_cni::json_kind(got)))
     }
 
     /// A string key; an empty string reads as not set.
