@@ -37,7 +37,13 @@ impl<'a> Keys<'a> {
     }
 
     fn wrong_type(&self, key: &str, want: &str, got: &Value) -> Error {
-        self.invalid(key, format!("expected {want}, got {} ({got})", multinet_cni::json_kind(got)))
+        self.invalid(
+            key,
+            format!(
+                "expected {want}, got {} ({got})",
+                multinet_cni::json_kind(got)
+            ),
+        )
     }
 
     /// A string key; an empty string reads as not set.
