@@ -3,18 +3,41 @@
 //! the reference plugins do. Errors keep the IPAM plugin's code.
 
 use multinet_cni::{CniError, GcRequest, NetworkResult, Request};
+use multinet_ipam::IpamError;
 use multinet_ipam::host_local::{self, HostLocalConfig};
 use serde_json::Value;
-use tokio::task::JoinHandle;
+use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
 
 /// A host-local allocation under way.
 #[derive(Debug)]
 pub struct PendingAdd {
-    task: JoinHandle<std::result::Result<NetworkResult, multinet_ipam::IpamError>>,
+    task: JoinHandle<std::result::Result<NetworkResult, IpamError>>,
     /// Some range is IPv6: the interface needs IPv6 enabled.
     pub ipv6: bool,
+}
+
+/// A host-local release under way.
+#[derive(Debug)]
+pub struct Releasing(std::io::Result<JoinHandle<std::result::Result<(), IpamError>>>);
+
+/// Runs host-local's store work (lock, files, sync) on a plain thread of its own. Not tokio's
+/// blocking pool: the pool's threads outlive the work, and a runtime waits for them when it
+/// shuts down, a second hand-off at the end of every call.
+fn spawn_store_work<T: Send + 'static>(
+    work: impl FnOnce() -> std::result::Result<T, IpamError> + Send + 'static,
+) -> std::io::Result<JoinHandle<std::result::Result<T, IpamError>>> {
+    std::thread::Builder::new()
+        .name("multinet-ipam".into())
+        .spawn(work)
+}
+
+/// The thread's outcome. Joining blocks, which is right where it is called: the call has
+/// nothing else to do until the store work is done.
+fn joined<T>(task: JoinHandle<T>) -> std::result::Result<T, CniError> {
+    task.join()
+        .map_err(|_| CniError::internal("host-local store work panicked"))
 }
 
 /// The IPAM plugin of one request.
@@ -60,17 +83,16 @@ impl Ipam<'_> {
             .map_err(|e| self.err("ADD")(e.into()))?;
         let ipv6 = cfg.ranges.iter().any(|set| !set.is_v4());
         let (id, ifname) = (env.container_id.clone(), env.ifname.clone());
-        let task = tokio::task::spawn_blocking(move || host_local::add(&cfg, &id, &ifname));
+        let task = spawn_store_work(move || host_local::add(&cfg, &id, &ifname))
+            .map_err(|e| self.err("ADD")(CniError::io(format!("start host-local: {e}"))))?;
         Ok(Some(PendingAdd { task, ipv6 }))
     }
 
     /// The addresses of an allocation started by [`Ipam::start_add`].
-    pub async fn finish_add(&self, pending: PendingAdd) -> Result<NetworkResult> {
-        let result = match pending.task.await {
-            Ok(r) => r.map_err(CniError::from),
-            Err(e) => Err(CniError::internal(format!("host-local task failed: {e}"))),
-        }
-        .map_err(self.err("ADD"))?;
+    pub fn finish_add(&self, pending: PendingAdd) -> Result<NetworkResult> {
+        let result = joined(pending.task)
+            .and_then(|r| r.map_err(CniError::from))
+            .map_err(self.err("ADD"))?;
         self.non_empty(result)
     }
 
@@ -86,27 +108,25 @@ impl Ipam<'_> {
 
     /// For host-local: releases on a thread of its own, to overlap with the link's deletion
     /// (which waits in the kernel). None for other IPAM types.
-    pub fn start_del(&self) -> Option<JoinHandle<std::result::Result<(), CniError>>> {
+    pub fn start_del(&self) -> Option<Releasing> {
         if !self.is_host_local() {
             return None;
         }
         let env = &self.req.env;
         let (config, ipam) = (self.req.config.clone(), self.conf().clone());
         let (id, ifname) = (env.container_id.clone(), env.ifname.clone());
-        Some(tokio::task::spawn_blocking(move || {
+        let started = spawn_store_work(move || {
             let loc = host_local::location(&config, Some(&ipam))?;
-            Ok(host_local::del(&loc, &id, &ifname)?)
-        }))
+            host_local::del(&loc, &id, &ifname)
+        });
+        Some(Releasing(started))
     }
 
     /// Waits for a release started by [`Ipam::start_del`].
-    pub async fn finish_del(
-        &self,
-        task: JoinHandle<std::result::Result<(), CniError>>,
-    ) -> Result<()> {
-        match task.await {
-            Ok(r) => r,
-            Err(e) => Err(CniError::internal(format!("host-local task failed: {e}"))),
+    pub fn finish_del(&self, releasing: Releasing) -> Result<()> {
+        match releasing.0 {
+            Ok(task) => joined(task).and_then(|r| r.map_err(CniError::from)),
+            Err(e) => Err(CniError::io(format!("start host-local: {e}"))),
         }
         .map_err(self.err("DEL"))
     }

@@ -236,7 +236,7 @@ impl LinkMaker<'_> {
         let allocated = match (addresses, ipam) {
             (Addresses::None, _) => Ok(None),
             (Addresses::Ready(r), _) => Ok(Some(r)),
-            (Addresses::Pending(p), Some(ipam)) => ipam.finish_add(p).await.map(Some),
+            (Addresses::Pending(p), Some(ipam)) => ipam.finish_add(p).map(Some),
             (Addresses::Pending(_), None) => Ok(None),
         };
         let (inside, allocated) = match (created, allocated) {
@@ -530,7 +530,7 @@ pub async fn del(plugin: &'static str, req: &Request, ipam_type: Option<&str>) -
     };
     let deleted = delete_in_container(plugin, req).await;
     let released = match (&ipam, releasing) {
-        (Some(ipam), Some(task)) => ipam.finish_del(task).await,
+        (Some(ipam), Some(releasing)) => ipam.finish_del(releasing),
         _ => released_first,
     };
     released.and(deleted)
