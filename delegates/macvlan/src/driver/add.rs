@@ -1,0 +1,441 @@
+//! ADD: the link made in the container, configured, and undone on any failure.
+
+use std::time::Duration;
+
+use multinet_cni::{Interface, NetworkResult, Request};
+use multinet_netlink::{Link, Netns};
+
+use crate::driver::conf::{self, Addressing, LinkConf, Master, check_mtu};
+use crate::driver::ipam::{Ipam, PendingAdd};
+use crate::driver::kernel::{IfaceSysctls, child_message, created_up};
+use crate::driver::plan::{IfacePlan, plan_iface};
+use crate::driver::result::{build_result, interface_entry};
+use crate::driver::rtnl::{KernelError, Socket};
+use crate::driver::{kernel, netns_path, open_netns, socket_in};
+use crate::error::{Error, Result};
+
+/// How long ADD waits for IPv6 duplicate address detection, as the reference does.
+pub const DAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// ADD: creates and configures the link; returns the result.
+pub async fn add(req: &Request, conf: &LinkConf) -> Result<NetworkResult> {
+    let plugin = conf.plugin;
+    let path = netns_path(plugin, req)?;
+    let netns = open_netns(plugin, &path)?;
+    let master_side = if conf.link_in_container {
+        socket_in(plugin, &netns)?
+    } else {
+        Socket::here().map_err(kernel(plugin, "open a netlink socket"))?
+    };
+    let master = resolve_master(conf, &master_side).await?;
+    if conf.kind.mtu_bounded_by_master() {
+        check_mtu(plugin, conf.mtu, &master.name, master.mtu)?;
+    }
+
+    let ipam = conf.addressing.ipam_type().map(|t| Ipam {
+        plugin,
+        plugin_type: t,
+        req,
+    });
+    // host-local's config is checked before anything else happens; its allocation then
+    // overlaps with the link's creation. Other IPAM plugins run first, in order.
+    let mut addressing = Addresses::None;
+    match (&conf.addressing, &ipam) {
+        (Addressing::Ipam { .. }, Some(ipam)) => {
+            addressing = match ipam.start_add()? {
+                Some(pending) => Addresses::Pending(pending),
+                None => Addresses::Ready(ipam.add().await?),
+            };
+        }
+        (Addressing::PrevResult(prev), _) => addressing = Addresses::Ready((**prev).clone()),
+        _ => {}
+    }
+    let maker = LinkMaker {
+        req,
+        conf,
+        netns: &netns,
+        path: &path,
+        master_side: &master_side,
+        master: &master,
+    };
+    let (made, allocated) = maker.make(addressing, ipam.as_ref()).await;
+    match made {
+        Ok(iface) => Ok(build_result(
+            req.version,
+            iface,
+            allocated.as_ref(),
+            conf::config_dns(req),
+        )),
+        Err(e) => {
+            if let (Some(ipam), Some(_)) = (ipam, allocated) {
+                // The ADD's own error is what the runtime needs; a failed release is only logged.
+                if let Err(rel) = ipam.del().await {
+                    eprintln!("{plugin}: releasing addresses after a failed ADD: {rel}");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The addresses an ADD puts on the link.
+enum Addresses {
+    /// None: a layer-2 link.
+    None,
+    Ready(NetworkResult),
+    /// host-local still allocating.
+    Pending(PendingAdd),
+}
+
+/// The master link: named, or the default route's interface.
+async fn resolve_master(conf: &LinkConf, socket: &Socket) -> Result<Link> {
+    let plugin = conf.plugin;
+    let place = if conf.link_in_container {
+        "the container's namespace"
+    } else {
+        "the host namespace"
+    };
+    let invalid = |msg: String| Error::InvalidKey {
+        plugin,
+        key: "master".into(),
+        msg,
+    };
+    let name = match &conf.master {
+        Master::Named(n) => n.clone(),
+        Master::DefaultRoute => {
+            let oif = socket
+                .default_route_link()
+                .await
+                .map_err(kernel(plugin, "list default routes"))?
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "not set, and there is no default route in {place} to take it from"
+                    ))
+                })?;
+            socket
+                .link_by_index(oif)
+                .await
+                .map_err(kernel(plugin, "look up the default route's interface"))?
+                .ok_or_else(|| invalid(format!("the default route's interface {oif} is gone")))?
+                .name
+        }
+    };
+    match socket.link_by_name(&name).await {
+        Ok(Some((link, _))) => Ok(link),
+        Ok(None) => Err(invalid(format!("interface {name:?} not found in {place}"))),
+        Err(e) => Err(kernel(plugin, format!("look up master {name:?}"))(e)),
+    }
+}
+
+/// Creates the link and configures it; deletes it again if configuring fails.
+struct LinkMaker<'a> {
+    req: &'a Request,
+    conf: &'a LinkConf,
+    netns: &'a Netns,
+    path: &'a str,
+    master_side: &'a Socket,
+    master: &'a Link,
+}
+
+impl LinkMaker<'_> {
+    fn plugin(&self) -> &'static str {
+        self.conf.plugin
+    }
+
+    fn ifname(&self) -> &str {
+        &self.req.env.ifname
+    }
+
+    /// Creates and configures the link. Returns the interface (or the error) and the
+    /// addresses IPAM allocated, which the caller releases when the ADD failed.
+    async fn make(
+        &self,
+        addresses: Addresses,
+        ipam: Option<&Ipam<'_>>,
+    ) -> (Result<Interface>, Option<NetworkResult>) {
+        // What the sysctls need before the addresses are known: whether IPv6 is coming.
+        let (l3, ipv6) = match &addresses {
+            Addresses::None => (false, false),
+            Addresses::Ready(r) => (true, plan_iface(r).enable_ipv6),
+            Addresses::Pending(p) => (true, p.ipv6),
+        };
+        // A link without addresses has nothing to wait for: it is created up.
+        let created = self.create(!l3, ipv6).await;
+        let allocated = match (addresses, ipam) {
+            (Addresses::None, _) => Ok(None),
+            (Addresses::Ready(r), _) => Ok(Some(r)),
+            (Addresses::Pending(p), Some(ipam)) => ipam.finish_add(p).map(Some),
+            (Addresses::Pending(_), None) => Ok(None),
+        };
+        let (inside, allocated) = match (created, allocated) {
+            (Ok(inside), Ok(allocated)) => (inside, allocated),
+            (Ok(inside), Err(e)) => {
+                self.undo(&inside).await;
+                return (Err(e), None);
+            }
+            (Err(e), Ok(allocated)) => return (Err(e), allocated),
+            // IPAM comes first in a CNI ADD, so its error is the one to report.
+            (Err(_), Err(e)) => return (Err(e), None),
+        };
+        let plan = allocated.as_ref().map(plan_iface);
+        let configured = async {
+            if plan.as_ref().is_some_and(|p| p.enable_ipv6 && !ipv6) {
+                self.set_sysctls(true)?;
+            }
+            self.configure(&inside, plan.as_ref(), !l3).await
+        }
+        .await;
+        if configured.is_err() {
+            self.undo(&inside).await;
+        }
+        (configured, allocated)
+    }
+
+    /// Deletes the link made by a failed ADD.
+    async fn undo(&self, inside: &Socket) {
+        if let Err(del) = inside.delete_link_by_name(self.ifname()).await {
+            eprintln!(
+                "{}: deleting {} after a failed ADD: {del}",
+                self.plugin(),
+                self.ifname()
+            );
+        }
+    }
+
+    /// The interface's sysctls (arp_notify, ndisc_notify, and with `ipv6` what IPv6 needs),
+    /// as a closure to run inside the container.
+    fn sysctls(&self, ipv6: bool) -> impl FnOnce() -> multinet_netlink::Result<()> + Send + '_ {
+        let ifname = self.ifname();
+        move || {
+            IfaceSysctls {
+                ifname,
+                enable_ipv6: ipv6,
+            }
+            .apply()
+        }
+    }
+
+    fn set_sysctls(&self, ipv6: bool) -> Result<()> {
+        self.netns
+            .run(self.sysctls(ipv6))
+            .and_then(|r| r)
+            .map_err(|e| kernel(self.plugin(), "set sysctls")(e.into()))
+    }
+
+    /// Creates the link under its final name straight in the container's namespace, and
+    /// returns a socket inside that namespace (after the sysctls are written there).
+    ///
+    /// Creating with the final name is safe: the request is exclusive (NLM_F_EXCL), so an
+    /// existing link is never modified. Kernels before 6.13 look the name up in the
+    /// *caller's* namespace first and answer EEXIST when the host has a link of that name;
+    /// then, if the container really has no such link, the link is made under a temporary
+    /// name and renamed inside the container, as the reference always does.
+    async fn create(&self, up: bool, ipv6: bool) -> Result<Socket> {
+        let plugin = self.plugin();
+        let ifname = self.ifname();
+        let fd =
+            (!self.conf.link_in_container).then(|| std::os::fd::AsRawFd::as_raw_fd(self.netns));
+        let msg = child_message(
+            &self.conf.kind,
+            ifname,
+            self.master.index,
+            self.conf.mtu,
+            fd,
+        );
+        let msg = if up { created_up(msg) } else { msg };
+        let kind = self.conf.kind.kind_name();
+        match self.master_side.create_link(msg).await {
+            Ok(()) if self.conf.link_in_container => {
+                self.set_sysctls(ipv6)?;
+                socket_in(plugin, self.netns)
+            }
+            Ok(()) => {
+                let (socket, sysctls) = Socket::inside(self.netns, self.sysctls(ipv6))
+                    .map_err(kernel(plugin, "open a netlink socket in the container"))?;
+                sysctls.map_err(|e| kernel(plugin, "set sysctls")(e.into()))?;
+                Ok(socket)
+            }
+            Err(KernelError::Exists) => {
+                if self.conf.link_in_container {
+                    return Err(self.taken());
+                }
+                let inside = socket_in(plugin, self.netns)?;
+                match inside.link_by_name(ifname).await {
+                    Ok(None) => {}
+                    Ok(Some(_)) => return Err(self.taken()),
+                    Err(e) => return Err(kernel(plugin, format!("look up {ifname:?}"))(e)),
+                }
+                self.create_and_rename(&inside, up).await?;
+                self.set_sysctls(ipv6)?;
+                Ok(inside)
+            }
+            Err(e) => Err(kernel(
+                plugin,
+                format!(
+                    "create {kind} {ifname:?} on {:?} in {}",
+                    self.master.name, self.path
+                ),
+            )(e)),
+        }
+    }
+
+    fn taken(&self) -> Error {
+        Error::IfnameTaken {
+            plugin: self.plugin(),
+            ifname: self.ifname().to_owned(),
+            netns: self.path.to_owned(),
+        }
+    }
+
+    /// The fallback for kernels that check the new name in the caller's namespace.
+    async fn create_and_rename(&self, inside: &Socket, up: bool) -> Result<()> {
+        let plugin = self.plugin();
+        let ifname = self.ifname();
+        let tmp = temporary_name();
+        eprintln!(
+            "{plugin}: the kernel checked {ifname:?} against the host's links (before Linux \
+             6.13 it does); creating the link as {tmp:?} and renaming it in the container"
+        );
+        let fd = std::os::fd::AsRawFd::as_raw_fd(self.netns);
+        let msg = child_message(
+            &self.conf.kind,
+            &tmp,
+            self.master.index,
+            self.conf.mtu,
+            Some(fd),
+        );
+        self.master_side
+            .create_link(msg)
+            .await
+            .map_err(kernel(plugin, format!("create {tmp:?} in {}", self.path)))?;
+        let renamed = async {
+            let (link, _) = inside
+                .link_by_name(&tmp)
+                .await?
+                .ok_or(KernelError::NoSuchLink)?;
+            inside.rename(link.index, ifname).await?;
+            if up {
+                inside.set_up(link.index).await?;
+            }
+            Ok::<(), KernelError>(())
+        }
+        .await;
+        if let Err(e) = renamed {
+            let _ = inside.delete_link_by_name(&tmp).await;
+            return Err(match e {
+                KernelError::Exists => self.taken(),
+                e => kernel(plugin, format!("rename {tmp:?} to {ifname:?}"))(e),
+            });
+        }
+        Ok(())
+    }
+
+    async fn configure(
+        &self,
+        inside: &Socket,
+        plan: Option<&IfacePlan>,
+        is_up: bool,
+    ) -> Result<Interface> {
+        let plugin = self.plugin();
+        let ifname = self.ifname();
+        let looked_up = format!("look up {ifname:?} after creating it");
+        let (link, _) = inside
+            .link_by_name(ifname)
+            .await
+            .and_then(|l| l.ok_or(KernelError::NoSuchLink))
+            .map_err(kernel(plugin, looked_up))?;
+        let index = link.index;
+        let mut steps: Vec<Step> = plan
+            .iter()
+            .flat_map(|p| p.addresses.iter().map(|a| Step::Address(*a)))
+            .collect();
+        if !is_up {
+            steps.push(Step::Up);
+        }
+        let routes = plan
+            .iter()
+            .flat_map(|p| p.routes.iter().map(|r| Step::Route(r.clone().dev(index))));
+        if plan.is_some_and(|p| p.wait_for_dad) {
+            self.in_order(inside, index, steps).await?;
+            self.wait_for_dad(inside, index).await?;
+            self.in_order(inside, index, routes.collect()).await?;
+        } else {
+            steps.extend(routes);
+            self.in_order(inside, index, steps).await?;
+        }
+        Ok(interface_entry(
+            ifname,
+            link.mac().map(|m| m.to_string()),
+            self.path,
+        ))
+    }
+
+    /// Sends `steps` back to back on one socket: the kernel handles a socket's requests in
+    /// order, so each sees the effect of those before it, and no reply is waited for in
+    /// between. The first failure (in order) is reported.
+    async fn in_order(&self, inside: &Socket, index: u32, steps: Vec<Step>) -> Result<()> {
+        let replies = futures::future::join_all(steps.iter().map(|s| s.send(inside, index))).await;
+        for (step, reply) in steps.iter().zip(replies) {
+            reply.map_err(kernel(self.plugin(), step.describe(self.ifname())))?;
+        }
+        Ok(())
+    }
+
+    /// Waits for DAD; like the reference, a link that is not operationally up when the wait
+    /// times out (no carrier, so DAD cannot run) is not an error.
+    async fn wait_for_dad(&self, inside: &Socket, index: u32) -> Result<()> {
+        let plugin = self.plugin();
+        match inside.wait_for_dad(index, DAD_TIMEOUT).await {
+            Ok(()) => Ok(()),
+            Err(KernelError::DadTimeout(after)) => {
+                let link = inside
+                    .link_by_index(index)
+                    .await
+                    .map_err(kernel(plugin, "look up link after DAD timeout"))?;
+                let oper_up =
+                    link.is_some_and(|l| l.oper_state == multinet_netlink::packet::link::State::Up);
+                if oper_up {
+                    Err(kernel(plugin, "wait for IPv6 DAD")(
+                        KernelError::DadTimeout(after),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            Err(e) => Err(kernel(plugin, "wait for IPv6 DAD")(e)),
+        }
+    }
+}
+
+/// One request that configures the container's link.
+enum Step {
+    Address(ipnet::IpNet),
+    Up,
+    /// With its output link set.
+    Route(multinet_netlink::Route),
+}
+
+impl Step {
+    async fn send(&self, inside: &Socket, index: u32) -> std::result::Result<(), KernelError> {
+        match self {
+            Step::Address(a) => inside.add_address(index, *a).await,
+            Step::Up => inside.set_up(index).await,
+            Step::Route(r) => inside.add_route(r).await,
+        }
+    }
+
+    fn describe(&self, ifname: &str) -> String {
+        match self {
+            Step::Address(a) => format!("add address {a} to {ifname:?}"),
+            Step::Up => format!("set {ifname:?} up"),
+            Step::Route(r) => format!("add route {r}"),
+        }
+    }
+}
+
+/// A name unlikely to be taken anywhere: "mnt" and 10 hex digits from the OS's randomness.
+fn temporary_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("mnt{:010x}", h.finish() & 0xff_ffff_ffff)
+}
