@@ -483,3 +483,12 @@ fn selection_serializes_every_field_under_its_wire_name() {
     expected.extra.remove("NAME");
     assert_eq!(back, expected);
 }
+
+/// Found by the fuzzer: a huge float among pass-through keys must format back to the same value.
+#[test]
+fn unknown_keys_with_floats_survive_format_and_parse() {
+    let text = r#"[{"name":"a","x-port":[{"hostPort":807777777777777777777777777777777777777777777777777777777777777777777777777.2080}]}]"#;
+    let parsed = multinet_crds::parse_networks(text).unwrap();
+    let again = multinet_crds::parse_networks(&multinet_crds::format_networks(&parsed)).unwrap();
+    assert_eq!(again, parsed);
+}
