@@ -10,9 +10,12 @@ use crate::driver::ipam::{Ipam, PendingAdd};
 use crate::driver::kernel::{IfaceSysctls, child_message, created_up};
 use crate::driver::plan::{IfacePlan, plan_iface};
 use crate::driver::result::{build_result, interface_entry};
-use crate::driver::rtnl::{KernelError, Socket};
+use crate::driver::rtnl::{
+    KernelError, Socket, add_address_message, add_route_message, set_up_message,
+};
 use crate::driver::{kernel, netns_path, open_netns, socket_in};
 use crate::error::{Error, Result};
+use multinet_netlink::packet::RouteNetlinkMessage;
 
 /// How long ADD waits for IPv6 duplicate address detection, as the reference does.
 pub const DAD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,7 +29,7 @@ pub async fn add(req: &Request, conf: &LinkConf) -> Result<NetworkResult> {
     } else {
         Socket::here().map_err(kernel(plugin, "open a netlink socket"))?
     };
-    let master = resolve_master(conf, &master_side).await?;
+    let master = resolve_master(conf, &master_side)?;
     if conf.kind.mtu_bounded_by_master() {
         check_mtu(plugin, conf.mtu, &master.name, master.mtu)?;
     }
@@ -87,7 +90,7 @@ enum Addresses {
 }
 
 /// The master link: named, or the default route's interface.
-async fn resolve_master(conf: &LinkConf, socket: &Socket) -> Result<Link> {
+fn resolve_master(conf: &LinkConf, socket: &Socket) -> Result<Link> {
     let plugin = conf.plugin;
     let place = if conf.link_in_container {
         "the container's namespace"
@@ -104,7 +107,6 @@ async fn resolve_master(conf: &LinkConf, socket: &Socket) -> Result<Link> {
         Master::DefaultRoute => {
             let oif = socket
                 .default_route_link()
-                .await
                 .map_err(kernel(plugin, "list default routes"))?
                 .ok_or_else(|| {
                     invalid(format!(
@@ -113,13 +115,12 @@ async fn resolve_master(conf: &LinkConf, socket: &Socket) -> Result<Link> {
                 })?;
             socket
                 .link_by_index(oif)
-                .await
                 .map_err(kernel(plugin, "look up the default route's interface"))?
                 .ok_or_else(|| invalid(format!("the default route's interface {oif} is gone")))?
                 .name
         }
     };
-    match socket.link_by_name(&name).await {
+    match socket.link_by_name(&name) {
         Ok(Some((link, _))) => Ok(link),
         Ok(None) => Err(invalid(format!("interface {name:?} not found in {place}"))),
         Err(e) => Err(kernel(plugin, format!("look up master {name:?}"))(e)),
@@ -159,7 +160,7 @@ impl LinkMaker<'_> {
             Addresses::Pending(p) => (true, p.ipv6),
         };
         // A link without addresses has nothing to wait for: it is created up.
-        let created = self.create(!l3, ipv6).await;
+        let created = self.create(!l3, ipv6);
         let allocated = match (addresses, ipam) {
             (Addresses::None, _) => Ok(None),
             (Addresses::Ready(r), _) => Ok(Some(r)),
@@ -169,7 +170,7 @@ impl LinkMaker<'_> {
         let (inside, allocated) = match (created, allocated) {
             (Ok(inside), Ok(allocated)) => (inside, allocated),
             (Ok(inside), Err(e)) => {
-                self.undo(&inside).await;
+                self.undo(&inside);
                 return (Err(e), None);
             }
             (Err(e), Ok(allocated)) => return (Err(e), allocated),
@@ -185,14 +186,14 @@ impl LinkMaker<'_> {
         }
         .await;
         if configured.is_err() {
-            self.undo(&inside).await;
+            self.undo(&inside);
         }
         (configured, allocated)
     }
 
     /// Deletes the link made by a failed ADD.
-    async fn undo(&self, inside: &Socket) {
-        if let Err(del) = inside.delete_link_by_name(self.ifname()).await {
+    fn undo(&self, inside: &Socket) {
+        if let Err(del) = inside.delete_link_by_name(self.ifname()) {
             eprintln!(
                 "{}: deleting {} after a failed ADD: {del}",
                 self.plugin(),
@@ -229,7 +230,7 @@ impl LinkMaker<'_> {
     /// *caller's* namespace first and answer EEXIST when the host has a link of that name;
     /// then, if the container really has no such link, the link is made under a temporary
     /// name and renamed inside the container, as the reference always does.
-    async fn create(&self, up: bool, ipv6: bool) -> Result<Socket> {
+    fn create(&self, up: bool, ipv6: bool) -> Result<Socket> {
         let plugin = self.plugin();
         let ifname = self.ifname();
         let fd =
@@ -243,7 +244,7 @@ impl LinkMaker<'_> {
         );
         let msg = if up { created_up(msg) } else { msg };
         let kind = self.conf.kind.kind_name();
-        match self.master_side.create_link(msg).await {
+        match self.master_side.create_link(msg) {
             Ok(()) if self.conf.link_in_container => {
                 self.set_sysctls(ipv6)?;
                 socket_in(plugin, self.netns)
@@ -259,12 +260,12 @@ impl LinkMaker<'_> {
                     return Err(self.taken());
                 }
                 let inside = socket_in(plugin, self.netns)?;
-                match inside.link_by_name(ifname).await {
+                match inside.link_by_name(ifname) {
                     Ok(None) => {}
                     Ok(Some(_)) => return Err(self.taken()),
                     Err(e) => return Err(kernel(plugin, format!("look up {ifname:?}"))(e)),
                 }
-                self.create_and_rename(&inside, up).await?;
+                self.create_and_rename(&inside, up)?;
                 self.set_sysctls(ipv6)?;
                 Ok(inside)
             }
@@ -287,7 +288,7 @@ impl LinkMaker<'_> {
     }
 
     /// The fallback for kernels that check the new name in the caller's namespace.
-    async fn create_and_rename(&self, inside: &Socket, up: bool) -> Result<()> {
+    fn create_and_rename(&self, inside: &Socket, up: bool) -> Result<()> {
         let plugin = self.plugin();
         let ifname = self.ifname();
         let tmp = temporary_name();
@@ -305,22 +306,17 @@ impl LinkMaker<'_> {
         );
         self.master_side
             .create_link(msg)
-            .await
             .map_err(kernel(plugin, format!("create {tmp:?} in {}", self.path)))?;
-        let renamed = async {
-            let (link, _) = inside
-                .link_by_name(&tmp)
-                .await?
-                .ok_or(KernelError::NoSuchLink)?;
-            inside.rename(link.index, ifname).await?;
+        let renamed = (|| {
+            let (link, _) = inside.link_by_name(&tmp)?.ok_or(KernelError::NoSuchLink)?;
+            inside.rename(link.index, ifname)?;
             if up {
-                inside.set_up(link.index).await?;
+                inside.set_up(link.index)?;
             }
             Ok::<(), KernelError>(())
-        }
-        .await;
+        })();
         if let Err(e) = renamed {
-            let _ = inside.delete_link_by_name(&tmp).await;
+            let _ = inside.delete_link_by_name(&tmp);
             return Err(match e {
                 KernelError::Exists => self.taken(),
                 e => kernel(plugin, format!("rename {tmp:?} to {ifname:?}"))(e),
@@ -340,7 +336,6 @@ impl LinkMaker<'_> {
         let looked_up = format!("look up {ifname:?} after creating it");
         let (link, _) = inside
             .link_by_name(ifname)
-            .await
             .and_then(|l| l.ok_or(KernelError::NoSuchLink))
             .map_err(kernel(plugin, looked_up))?;
         let index = link.index;
@@ -355,12 +350,12 @@ impl LinkMaker<'_> {
             .iter()
             .flat_map(|p| p.routes.iter().map(|r| Step::Route(r.clone().dev(index))));
         if plan.is_some_and(|p| p.wait_for_dad) {
-            self.in_order(inside, index, steps).await?;
+            self.in_order(inside, index, steps)?;
             self.wait_for_dad(inside, index).await?;
-            self.in_order(inside, index, routes.collect()).await?;
+            self.in_order(inside, index, routes.collect())?;
         } else {
             steps.extend(routes);
-            self.in_order(inside, index, steps).await?;
+            self.in_order(inside, index, steps)?;
         }
         Ok(interface_entry(
             ifname,
@@ -372,8 +367,8 @@ impl LinkMaker<'_> {
     /// Sends `steps` back to back on one socket: the kernel handles a socket's requests in
     /// order, so each sees the effect of those before it, and no reply is waited for in
     /// between. The first failure (in order) is reported.
-    async fn in_order(&self, inside: &Socket, index: u32, steps: Vec<Step>) -> Result<()> {
-        let replies = futures::future::join_all(steps.iter().map(|s| s.send(inside, index))).await;
+    fn in_order(&self, inside: &Socket, index: u32, steps: Vec<Step>) -> Result<()> {
+        let replies = inside.batch(steps.iter().map(|s| s.message(index)).collect());
         for (step, reply) in steps.iter().zip(replies) {
             reply.map_err(kernel(self.plugin(), step.describe(self.ifname())))?;
         }
@@ -389,7 +384,6 @@ impl LinkMaker<'_> {
             Err(KernelError::DadTimeout(after)) => {
                 let link = inside
                     .link_by_index(index)
-                    .await
                     .map_err(kernel(plugin, "look up link after DAD timeout"))?;
                 let oper_up =
                     link.is_some_and(|l| l.oper_state == multinet_netlink::packet::link::State::Up);
@@ -415,11 +409,11 @@ enum Step {
 }
 
 impl Step {
-    async fn send(&self, inside: &Socket, index: u32) -> std::result::Result<(), KernelError> {
+    fn message(&self, index: u32) -> (RouteNetlinkMessage, u16) {
         match self {
-            Step::Address(a) => inside.add_address(index, *a).await,
-            Step::Up => inside.set_up(index).await,
-            Step::Route(r) => inside.add_route(r).await,
+            Step::Address(a) => add_address_message(index, *a),
+            Step::Up => set_up_message(index),
+            Step::Route(r) => add_route_message(r),
         }
     }
 

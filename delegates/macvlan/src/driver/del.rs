@@ -23,7 +23,7 @@ pub async fn del(plugin: &'static str, req: &Request, ipam_type: Option<&str>) -
         (Some(ipam), None) => ipam.del().await,
         _ => Ok(()),
     };
-    let deleted = delete_in_container(plugin, req).await;
+    let deleted = delete_in_container(plugin, req);
     let released = match (&ipam, releasing) {
         (Some(ipam), Some(releasing)) => ipam.finish_del(releasing),
         _ => released_first,
@@ -31,7 +31,7 @@ pub async fn del(plugin: &'static str, req: &Request, ipam_type: Option<&str>) -
     released.and(deleted)
 }
 
-async fn delete_in_container(plugin: &'static str, req: &Request) -> Result<()> {
+fn delete_in_container(plugin: &'static str, req: &Request) -> Result<()> {
     let Some(path) = req.env.netns.as_ref() else {
         return Ok(());
     };
@@ -49,7 +49,7 @@ async fn delete_in_container(plugin: &'static str, req: &Request) -> Result<()> 
     };
     let inside = socket_in(plugin, &netns)?;
     let ifname = &req.env.ifname;
-    match inside.delete_link_by_name(ifname).await {
+    match inside.delete_link_by_name(ifname) {
         Ok(()) | Err(KernelError::NoSuchLink) => Ok(()),
         Err(e) => Err(kernel(plugin, format!("delete {ifname:?} in {path}"))(e)),
     }

@@ -43,13 +43,13 @@ pub async fn check(req: &Request, conf: &LinkConf, prev: &NetworkResult) -> Resu
             host = Socket::here().map_err(kernel(plugin, "open a netlink socket"))?;
             &host
         };
-        match master_side.link_by_name(name).await {
+        match master_side.link_by_name(name) {
             Ok(Some(_)) => {}
             Ok(None) => return Err(mismatch(format!("master {name:?} not found"))),
             Err(e) => return Err(kernel(plugin, format!("look up master {name:?}"))(e)),
         }
     }
-    let observed = observe(plugin, &inside, ifname, prev).await?;
+    let observed = observe(plugin, &inside, ifname, prev)?;
     let expected = ExpectedLink {
         ifname,
         kind: conf.kind.kind_name(),
@@ -66,7 +66,7 @@ pub async fn check(req: &Request, conf: &LinkConf, prev: &NetworkResult) -> Resu
     }
 }
 
-async fn observe(
+fn observe(
     plugin: &'static str,
     inside: &Socket,
     ifname: &str,
@@ -74,14 +74,12 @@ async fn observe(
 ) -> Result<Observed> {
     let Some((link, msg)) = inside
         .link_by_name(ifname)
-        .await
         .map_err(kernel(plugin, format!("look up {ifname:?}")))?
     else {
         return Ok(Observed::default());
     };
     let addresses = inside
         .addresses(link.index)
-        .await
         .map_err(kernel(plugin, "list addresses"))?
         .into_iter()
         .map(|a| a.address)
@@ -92,7 +90,6 @@ async fn observe(
             routes.extend(
                 inside
                     .routes(family, table)
-                    .await
                     .map_err(kernel(plugin, "list routes"))?,
             );
         }
