@@ -69,6 +69,19 @@ fn rows() -> Vec<Row> {
             7,
             "\"master\"",
         ),
+        // host-local has started allocating when the master turns out wrong: released again.
+        row(
+            "master-missing-with-ipam",
+            json!({"master": "nosuch0", "ipam": hl("10.68.0.0/24")}),
+            7,
+            "\"master\"",
+        ),
+        row(
+            "mtu-above-master-with-ipam",
+            json!({"master": m, "mtu": 9000, "ipam": hl("10.69.0.0/24")}),
+            7,
+            "\"mtu\"",
+        ),
         row(
             "master-not-a-string",
             json!({"master": [m]}),

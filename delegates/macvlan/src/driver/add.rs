@@ -24,34 +24,37 @@ pub async fn add(req: &Request, conf: &LinkConf) -> Result<NetworkResult> {
     let plugin = conf.plugin;
     let path = netns_path(plugin, req)?;
     let netns = open_netns(plugin, &path)?;
-    let master_side = if conf.link_in_container {
-        socket_in(plugin, &netns)?
-    } else {
-        Socket::here().map_err(kernel(plugin, "open a netlink socket"))?
-    };
-    let master = resolve_master(conf, &master_side)?;
-    if conf.kind.mtu_bounded_by_master() {
-        check_mtu(plugin, conf.mtu, &master.name, master.mtu)?;
-    }
-
     let ipam = conf.addressing.ipam_type().map(|t| Ipam {
         plugin,
         plugin_type: t,
         req,
     });
-    // host-local's config is checked before anything else happens; its allocation then
-    // overlaps with the link's creation. Other IPAM plugins run first, in order.
-    let mut addressing = Addresses::None;
-    match (&conf.addressing, &ipam) {
-        (Addressing::Ipam { .. }, Some(ipam)) => {
-            addressing = match ipam.start_add()? {
-                Some(pending) => Addresses::Pending(pending),
-                None => Addresses::Ready(ipam.add().await?),
-            };
-        }
-        (Addressing::PrevResult(prev), _) => addressing = Addresses::Ready((**prev).clone()),
-        _ => {}
+    // host-local's config is checked before anything else happens; its allocation then runs
+    // on its own thread while the master is looked up and the link made.
+    let pending = match (&conf.addressing, &ipam) {
+        (Addressing::Ipam { .. }, Some(ipam)) => ipam.start_add()?,
+        _ => None,
+    };
+    let master_side = match master_socket(conf, &netns) {
+        Ok(s) => s,
+        Err(e) => return Err(abandon(ipam.as_ref(), pending, e).await),
+    };
+    let master = match resolve_master(conf, &master_side) {
+        Ok(m) => m,
+        Err(e) => return Err(abandon(ipam.as_ref(), pending, e).await),
+    };
+    if conf.kind.mtu_bounded_by_master()
+        && let Err(e) = check_mtu(plugin, conf.mtu, &master.name, master.mtu)
+    {
+        return Err(abandon(ipam.as_ref(), pending, e).await);
     }
+    // Other IPAM plugins run now, in order; prevResult's addresses need nothing.
+    let addressing = match (&conf.addressing, &ipam, pending) {
+        (_, _, Some(pending)) => Addresses::Pending(pending),
+        (Addressing::Ipam { .. }, Some(ipam), None) => Addresses::Ready(ipam.add().await?),
+        (Addressing::PrevResult(prev), _, None) => Addresses::Ready((**prev).clone()),
+        _ => Addresses::None,
+    };
     let maker = LinkMaker {
         req,
         conf,
@@ -78,6 +81,30 @@ pub async fn add(req: &Request, conf: &LinkConf) -> Result<NetworkResult> {
             Err(e)
         }
     }
+}
+
+/// The socket the master is looked up and the link created through: the host's, or with
+/// `linkInContainer` the container's.
+fn master_socket(conf: &LinkConf, netns: &Netns) -> Result<Socket> {
+    if conf.link_in_container {
+        socket_in(conf.plugin, netns)
+    } else {
+        Socket::here().map_err(kernel(conf.plugin, "open a netlink socket"))
+    }
+}
+
+/// Undoes a host-local allocation started before the ADD failed; returns the ADD's error.
+async fn abandon(ipam: Option<&Ipam<'_>>, pending: Option<PendingAdd>, err: Error) -> Error {
+    if let (Some(ipam), Some(pending)) = (ipam, pending)
+        && ipam.finish_add(pending).is_ok()
+        && let Err(rel) = ipam.del().await
+    {
+        eprintln!(
+            "{}: releasing addresses after a failed ADD: {rel}",
+            ipam.plugin
+        );
+    }
+    err
 }
 
 /// The addresses an ADD puts on the link.

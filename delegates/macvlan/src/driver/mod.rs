@@ -7,14 +7,16 @@
 //! 1. config checks that need no kernel state (done by the plugin), including the IPAM
 //!    config for host-local, so a bad config never touches the kernel (deleting a link waits
 //!    for an RCU grace period, 13-22 ms);
-//! 2. the master is looked up (and a macvlan's MTU checked against it);
-//! 3. IPAM allocates: host-local on a thread of its own while steps 4-5 run (its store work
-//!    includes a file sync); any other IPAM plugin first, in order;
+//! 2. host-local starts allocating on a thread of its own (its store work includes a file
+//!    sync), overlapping steps 3-5;
+//! 3. the master is looked up (and a macvlan's MTU checked against it); any other IPAM
+//!    plugin runs after this, in order;
 //! 4. the link is created in the container's namespace under its final name, in one request;
 //! 5. one thread enters the namespace, writes the sysctls (arp_notify and ndisc_notify, as
 //!    the reference does for addressed links; here for every link, as it costs nothing more)
 //!    and opens a socket there;
-//! 6. addresses, up, DAD wait, routes, through that socket.
+//! 6. addresses, up, routes, sent back to back through that socket (with a DAD wait before
+//!    the routes when an IPv6 gateway is used).
 //!
 //! Any failure releases the addresses IPAM gave and deletes the link if it was made. DEL
 //! releases host-local's addresses on a thread of its own while the link's deletion waits in
