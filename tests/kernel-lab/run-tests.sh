@@ -39,7 +39,7 @@ plugin_suites() {
 suites=("$@")
 if ((${#suites[@]} == 0)); then
   mapfile -t plugins < <(plugin_suites)
-  suites=(selftest reference-ipvlan "${plugins[@]}")
+  suites=(selftest reference-ipvlan ipvlan-multinet "${plugins[@]}")
 fi
 
 start=$(date +%s)
@@ -86,6 +86,13 @@ run_suite() {
         files+=("$ours=ipvlan-multinet")
       fi
       "$HERE/run.sh" "$share" "$HERE/guest/reference-ipvlan.sh" "${files[@]}"
+      ;;
+    ipvlan-multinet)
+      local ours
+      ours=$(multinet_ipvlan) || return 1
+      [[ -n $ours ]] || { log "no multinet ipvlan binary"; return 1; }
+      "$HERE/run.sh" -t 900 "$share" "$HERE/guest/ipvlan-multinet.sh" \
+        /usr/lib/cni/ipvlan /usr/lib/cni/host-local /usr/lib/cni/static "$ours=ipvlan-multinet"
       ;;
     *)
       if [[ -x $REPO/$suite/run-lab.sh ]]; then
