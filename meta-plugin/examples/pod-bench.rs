@@ -3,7 +3,11 @@
 //! made by exec of the reference plugins alone, and the kernel's floor for deleting one link.
 //! Runs alternate between the two in the same namespaces so both see the same machine.
 //!
-//!     cargo run --release -p multinet --example pod-bench [-- ROUNDS]
+//!     cargo run --release -p multinet --example pod-bench [-- ROUNDS [POD_AGE_MS]]
+//!
+//! POD_AGE_MS (default 200) is how long each pod lives between ADD and DEL. A link deleted within a
+//! few milliseconds of being brought up costs the kernel more (IPv6 autoconfiguration of the new
+//! link is still in flight), so the floor link is brought up, addressed and aged the same way.
 //!
 //! Needs root, iproute2 and Debian's containernetworking-plugins.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -42,6 +46,8 @@ fn ms(d: Duration) -> f64 {
 /// Runs a CNI plugin binary in the node namespace; returns its stdout.
 fn cni(bin: &Path, command: &str, ifname: &str, conf: &Value, extra_args: &str) -> String {
     let mut child = Command::new(bin)
+        // `cargo run` sets a library path that a container runtime would not.
+        .env_remove("LD_LIBRARY_PATH")
         .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", "bench")
         .env("CNI_NETNS", format!("/run/netns/{POD}"))
@@ -90,6 +96,12 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(30);
+    let pod_age = Duration::from_millis(
+        std::env::args()
+            .nth(2)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(200),
+    );
     let dir = tempfile::tempdir().unwrap();
     let d = |p: &str| dir.path().join(p);
     for sub in ["bin-ours", "bin-ref", "net.d", "cni", "ipam"] {
@@ -170,6 +182,7 @@ fn main() {
         let add = time(&mut || {
             cni(&ours, "ADD", "eth0", &multinet_conf, "");
         });
+        std::thread::sleep(pod_age);
         let del = time(&mut || {
             cni(&ours, "DEL", "eth0", &multinet_conf, "");
         });
@@ -188,16 +201,20 @@ fn main() {
             cni(&ref_macvlan, "ADD", "net1", &data, "");
             cni(&ref_macvlan, "ADD", "net2", &storage, "");
         });
+        std::thread::sleep(pod_age);
         let rdel = time(&mut || {
             cni(&ref_macvlan, "DEL", "net2", &storage, "");
             cni(&ref_macvlan, "DEL", "net1", &data, "");
             cni(&ref_macvlan, "DEL", "eth0", &cluster_plugin, "");
         });
-        // The kernel's floor: deleting one macvlan with `ip`.
+        // The kernel's floor: deleting one macvlan with `ip`, up and addressed like the pod's.
         ip(&[
             "-n", NODE, "link", "add", "fl0", "link", "up0", "type", "macvlan", "mode", "bridge",
         ]);
         ip(&["-n", NODE, "link", "set", "fl0", "netns", POD]);
+        ip(&["-n", POD, "addr", "add", "10.30.0.2/24", "dev", "fl0"]);
+        ip(&["-n", POD, "link", "set", "fl0", "up"]);
+        std::thread::sleep(pod_age);
         let floor = time(&mut || ip(&["-n", POD, "link", "del", "fl0"]));
         ip(&["netns", "del", POD]);
         if !warm {
@@ -215,7 +232,9 @@ fn main() {
         median(&mut floor),
     );
     println!(
-        "pod with a cluster network + 2 NADs (3 macvlan + host-local), {rounds} rounds, medians:"
+        "pod with a cluster network + 2 NADs (3 macvlan + host-local), {rounds} rounds, \
+         pod age at DEL {} ms, medians:",
+        pod_age.as_millis()
     );
     println!("{:<34} {:>10} {:>10}", "", "ADD ms", "DEL ms");
     println!(
@@ -232,7 +251,7 @@ fn main() {
     );
     println!(
         "{:<34} {:>10} {:>10.2}",
-        "kernel floor: one `ip link del`",
+        "floor: one `ip link del`",
         "",
         ms(floor)
     );
