@@ -38,6 +38,8 @@ const KNOWN_KEYS: &[&str] = &[
     "args",
     "localDir",
     "apiTimeoutSeconds",
+    "deviceInfoDir",
+    "devicePluginInfoDir",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +94,12 @@ pub struct MultinetConf {
     /// Total time budget for Kubernetes API calls of one CNI request.
     #[serde(default = "default_api_timeout")]
     pub api_timeout_seconds: u64,
+    /// Where the per-attachment device-info files (runtimeConfig `CNIDeviceInfoFile`) go.
+    #[serde(default = "default_device_info_dir")]
+    pub device_info_dir: PathBuf,
+    /// Where device plugins leave `<resource>-<deviceID>-device.json` for the CNI to copy.
+    #[serde(default = "default_device_plugin_info_dir")]
+    pub device_plugin_info_dir: PathBuf,
 }
 
 fn default_multinet_namespace() -> String {
@@ -114,6 +122,12 @@ fn default_bin_dir() -> PathBuf {
 }
 fn default_api_timeout() -> u64 {
     30
+}
+fn default_device_info_dir() -> PathBuf {
+    crate::devinfo::DEFAULT_DEVICE_INFO_DIR.into()
+}
+fn default_device_plugin_info_dir() -> PathBuf {
+    crate::devinfo::DEFAULT_DEVICE_PLUGIN_INFO_DIR.into()
 }
 
 impl MultinetConf {
@@ -174,6 +188,14 @@ mod tests {
         assert_eq!(conf.cluster_network.as_deref(), Some("cbr0"));
         assert_eq!(conf.multus_namespace, "kube-system");
         assert_eq!(conf.cni_dir, PathBuf::from("/var/lib/cni/multinet"));
+        assert_eq!(
+            conf.device_info_dir,
+            PathBuf::from("/var/run/k8s.cni.cncf.io/devinfo/cni")
+        );
+        assert_eq!(
+            conf.device_plugin_info_dir,
+            PathBuf::from("/var/run/k8s.cni.cncf.io/devinfo/dp")
+        );
         assert_eq!(conf.global_namespace_list(), vec!["default", "shared"]);
         assert!(conf.is_system_namespace("kube-system"));
         assert_eq!(unknown, vec!["frobnicate".to_string()]);

@@ -1,8 +1,14 @@
 //! What the meta-plugin adds to a delegate's config before running it, as a runtime does:
-//! runtimeConfig filtered by each plugin's declared capabilities, `args.cni`, and a device ID.
-//! Pure functions over JSON, applied to a single conf or to every plugin of a conflist.
+//! runtimeConfig filtered by each plugin's declared capabilities, `args.cni`, a device ID and a
+//! device-info file path. Pure functions over JSON, applied to a single conf or to every plugin
+//! of a conflist.
+
+use std::path::Path;
 
 use serde_json::{Map, Value};
+
+/// The capability (and runtimeConfig key) naming the file a plugin writes its device info to.
+pub const DEVICE_INFO_FILE_CAPABILITY: &str = "CNIDeviceInfoFile";
 
 /// The plugin objects of a conf (itself) or a conflist (its `plugins`).
 fn plugins_mut(conf: &mut Value) -> Vec<&mut Map<String, Value>> {
@@ -16,6 +22,22 @@ fn plugins_mut(conf: &mut Value) -> Vec<&mut Map<String, Value>> {
         };
     }
     vec![obj]
+}
+
+/// The plugin objects of a conf or a conflist, read-only.
+fn plugins(conf: &Value) -> Vec<&Map<String, Value>> {
+    let Some(obj) = conf.as_object() else {
+        return Vec::new();
+    };
+    match obj.get("plugins") {
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_object).collect(),
+        _ => vec![obj],
+    }
+}
+
+/// True when at least one plugin of the conf or conflist declares `capability`.
+pub fn declares_capability(conf: &Value, capability: &str) -> bool {
+    plugins(conf).into_iter().any(|p| declares(p, capability))
 }
 
 fn declares(plugin: &Map<String, Value>, capability: &str) -> bool {
@@ -94,6 +116,16 @@ pub fn inject_device_id(conf: &mut Value, device_id: &str) {
     }
 }
 
+/// Gives `path` as runtimeConfig `CNIDeviceInfoFile` to the plugins that declare that capability
+/// (replacing any path already there, as Multus does). Returns whether any plugin got it.
+pub fn inject_device_info_file(conf: &mut Value, path: &Path) -> bool {
+    let rc = Map::from_iter([(
+        DEVICE_INFO_FILE_CAPABILITY.to_string(),
+        Value::String(path.to_string_lossy().into_owned()),
+    )]);
+    inject_runtime_config(conf, &rc).is_empty()
+}
+
 /// Fills a missing `name` (the multi-net spec's MUST) and returns the network name.
 pub fn ensure_name(conf: &mut Value, fallback: &str) -> String {
     if let Some(name) = conf.get("name").and_then(Value::as_str)
@@ -165,6 +197,37 @@ mod tests {
             assert_eq!(p["deviceID"], "0000:af:06.0");
             assert_eq!(p["pciBusID"], "0000:af:06.0");
         }
+    }
+
+    #[test]
+    fn device_info_file_reaches_only_plugins_that_declare_it() {
+        let mut conf = json!({"name":"n","plugins":[
+            {"type":"sriov","capabilities":{"CNIDeviceInfoFile":true},
+             "runtimeConfig":{"CNIDeviceInfoFile":"/old","mac":"02:00:00:00:00:01"}},
+            {"type":"tuning","capabilities":{"CNIDeviceInfoFile":false}},
+            {"type":"portmap"}
+        ]});
+        assert!(declares_capability(&conf, DEVICE_INFO_FILE_CAPABILITY));
+        assert!(inject_device_info_file(
+            &mut conf,
+            Path::new("/d/n-c1_net1")
+        ));
+        assert_eq!(
+            conf["plugins"][0]["runtimeConfig"],
+            json!({"CNIDeviceInfoFile":"/d/n-c1_net1","mac":"02:00:00:00:00:01"})
+        );
+        assert_eq!(conf["plugins"][1].get("runtimeConfig"), None);
+        assert_eq!(conf["plugins"][2].get("runtimeConfig"), None);
+    }
+
+    #[test]
+    fn a_conf_without_the_capability_gets_no_device_info_file() {
+        let mut conf = json!({"type":"macvlan","capabilities":{"ips":true}});
+        assert!(!declares_capability(&conf, DEVICE_INFO_FILE_CAPABILITY));
+        let before = conf.clone();
+        assert!(!inject_device_info_file(&mut conf, Path::new("/d/x")));
+        assert_eq!(conf, before);
+        assert!(!declares_capability(&json!("not an object"), "x"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod config;
 pub mod delegate;
 pub mod demo;
 pub mod devices;
+pub mod devinfo;
 pub mod error;
 pub mod inject;
 pub mod logging;

@@ -179,6 +179,7 @@ impl MetaPlugin {
             requested.selections.iter().cloned().zip(nads).collect();
         let device_ids =
             crate::devices::device_ids_for(pod.as_ref(), &cluster, &defaults, &selected).await?;
+        let resource_names = crate::devinfo::resource_names(&cluster, &defaults, &selected);
         let planned = plan::plan_attachments(PlanInput {
             conf: &conf,
             ifname: &req.env.ifname,
@@ -187,6 +188,8 @@ impl MetaPlugin {
             selected,
             device_ids,
         })?;
+        let (planned, devinfo_files) =
+            crate::devinfo::prepare(&conf, &req.env.container_id, planned, &resource_names);
         if let Some(netns) = &req.env.netns {
             podnet::check_ifnames_free(netns, planned.iter().map(|p| p.ifname.as_str())).await?;
         }
@@ -212,8 +215,10 @@ impl MetaPlugin {
                 device_info_file: None,
             })
             .collect();
+        crate::devinfo::record_files(&mut record, &devinfo_files);
         store.save(&record)?;
         failpoint("after-record");
+        crate::devinfo::copy_from_device_plugin(&devinfo_files);
 
         let ctx = self.ctx(req);
         let mut results: Vec<NetworkResult> = Vec::new();
@@ -249,6 +254,8 @@ impl MetaPlugin {
                     if let Err(e) = delegate::del(&failed.conf, &failed.ifname, None, &ctx).await {
                         tracing::warn!(network = %failed.network, error = %e, "DEL after failed ADD");
                     }
+                    // Its device-info file, and those copied for the networks that never ran.
+                    crate::devinfo::remove_files(&devinfo_files[i..]);
                     // Then every earlier one, in reverse; failures there stay recorded.
                     let rollback = self.delete_attachments(req, &store, &mut record, i).await;
                     return Err(match rollback {
@@ -270,7 +277,8 @@ impl MetaPlugin {
         failpoint("before-status");
         if let (Some(r), Some(source)) = (&pod_ref, &source) {
             tracing::debug!("writing network-status");
-            let status_json = status::network_status(&planned, &results);
+            let device_infos = crate::devinfo::read_for_status(&devinfo_files);
+            let status_json = status::network_status(&planned, &results, &device_infos);
             source
                 .write_network_status(&r.namespace, &r.name, &status_json)
                 .await?;
@@ -303,7 +311,10 @@ impl MetaPlugin {
                 None => None,
             };
             match delegate::del(&entry.conf, &entry.ifname, prev.as_ref(), &ctx).await {
-                Ok(()) => keep[i] = false,
+                Ok(()) => {
+                    crate::devinfo::remove(entry.device_info_file.as_deref());
+                    keep[i] = false;
+                }
                 Err(e) => {
                     entry.state = AttachmentState::DeleteFailed;
                     errors.push(MetaError::Delegate {

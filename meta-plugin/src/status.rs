@@ -2,21 +2,24 @@
 //! format Multus writes, so tools that read it keep working.
 
 use multinet_cni::NetworkResult;
-use multinet_crds::{Dns, NetworkStatus, format_network_status, status_ip};
+use multinet_crds::{DeviceInfo, Dns, NetworkStatus, format_network_status, status_ip};
 
 use crate::plan::PlannedAttachment;
 
 /// One status entry per attachment. The interface is the first one the delegate placed in a
 /// sandbox; IPs are those of that interface, plus any the result did not tie to an interface
-/// (a strict filter would drop them, as one widely used client does).
+/// (a strict filter would drop them, as one widely used client does). `device_infos[i]`, when
+/// there, is attachment i's `device-info`.
 pub fn status_entries(
     planned: &[PlannedAttachment],
     results: &[NetworkResult],
+    device_infos: &[Option<DeviceInfo>],
 ) -> Vec<NetworkStatus> {
     planned
         .iter()
         .zip(results)
-        .map(|(p, r)| {
+        .enumerate()
+        .map(|(i, (p, r))| {
             let iface_idx = r
                 .interfaces
                 .iter()
@@ -40,13 +43,69 @@ pub fn status_entries(
                     search: r.dns.search.clone(),
                     options: r.dns.options.clone(),
                 },
-                device_info: None,
+                device_info: device_infos.get(i).cloned().flatten(),
                 gateway: p.default_route.iter().map(|g| status_ip(*g)).collect(),
             }
         })
         .collect()
 }
 
-pub fn network_status(planned: &[PlannedAttachment], results: &[NetworkResult]) -> String {
-    format_network_status(&status_entries(planned, results))
+pub fn network_status(
+    planned: &[PlannedAttachment],
+    results: &[NetworkResult],
+    device_infos: &[Option<DeviceInfo>],
+) -> String {
+    format_network_status(&status_entries(planned, results, device_infos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multinet_cni::Interface;
+    use multinet_crds::PciDevice;
+    use serde_json::{Value, json};
+
+    fn planned(network: &str, ifname: &str) -> PlannedAttachment {
+        PlannedAttachment {
+            network: network.into(),
+            ifname: ifname.into(),
+            is_default: false,
+            conf: json!({"type": "x"}),
+            device_id: None,
+            default_route: Vec::new(),
+        }
+    }
+
+    fn result(ifname: &str) -> NetworkResult {
+        NetworkResult {
+            interfaces: vec![Interface {
+                name: ifname.into(),
+                sandbox: Some("/run/netns/p".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn device_info_goes_to_its_own_attachment_only() {
+        let vf = DeviceInfo::pci(PciDevice {
+            pci_address: "0000:3b:02.1".into(),
+            ..Default::default()
+        });
+        let text = network_status(
+            &[planned("team/mac", "net1"), planned("team/vf", "net2")],
+            &[result("net1"), result("net2")],
+            &[None, Some(vf)],
+        );
+        let entries: Vec<Value> = serde_json::from_str(&text).unwrap();
+        assert_eq!(entries[0].get("device-info"), None);
+        assert_eq!(
+            entries[1]["device-info"],
+            json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": "0000:3b:02.1"}})
+        );
+        // Fewer device infos than attachments (none read at all) is no device info.
+        let entries = status_entries(&[planned("team/mac", "net1")], &[result("net1")], &[]);
+        assert_eq!(entries[0].device_info, None);
+    }
 }

@@ -257,6 +257,25 @@ mod tests {
     }
 
     #[test]
+    fn device_info_file_is_kept_across_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AttachmentStore::new(dir.path());
+        let mut r = record();
+        r.attachments[0].device_info_file =
+            Some("/var/run/k8s.cni.cncf.io/devinfo/cni/macvlan-a-c1_net1".into());
+        store.save(&r).unwrap();
+        let text = fs::read_to_string(store.path_for("c1")).unwrap();
+        assert!(text.contains("\"deviceInfoFile\""), "{text}");
+        assert_eq!(store.load("c1").unwrap(), Some(r));
+        // An entry without a file leaves the key out, like records written before it existed.
+        assert!(
+            !serde_json::to_string(&record())
+                .unwrap()
+                .contains("deviceInfoFile")
+        );
+    }
+
+    #[test]
     fn corrupt_record_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let store = AttachmentStore::new(dir.path());

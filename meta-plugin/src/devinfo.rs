@@ -1,0 +1,445 @@
+//! Device-info files: how an attachment's `device-info` reaches the network-status annotation,
+//! in Multus's layout so device plugins and delegates written for it work unchanged.
+//!
+//! An attachment that has a device ID, or whose delegate declares the `CNIDeviceInfoFile`
+//! capability, gets the file `<deviceInfoDir>/<net>-<containerID>_<ifname>` (`/` → `-`). The path
+//! goes as runtimeConfig `CNIDeviceInfoFile` to the plugins that declare the capability. When
+//! the NAD names a resource and the attachment has a device ID, the device plugin's
+//! `<devicePluginInfoDir>/<resource>-<deviceID>-device.json` is copied there first, so a delegate
+//! that writes nothing still yields device info. After ADD the file is read into the status;
+//! DEL removes it. None of this ever fails a CNI call: a missing or bad file is a log line.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use multinet_crds::{DeviceInfo, NetworkSelection};
+use serde_json::Value;
+
+use crate::config::MultinetConf;
+use crate::inject;
+use crate::plan::{LoadedNetwork, PlannedAttachment};
+use crate::store::AttachmentRecord;
+
+/// Where Multus puts the per-attachment files.
+pub const DEFAULT_DEVICE_INFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/cni";
+/// Where device plugins write theirs.
+pub const DEFAULT_DEVICE_PLUGIN_INFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/dp";
+
+/// The per-attachment file name: `<net>-<containerID>_<ifname>`, every `/` made `-` so the name
+/// stays one path component.
+pub fn attachment_file_name(network: &str, container_id: &str, ifname: &str) -> String {
+    format!("{network}-{container_id}_{ifname}").replace('/', "-")
+}
+
+/// The device plugin's file name for a device: `<resource>-<deviceID>-device.json`, `/` → `-`.
+pub fn device_plugin_file_name(resource: &str, device_id: &str) -> String {
+    format!(
+        "{}-{}-device.json",
+        resource.replace('/', "-"),
+        device_id.replace('/', "-")
+    )
+}
+
+/// The device-info file of one attachment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfoFile {
+    pub path: PathBuf,
+    /// The device plugin's file to copy to `path` before the delegate runs.
+    pub from_device_plugin: Option<PathBuf>,
+    /// Some plugin of the attachment got `path` as `CNIDeviceInfoFile` and should write it.
+    pub given_to_plugin: bool,
+}
+
+/// Network key → the `resourceName` of its NAD, for the networks that have one. Taken before the
+/// plan consumes the loaded networks.
+pub fn resource_names(
+    cluster: &LoadedNetwork,
+    defaults: &[LoadedNetwork],
+    selected: &[(NetworkSelection, LoadedNetwork)],
+) -> BTreeMap<String, String> {
+    std::iter::once(cluster)
+        .chain(defaults)
+        .chain(selected.iter().map(|(_, n)| n))
+        .filter_map(|n| Some((n.key.clone(), n.resource_name.clone()?)))
+        .collect()
+}
+
+/// Decides each planned attachment's device-info file and hands its path to the plugins that
+/// declare `CNIDeviceInfoFile`. Pure: nothing is read or written. The returned list is parallel
+/// to the attachments.
+pub fn prepare(
+    conf: &MultinetConf,
+    container_id: &str,
+    mut planned: Vec<PlannedAttachment>,
+    resources: &BTreeMap<String, String>,
+) -> (Vec<PlannedAttachment>, Vec<Option<DeviceInfoFile>>) {
+    let files = planned
+        .iter_mut()
+        .map(|p| {
+            let declared =
+                inject::declares_capability(&p.conf, inject::DEVICE_INFO_FILE_CAPABILITY);
+            if !declared && p.device_id.is_none() {
+                return None;
+            }
+            // The CNI network name, as Multus names the file; the NAD key when there is none.
+            let network = p
+                .conf
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .unwrap_or(&p.network);
+            let path =
+                conf.device_info_dir
+                    .join(attachment_file_name(network, container_id, &p.ifname));
+            let given_to_plugin = inject::inject_device_info_file(&mut p.conf, &path);
+            let from_device_plugin = match (&p.device_id, resources.get(&p.network)) {
+                (Some(id), Some(resource)) => Some(
+                    conf.device_plugin_info_dir
+                        .join(device_plugin_file_name(resource, id)),
+                ),
+                _ => None,
+            };
+            Some(DeviceInfoFile {
+                path,
+                from_device_plugin,
+                given_to_plugin,
+            })
+        })
+        .collect();
+    (planned, files)
+}
+
+/// Notes each attachment's file in the record, so DEL removes it even when the delegate does not.
+pub fn record_files(record: &mut AttachmentRecord, files: &[Option<DeviceInfoFile>]) {
+    for (entry, file) in record.attachments.iter_mut().zip(files) {
+        entry.device_info_file = file.as_ref().map(|f| f.path.clone());
+    }
+}
+
+/// Copies the device plugins' files into place. A device plugin that wrote none is usual; a file
+/// that is not device info is not copied.
+pub fn copy_from_device_plugin(files: &[Option<DeviceInfoFile>]) {
+    for f in files.iter().flatten() {
+        let Some(src) = &f.from_device_plugin else {
+            continue;
+        };
+        match read(src) {
+            Ok(None) => {
+                tracing::debug!(file = %src.display(), "no device-info file from the device plugin")
+            }
+            Err(e) => {
+                tracing::warn!(file = %src.display(), error = %e, "device plugin's device-info file not copied")
+            }
+            Ok(Some(_)) => {
+                if let Err(e) = fs::read(src).and_then(|bytes| write_atomic(&f.path, &bytes)) {
+                    tracing::warn!(from = %src.display(), to = %f.path.display(), error = %e,
+                        "copying the device plugin's device-info file");
+                }
+            }
+        }
+    }
+}
+
+/// Writes through a temp file and a rename, so a reader never sees half a file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    fs::write(&tmp, bytes)
+        .and_then(|()| fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+}
+
+/// Reads a device-info file: `Ok(None)` when it does not exist, an error saying why when it
+/// cannot be read or is not device info.
+pub fn read(path: &Path) -> Result<Option<DeviceInfo>, String> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    DeviceInfo::from_json(&text)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// The device info of each attachment, parallel to `files`, for the network-status.
+pub fn read_for_status(files: &[Option<DeviceInfoFile>]) -> Vec<Option<DeviceInfo>> {
+    files
+        .iter()
+        .map(|f| {
+            let f = f.as_ref()?;
+            match read(&f.path) {
+                Ok(Some(info)) => Some(info),
+                Ok(None) if f.given_to_plugin => {
+                    tracing::warn!(file = %f.path.display(),
+                        "the delegate declares CNIDeviceInfoFile but wrote no device-info file");
+                    None
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(file = %f.path.display(), error = %e,
+                        "device-info file left out of network-status");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// Removes an attachment's device-info file; one that is gone already is fine, and a failure is
+/// only logged (the file holds no state anything depends on).
+pub fn remove(path: Option<&Path>) {
+    let Some(path) = path else {
+        return;
+    };
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => {
+            tracing::warn!(file = %path.display(), error = %e, "removing device-info file")
+        }
+        _ => {}
+    }
+}
+
+/// Removes the files of several attachments (see [`remove`]).
+pub fn remove_files(files: &[Option<DeviceInfoFile>]) {
+    for f in files.iter().flatten() {
+        remove(Some(&f.path));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AttachmentEntry, AttachmentState};
+    use serde_json::json;
+
+    fn conf() -> MultinetConf {
+        MultinetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"m","clusterNetwork":"c",
+                 "deviceInfoDir":"/di/cni","devicePluginInfoDir":"/di/dp"}"#,
+        )
+        .unwrap()
+        .0
+    }
+
+    fn planned(
+        network: &str,
+        ifname: &str,
+        conf: Value,
+        device: Option<&str>,
+    ) -> PlannedAttachment {
+        PlannedAttachment {
+            network: network.into(),
+            ifname: ifname.into(),
+            is_default: false,
+            conf,
+            device_id: device.map(str::to_string),
+            default_route: Vec::new(),
+        }
+    }
+
+    fn sriov(name: &str) -> Value {
+        json!({"cniVersion":"1.0.0","name":name,"type":"sriov",
+               "capabilities":{"CNIDeviceInfoFile":true}})
+    }
+
+    #[test]
+    fn file_names_follow_the_multus_layout() {
+        assert_eq!(
+            attachment_file_name("sriov-net", "c1", "net1"),
+            "sriov-net-c1_net1"
+        );
+        // A slash anywhere would leave the directory.
+        assert_eq!(
+            attachment_file_name("team/vf", "c/1", "net1"),
+            "team-vf-c-1_net1"
+        );
+        assert_eq!(
+            device_plugin_file_name("intel.com/sriov", "0000:3b:02.0"),
+            "intel.com-sriov-0000:3b:02.0-device.json"
+        );
+    }
+
+    #[test]
+    fn only_declaring_or_device_attachments_get_a_file() {
+        let resources = BTreeMap::from([("team/dp".to_string(), "intel.com/vf".to_string())]);
+        let input = vec![
+            planned(
+                "cluster",
+                "eth0",
+                json!({"name":"cluster","type":"bridge"}),
+                None,
+            ),
+            planned("team/vf", "net1", sriov("vf"), None),
+            planned(
+                "team/dp",
+                "net2",
+                json!({"name":"dp","type":"macvlan"}),
+                Some("0000:3b:02.1"),
+            ),
+            planned(
+                "team/noname",
+                "net3",
+                json!({"type":"sriov","capabilities":{"CNIDeviceInfoFile":true}}),
+                Some("0000:3b:02.2"),
+            ),
+        ];
+        let (out, files) = prepare(&conf(), "c1", input, &resources);
+        assert_eq!(files[0], None);
+        assert_eq!(out[0].conf.get("runtimeConfig"), None);
+
+        let vf = files[1].clone().unwrap();
+        assert_eq!(vf.path, PathBuf::from("/di/cni/vf-c1_net1"));
+        assert!(vf.given_to_plugin);
+        assert_eq!(vf.from_device_plugin, None, "no device ID, nothing to copy");
+        assert_eq!(
+            out[1].conf["runtimeConfig"]["CNIDeviceInfoFile"],
+            "/di/cni/vf-c1_net1"
+        );
+
+        // A device ID without the capability: the file exists for the copy, the plugin never
+        // sees the key.
+        let dp = files[2].clone().unwrap();
+        assert!(!dp.given_to_plugin);
+        assert_eq!(out[2].conf.get("runtimeConfig"), None);
+        assert_eq!(
+            dp.from_device_plugin,
+            Some(PathBuf::from(
+                "/di/dp/intel.com-vf-0000:3b:02.1-device.json"
+            ))
+        );
+
+        // No resource name: nothing to copy from; no CNI name: the network key names the file.
+        let noname = files[3].clone().unwrap();
+        assert_eq!(noname.path, PathBuf::from("/di/cni/team-noname-c1_net3"));
+        assert_eq!(noname.from_device_plugin, None);
+    }
+
+    #[test]
+    fn resource_names_come_from_every_kind_of_network() {
+        let net = |key: &str, res: Option<&str>| LoadedNetwork {
+            key: key.into(),
+            conf: json!({}),
+            resource_name: res.map(str::to_string),
+        };
+        let names = resource_names(
+            &net("cluster", None),
+            &[net("storage", Some("a/b"))],
+            &[(
+                NetworkSelection::new("vf"),
+                net("team/vf", Some("intel.com/vf")),
+            )],
+        );
+        assert_eq!(
+            names,
+            BTreeMap::from([
+                ("storage".to_string(), "a/b".to_string()),
+                ("team/vf".to_string(), "intel.com/vf".to_string())
+            ])
+        );
+    }
+
+    #[test]
+    fn record_gets_the_paths() {
+        let mut record = AttachmentRecord::new("c1", None, "1.0.0");
+        for ifname in ["eth0", "net1"] {
+            record.attachments.push(AttachmentEntry {
+                network: "n".into(),
+                ifname: ifname.into(),
+                is_default: false,
+                conf: json!({}),
+                state: AttachmentState::Planned,
+                result: None,
+                device_info_file: None,
+            });
+        }
+        let file = DeviceInfoFile {
+            path: "/di/cni/n-c1_net1".into(),
+            from_device_plugin: None,
+            given_to_plugin: true,
+        };
+        record_files(&mut record, &[None, Some(file)]);
+        assert_eq!(record.attachments[0].device_info_file, None);
+        assert_eq!(
+            record.attachments[1].device_info_file,
+            Some(PathBuf::from("/di/cni/n-c1_net1"))
+        );
+    }
+
+    #[test]
+    fn copy_read_and_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let dp = dir.path().join("dp/intel.com-vf-0000:3b:02.1-device.json");
+        fs::create_dir_all(dp.parent().unwrap()).unwrap();
+        fs::write(
+            &dp,
+            r#"{"type":"pci","version":"1.1.0","pci":{"pci-address":"0000:3b:02.1"}}"#,
+        )
+        .unwrap();
+        let bad_dp = dir.path().join("dp/bad-device.json");
+        fs::write(&bad_dp, "{not json").unwrap();
+        let target = dir.path().join("cni/n-c1_net1");
+        let bad_target = dir.path().join("cni/n-c1_net2");
+        let missing_target = dir.path().join("cni/n-c1_net3");
+        let files = vec![
+            Some(DeviceInfoFile {
+                path: target.clone(),
+                from_device_plugin: Some(dp.clone()),
+                given_to_plugin: false,
+            }),
+            Some(DeviceInfoFile {
+                path: bad_target.clone(),
+                from_device_plugin: Some(bad_dp),
+                given_to_plugin: false,
+            }),
+            Some(DeviceInfoFile {
+                path: missing_target.clone(),
+                from_device_plugin: Some(dir.path().join("dp/none-device.json")),
+                given_to_plugin: true,
+            }),
+            None,
+        ];
+        copy_from_device_plugin(&files);
+        assert_eq!(fs::read(&target).unwrap(), fs::read(&dp).unwrap());
+        assert!(
+            !bad_target.exists(),
+            "a corrupt device plugin file is not copied"
+        );
+        assert!(!missing_target.exists());
+
+        let infos = read_for_status(&files);
+        assert_eq!(
+            infos[0].as_ref().unwrap().pci.as_ref().unwrap().pci_address,
+            "0000:3b:02.1"
+        );
+        assert_eq!(infos[1..], [None, None, None]);
+
+        fs::write(&bad_target, "[1,2]").unwrap();
+        assert!(read(&bad_target).is_err());
+        assert_eq!(read_for_status(&files)[1], None);
+
+        remove(Some(&target));
+        remove(Some(&target));
+        remove(None);
+        assert!(!target.exists());
+        fs::write(&target, "{}").unwrap();
+        remove_files(&files[..1]);
+        assert!(!target.exists());
+        // Only the copies are removed, never the device plugin's own file.
+        assert!(dp.exists());
+        let names: Vec<_> = fs::read_dir(dir.path().join("cni"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("n-c1_net2")]);
+    }
+}
