@@ -74,6 +74,39 @@ impl Demo {
         self.state.join("bin")
     }
 
+    /// Where multinet puts each attachment's device-info file (`deviceInfoDir`).
+    fn device_info_dir(&self) -> PathBuf {
+        self.state.join("devinfo/cni")
+    }
+
+    /// The SR-IOV network's status entry must carry the device info of a VF of the fake NIC,
+    /// and its file must be in `deviceInfoDir`.
+    fn check_device_info(&self, pod: &str, status: &[Value]) -> DemoResult<()> {
+        let entry = status
+            .iter()
+            .find(|s| s.get("name").and_then(Value::as_str) == Some("demo/sriov-net"))
+            .ok_or_else(|| format!("pod {pod}: no demo/sriov-net in network-status"))?;
+        let address = entry
+            .pointer("/device-info/pci/pci-address")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("pod {pod}: demo/sriov-net has no device-info: {entry}"))?;
+        if !VFS.iter().any(|(_, bdf)| *bdf == address) {
+            return Err(format!("pod {pod}: device-info names {address}, not a VF"));
+        }
+        let file = self.device_info_dir().join(format!(
+            "sriov-net-demo-{pod}_{}",
+            entry
+                .get("interface")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+        ));
+        if !file.is_file() {
+            return Err(format!("pod {pod}: {} does not exist", file.display()));
+        }
+        println!("device-info file (removed by DEL): {}", file.display());
+        Ok(())
+    }
+
     /// The node: a namespace with the uplinks, the fake SR-IOV NIC and its embedded switch.
     fn build_node(&self) -> DemoResult<()> {
         run(&["ip", "netns", "add", NODE_NS])?;
@@ -220,6 +253,8 @@ impl Demo {
             "confDir": self.state.join("net.d"),
             "cniDir": self.state.join("cni"),
             "localDir": self.state.join("cluster"),
+            "deviceInfoDir": self.device_info_dir(),
+            "devicePluginInfoDir": self.state.join("devinfo/dp"),
             "logLevel": "debug",
             "logFile": self.state.join("multinet.log"),
         })
@@ -381,6 +416,9 @@ impl Demo {
             for s in &status {
                 println!("  {s}");
             }
+            if let Err(e) = self.check_device_info(pod, &status) {
+                failures.push(e);
+            }
             println!("interfaces:\n{}", self.interface_table(pod, netns)?);
         }
 
@@ -432,6 +470,7 @@ impl Demo {
                 failures.push(format!("VF {vf} did not return to the node"));
             }
         }
+        // devinfo/ holds multinet's device-info files (devinfo/cni) and the SR-IOV plugin's own.
         let leftovers: Vec<PathBuf> = ["ipam", "cni", "sriov", "devinfo"]
             .iter()
             .flat_map(|d| Self::files_under(&self.state.join(d)))
@@ -445,9 +484,11 @@ impl Demo {
             failures.push(format!("state left behind: {leftovers:?}"));
         }
         println!(
-            "  links in pods: none; VFs on node: {}; IP/VF/attachment records left: {}",
+            "  links in pods: none; VFs on node: {}; IP/VF/attachment records left: {}; \
+             device-info files left: {}",
             VFS.len(),
-            leftovers.len()
+            leftovers.len(),
+            Self::files_under(&self.state.join("devinfo")).len()
         );
         if failures.is_empty() {
             println!(
