@@ -683,3 +683,61 @@ fn check_names_the_network_that_changed_and_del_recovers_the_vf() {
     }
     assert!(!c.node.ns.has_link("vf0"));
 }
+
+/// A delegate failing after the VF and the macvlans were attached in-process rolls every one of
+/// them back: VF on the node under its own name, no IP, no SR-IOV state, no record.
+#[test]
+fn failure_after_the_vf_rolls_back_every_in_process_attachment() {
+    require_root!();
+    let c = own_cluster("1.0.0", Delegates::Ours, true);
+    c.api
+        .insert(json!({
+            "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": "broken", "namespace": "team"},
+            "spec": {"config": json!({"cniVersion": "1.0.0", "name": "broken", "type": "macvlan",
+                                      "master": "no-such-link",
+                                      "ipam": {"type": "host-local",
+                                               "ranges": [[{"subnet": "10.50.0.0/24"}]],
+                                               "dataDir": c.node.path("ipam")}}).to_string()}
+        }))
+        .unwrap();
+    let pod_obj = c.api.get("Pod", "team", "web").unwrap();
+    let mut selection: Vec<Value> = serde_json::from_str(
+        pod_obj["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    selection.push(json!({"name": "broken"}));
+    c.api
+        .merge_patch(
+            "Pod",
+            "team",
+            "web",
+            &json!({"metadata": {"annotations": {"k8s.v1.cni.cncf.io/networks":
+                                                 Value::Array(selection).to_string()}}}),
+        )
+        .unwrap();
+    let pod = TestNetns::new();
+    let (code, msg) = c.cni("ADD", "c1", pod.path_str()).err();
+    assert!(
+        msg.contains("team/broken") && msg.contains("no-such-link"),
+        "{code} {msg}"
+    );
+    c.assert_in_process(0, "DEL", &["macvlan", "sriov"]);
+    c.node.assert_clean(&pod);
+    assert_eq!(c.sriov_state_files(), Vec::<PathBuf>::new());
+    for (_, netdev, mac) in &c.sriov.as_ref().unwrap().vfs {
+        assert_eq!(
+            c.node.ns.link_mac(netdev),
+            *mac,
+            "VF {netdev} back on the node"
+        );
+    }
+    assert_eq!(
+        c.status(),
+        Vec::<Value>::new(),
+        "no network-status for a failed ADD"
+    );
+    c.cni("DEL", "c1", pod.path_str()).ok();
+}
