@@ -1,5 +1,5 @@
-//! Test bed shared by multinet's tests: root checks, network namespaces, veth pairs, macvlans and
-//! guards for links made in the host namespace.
+//! Test bed shared by multinet's tests: root checks, network namespaces, veth pairs, macvlans,
+//! guards for links made in the host namespace, and plugin calls as a runtime makes them.
 //!
 //! Every object created here is owned by a guard whose `Drop` removes it, so a failing (panicking)
 //! test still cleans up. Names are unique per process and per call (`prefix + pid + counter`), so
@@ -20,6 +20,7 @@
 //! }
 //! ```
 
+mod cni;
 mod command;
 mod links;
 mod names;
@@ -27,6 +28,7 @@ mod netns;
 mod root;
 pub mod sysfs;
 
+pub use cni::{CniCall, CniOutput};
 pub use command::{host_ip, host_ip_json, run_checked};
 pub use links::{HostLinkGuard, Macvlan, VethPair};
 pub use names::{unique_link_name, unique_name};

@@ -4,8 +4,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use multinet_testbed::{
-    HostLinkGuard, Macvlan, TestNetns, VethPair, current_thread_netns_inode, host_ip, host_ip_json,
-    require_root, unique_link_name,
+    CniCall, HostLinkGuard, Macvlan, TestNetns, VethPair, current_thread_netns_inode, host_ip,
+    host_ip_json, require_root, unique_link_name,
 };
 
 fn host_has_link(name: &str) -> bool {
@@ -146,4 +146,117 @@ fn host_link_guard_refuses_links_it_did_not_create() {
     host_ip(&["link", "add", &name, "type", "veth", "peer", "name", &peer]);
     assert!(guard.exists());
     assert!(catch_unwind(|| HostLinkGuard::new(&name)).is_err());
+}
+
+/// A shell-script plugin running `body`, in the temp dir under a unique name.
+fn reporting_plugin(body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::temp_dir().join(multinet_testbed::unique_name("mntb-plugin-"));
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n"))
+        .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)))
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path
+}
+
+#[test]
+fn cni_call_passes_env_and_stdin_and_returns_the_answer() {
+    let plugin = reporting_plugin("/usr/bin/env; /bin/cat >&2; exit 3");
+    let out = CniCall::new(&plugin, "ADD")
+        .container_id("c1")
+        .netns("/run/netns/x")
+        .ifname("net1")
+        .args("IgnoreUnknown=1")
+        .path("/usr/lib/cni")
+        .env("EXTRA", "yes")
+        .env_clear()
+        .stdin(r#"{"cniVersion":"1.0.0"}"#)
+        .run();
+    std::fs::remove_file(&plugin).unwrap();
+    assert_eq!(out.code(), 3);
+    assert!(!out.success());
+    assert_eq!(out.stderr, r#"{"cniVersion":"1.0.0"}"#);
+    let mut env: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("PWD="))
+        .collect();
+    env.sort_unstable();
+    assert_eq!(
+        env,
+        [
+            "CNI_ARGS=IgnoreUnknown=1",
+            "CNI_COMMAND=ADD",
+            "CNI_CONTAINERID=c1",
+            "CNI_IFNAME=net1",
+            "CNI_NETNS=/run/netns/x",
+            "CNI_PATH=/usr/lib/cni",
+            "EXTRA=yes",
+        ]
+    );
+}
+
+#[test]
+fn cni_call_drops_the_cargo_library_path_and_removed_variables() {
+    let plugin = reporting_plugin("/usr/bin/env");
+    // SAFETY: no other test touches these names, and the other threads of this binary read the
+    // environment only through std, which serialises that with set_var.
+    unsafe {
+        std::env::set_var("LD_LIBRARY_PATH", "/cargo/deps");
+        std::env::set_var("MNTB_INHERITED", "1");
+        std::env::set_var("MNTB_REMOVED", "1");
+    }
+    let out = CniCall::new(&plugin, "VERSION")
+        .env_remove("MNTB_REMOVED")
+        .run();
+    std::fs::remove_file(&plugin).unwrap();
+    assert!(out.success(), "{}", out.stderr);
+    let env: Vec<&str> = out.stdout.lines().collect();
+    assert!(env.contains(&"MNTB_INHERITED=1"), "{env:?}");
+    assert!(env.contains(&"CNI_COMMAND=VERSION"), "{env:?}");
+    assert!(
+        !env.iter().any(|l| l.starts_with("LD_LIBRARY_PATH=")),
+        "{env:?}"
+    );
+    assert!(
+        !env.iter().any(|l| l.starts_with("MNTB_REMOVED=")),
+        "{env:?}"
+    );
+    assert!(!env.iter().any(|l| l.starts_with("CNI_NETNS=")), "{env:?}");
+}
+
+#[test]
+fn cni_call_runs_inside_the_node_namespace() {
+    require_root!();
+    let node = TestNetns::new();
+    let plugin = reporting_plugin("/usr/bin/stat -L -c %i /proc/self/ns/net; /bin/cat");
+    let out = CniCall::new(&plugin, "ADD")
+        .in_netns(&node)
+        .env_clear()
+        .stdin(r#"{"cniVersion":"1.1.0","name":"n"}"#)
+        .run();
+    std::fs::remove_file(&plugin).unwrap();
+    assert!(out.success(), "{}", out.stderr);
+    let (inode, stdin) = out.stdout.split_once('\n').unwrap();
+    assert_eq!(inode.parse::<u64>().unwrap(), node.inode());
+    assert_ne!(node.inode(), current_thread_netns_inode());
+    assert_eq!(stdin, r#"{"cniVersion":"1.1.0","name":"n"}"#);
+}
+
+#[test]
+fn cni_output_parses_json_and_empty_stdout() {
+    let plugin = reporting_plugin("echo '{\"code\": 7}'; exit 1");
+    let add = CniCall::new(&plugin, "ADD").run();
+    assert_eq!(add.code(), 1);
+    assert_eq!(add.json()["code"], 7);
+    let empty = reporting_plugin("exit 0");
+    assert_eq!(
+        CniCall::new(&empty, "DEL").run().json(),
+        serde_json::Value::Null
+    );
+    let garbage = reporting_plugin("echo not-json");
+    let bad = CniCall::new(&garbage, "ADD").run();
+    for p in [&plugin, &empty, &garbage] {
+        std::fs::remove_file(p).unwrap();
+    }
+    assert!(catch_unwind(|| bad.json()).is_err());
 }
