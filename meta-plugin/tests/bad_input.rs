@@ -9,8 +9,6 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use common::{Answer, Node};
 use multinet_testbed::{TestNetns, require_root};
@@ -115,49 +113,17 @@ fn case(
 
 /// Runs the multinet binary in the node namespace as a runtime would.
 fn run(node: &Node, command: &str, pod_ns: &TestNetns, c: &Case) -> Answer {
-    let stdin = match c.stdin {
-        Some(f) => f(node),
-        None => node.conf().to_string(),
-    };
-    let mut cmd = Command::new("ip");
-    cmd.args([
-        "netns",
-        "exec",
-        node.ns.name(),
-        env!("CARGO_BIN_EXE_multinet"),
-    ])
-    .env("CNI_COMMAND", command)
-    .env("CNI_CONTAINERID", "c1")
-    .env("CNI_NETNS", pod_ns.path_str())
-    .env("CNI_IFNAME", "eth0")
-    .env(
-        "CNI_ARGS",
-        format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=team;K8S_POD_NAME={POD};K8S_POD_UID=uid-{POD}"),
-    )
-    .env("CNI_PATH", node.bin())
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    let mut call = node.call(command, "c1", POD, pod_ns.path_str());
+    if let Some(f) = c.stdin {
+        call = call.stdin(f(node));
+    }
     for (k, v) in c.env {
-        match v {
-            Some(v) => cmd.env(k, v.replace("__NODE__", &node.dir.path().to_string_lossy())),
-            None => cmd.env_remove(k),
+        call = match v {
+            Some(v) => call.env(k, v.replace("__NODE__", &node.dir.path().to_string_lossy())),
+            None => call.env_remove(k),
         };
     }
-    let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    Answer {
-        code: out.status.code().unwrap_or(-1),
-        stdout: serde_json::from_str(&stdout).unwrap_or(Value::String(stdout)),
-        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-    }
+    Answer::lenient(&call.run())
 }
 
 /// Links of a namespace with their kinds, to compare before and after.

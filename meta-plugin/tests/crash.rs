@@ -7,10 +7,9 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::Node;
@@ -36,37 +35,13 @@ fn node_with_pod() -> Node {
 
 /// Starts ADD of the test pod, stopping at `failpoint` when one is given.
 fn spawn_add(node: &Node, pod_ns: &TestNetns, failpoint: Option<(&str, &Path)>) -> Child {
-    let mut cmd = Command::new("ip");
-    cmd.args([
-        "netns",
-        "exec",
-        node.ns.name(),
-        env!("CARGO_BIN_EXE_multinet"),
-    ])
-    .env("CNI_COMMAND", "ADD")
-    .env("CNI_CONTAINERID", CONTAINER)
-    .env("CNI_NETNS", pod_ns.path_str())
-    .env("CNI_IFNAME", "eth0")
-    .env(
-        "CNI_ARGS",
-        format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=team;K8S_POD_NAME={POD};K8S_POD_UID=uid-{POD}"),
-    )
-    .env("CNI_PATH", node.bin())
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    let mut call = node.call("ADD", CONTAINER, POD, pod_ns.path_str());
     if let Some((point, marker)) = failpoint {
-        cmd.env("MULTINET_FAILPOINT", point)
+        call = call
+            .env("MULTINET_FAILPOINT", point)
             .env("MULTINET_FAILPOINT_MARKER", marker);
     }
-    let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(node.conf().to_string().as_bytes())
-        .unwrap();
-    child
+    call.spawn()
 }
 
 /// An ADD stopped mid-way; killed (and reaped) on drop whatever happens in the test.

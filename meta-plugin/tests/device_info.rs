@@ -8,10 +8,8 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use common::{Answer, Node};
 use multinet_testbed::sysfs::{FakeSysfs, PfSpec, SysfsLayout};
@@ -137,53 +135,24 @@ esac
     }
 
     fn cni(&self, command: &str, container: &str, pod: &str, netns: Option<&TestNetns>) -> Answer {
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                self.node.ns.name(),
-                env!("CARGO_BIN_EXE_multinet"),
-            ])
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", container)
-            .env("CNI_NETNS", netns.map(|n| n.path_str()).unwrap_or(""))
-            .env("CNI_IFNAME", "eth0")
-            .env(
-                "CNI_ARGS",
-                format!(
-                    "IgnoreUnknown=1;K8S_POD_NAMESPACE=team;K8S_POD_NAME={pod};K8S_POD_UID=uid-{pod}"
-                ),
-            )
-            .env("CNI_PATH", self.node.bin())
+        let netns = netns.map(|n| n.path_str()).unwrap_or("");
+        let call = self
+            .node
+            .call(command, container, pod, netns)
             .env("MULTINET_SYSFS_ROOT", self.sysfs.root())
             .env("MULTINET_SRIOV_STATE_DIR", self.node.path("sriov"))
             .env("MULTINET_DEVINFO_DIR", self.sriov_own_dir())
             // No kubelet here: device IDs come from the selections.
-            .env("MULTINET_PODRESOURCES_SOCKET", self.node.path("no-kubelet.sock"))
-            .env("MULTINET_KUBELET_CHECKPOINT", self.node.path("no-checkpoint"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(self.conf().to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        Answer {
-            code: out.status.code().unwrap_or(-1),
-            stdout: if stdout.trim().is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&stdout)
-                    .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}"))
-            },
-            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-        }
+            .env(
+                "MULTINET_PODRESOURCES_SOCKET",
+                self.node.path("no-kubelet.sock"),
+            )
+            .env(
+                "MULTINET_KUBELET_CHECKPOINT",
+                self.node.path("no-checkpoint"),
+            )
+            .stdin_json(&self.conf());
+        Answer::of(&call.run())
     }
 
     fn status_of<'a>(status: &'a [Value], network: &str) -> &'a Value {

@@ -12,9 +12,7 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use common::{Answer, Node};
 use multinet_api_fixture::ApiFixture;
@@ -186,55 +184,20 @@ impl OwnCluster {
     /// SR-IOV delegate's sysfs and state directories in the test's own tree.
     fn cni(&self, command: &str, container: &str, netns: &str) -> Answer {
         let node = &self.node;
-        let mut cmd = Command::new("ip");
-        cmd.args([
-            "netns",
-            "exec",
-            node.ns.name(),
-            env!("CARGO_BIN_EXE_multinet"),
-        ])
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", container)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", "eth0")
-        .env(
-            "CNI_ARGS",
-            "IgnoreUnknown=1;K8S_POD_NAMESPACE=team;K8S_POD_NAME=web;K8S_POD_UID=uid-web",
-        )
-        .env("CNI_PATH", node.bin())
-        .env("MULTINET_SRIOV_STATE_DIR", node.path("sriov"))
-        .env("MULTINET_DEVINFO_DIR", node.path("devinfo"))
-        // No kubelet here: never ask the host's.
-        .env("MULTINET_PODRESOURCES_SOCKET", node.path("no-kubelet.sock"))
-        .env("MULTINET_KUBELET_CHECKPOINT", node.path("no-checkpoint"));
-        match &self.sriov {
-            Some(nic) => cmd.env("MULTINET_SYSFS_ROOT", nic.sysfs.root()),
-            None => cmd.env("MULTINET_SYSFS_ROOT", node.path("no-sysfs")),
+        let sysfs = match &self.sriov {
+            Some(nic) => nic.sysfs.root().to_path_buf(),
+            None => node.path("no-sysfs"),
         };
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(self.conf.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        Answer {
-            code: out.status.code().unwrap_or(-1),
-            stdout: if stdout.trim().is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&stdout)
-                    .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}"))
-            },
-            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-        }
+        let call = node
+            .call(command, container, "web", netns)
+            .env("MULTINET_SRIOV_STATE_DIR", node.path("sriov"))
+            .env("MULTINET_DEVINFO_DIR", node.path("devinfo"))
+            // No kubelet here: never ask the host's.
+            .env("MULTINET_PODRESOURCES_SOCKET", node.path("no-kubelet.sock"))
+            .env("MULTINET_KUBELET_CHECKPOINT", node.path("no-checkpoint"))
+            .env("MULTINET_SYSFS_ROOT", sysfs)
+            .stdin_json(&self.conf);
+        Answer::of(&call.run())
     }
 
     fn status(&self) -> Vec<Value> {

@@ -8,9 +8,7 @@ mod common;
 
 use std::convert::Infallible;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use bytes::Bytes;
 use common::{Answer, Node};
@@ -116,42 +114,11 @@ fn node_with_vf_network() -> Node {
 }
 
 fn cni(node: &Node, command: &str, pod_ns: &TestNetns, socket: &Path) -> Answer {
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            node.ns.name(),
-            env!("CARGO_BIN_EXE_multinet"),
-        ])
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", "c1")
-        .env("CNI_NETNS", pod_ns.path_str())
-        .env("CNI_IFNAME", "eth0")
-        .env(
-            "CNI_ARGS",
-            "IgnoreUnknown=1;K8S_POD_NAMESPACE=team;K8S_POD_NAME=web;K8S_POD_UID=uid-web",
-        )
-        .env("CNI_PATH", node.bin())
+    let call = node
+        .call(command, "c1", "web", pod_ns.path_str())
         .env("MULTINET_PODRESOURCES_SOCKET", socket)
-        .env("MULTINET_KUBELET_CHECKPOINT", node.path("checkpoint"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(node.conf().to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    Answer {
-        code: out.status.code().unwrap_or(-1),
-        stdout: serde_json::from_str(&stdout).unwrap_or(Value::String(stdout)),
-        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-    }
+        .env("MULTINET_KUBELET_CHECKPOINT", node.path("checkpoint"));
+    Answer::lenient(&call.run())
 }
 
 fn socket_in(node: &Node) -> PathBuf {

@@ -4,11 +4,9 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use multinet_testbed::TestNetns;
+use multinet_testbed::{CniCall, CniOutput, TestNetns};
 use serde_json::{Value, json};
 
 pub const VERSIONS: &[&str] = &["0.3.1", "0.4.0", "1.0.0", "1.1.0"];
@@ -26,6 +24,25 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The answer of a call whose stdout must be empty or JSON.
+    pub fn of(out: &CniOutput) -> Answer {
+        Answer {
+            code: out.code(),
+            stdout: out.json(),
+            stderr: out.stderr.clone(),
+        }
+    }
+
+    /// The answer of a call that may print anything: stdout that is not JSON is kept as a string.
+    pub fn lenient(out: &CniOutput) -> Answer {
+        Answer {
+            code: out.code(),
+            stdout: serde_json::from_str(&out.stdout)
+                .unwrap_or_else(|_| Value::String(out.stdout.clone())),
+            stderr: out.stderr.clone(),
+        }
+    }
+
     pub fn ok(&self) -> &Value {
         assert_eq!(
             self.code, 0,
@@ -177,15 +194,11 @@ impl Node {
         pod: &str,
         netns: Option<&TestNetns>,
     ) -> Answer {
-        self.cni_with(
-            command,
-            container,
-            pod,
-            netns.map(|n| n.path_str()).unwrap_or(""),
-            &self.conf(),
-        )
+        let netns = netns.map(|n| n.path_str()).unwrap_or("");
+        Answer::of(&self.call(command, container, pod, netns).run())
     }
 
+    /// One CNI call with `conf` on stdin.
     pub fn cni_with(
         &self,
         command: &str,
@@ -194,40 +207,23 @@ impl Node {
         netns: &str,
         conf: &Value,
     ) -> Answer {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", self.ns.name(), env!("CARGO_BIN_EXE_multinet")])
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", container)
-            .env("CNI_NETNS", netns)
-            .env("CNI_IFNAME", "eth0")
-            .env(
-                "CNI_ARGS",
-                format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=team;K8S_POD_NAME={pod};K8S_POD_UID=uid-{pod}"),
-            )
-            .env("CNI_PATH", self.bin())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        Answer {
-            code: out.status.code().unwrap_or(-1),
-            stdout: if stdout.trim().is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&stdout)
-                    .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}"))
-            },
-            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-        }
+        let call = self.call(command, container, pod, netns).stdin_json(conf);
+        Answer::of(&call.run())
+    }
+
+    /// A CNI call of the multinet binary inside the node namespace, as a runtime makes it for
+    /// `pod` of namespace `team`, with this node's config on stdin.
+    pub fn call(&self, command: &str, container: &str, pod: &str, netns: &str) -> CniCall {
+        CniCall::new(env!("CARGO_BIN_EXE_multinet"), command)
+            .in_netns(&self.ns)
+            .container_id(container)
+            .netns(netns)
+            .ifname("eth0")
+            .args(format!(
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=team;K8S_POD_NAME={pod};K8S_POD_UID=uid-{pod}"
+            ))
+            .path(self.bin())
+            .stdin_json(&self.conf())
     }
 
     /// Link names in a namespace, without lo.
