@@ -38,6 +38,7 @@ const KNOWN_KEYS: &[&str] = &[
     "args",
     "localDir",
     "apiTimeoutSeconds",
+    "parallelNetworks",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +93,14 @@ pub struct MultinetConf {
     /// Total time budget for Kubernetes API calls of one CNI request.
     #[serde(default = "default_api_timeout")]
     pub api_timeout_seconds: u64,
+    /// Secondary networks whose delegates are independent of one another are attached (and
+    /// deleted) at the same time; false runs every network one after another.
+    #[serde(default = "default_true")]
+    pub parallel_networks: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_multinet_namespace() -> String {
