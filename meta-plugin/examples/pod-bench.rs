@@ -1,6 +1,7 @@
 //! Pod ADD and DEL latency: multinet (cluster network + two macvlan NADs through the Kubernetes API
-//! fixture, our macvlan and host-local in-process) side by side with the same three attachments
-//! made by exec of the reference plugins alone, and the kernel's floor for deleting one link.
+//! fixture; our macvlan and host-local in-process, or the reference plugins exec'd; networks at
+//! once or one after another) side by side with the same three attachments made by exec of the
+//! reference plugins alone, and the kernel's floor for deleting one link.
 //! Runs alternate between the two in the same namespaces so both see the same machine.
 //!
 //!     cargo run --release -p multinet --example pod-bench [-- ROUNDS [POD_AGE_MS]]
@@ -169,24 +170,51 @@ fn main() {
 
     let ours = d("bin-ours/multinet");
     let ref_macvlan = d("bin-ref/macvlan");
-    let mut samples: [Vec<Duration>; 5] = Default::default();
+    // multinet variants: our delegates in-process or the reference plugins exec'd, each with the
+    // independent networks attached at once (the default) and one after another.
+    let variant = |bin_dir: &str, parallel: bool| {
+        let mut conf = multinet_conf.clone();
+        conf["binDir"] = json!(d(bin_dir));
+        conf["parallelNetworks"] = json!(parallel);
+        conf
+    };
+    let variants = [
+        (
+            "multinet, own delegates in-process",
+            variant("bin-ours", true),
+        ),
+        ("  same, parallelNetworks false", variant("bin-ours", false)),
+        (
+            "multinet exec'ing the reference plugins",
+            variant("bin-ref", true),
+        ),
+        ("  same, parallelNetworks false", variant("bin-ref", false)),
+    ];
+    // ADD and DEL samples per multinet variant, then the reference plugins alone, then the floor.
+    let mut add_samples: Vec<Vec<Duration>> = vec![Vec::new(); variants.len() + 1];
+    let mut del_samples: Vec<Vec<Duration>> = vec![Vec::new(); variants.len() + 2];
     let time = |f: &mut dyn FnMut()| {
         let t = Instant::now();
         f();
         t.elapsed()
     };
-    for round in 0..rounds + 2 {
-        let warm = round < 2;
-        // multinet: one ADD, one DEL for the whole pod.
+    let multinet_pod = |conf: &Value| {
         ip(&["netns", "add", POD]);
         let add = time(&mut || {
-            cni(&ours, "ADD", "eth0", &multinet_conf, "");
+            cni(&ours, "ADD", "eth0", conf, "");
         });
         std::thread::sleep(pod_age);
         let del = time(&mut || {
-            cni(&ours, "DEL", "eth0", &multinet_conf, "");
+            cni(&ours, "DEL", "eth0", conf, "");
         });
         ip(&["netns", "del", POD]);
+        (add, del)
+    };
+    for round in 0..rounds + 2 {
+        let warm = round < 2;
+        // multinet: one ADD, one DEL for the whole pod.
+        let pods: Vec<(Duration, Duration)> =
+            variants.iter().map(|(_, c)| multinet_pod(c)).collect();
         // The reference plugins alone, the same three attachments one after another.
         ip(&["netns", "add", POD]);
         let plugin_conf = |c: &Value| {
@@ -218,47 +246,42 @@ fn main() {
         let floor = time(&mut || ip(&["-n", POD, "link", "del", "fl0"]));
         ip(&["netns", "del", POD]);
         if !warm {
-            for (i, s) in [add, del, radd, rdel, floor].into_iter().enumerate() {
-                samples[i].push(s);
+            let adds = pods.iter().map(|p| p.0).chain([radd]);
+            let dels = pods.iter().map(|p| p.1).chain([rdel, floor]);
+            for (samples, s) in add_samples.iter_mut().zip(adds) {
+                samples.push(s);
+            }
+            for (samples, s) in del_samples.iter_mut().zip(dels) {
+                samples.push(s);
             }
         }
     }
-    let [mut add, mut del, mut radd, mut rdel, mut floor] = samples;
-    let (add, del, radd, rdel, floor) = (
-        median(&mut add),
-        median(&mut del),
-        median(&mut radd),
-        median(&mut rdel),
-        median(&mut floor),
-    );
+    let adds: Vec<Duration> = add_samples.iter_mut().map(|s| median(s)).collect();
+    let dels: Vec<Duration> = del_samples.iter_mut().map(|s| median(s)).collect();
     println!(
         "pod with a cluster network + 2 NADs (3 macvlan + host-local), {rounds} rounds, \
          pod age at DEL {} ms, medians:",
         pod_age.as_millis()
     );
-    println!("{:<34} {:>10} {:>10}", "", "ADD ms", "DEL ms");
+    println!("{:<42} {:>10} {:>10}", "", "ADD ms", "DEL ms");
+    let labels = variants
+        .iter()
+        .map(|v| v.0)
+        .chain(["reference plugins alone (exec)"]);
+    for ((label, add), del) in labels.zip(&adds).zip(&dels) {
+        println!("{label:<42} {:>10.2} {:>10.2}", ms(*add), ms(*del));
+    }
+    let floor = dels[dels.len() - 1];
     println!(
-        "{:<34} {:>10.2} {:>10.2}",
-        "multinet (API fixture, in-process)",
-        ms(add),
-        ms(del)
-    );
-    println!(
-        "{:<34} {:>10.2} {:>10.2}",
-        "reference plugins alone (exec)",
-        ms(radd),
-        ms(rdel)
-    );
-    println!(
-        "{:<34} {:>10} {:>10.2}",
+        "{:<42} {:>10} {:>10.2}",
         "floor: one `ip link del`",
         "",
         ms(floor)
     );
     println!(
         "ratios: ADD multinet/reference {:.2}; DEL multinet/one-link-deletion {:.2}",
-        add.as_secs_f64() / radd.as_secs_f64(),
-        del.as_secs_f64() / floor.as_secs_f64()
+        adds[0].as_secs_f64() / adds[adds.len() - 1].as_secs_f64(),
+        dels[0].as_secs_f64() / floor.as_secs_f64()
     );
     let _ = Command::new("ip").args(["netns", "del", NODE]).status();
     if std::env::var("BENCH_LOG").is_ok() {

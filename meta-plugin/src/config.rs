@@ -40,6 +40,7 @@ const KNOWN_KEYS: &[&str] = &[
     "apiTimeoutSeconds",
     "deviceInfoDir",
     "devicePluginInfoDir",
+    "parallelNetworks",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -100,6 +101,14 @@ pub struct MultinetConf {
     /// Where device plugins leave `<resource>-<deviceID>-device.json` for the CNI to copy.
     #[serde(default = "default_device_plugin_info_dir")]
     pub device_plugin_info_dir: PathBuf,
+    /// Secondary networks whose delegates are independent of one another are attached (and
+    /// deleted) at the same time; false runs every network one after another.
+    #[serde(default = "default_true")]
+    pub parallel_networks: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_multinet_namespace() -> String {

@@ -229,6 +229,40 @@ pub async fn status_or_gc(
     first_error.map_or(Ok(()), Err)
 }
 
+/// Runs `call` for every item at the same time and returns the outcomes in item order. Each call
+/// gets its own thread and runtime: our in-process delegates do blocking I/O (locks, fsync,
+/// netlink), which would serialise them on one thread. A single item runs on the caller's runtime.
+pub async fn at_once<I: Sync, T: Send>(
+    items: &[I],
+    call: impl AsyncFn(&I) -> Result<T, CniError> + Sync,
+) -> Vec<Result<T, CniError>> {
+    if let [item] = items {
+        return vec![call(item).await];
+    }
+    let call = &call;
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = items
+            .iter()
+            .map(|item| {
+                scope.spawn(move || {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| CniError::internal(format!("delegate runtime: {e}")))?
+                        .block_on(call(item))
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(CniError::internal("delegate thread panicked")))
+            })
+            .collect()
+    })
+}
+
 /// The canonical path of this executable, for recognising multi-call installs.
 pub fn self_exe() -> Option<PathBuf> {
     std::fs::canonicalize("/proc/self/exe").ok()

@@ -18,3 +18,4 @@ pub mod resolve;
 pub mod source;
 pub mod status;
 pub mod store;
+pub mod waves;

@@ -18,6 +18,7 @@ use crate::resolve;
 use crate::source::{AnySource, ClusterSource, PodInfo, kube::KubeSource, local::LocalSource};
 use crate::status;
 use crate::store::{AttachmentEntry, AttachmentRecord, AttachmentState, AttachmentStore, PodRef};
+use crate::waves;
 
 /// How long ADD waits for the readiness indicator file, as Multus does.
 const READINESS_WAIT: Duration = Duration::from_secs(45);
@@ -134,25 +135,32 @@ impl MetaPlugin {
         let store = AttachmentStore::new(&conf.cni_dir);
         let pod_ref = pod_ref(req)?;
         tracing::debug!("ADD started");
-        let source = cluster_source(&conf).await?;
-        tracing::debug!("cluster source ready");
-
-        let pod = match (&pod_ref, &source) {
-            (Some(r), Some(source)) => {
-                let pod =
-                    source
-                        .pod(&r.namespace, &r.name)
-                        .await?
-                        .ok_or_else(|| MetaError::Pod {
-                            pod: format!("{}/{}", r.namespace, r.name),
-                            msg: "not found".into(),
+        // The pod's existing interface names are read while the API answers.
+        let load_pod = async {
+            let source = cluster_source(&conf).await?;
+            let pod =
+                match (&pod_ref, &source) {
+                    (Some(r), Some(source)) => {
+                        let pod = source.pod(&r.namespace, &r.name).await?.ok_or_else(|| {
+                            MetaError::Pod {
+                                pod: format!("{}/{}", r.namespace, r.name),
+                                msg: "not found".into(),
+                            }
                         })?;
-                check_uid(&pod, r)?;
-                Some(pod)
-            }
-            _ => None,
+                        check_uid(&pod, r)?;
+                        Some(pod)
+                    }
+                    _ => None,
+                };
+            Ok((source, pod))
         };
-
+        let pod_links = async {
+            match &req.env.netns {
+                Some(netns) => podnet::link_names(netns).await,
+                None => Ok(None),
+            }
+        };
+        let ((source, pod), pod_links) = futures::try_join!(load_pod, pod_links)?;
         tracing::debug!("pod loaded");
         let requested = plan::requested_networks(&conf, pod.as_ref())?;
         // Every network is loaded at once: one API round trip of latency, not one per network.
@@ -177,6 +185,7 @@ impl MetaPlugin {
         )?;
         let selected: Vec<(multinet_crds::NetworkSelection, LoadedNetwork)> =
             requested.selections.iter().cloned().zip(nads).collect();
+        tracing::debug!("networks loaded");
         let device_ids =
             crate::devices::device_ids_for(pod.as_ref(), &cluster, &defaults, &selected).await?;
         let resource_names = crate::devinfo::resource_names(&cluster, &defaults, &selected);
@@ -190,10 +199,11 @@ impl MetaPlugin {
         })?;
         let (planned, devinfo_files) =
             crate::devinfo::prepare(&conf, &req.env.container_id, planned, &resource_names);
-        if let Some(netns) = &req.env.netns {
-            podnet::check_ifnames_free(netns, planned.iter().map(|p| p.ifname.as_str())).await?;
+        if let (Some(netns), Some(existing)) = (&req.env.netns, &pod_links) {
+            podnet::check_ifnames_free(netns, existing, planned.iter().map(|p| p.ifname.as_str()))?;
         }
 
+        tracing::debug!("interface names checked");
         // Record the whole plan before any delegate runs: a crash from here on leaves a record
         // that the next DEL or GC cleans.
         let mut record = AttachmentRecord::new(
@@ -217,53 +227,42 @@ impl MetaPlugin {
             .collect();
         crate::devinfo::record_files(&mut record, &devinfo_files);
         store.save(&record)?;
+        tracing::debug!("plan recorded");
         failpoint("after-record");
         crate::devinfo::copy_from_device_plugin(&devinfo_files);
 
         let ctx = self.ctx(req);
-        let mut results: Vec<NetworkResult> = Vec::new();
-        for (i, p) in planned.iter().enumerate() {
-            match delegate::add(&p.conf, &p.ifname, &ctx).await {
-                Ok(result) => {
-                    record.attachments[i].state = AttachmentState::Added;
-                    record.attachments[i].result = Some(
-                        result
-                            .to_value(result.cni_version)
-                            .map_err(MetaError::from_cni)?,
-                    );
-                    // A lost update only leaves the entry Planned, which DEL handles the same way,
-                    // so it needs no fsync.
-                    store.save_quick(&record)?;
-                    tracing::debug!(network = %p.network, "attachment added");
-                    results.push(result);
-                    failpoint(&format!("after-delegate-{}", i + 1));
-                }
-                Err(e) => {
-                    let err = MetaError::Delegate {
-                        network: p.network.clone(),
-                        delegate: delegate_type(&p.conf),
-                        ifname: p.ifname.clone(),
-                        source: Box::new(e),
-                    };
-                    // The failed delegate gets its DEL too (spec). A plugin that reported its
-                    // own ADD failure has cleaned up after itself, so an error from this DEL is
-                    // logged, not kept for retry.
-                    // Networks after it never ran: nothing of theirs to undo or keep.
-                    record.attachments.truncate(i + 1);
-                    let failed = record.attachments.remove(i);
-                    if let Err(e) = delegate::del(&failed.conf, &failed.ifname, None, &ctx).await {
-                        tracing::warn!(network = %failed.network, error = %e, "DEL after failed ADD");
+        let confs: Vec<&Value> = planned.iter().map(|p| &p.conf).collect();
+        let mut results: Vec<NetworkResult> = Vec::with_capacity(planned.len());
+        for wave in waves::waves(&confs, conf.parallel_networks) {
+            let outcomes = delegate::at_once(&planned[wave.clone()], async |p| {
+                delegate::add(&p.conf, &p.ifname, &ctx).await
+            })
+            .await;
+            let mut failed = Vec::new();
+            for (i, outcome) in wave.clone().zip(outcomes) {
+                match outcome.and_then(|r| Ok((r.to_value(r.cni_version)?, r))) {
+                    Ok((value, result)) => {
+                        record.attachments[i].state = AttachmentState::Added;
+                        record.attachments[i].result = Some(value);
+                        results.push(result);
                     }
-                    // Its device-info file, and those copied for the networks that never ran.
-                    crate::devinfo::remove_files(&devinfo_files[i..]);
-                    // Then every earlier one, in reverse; failures there stay recorded.
-                    let rollback = self.delete_attachments(req, &store, &mut record, i).await;
-                    return Err(match rollback {
-                        Ok(()) => err,
-                        Err(r) => MetaError::Many(vec![err, r]),
-                    });
+                    Err(e) => failed.push((i, e)),
                 }
             }
+            if failed.is_empty() {
+                // A lost update only leaves entries Planned, which DEL handles the same way,
+                // so it needs no fsync.
+                store.save_quick(&record)?;
+                for i in wave {
+                    tracing::debug!(network = %planned[i].network, "attachment added");
+                    failpoint(&format!("after-delegate-{}", i + 1));
+                }
+                continue;
+            }
+            return Err(self
+                .undo_add(req, &conf, &store, &mut record, wave, failed)
+                .await);
         }
 
         if let Some(netns) = &req.env.netns {
@@ -291,31 +290,93 @@ impl MetaPlugin {
             .map_err(MetaError::from_cni)
     }
 
-    /// Runs DEL for `record.attachments[..upto]` in reverse order, trying every one. Entries that
-    /// were removed leave the record; entries that failed stay, marked, for the next DEL. The record
-    /// file is removed once it is empty.
+    /// Undoes an ADD whose wave `wave` had the delegate failures `failed`: each failed delegate gets
+    /// its DEL too (spec); a plugin that reported its own ADD failure has cleaned up after itself,
+    /// so an error from that DEL is logged, not kept for retry. Then every network added so far is
+    /// deleted, in reverse; failures there stay recorded. Networks after the wave never ran.
+    async fn undo_add(
+        &self,
+        req: &Request,
+        conf: &MultinetConf,
+        store: &AttachmentStore,
+        record: &mut AttachmentRecord,
+        wave: std::ops::Range<usize>,
+        failed: Vec<(usize, CniError)>,
+    ) -> MetaError {
+        let ctx = self.ctx(req);
+        let mut errors = Vec::new();
+        for (i, e) in failed.into_iter().rev() {
+            let entry = record.attachments.remove(i);
+            errors.push(MetaError::Delegate {
+                network: entry.network.clone(),
+                delegate: delegate_type(&entry.conf),
+                ifname: entry.ifname.clone(),
+                source: Box::new(e),
+            });
+            if let Err(e) = delegate::del(&entry.conf, &entry.ifname, None, &ctx).await {
+                tracing::warn!(network = %entry.network, error = %e, "DEL after failed ADD");
+            }
+            crate::devinfo::remove(entry.device_info_file.as_deref());
+        }
+        errors.reverse();
+        let added = wave.end - errors.len();
+        // Networks after the wave never ran: only the device-info files copied for them remain.
+        for never_ran in record.attachments.drain(added..) {
+            crate::devinfo::remove(never_ran.device_info_file.as_deref());
+        }
+        if let Err(r) = self
+            .delete_attachments(req, conf, store, record, added)
+            .await
+        {
+            errors.push(r);
+        }
+        match errors.len() {
+            1 => errors.remove(0),
+            _ => MetaError::Many(errors),
+        }
+    }
+
+    /// Runs DEL for `record.attachments[..upto]` in reverse order (the networks of one wave at the
+    /// same time), trying every one. Entries that were removed leave the record; entries that
+    /// failed stay, marked, for the next DEL. The record file is removed once it is empty.
     async fn delete_attachments(
         &self,
         req: &Request,
+        conf: &MultinetConf,
         store: &AttachmentStore,
         record: &mut AttachmentRecord,
         upto: usize,
     ) -> Result<(), MetaError> {
         let ctx = self.ctx(req);
+        let upto = upto.min(record.attachments.len());
+        let confs: Vec<&Value> = record.attachments[..upto].iter().map(|a| &a.conf).collect();
+        let mut outcomes: Vec<Option<Result<(), CniError>>> = vec![None; upto];
+        for wave in waves::waves(&confs, conf.parallel_networks)
+            .into_iter()
+            .rev()
+        {
+            let done = delegate::at_once(&record.attachments[wave.clone()], async |entry| {
+                let prev = entry
+                    .result
+                    .as_ref()
+                    .and_then(|v| NetworkResult::from_value(v, req.version).ok());
+                delegate::del(&entry.conf, &entry.ifname, prev.as_ref(), &ctx).await
+            })
+            .await;
+            for (i, outcome) in wave.zip(done) {
+                outcomes[i] = Some(outcome);
+            }
+        }
         let mut errors = Vec::new();
         let mut keep = vec![true; record.attachments.len()];
-        for i in (0..upto.min(record.attachments.len())).rev() {
+        for (i, outcome) in outcomes.into_iter().enumerate().rev() {
             let entry = &mut record.attachments[i];
-            let prev = match &entry.result {
-                Some(v) => NetworkResult::from_value(v, req.version).ok(),
-                None => None,
-            };
-            match delegate::del(&entry.conf, &entry.ifname, prev.as_ref(), &ctx).await {
-                Ok(()) => {
+            match outcome {
+                Some(Ok(())) => {
                     crate::devinfo::remove(entry.device_info_file.as_deref());
                     keep[i] = false;
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     entry.state = AttachmentState::DeleteFailed;
                     errors.push(MetaError::Delegate {
                         network: entry.network.clone(),
@@ -324,6 +385,7 @@ impl MetaPlugin {
                         source: Box::new(e),
                     });
                 }
+                None => {}
             }
         }
         let mut it = keep.iter();
@@ -372,7 +434,9 @@ impl MetaPlugin {
             }
         }
         let n = record.attachments.len();
-        let result = self.delete_attachments(&req, &store, &mut record, n).await;
+        let result = self
+            .delete_attachments(&req, &conf, &store, &mut record, n)
+            .await;
         tracing::debug!("DEL done");
         result
     }
@@ -442,7 +506,7 @@ impl MetaPlugin {
             del_req.env.args = record.cni_args.clone();
             let n = record.attachments.len();
             if let Err(e) = self
-                .delete_attachments(&del_req, &store, &mut record, n)
+                .delete_attachments(&del_req, &conf, &store, &mut record, n)
                 .await
             {
                 errors.push(e);

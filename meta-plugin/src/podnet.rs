@@ -17,23 +17,29 @@ fn netlink_err(what: &str, e: multinet_netlink::Error) -> MetaError {
     MetaError::Io(format!("{what}: {e}"))
 }
 
-/// Fails when one of `names` already exists in the pod's namespace. A namespace that cannot be
-/// opened is left for the delegates to report.
-pub async fn check_ifnames_free<'a>(
-    netns: &Path,
-    names: impl Iterator<Item = &'a str>,
-) -> Result<(), MetaError> {
+/// The names of the links in the pod's namespace; None when the namespace cannot be opened (the
+/// delegates report that).
+pub async fn link_names(netns: &Path) -> Result<Option<BTreeSet<String>>, MetaError> {
     let Ok(ns) = Netns::open(netns) else {
-        return Ok(());
+        return Ok(None);
     };
     let handle = NetlinkHandle::for_netns(&ns).map_err(|e| netlink_err("netns", e))?;
-    let existing: BTreeSet<String> = handle
+    let names = handle
         .links()
         .await
         .map_err(|e| netlink_err("list links", e))?
         .into_iter()
         .map(|l| l.name)
         .collect();
+    Ok(Some(names))
+}
+
+/// Fails when one of `names` is already among the pod's `existing` links.
+pub fn check_ifnames_free<'a>(
+    netns: &Path,
+    existing: &BTreeSet<String>,
+    names: impl Iterator<Item = &'a str>,
+) -> Result<(), MetaError> {
     let taken: Vec<&str> = names.filter(|n| existing.contains(*n)).collect();
     if taken.is_empty() {
         Ok(())

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use multinet_testbed::{TestNetns, VethPair};
+use multinet_testbed::{CniCall, TestNetns, VethPair};
 
 const REFERENCE: &str = "/usr/lib/cni/macvlan";
 const CNI_PATH: &str = "/usr/lib/cni";
@@ -48,38 +48,21 @@ fn our_binary() -> PathBuf {
 /// One timed plugin call; panics unless it succeeds.
 fn cni(plugin: &Path, command: &str, conf: &str, netns: &Path, id: &str) -> Duration {
     let start = Instant::now();
-    let mut child = Command::new(plugin)
+    let out = CniCall::new(plugin, command)
         .env_clear()
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", CNI_PATH)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.as_bytes())
-        // /bin/true, timed as the cost of any process, reads no stdin.
-        .or_else(|e| {
-            (e.kind() == std::io::ErrorKind::BrokenPipe)
-                .then_some(())
-                .ok_or(e)
-        })
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        .container_id(id)
+        .netns(netns)
+        .ifname("eth0")
+        .path(CNI_PATH)
+        .stdin(conf)
+        .run();
     let took = start.elapsed();
     assert!(
-        out.status.success(),
+        out.success(),
         "{} {command} failed: {}{}",
         plugin.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        out.stdout,
+        out.stderr
     );
     took
 }

@@ -5,11 +5,9 @@
 
 #![allow(dead_code)] // Each test binary uses part of the harness.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use multinet_testbed::{TestNetns, VethPair};
+use multinet_testbed::{CniCall, TestNetns, VethPair};
 use serde_json::{Map, Value, json};
 
 /// The master link in every node's host namespace, and its veth peer.
@@ -120,45 +118,31 @@ impl Node {
         conf
     }
 
-    /// Runs `plugin verb` from inside the host namespace with `conf` on stdin.
-    pub fn run(&self, plugin: &Path, verb: &str, conf: &Value, call: &Call) -> Outcome {
-        let conf = self.localise(conf);
+    /// The call of `plugin verb` from inside the host namespace with `conf` on stdin.
+    pub fn call(&self, plugin: &Path, verb: &str, conf: &Value, call: &Call) -> CniCall {
         let netns = call.netns.clone().unwrap_or_else(|| self.container_path());
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", self.host.name()])
-            .arg(plugin)
+        let cni = CniCall::new(plugin, verb)
+            .in_netns(&self.host)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("CNI_COMMAND", verb)
-            .env("CNI_CONTAINERID", &call.id)
-            .env("CNI_NETNS", netns)
-            .env("CNI_IFNAME", &call.ifname)
-            .env("CNI_PATH", CNI_PATH)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(a) = &call.args {
-            cmd.env("CNI_ARGS", a);
+            .container_id(&call.id)
+            .netns(netns)
+            .ifname(&call.ifname)
+            .path(CNI_PATH)
+            .stdin_json(&self.localise(conf));
+        match &call.args {
+            Some(a) => cni.args(a),
+            None => cni,
         }
-        let mut child = cmd.spawn().expect("spawn ip netns exec");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(&serde_json::to_vec(&conf).expect("encode"))
-            .expect("write stdin");
-        let out = child.wait_with_output().expect("wait");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let stdout = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{} printed non-JSON ({e}): {text}", plugin.display()))
-        };
+    }
+
+    /// Runs `plugin verb` from inside the host namespace with `conf` on stdin.
+    pub fn run(&self, plugin: &Path, verb: &str, conf: &Value, call: &Call) -> Outcome {
+        let out = self.call(plugin, verb, conf, call).run();
         Outcome {
-            exit: out.status.code().unwrap_or(-1),
-            stdout,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            exit: out.code(),
+            stdout: out.json(),
+            stderr: out.stderr,
         }
     }
 
