@@ -1,7 +1,9 @@
 //! A multinet process killed with SIGKILL at each step of ADD, then DEL: nothing may be left (no
 //! link in the pod, no IP allocated, no attachment record). The binary stops at a named point
 //! when `MULTINET_FAILPOINT` names it and writes its pid to `MULTINET_FAILPOINT_MARKER`, so the
-//! kill lands exactly there. Delegates are the reference bridge, macvlan and host-local.
+//! kill lands exactly there. Delegates are the reference bridge, macvlan and host-local. Each
+//! point is tried with the two macvlan networks attached at once (the default: both are
+//! recorded together, so "after-delegate-2" already has the third) and one after another.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -34,8 +36,17 @@ fn node_with_pod() -> Node {
 }
 
 /// Starts ADD of the test pod, stopping at `failpoint` when one is given.
-fn spawn_add(node: &Node, pod_ns: &TestNetns, failpoint: Option<(&str, &Path)>) -> Child {
-    let mut call = node.call("ADD", CONTAINER, POD, pod_ns.path_str());
+fn spawn_add(
+    node: &Node,
+    pod_ns: &TestNetns,
+    failpoint: Option<(&str, &Path)>,
+    parallel: bool,
+) -> Child {
+    let mut conf = node.conf();
+    conf["parallelNetworks"] = parallel.into();
+    let mut call = node
+        .call("ADD", CONTAINER, POD, pod_ns.path_str())
+        .stdin_json(&conf);
     if let Some((point, marker)) = failpoint {
         call = call
             .env("MULTINET_FAILPOINT", point)
@@ -53,9 +64,9 @@ struct StoppedAdd {
 
 impl StoppedAdd {
     /// Starts ADD with `MULTINET_FAILPOINT=point` and waits until the process has reached it.
-    fn at_failpoint(node: &Node, pod_ns: &TestNetns, point: &str) -> StoppedAdd {
+    fn at_failpoint(node: &Node, pod_ns: &TestNetns, point: &str, parallel: bool) -> StoppedAdd {
         let marker = node.path(&format!("failpoint-{point}"));
-        let child = spawn_add(node, pod_ns, Some((point, &marker)));
+        let child = spawn_add(node, pod_ns, Some((point, &marker)), parallel);
         let mut stopped = StoppedAdd {
             pid: child.id() as i32,
             child,
@@ -67,7 +78,7 @@ impl StoppedAdd {
 
     /// Starts ADD without a failpoint and waits until something it runs creates `marker`.
     fn at_marker(node: &Node, pod_ns: &TestNetns, marker: &Path) -> StoppedAdd {
-        let child = spawn_add(node, pod_ns, None);
+        let child = spawn_add(node, pod_ns, None, true);
         let mut stopped = StoppedAdd {
             pid: child.id() as i32,
             child,
@@ -160,10 +171,11 @@ fn node_veths(node: &Node) -> Vec<String> {
 }
 
 /// What the process must have done by the time it stopped at `point`.
-fn assert_state_at(node: &Node, pod_ns: &TestNetns, point: &str) {
+fn assert_state_at(node: &Node, pod_ns: &TestNetns, point: &str, parallel: bool) {
     let added = match point {
         "after-record" => 0,
         "before-status" => 3,
+        "after-delegate-2" if parallel => 3,
         p => p.strip_prefix("after-delegate-").unwrap().parse().unwrap(),
     };
     let want: Vec<&str> = (0..3)
@@ -199,14 +211,21 @@ const POINTS: &[&str] = &[
     "before-status",
 ];
 
+/// Every failpoint, with the networks attached at once and one after another.
+fn points() -> impl Iterator<Item = (&'static str, bool)> {
+    [true, false]
+        .into_iter()
+        .flat_map(|parallel| POINTS.iter().map(move |p| (*p, parallel)))
+}
+
 #[test]
 fn killed_at_each_point_then_del_with_and_without_netns_leaves_nothing() {
     require_root!();
-    for point in POINTS {
+    for (point, parallel) in points() {
         let node = node_with_pod();
         let pod_ns = TestNetns::new();
-        let stopped = StoppedAdd::at_failpoint(&node, &pod_ns, point);
-        assert_state_at(&node, &pod_ns, point);
+        let stopped = StoppedAdd::at_failpoint(&node, &pod_ns, point, parallel);
+        assert_state_at(&node, &pod_ns, point, parallel);
         stopped.kill();
 
         node.cni("DEL", CONTAINER, POD, Some(&pod_ns)).ok();
@@ -222,10 +241,10 @@ fn killed_at_each_point_then_del_with_and_without_netns_leaves_nothing() {
 #[test]
 fn killed_at_each_point_then_netns_gone_del_without_netns_releases_everything() {
     require_root!();
-    for point in POINTS {
+    for (point, parallel) in points() {
         let node = node_with_pod();
         let pod_ns = TestNetns::new();
-        let stopped = StoppedAdd::at_failpoint(&node, &pod_ns, point);
+        let stopped = StoppedAdd::at_failpoint(&node, &pod_ns, point, parallel);
         stopped.kill();
         drop(pod_ns);
 

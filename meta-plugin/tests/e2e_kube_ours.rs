@@ -527,7 +527,7 @@ fn comparable(c: &OwnCluster, result: &Value, pod: &TestNetns) -> Value {
     }
     let addrs = ["eth0", "net1", "fix0"].map(|l| addrs_on(pod, l));
     // Each link's MTU, state and macvlan mode.
-    let links: Vec<Value> = pod
+    let mut links: Vec<Value> = pod
         .ip_json(&["-d", "link", "show"])
         .as_array()
         .unwrap()
@@ -543,6 +543,9 @@ fn comparable(c: &OwnCluster, result: &Value, pod: &TestNetns) -> Value {
             ])
         })
         .collect();
+    // Independent networks are attached at once, so their interface indexes (the kernel's
+    // listing order) may come in either order.
+    links.sort_by_key(|l| l.to_string());
     let mut routes = Vec::new();
     for family in ["-4", "-6"] {
         for mut r in pod
@@ -556,6 +559,7 @@ fn comparable(c: &OwnCluster, result: &Value, pod: &TestNetns) -> Value {
             routes.push(r);
         }
     }
+    routes.sort_by_key(|r| r.to_string());
     json!({"result": result, "status": status, "links": links, "addrs": addrs,
            "routes": routes})
 }
