@@ -502,7 +502,7 @@ impl MetaPlugin {
             let mut del_req = req.clone();
             del_req.env.command = Command::Del;
             del_req.env.container_id = id.clone();
-            del_req.env.netns = None;
+            del_req.env.netns = gc_netns(record.netns.as_deref());
             del_req.env.args = record.cni_args.clone();
             let n = record.attachments.len();
             if let Err(e) = self
@@ -571,6 +571,17 @@ fn failpoint(name: &str) {
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
+}
+
+/// The recorded netns of a container being collected, when it still exists: its links are then
+/// deleted and a VF comes back under its own name. A `/proc/<pid>/...` path is never reused for
+/// this: the pid may belong to another process by now.
+fn gc_netns(recorded: Option<&str>) -> Option<PathBuf> {
+    let path = PathBuf::from(recorded?);
+    if path.starts_with("/proc") || !path.exists() {
+        return None;
+    }
+    Some(path)
 }
 
 fn check_uid(pod: &PodInfo, r: &PodRef) -> Result<(), MetaError> {

@@ -174,6 +174,9 @@ fn gc_removes_attachments_of_containers_not_in_the_valid_list() {
         3,
         "only the kept pod's IPs remain"
     );
+    // The collected container's netns still exists: its links went with its attachments.
+    assert_eq!(Node::links(&gone), Vec::<String>::new());
+    assert_eq!(Node::links(&keep).len(), 3);
     node.cni("DEL", "keep", "web", Some(&keep)).ok();
     node.assert_clean(&keep);
 }
