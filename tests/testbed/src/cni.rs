@@ -155,11 +155,10 @@ impl CniCall {
                 None => cmd.env_remove(key),
             };
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+            .stderr(Stdio::piped());
+        let mut child = spawn_retrying_busy(&mut cmd)
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.program.display()));
         if let Some(mut stdin) = child.stdin.take() {
             // A plugin may exit without reading stdin (VERSION, early errors): its answer
@@ -177,6 +176,22 @@ impl CniCall {
     /// Runs the plugin to its end.
     pub fn run(&self) -> CniOutput {
         CniOutput::wait(self.spawn())
+    }
+}
+
+/// Spawns `cmd`, retrying while its program is "busy": a script plugin a test has just
+/// written stays open for writing in any child another thread forks meanwhile, until that
+/// child execs.
+fn spawn_retrying_busy(cmd: &mut Command) -> std::io::Result<Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -212,9 +227,9 @@ impl CniOutput {
     }
 
     /// Stdout parsed: null when empty, a panic when it is not JSON (a plugin prints only its
-    /// result or error on stdout).
+    /// result or error on stdout, and nothing at all when it has neither).
     pub fn json(&self) -> serde_json::Value {
-        if self.stdout.trim_ascii().is_empty() {
+        if self.stdout.is_empty() {
             return serde_json::Value::Null;
         }
         serde_json::from_str(&self.stdout)

@@ -253,10 +253,14 @@ fn cni_output_parses_json_and_empty_stdout() {
         CniCall::new(&empty, "DEL").run().json(),
         serde_json::Value::Null
     );
+    // A blank line is output where none belongs, not an empty answer.
+    let blank = reporting_plugin("echo");
     let garbage = reporting_plugin("echo not-json");
-    let bad = CniCall::new(&garbage, "ADD").run();
-    for p in [&plugin, &empty, &garbage] {
+    let bad = [&blank, &garbage].map(|p| CniCall::new(p, "DEL").run());
+    for p in [&plugin, &empty, &blank, &garbage] {
         std::fs::remove_file(p).unwrap();
     }
-    assert!(catch_unwind(|| bad.json()).is_err());
+    for out in bad {
+        assert!(catch_unwind(|| out.json()).is_err(), "{out:?}");
+    }
 }
