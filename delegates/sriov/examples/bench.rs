@@ -18,7 +18,7 @@ use multinet_sriov::plugin::Paths;
 use multinet_sriov::selector::PoolSpec;
 use multinet_sriov::{Owner, SriovPlugin, StateDir, Sysfs, VfAllocator};
 use multinet_testbed::sysfs::{FakeSysfs, PfSpec, SysfsLayout};
-use multinet_testbed::{TestNetns, unique_link_name};
+use multinet_testbed::{CniCall, TestNetns, unique_link_name};
 use serde_json::{Value, json};
 
 struct Args {
@@ -135,19 +135,27 @@ impl Node {
     }
 
     /// One CNI call through the plugin entry point, on the calling thread (already in the host
-    /// netns), with a current-thread runtime as a plugin binary has.
+    /// netns), with a current-thread runtime as a plugin binary has; its stdout and exit code.
+    fn dispatch(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        cmd: &str,
+        cid: &str,
+        netns: &str,
+        conf: &[u8],
+    ) -> (Vec<u8>, i32) {
+        let vars = CniCall::new("sriov", cmd)
+            .container_id(cid)
+            .netns(netns)
+            .ifname("net1")
+            .path("/usr/lib/cni")
+            .vars();
+        rt.block_on(multinet_cni::dispatch(&self.plugin, vars, conf))
+    }
+
+    /// [`Node::dispatch`], which must succeed.
     fn call(&self, rt: &tokio::runtime::Runtime, cmd: &str, cid: &str, netns: &str, conf: &[u8]) {
-        let vars = [
-            ("CNI_COMMAND", cmd),
-            ("CNI_CONTAINERID", cid),
-            ("CNI_NETNS", netns),
-            ("CNI_IFNAME", "net1"),
-            ("CNI_PATH", "/usr/lib/cni"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let (out, code) = rt.block_on(multinet_cni::dispatch(&self.plugin, vars, conf));
+        let (out, code) = self.dispatch(rt, cmd, cid, netns, conf);
         assert_eq!(code, 0, "{cmd} failed: {}", String::from_utf8_lossy(&out));
     }
 
@@ -267,18 +275,7 @@ fn pool_add_del_throughput(node: &Node, threads: usize, duration: Duration) {
                     while start.elapsed() < duration {
                         let cid = format!("p{t}x{i}");
                         i += 1;
-                        let vars: Vec<(String, String)> = [
-                            ("CNI_COMMAND", "ADD"),
-                            ("CNI_CONTAINERID", cid.as_str()),
-                            ("CNI_NETNS", pod.path_str()),
-                            ("CNI_IFNAME", "net1"),
-                            ("CNI_PATH", "/usr/lib/cni"),
-                        ]
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect();
-                        let (_, code) =
-                            rt.block_on(multinet_cni::dispatch(&node.plugin, vars, conf));
+                        let (_, code) = node.dispatch(&rt, "ADD", &cid, pod.path_str(), conf);
                         if code != 0 {
                             empty.fetch_add(1, Ordering::Relaxed);
                             continue;

@@ -403,45 +403,16 @@ fn gc_releases_attachments_not_listed() {
 
 /// Runs the `sriov` binary as a runtime does (env + stdin) inside the lab's host netns.
 fn run_binary(lab: &Lab, cmd: &str, cid: &str, netns: &str, conf: &Value) -> (i32, Value) {
-    use std::io::Write;
-    let state = lab.state_dir();
-    let devinfo = lab.dir.path().join("devinfo");
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", lab.host.name(), "env", "-i"])
-        .arg(format!("CNI_COMMAND={cmd}"))
-        .arg(format!("CNI_CONTAINERID={cid}"))
-        .arg(format!("CNI_NETNS={netns}"))
-        .arg("CNI_IFNAME=net1")
-        .arg("CNI_PATH=/usr/lib/cni")
-        .arg(format!(
-            "MULTINET_SYSFS_ROOT={}",
-            lab.sysfs.root().display()
-        ))
-        .arg(format!("MULTINET_SRIOV_STATE_DIR={}", state.display()))
-        .arg(format!("MULTINET_DEVINFO_DIR={}", devinfo.display()))
-        .arg(env!("CARGO_BIN_EXE_sriov"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&serde_json::to_vec(conf).unwrap())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let json = if out.stdout.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    };
-    (out.status.code().unwrap_or(-1), json)
+    let out = lab
+        .cni(cmd, cid, netns, "net1")
+        .in_netns(&lab.host)
+        .env_clear()
+        .env("MULTINET_SYSFS_ROOT", lab.sysfs.root())
+        .env("MULTINET_SRIOV_STATE_DIR", lab.state_dir())
+        .env("MULTINET_DEVINFO_DIR", lab.dir.path().join("devinfo"))
+        .stdin_json(conf)
+        .run();
+    (out.code(), out.json())
 }
 
 #[test]

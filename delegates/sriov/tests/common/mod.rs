@@ -11,7 +11,7 @@ use multinet_netlink::{Netns, run_in_netns};
 use multinet_sriov::plugin::Paths;
 use multinet_sriov::{PciAddress, SriovPlugin, StateDir, Sysfs};
 use multinet_testbed::sysfs::{FakeSysfs, PfSpec, SysfsLayout};
-use multinet_testbed::{TestNetns, unique_link_name};
+use multinet_testbed::{CniCall, TestNetns, unique_link_name};
 use serde_json::{Value, json};
 
 pub const PF_ADDR: &str = "0000:af:00.0";
@@ -218,18 +218,18 @@ impl Lab {
         c
     }
 
+    /// One CNI call of the `sriov` binary as a runtime makes it (before the lab's own paths).
+    pub fn cni(&self, cmd: &str, cid: &str, netns: &str, ifname: &str) -> CniCall {
+        CniCall::new(env!("CARGO_BIN_EXE_sriov"), cmd)
+            .container_id(cid)
+            .netns(netns)
+            .ifname(ifname)
+            .path("/usr/lib/cni")
+    }
+
     /// Runs one CNI call of the plugin, in-process, on a thread inside the lab's host netns.
     pub fn call(&self, cmd: &str, cid: &str, netns: &str, ifname: &str, conf: &Value) -> Answer {
-        let vars: Vec<(String, String)> = [
-            ("CNI_COMMAND", cmd),
-            ("CNI_CONTAINERID", cid),
-            ("CNI_NETNS", netns),
-            ("CNI_IFNAME", ifname),
-            ("CNI_PATH", "/usr/lib/cni"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let vars = self.cni(cmd, cid, netns, ifname).vars();
         let stdin = serde_json::to_vec(conf).unwrap();
         let host = Netns::open(self.host.path()).unwrap();
         let (out, code) = run_in_netns(&host, || {
