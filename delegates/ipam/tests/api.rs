@@ -10,6 +10,7 @@ use std::path::Path;
 use common::*;
 use multinet_cni::{Attachment, CniEnv, GcRequest, Request};
 use multinet_ipam::{ipam_add, ipam_check, ipam_del, ipam_gc, ipam_status};
+use multinet_testbed::CniCall;
 use serde_json::{Value, json};
 
 fn request(cmd: &str, id: &str, ifname: &str, cni_path: &Path, conf: &Value) -> Request {
@@ -218,30 +219,15 @@ fn version_and_del_without_netns() {
         );
         assert_eq!(o.stdout["supportedVersions"].as_array().unwrap().len(), 7);
         let dir = tempfile::tempdir().unwrap();
-        let child = std::process::Command::new(ours(plugin))
+        // No CNI_NETNS at all.
+        let out = CniCall::new(ours(plugin), "DEL")
             .env_clear()
-            .env("CNI_COMMAND", "DEL")
-            .env("CNI_CONTAINERID", "gone")
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", "/usr/lib/cni")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut child = child;
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(&serde_json::to_vec(&hl_conf(dir.path(), "1.0.0")).unwrap())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+            .container_id("gone")
+            .ifname("eth0")
+            .path("/usr/lib/cni")
+            .stdin_json(&hl_conf(dir.path(), "1.0.0"))
+            .run();
+        assert!(out.success(), "{}", out.stdout);
         assert!(out.stdout.is_empty());
         // DEL of something never added creates nothing.
         assert!(!dir.path().join("gcnet").exists());

@@ -4,10 +4,10 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Child;
 
+use multinet_testbed::{CniCall, CniOutput};
 use serde_json::Value;
 
 pub const VERSIONS: [&str; 4] = ["0.3.1", "0.4.0", "1.0.0", "1.1.0"];
@@ -84,41 +84,23 @@ impl<'a> Call<'a> {
     }
 }
 
-pub fn spawn(bin: &Path, call: &Call<'_>, conf: &Value) -> std::process::Child {
-    let mut child = Command::new(bin)
+pub fn spawn(bin: &Path, call: &Call<'_>, conf: &Value) -> Child {
+    CniCall::new(bin, call.command)
         .env_clear()
-        .env("CNI_COMMAND", call.command)
-        .env("CNI_CONTAINERID", call.container_id)
-        .env("CNI_NETNS", "/var/run/netns/multinet-ipam-test")
-        .env("CNI_IFNAME", call.ifname)
-        .env("CNI_ARGS", call.args)
-        .env("CNI_PATH", "/usr/lib/cni")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .container_id(call.container_id)
+        .netns("/var/run/netns/multinet-ipam-test")
+        .ifname(call.ifname)
+        .args(call.args)
+        .path("/usr/lib/cni")
+        .stdin_json(conf)
         .spawn()
-        .unwrap();
-    let bytes = serde_json::to_vec(conf).unwrap();
-    // A plugin may exit without reading stdin (VERSION, early errors): a broken pipe is fine.
-    let _ = child.stdin.take().unwrap().write_all(&bytes);
-    child
 }
 
-pub fn finish(child: std::process::Child) -> Outcome {
-    let out = child.wait_with_output().unwrap();
-    let stdout = if out.stdout.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    };
+pub fn finish(child: Child) -> Outcome {
+    let out = CniOutput::wait(child);
     Outcome {
-        stdout,
-        ok: out.status.success(),
+        stdout: out.json(),
+        ok: out.success(),
     }
 }
 
