@@ -34,22 +34,28 @@ pub enum MacvlanMode {
     Source,
 }
 
+/// The value `s` names in `names`; an unknown name is [`Error::Invalid`] about `what`.
+fn parse_name<T: Copy>(what: &'static str, names: &[(&str, T)], s: &str) -> Result<T> {
+    names
+        .iter()
+        .find_map(|&(name, value)| (name == s).then_some(value))
+        .ok_or_else(|| Error::Invalid {
+            what,
+            value: s.to_owned(),
+        })
+}
+
 impl FromStr for MacvlanMode {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "bridge" => Self::Bridge,
-            "private" => Self::Private,
-            "vepa" => Self::Vepa,
-            "passthru" => Self::Passthru,
-            "source" => Self::Source,
-            _ => {
-                return Err(Error::Invalid {
-                    what: "macvlan mode",
-                    value: s.to_owned(),
-                });
-            }
-        })
+        let names = [
+            ("bridge", Self::Bridge),
+            ("private", Self::Private),
+            ("vepa", Self::Vepa),
+            ("passthru", Self::Passthru),
+            ("source", Self::Source),
+        ];
+        parse_name("macvlan mode", &names, s)
     }
 }
 
@@ -80,17 +86,8 @@ pub enum IpvlanMode {
 impl FromStr for IpvlanMode {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "l2" => Self::L2,
-            "l3" => Self::L3,
-            "l3s" => Self::L3s,
-            _ => {
-                return Err(Error::Invalid {
-                    what: "ipvlan mode",
-                    value: s.to_owned(),
-                });
-            }
-        })
+        let names = [("l2", Self::L2), ("l3", Self::L3), ("l3s", Self::L3s)];
+        parse_name("ipvlan mode", &names, s)
     }
 }
 
@@ -119,17 +116,12 @@ pub enum IpvlanFlag {
 impl FromStr for IpvlanFlag {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "bridge" => Self::Bridge,
-            "private" => Self::Private,
-            "vepa" => Self::Vepa,
-            _ => {
-                return Err(Error::Invalid {
-                    what: "ipvlan flag",
-                    value: s.to_owned(),
-                });
-            }
-        })
+        let names = [
+            ("bridge", Self::Bridge),
+            ("private", Self::Private),
+            ("vepa", Self::Vepa),
+        ];
+        parse_name("ipvlan flag", &names, s)
     }
 }
 
@@ -251,38 +243,39 @@ impl NetlinkHandle {
         })
     }
 
+    /// Sends `msg`, which creates the `kind` link `name` on link `parent` into `target`.
+    async fn add_link_on_parent(
+        &self,
+        msg: LinkMessage,
+        kind: &str,
+        name: &str,
+        parent: u32,
+        target: Option<&Netns>,
+    ) -> Result<()> {
+        let place = place(target);
+        self.add_link(
+            msg,
+            format!("create {kind} {name} on link {parent}{place}"),
+            format!("link {name}{place}"),
+            Some(parent),
+        )
+        .await
+    }
+
     /// Creates a macvlan on `spec.parent_index` (a link in this handle's namespace), straight
     /// into `target` (this namespace when None), under `spec.name`.
     /// A taken name gives [`Error::AlreadyExists`], a missing parent [`Error::NotFound`].
     pub async fn create_macvlan(&self, spec: &MacvlanSpec, target: Option<&Netns>) -> Result<()> {
         let msg = macvlan_message(spec, target.map(AsRawFd::as_raw_fd));
-        let place = place(target);
-        self.add_link(
-            msg,
-            format!(
-                "create macvlan {} on link {}{place}",
-                spec.name, spec.parent_index
-            ),
-            format!("link {}{place}", spec.name),
-            Some(spec.parent_index),
-        )
-        .await
+        self.add_link_on_parent(msg, "macvlan", &spec.name, spec.parent_index, target)
+            .await
     }
 
     /// Creates an ipvlan on `spec.parent_index`, straight into `target`, under `spec.name`.
     pub async fn create_ipvlan(&self, spec: &IpvlanSpec, target: Option<&Netns>) -> Result<()> {
         let msg = ipvlan_message(spec, target.map(AsRawFd::as_raw_fd));
-        let place = place(target);
-        self.add_link(
-            msg,
-            format!(
-                "create ipvlan {} on link {}{place}",
-                spec.name, spec.parent_index
-            ),
-            format!("link {}{place}", spec.name),
-            Some(spec.parent_index),
-        )
-        .await
+        self.add_link_on_parent(msg, "ipvlan", &spec.name, spec.parent_index, target)
+            .await
     }
 
     /// Creates a veth pair: `spec.name` in `target`, `spec.peer_name` in `peer_target`
@@ -343,6 +336,24 @@ mod tests {
         assert_eq!("l3s".parse::<IpvlanMode>().unwrap(), IpvlanMode::L3s);
         assert!("L2".parse::<IpvlanMode>().is_err());
         assert_eq!("vepa".parse::<IpvlanFlag>().unwrap(), IpvlanFlag::Vepa);
+        for (err, what, value) in [
+            (
+                "passthrough".parse::<MacvlanMode>().unwrap_err(),
+                "macvlan mode",
+                "passthrough",
+            ),
+            ("L2".parse::<IpvlanMode>().unwrap_err(), "ipvlan mode", "L2"),
+            (
+                "source".parse::<IpvlanFlag>().unwrap_err(),
+                "ipvlan flag",
+                "source",
+            ),
+        ] {
+            assert!(
+                matches!(&err, Error::Invalid { what: w, value: v } if *w == what && v == value),
+                "{err:?}"
+            );
+        }
     }
 
     #[test]
