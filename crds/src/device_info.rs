@@ -68,71 +68,70 @@ impl<'de> Deserialize<'de> for DeviceType {
 }
 
 /// `device-info`: the type, the spec version, and the object for that type. Empty strings are
-/// omitted on output, as the Go client does.
+/// omitted on output, as the Go client does; missing keys read as empty. Keys are the field
+/// names in kebab case.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
 pub struct DeviceInfo {
     /// `type`.
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub device_type: Option<DeviceType>,
     /// `version`, "1.1.0" for what this crate writes.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub version: String,
     /// `pci`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pci: Option<PciDevice>,
     /// `vdpa`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub vdpa: Option<VdpaDevice>,
     /// `vhost-user`.
-    #[serde(
-        rename = "vhost-user",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub vhost_user: Option<VhostUserDevice>,
     /// `memif`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memif: Option<MemifDevice>,
 }
 
 impl DeviceInfo {
+    /// Device info of `device_type` at the current spec version, its object not filled yet.
+    fn current(device_type: DeviceType) -> Self {
+        Self {
+            device_type: Some(device_type),
+            version: DEVICE_INFO_VERSION.to_owned(),
+            ..Self::default()
+        }
+    }
+
     /// Device info for a PCI device, at the current spec version.
     pub fn pci(device: PciDevice) -> Self {
         Self {
-            device_type: Some(DeviceType::Pci),
-            version: DEVICE_INFO_VERSION.to_owned(),
             pci: Some(device),
-            ..Self::default()
+            ..Self::current(DeviceType::Pci)
         }
     }
 
     /// Device info for a vDPA device, at the current spec version.
     pub fn vdpa(device: VdpaDevice) -> Self {
         Self {
-            device_type: Some(DeviceType::Vdpa),
-            version: DEVICE_INFO_VERSION.to_owned(),
             vdpa: Some(device),
-            ..Self::default()
+            ..Self::current(DeviceType::Vdpa)
         }
     }
 
     /// Device info for a vhost-user socket, at the current spec version.
     pub fn vhost_user(device: VhostUserDevice) -> Self {
         Self {
-            device_type: Some(DeviceType::VhostUser),
-            version: DEVICE_INFO_VERSION.to_owned(),
             vhost_user: Some(device),
-            ..Self::default()
+            ..Self::current(DeviceType::VhostUser)
         }
     }
 
     /// Device info for a memif socket, at the current spec version.
     pub fn memif(device: MemifDevice) -> Self {
         Self {
-            device_type: Some(DeviceType::Memif),
-            version: DEVICE_INFO_VERSION.to_owned(),
             memif: Some(device),
-            ..Self::default()
+            ..Self::current(DeviceType::Memif)
         }
     }
 
@@ -147,104 +146,72 @@ impl DeviceInfo {
 
 /// `pci`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
 pub struct PciDevice {
     /// `pci-address`, e.g. `0000:03:02.3`.
-    #[serde(
-        rename = "pci-address",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub pci_address: String,
     /// `vhost-net`: the vhost-net device path.
-    #[serde(
-        rename = "vhost-net",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub vhost_net: String,
     /// `rdma-device`.
-    #[serde(
-        rename = "rdma-device",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub rdma_device: String,
     /// `pf-pci-address`: the physical function of a VF.
-    #[serde(
-        rename = "pf-pci-address",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub pf_pci_address: String,
     /// `representor-device`: the VF representor netdev in switchdev mode.
-    #[serde(
-        rename = "representor-device",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub representor_device: String,
 }
 
 /// `vdpa`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
 pub struct VdpaDevice {
     /// `parent-device`.
-    #[serde(
-        rename = "parent-device",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub parent_device: String,
     /// `driver`: "vhost" or "virtio".
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub driver: String,
     /// `path`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub path: String,
     /// `pci-address`.
-    #[serde(
-        rename = "pci-address",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub pci_address: String,
     /// `pf-pci-address`.
-    #[serde(
-        rename = "pf-pci-address",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub pf_pci_address: String,
     /// `representor-device`.
-    #[serde(
-        rename = "representor-device",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub representor_device: String,
 }
 
 /// `vhost-user`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
 pub struct VhostUserDevice {
     /// `mode`: "client" or "server".
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub mode: String,
     /// `path` of the socket.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub path: String,
 }
 
 /// `memif`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
 pub struct MemifDevice {
     /// `role`: "master" or "slave".
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub role: String,
     /// `path` of the socket.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub path: String,
     /// `mode`: "ethernet", "ip" or "punt".
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub mode: String,
 }

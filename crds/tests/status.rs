@@ -219,6 +219,36 @@ fn device_info_types() {
         serde_json::to_string(&memif).unwrap(),
         r#"{"type":"memif","version":"1.1.0","memif":{"role":"master","path":"/run/memif.sock","mode":"ethernet"}}"#
     );
+    let pci = DeviceInfo::pci(PciDevice {
+        pci_address: "0000:03:02.3".to_owned(),
+        vhost_net: "/dev/vhost-net".to_owned(),
+        rdma_device: "mlx5_3".to_owned(),
+        pf_pci_address: "0000:03:00.0".to_owned(),
+        representor_device: "pf0vf3".to_owned(),
+    });
+    let pci_json = r#"{"type":"pci","version":"1.1.0","pci":{"pci-address":"0000:03:02.3","vhost-net":"/dev/vhost-net","rdma-device":"mlx5_3","pf-pci-address":"0000:03:00.0","representor-device":"pf0vf3"}}"#;
+    assert_eq!(serde_json::to_string(&pci).unwrap(), pci_json);
+    let vhost = DeviceInfo::vhost_user(VhostUserDevice {
+        mode: "server".to_owned(),
+        path: "/run/vhu.sock".to_owned(),
+    });
+    let vhost_json = r#"{"type":"vhost-user","version":"1.1.0","vhost-user":{"mode":"server","path":"/run/vhu.sock"}}"#;
+    assert_eq!(serde_json::to_string(&vhost).unwrap(), vhost_json);
+    for (info, json) in [(&pci, pci_json), (&vhost, vhost_json)] {
+        assert_eq!(&DeviceInfo::from_json(json).unwrap(), info);
+    }
+    // Every key may be missing, in the document and in the per-type objects.
+    assert_eq!(
+        DeviceInfo::from_json(r#"{"vdpa":{},"memif":{"path":"/m"}}"#).unwrap(),
+        DeviceInfo {
+            vdpa: Some(VdpaDevice::default()),
+            memif: Some(MemifDevice {
+                path: "/m".to_owned(),
+                ..MemifDevice::default()
+            }),
+            ..DeviceInfo::default()
+        }
+    );
     // The file a device plugin writes.
     let dp = DeviceInfo::from_json(
         r#"{"type":"pci","version":"1.1.0","pci":{"pci-address":"0000:03:02.3","rdma-device":"mlx5_3","vhost-net":"/dev/vhost-net","representor-device":"pf0vf3"}}"#,
