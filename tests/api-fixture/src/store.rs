@@ -171,6 +171,28 @@ fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
     }
 }
 
+/// A string field of a metadata map, "" when absent.
+fn map_str<'a>(meta: &'a Map<String, Value>, field: &str) -> &'a str {
+    meta.get(field).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Finalizers still hold the object.
+fn has_finalizers(object: &Value) -> bool {
+    meta(object)["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty())
+}
+
+fn is_deleting(object: &Value) -> bool {
+    meta(object).get("deletionTimestamp").is_some()
+}
+
+fn namespace_mismatch() -> ApiError {
+    ApiError::bad_request(
+        "the namespace of the provided object does not match the namespace sent on the request",
+    )
+}
+
 fn set_or_remove(map: &mut Map<String, Value>, key: &str, value: Option<&Value>) {
     match value {
         Some(v) => {
@@ -398,24 +420,15 @@ impl Store {
         let meta = meta_mut(&mut object);
         if def.namespaced {
             let url_ns = namespace.unwrap_or("");
-            match meta.get("namespace").and_then(Value::as_str) {
-                Some(body_ns) if !body_ns.is_empty() && body_ns != url_ns => {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ));
-                }
-                _ => {
-                    meta.insert("namespace".into(), json!(url_ns));
-                }
+            let body_ns = map_str(meta, "namespace");
+            if !body_ns.is_empty() && body_ns != url_ns {
+                return Err(namespace_mismatch());
             }
+            meta.insert("namespace".into(), json!(url_ns));
         } else {
             meta.remove("namespace");
         }
-        let mut name = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let mut name = map_str(meta, "name").to_string();
         if name.is_empty() {
             match meta.get("generateName").and_then(Value::as_str) {
                 Some(prefix) if !prefix.is_empty() => {
@@ -496,17 +509,32 @@ impl Store {
         if !rv.is_empty() && rv != meta_str(old, "resourceVersion") {
             return Err(ApiError::stale_resource_version(self.subject(id, name)));
         }
-        let uid = meta_str(new, "uid");
-        if !uid.is_empty() && uid != meta_str(old, "uid") {
-            return Err(ApiError::conflict(
-                self.subject(id, name),
-                &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta_str(old, "uid")
-                ),
-            ));
+        match meta_str(new, "uid") {
+            "" => Ok(()),
+            uid => self.check_precondition(id, old, "uid", "UID", uid),
         }
-        Ok(())
+    }
+
+    /// 409 unless metadata `field` of the stored `old` is `wanted` (`label` names the field in
+    /// the message, as kube-apiserver words it).
+    fn check_precondition(
+        &self,
+        id: ResourceId,
+        old: &Value,
+        field: &str,
+        label: &str,
+        wanted: &str,
+    ) -> Result<(), ApiError> {
+        let actual = meta_str(old, field);
+        if wanted == actual {
+            return Ok(());
+        }
+        Err(ApiError::conflict(
+            self.subject(id, meta_str(old, "name")),
+            &format!(
+                "Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {actual}"
+            ),
+        ))
     }
 
     fn check_identity(
@@ -523,9 +551,7 @@ impl Store {
         }
         let body_ns = meta_str(object, "namespace");
         if !body_ns.is_empty() && Some(body_ns) != namespace {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
+            return Err(namespace_mismatch());
         }
         Ok(())
     }
@@ -669,11 +695,7 @@ impl Store {
             meta_mut(&mut new).insert("generation".into(), json!(generation + 1));
         }
         let key = self.key(id, old_meta["namespace"].as_str(), &name);
-        let deleting = meta(&new).get("deletionTimestamp").is_some();
-        let finalizers_left = meta(&new)["finalizers"]
-            .as_array()
-            .is_some_and(|f| !f.is_empty());
-        if deleting && !finalizers_left {
+        if is_deleting(&new) && !has_finalizers(&new) {
             self.objects.insert(key.clone(), new);
             return self
                 .remove_key(id, &key)
@@ -693,24 +715,13 @@ impl Store {
         let old = self.get_or_404(id, namespace, name)?;
         let preconditions = &options["preconditions"];
         for (field, label) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
-            if let Some(wanted) = preconditions[field].as_str()
-                && wanted != meta_str(&old, field)
-            {
-                return Err(ApiError::conflict(
-                    self.subject(id, name),
-                    &format!(
-                        "Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {}",
-                        meta_str(&old, field)
-                    ),
-                ));
+            if let Some(wanted) = preconditions[field].as_str() {
+                self.check_precondition(id, &old, field, label, wanted)?;
             }
         }
         let key = self.key(id, namespace, name);
-        let has_finalizers = meta(&old)["finalizers"]
-            .as_array()
-            .is_some_and(|f| !f.is_empty());
-        if has_finalizers {
-            if meta(&old).get("deletionTimestamp").is_some() {
+        if has_finalizers(&old) {
+            if is_deleting(&old) {
                 return Ok(old);
             }
             let mut new = old.clone();
@@ -729,17 +740,12 @@ impl Store {
         let def = self.defs[id].clone();
         let namespaced = def.namespaced;
         let meta = meta_mut(&mut object);
-        let name = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let name = map_str(meta, "name").to_string();
         if name.is_empty() {
             return Err(format!("{} without metadata.name", def.kind));
         }
         if namespaced {
-            let ns = meta.get("namespace").and_then(Value::as_str).unwrap_or("");
-            if ns.is_empty() {
+            if map_str(meta, "namespace").is_empty() {
                 meta.insert("namespace".into(), json!("default"));
             }
         } else {
@@ -863,6 +869,17 @@ mod tests {
         })
     }
 
+    /// PATCH of pod `name` in ns1, without a field manager.
+    fn patch_pod(
+        s: &mut Store,
+        name: &str,
+        target: Target,
+        patch_type: PatchType,
+        body: &[u8],
+    ) -> Result<(Value, bool), ApiError> {
+        s.patch(PODS, Some("ns1"), name, target, patch_type, body, None)
+    }
+
     fn rv(object: &Value) -> u64 {
         meta_str(object, "resourceVersion").parse().unwrap()
     }
@@ -937,32 +954,13 @@ mod tests {
         let mut s = store();
         s.create(PODS, Some("ns1"), pod("web")).unwrap();
         let patch = br#"{"status": {"phase": "Running"}, "metadata": {"labels": {"x": "y"}}}"#;
-        let (main, _) = s
-            .patch(
-                PODS,
-                Some("ns1"),
-                "web",
-                Target::Main,
-                PatchType::Merge,
-                patch,
-                None,
-            )
-            .unwrap();
+        let (main, _) = patch_pod(&mut s, "web", Target::Main, PatchType::Merge, patch).unwrap();
         assert_eq!(main["status"]["phase"], "Pending");
         assert_eq!(main["metadata"]["labels"]["x"], "y");
         let patch = br#"{"status": {"phase": "Running"}, "spec": {"nodeName": "b"},
             "metadata": {"annotations": {"k8s.v1.cni.cncf.io/network-status": "[]"}}}"#;
-        let (status, _) = s
-            .patch(
-                PODS,
-                Some("ns1"),
-                "web",
-                Target::Status,
-                PatchType::Merge,
-                patch,
-                None,
-            )
-            .unwrap();
+        let (status, _) =
+            patch_pod(&mut s, "web", Target::Status, PatchType::Merge, patch).unwrap();
         assert_eq!(status["status"]["phase"], "Running");
         assert_eq!(status["spec"]["nodeName"], "node-a");
         assert_eq!(
@@ -975,30 +973,17 @@ mod tests {
     fn pod_spec_is_mostly_immutable() {
         let mut s = store();
         s.create(PODS, Some("ns1"), pod("web")).unwrap();
-        let err = s
-            .patch(
-                PODS,
-                Some("ns1"),
-                "web",
-                Target::Main,
-                PatchType::Merge,
-                br#"{"spec":{"nodeName":"b"}}"#,
-                None,
-            )
-            .unwrap_err();
+        let err = patch_pod(
+            &mut s,
+            "web",
+            Target::Main,
+            PatchType::Merge,
+            br#"{"spec":{"nodeName":"b"}}"#,
+        )
+        .unwrap_err();
         assert_eq!(err.code, 422);
         let image = br#"[{"op":"replace","path":"/spec/containers/0/image","value":"img:2"}]"#;
-        let (patched, _) = s
-            .patch(
-                PODS,
-                Some("ns1"),
-                "web",
-                Target::Main,
-                PatchType::Json,
-                image,
-                None,
-            )
-            .unwrap();
+        let (patched, _) = patch_pod(&mut s, "web", Target::Main, PatchType::Json, image).unwrap();
         assert_eq!(patched["spec"]["containers"][0]["image"], "img:2");
         assert_eq!(patched["metadata"]["generation"], 2);
     }
@@ -1008,42 +993,12 @@ mod tests {
         let mut s = store();
         s.create(PODS, Some("ns1"), pod("web")).unwrap();
         let stale = br#"{"metadata": {"resourceVersion": "999", "labels": {"a": "b"}}}"#;
-        let err = s
-            .patch(
-                PODS,
-                Some("ns1"),
-                "web",
-                Target::Main,
-                PatchType::Merge,
-                stale,
-                None,
-            )
-            .unwrap_err();
+        let err = patch_pod(&mut s, "web", Target::Main, PatchType::Merge, stale).unwrap_err();
         assert_eq!(err.code, 409);
         let test_fails = br#"[{"op":"test","path":"/metadata/name","value":"other"}]"#;
-        let err = s
-            .patch(
-                PODS,
-                Some("ns1"),
-                "web",
-                Target::Main,
-                PatchType::Json,
-                test_fails,
-                None,
-            )
-            .unwrap_err();
+        let err = patch_pod(&mut s, "web", Target::Main, PatchType::Json, test_fails).unwrap_err();
         assert_eq!(err.code, 422);
-        let missing = s
-            .patch(
-                PODS,
-                Some("ns1"),
-                "nope",
-                Target::Main,
-                PatchType::Merge,
-                b"{}",
-                None,
-            )
-            .unwrap_err();
+        let missing = patch_pod(&mut s, "nope", Target::Main, PatchType::Merge, b"{}").unwrap_err();
         assert_eq!(missing.code, 404);
     }
 
@@ -1051,17 +1006,14 @@ mod tests {
     fn no_op_writes_keep_the_resource_version() {
         let mut s = store();
         let created = s.create(PODS, Some("ns1"), pod("web")).unwrap();
-        let (same, _) = s
-            .patch(
-                PODS,
-                Some("ns1"),
-                "web",
-                Target::Main,
-                PatchType::Merge,
-                br#"{"metadata":{"labels":{"app":"web"}}}"#,
-                None,
-            )
-            .unwrap();
+        let (same, _) = patch_pod(
+            &mut s,
+            "web",
+            Target::Main,
+            PatchType::Merge,
+            br#"{"metadata":{"labels":{"app":"web"}}}"#,
+        )
+        .unwrap();
         assert_eq!(rv(&same), rv(&created));
         assert_eq!(s.resource_version(), rv(&created));
     }
@@ -1070,17 +1022,7 @@ mod tests {
     fn apply_creates_and_requires_a_field_manager() {
         let mut s = store();
         let body = b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers: []\n";
-        let err = s
-            .patch(
-                PODS,
-                Some("ns1"),
-                "web",
-                Target::Main,
-                PatchType::Apply,
-                body,
-                None,
-            )
-            .unwrap_err();
+        let err = patch_pod(&mut s, "web", Target::Main, PatchType::Apply, body).unwrap_err();
         assert_eq!(err.code, 422);
         let (created, was_created) = s
             .patch(
@@ -1119,17 +1061,38 @@ mod tests {
 
     #[test]
     fn delete_preconditions_are_checked() {
+        const CONFLICT: &str =
+            "Operation cannot be fulfilled on pods \"web\": Precondition failed: ";
         let mut s = store();
-        s.create(PODS, Some("ns1"), pod("web")).unwrap();
+        let created = s.create(PODS, Some("ns1"), pod("web")).unwrap();
+        let uid = meta_str(&created, "uid");
+        for (preconditions, message) in [
+            (
+                json!({"uid": "other"}),
+                format!("{CONFLICT}UID in precondition: other, UID in object meta: {uid}"),
+            ),
+            (
+                json!({"uid": uid, "resourceVersion": "9"}),
+                format!(
+                    "{CONFLICT}ResourceVersion in precondition: 9, ResourceVersion in object meta: 1"
+                ),
+            ),
+        ] {
+            let options = json!({ "preconditions": preconditions });
+            let err = s.delete(PODS, Some("ns1"), "web", &options).unwrap_err();
+            assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+            assert_eq!(err.message, message);
+        }
+        // The same precondition on an update: a uid in the body.
+        let mut other_uid = created.clone();
+        other_uid["metadata"]["uid"] = json!("other");
         let err = s
-            .delete(
-                PODS,
-                Some("ns1"),
-                "web",
-                &json!({"preconditions": {"uid": "other"}}),
-            )
+            .update(PODS, Some("ns1"), "web", Target::Main, other_uid)
             .unwrap_err();
-        assert_eq!(err.code, 409);
+        assert_eq!(
+            err.message,
+            format!("{CONFLICT}UID in precondition: other, UID in object meta: {uid}")
+        );
         let deleted = s.delete(PODS, Some("ns1"), "web", &json!({})).unwrap();
         assert_eq!(deleted["metadata"]["name"], "web");
         assert_eq!(
