@@ -147,7 +147,9 @@ pub enum SelectionProblem {
     )]
     NotDnsLabel(String),
     /// Not a DNS-1123 subdomain.
-    #[error("{0:?} is not a DNS-1123 subdomain")]
+    #[error(
+        "{0:?} is not a DNS-1123 subdomain (at most 253 characters: dot-separated lower-case alphanumerics or '-', each part starting and ending with an alphanumeric)"
+    )]
     NotDnsSubdomain(String),
     /// Not a usable interface name.
     #[error("{name:?} is not a valid interface name: {reason}")]

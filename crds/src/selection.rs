@@ -629,8 +629,12 @@ fn check_element(
     if selection.name.is_empty() {
         return fail(NAME, SelectionProblem::Required);
     }
-    if !is_dns1123_label(&selection.name) {
-        return fail(NAME, SelectionProblem::NotDnsLabel(selection.name.clone()));
+    // A NAD's name is a Kubernetes object name: dots are allowed, as in "storage.v2".
+    if !is_dns1123_subdomain(&selection.name) {
+        return fail(
+            NAME,
+            SelectionProblem::NotDnsSubdomain(selection.name.clone()),
+        );
     }
     if let Some(ns) = &selection.namespace {
         if ns.is_empty() {

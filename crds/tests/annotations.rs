@@ -95,19 +95,25 @@ fn cases() -> Vec<(&'static str, Expect)> {
         (
             "Macvlan",
             Err(
-                "networks[0].name: \"Macvlan\" is not a DNS-1123 label (at most 63 lower-case alphanumerics or '-', starting and ending with an alphanumeric)",
+                "networks[0].name: \"Macvlan\" is not a DNS-1123 subdomain (at most 253 characters: dot-separated lower-case alphanumerics or '-', each part starting and ending with an alphanumeric)",
             ),
         ),
+        // NAD names are Kubernetes object names: dots are allowed.
+        ("a.b", Ok(vec![sel("a.b")])),
         (
-            "a.b",
+            "team/storage.v2@net5",
+            Ok(vec![with_if(in_ns("team", "storage.v2"), "net5")]),
+        ),
+        (
+            "a..b",
             Err(
-                "networks[0].name: \"a.b\" is not a DNS-1123 label (at most 63 lower-case alphanumerics or '-', starting and ending with an alphanumeric)",
+                "networks[0].name: \"a..b\" is not a DNS-1123 subdomain (at most 253 characters: dot-separated lower-case alphanumerics or '-', each part starting and ending with an alphanumeric)",
             ),
         ),
         (
             "a,-b",
             Err(
-                "networks[1].name: \"-b\" is not a DNS-1123 label (at most 63 lower-case alphanumerics or '-', starting and ending with an alphanumeric)",
+                "networks[1].name: \"-b\" is not a DNS-1123 subdomain (at most 253 characters: dot-separated lower-case alphanumerics or '-', each part starting and ending with an alphanumeric)",
             ),
         ),
         (
@@ -289,7 +295,9 @@ fn cases() -> Vec<(&'static str, Expect)> {
         ),
         (
             r#"[{"name":"a","ipam-claim-reference":"Bad_Claim"}]"#,
-            Err("networks[0].ipam-claim-reference: \"Bad_Claim\" is not a DNS-1123 subdomain"),
+            Err(
+                "networks[0].ipam-claim-reference: \"Bad_Claim\" is not a DNS-1123 subdomain (at most 253 characters: dot-separated lower-case alphanumerics or '-', each part starting and ending with an alphanumeric)",
+            ),
         ),
         (
             r#"[{"name":"a","interface":"net1"},{"name":"b","interface":"net1"}]"#,
@@ -327,10 +335,11 @@ fn cases() -> Vec<(&'static str, Expect)> {
             r#"[{"name":"a","cni-args":["x"]}]"#,
             Err("networks[0].cni-args: must be a JSON object"),
         ),
+        (r#"[{"name":"a.b"}]"#, Ok(vec![sel("a.b")])),
         (
-            r#"[{"name":"a.b"}]"#,
+            r#"[{"name":"a.b-"}]"#,
             Err(
-                "networks[0].name: \"a.b\" is not a DNS-1123 label (at most 63 lower-case alphanumerics or '-', starting and ending with an alphanumeric)",
+                "networks[0].name: \"a.b-\" is not a DNS-1123 subdomain (at most 253 characters: dot-separated lower-case alphanumerics or '-', each part starting and ending with an alphanumeric)",
             ),
         ),
     ]
@@ -400,7 +409,7 @@ fn default_network_takes_exactly_one() {
         ),
         (
             "A",
-            "default-network[0].name: \"A\" is not a DNS-1123 label (at most 63 lower-case alphanumerics or '-', starting and ending with an alphanumeric)",
+            "default-network[0].name: \"A\" is not a DNS-1123 subdomain (at most 253 characters: dot-separated lower-case alphanumerics or '-', each part starting and ending with an alphanumeric)",
         ),
         (
             r#"[{"name":"a","mac":"1"}]"#,

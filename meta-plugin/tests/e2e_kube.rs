@@ -194,3 +194,46 @@ fn unknown_nad_is_a_clear_error_and_nothing_is_created() {
     );
     c.node.assert_clean(&pod);
 }
+
+/// NAD names are Kubernetes object names, so they may contain dots; both annotation forms reach
+/// such a NAD through the API.
+#[test]
+fn nad_names_with_dots_are_attached() {
+    require_root!();
+    let c = cluster("1.0.0");
+    let conf = c.node.macvlan_nad("storage.v2", "up1", "10.30.0.0/24");
+    c.api
+        .insert(json!({
+            "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": "storage.v2", "namespace": "team"},
+            "spec": {"config": conf.to_string()}
+        }))
+        .unwrap();
+    for (pod_name, networks) in [
+        ("db", "team/storage.v2@st2"),
+        ("db2", r#"[{"name":"storage.v2","interface":"st2"}]"#),
+    ] {
+        c.api
+            .insert(json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": pod_name, "namespace": "team", "uid": format!("uid-{pod_name}"),
+                             "annotations": {"k8s.v1.cni.cncf.io/networks": networks}},
+                "spec": {"containers": [{"name": "app", "image": "app"}]}
+            }))
+            .unwrap();
+        let pod = TestNetns::new();
+        let ns = pod.path_str().to_string();
+        c.node.cni_with("ADD", "c1", pod_name, &ns, &c.conf).ok();
+        assert!(pod.has_link("st2"), "{networks}");
+        let status = c.api.get("Pod", "team", pod_name).unwrap();
+        let status: Vec<Value> = serde_json::from_str(
+            status["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(status[1]["name"], "team/storage.v2", "{networks}");
+        c.node.cni_with("DEL", "c1", pod_name, &ns, &c.conf).ok();
+        c.node.assert_clean(&pod);
+    }
+}
