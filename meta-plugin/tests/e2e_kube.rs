@@ -20,18 +20,7 @@ struct Cluster {
 
 fn cluster(version: &str) -> Cluster {
     let node = Node::new(version);
-    // The API must be reachable where the plugin runs: bind the fixture inside the node's
-    // namespace (its threads inherit the namespace of the thread that starts them).
-    let node_ns = multinet_netlink::Netns::open(node.ns.path()).unwrap();
-    let api = multinet_netlink::run_in_netns(&node_ns, ApiFixture::start_blocking)
-        .unwrap()
-        .unwrap();
-    let kubeconfig = node.path("kubeconfig");
-    api.write_kubeconfig(&kubeconfig).unwrap();
-    let mut conf = node.conf();
-    conf.as_object_mut().unwrap().remove("localDir");
-    conf["kubeconfig"] = json!(kubeconfig);
-    conf["apiTimeoutSeconds"] = json!(5);
+    let (api, conf) = node.start_api();
     for (name, master, subnet) in [
         ("data", "up0", "10.10.0.0/24"),
         ("storage", "up1", "10.20.0.0/24"),

@@ -102,16 +102,7 @@ fn own_cluster(version: &str, delegates: Delegates, with_sriov: bool) -> OwnClus
     });
     fs::write(node.path("net.d/10-cluster.conflist"), cluster.to_string()).unwrap();
 
-    let node_ns = multinet_netlink::Netns::open(node.ns.path()).unwrap();
-    let api = multinet_netlink::run_in_netns(&node_ns, ApiFixture::start_blocking)
-        .unwrap()
-        .unwrap();
-    let kubeconfig = node.path("kubeconfig");
-    api.write_kubeconfig(&kubeconfig).unwrap();
-    let mut conf = node.conf();
-    conf.as_object_mut().unwrap().remove("localDir");
-    conf["kubeconfig"] = json!(kubeconfig);
-    conf["apiTimeoutSeconds"] = json!(5);
+    let (api, conf) = node.start_api();
 
     let mut nads = vec![
         (
@@ -280,12 +271,8 @@ fn addrs_on(ns: &TestNetns, link: &str) -> Vec<String> {
 
 /// (link name, kind) of every link in `ns` but lo, sorted by name.
 fn link_kinds(ns: &TestNetns) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = ns
-        .ip_json(&["-d", "link", "show"])
-        .as_array()
-        .unwrap()
+    let mut out: Vec<(String, String)> = Node::link_details(ns)
         .iter()
-        .filter(|l| l["ifname"] != "lo")
         .map(|l| {
             (
                 l["ifname"].as_str().unwrap().to_string(),
@@ -527,12 +514,8 @@ fn comparable(c: &OwnCluster, result: &Value, pod: &TestNetns) -> Value {
     }
     let addrs = ["eth0", "net1", "fix0"].map(|l| addrs_on(pod, l));
     // Each link's MTU, state and macvlan mode.
-    let mut links: Vec<Value> = pod
-        .ip_json(&["-d", "link", "show"])
-        .as_array()
-        .unwrap()
+    let mut links: Vec<Value> = Node::link_details(pod)
         .iter()
-        .filter(|l| l["ifname"] != "lo")
         .map(|l| {
             json!([
                 l["ifname"],

@@ -228,13 +228,18 @@ impl Node {
 
     /// Link names in a namespace, without lo.
     pub fn links(ns: &TestNetns) -> Vec<String> {
-        ns.ip_json(&["link", "show"])
-            .as_array()
-            .unwrap()
+        Self::link_details(ns)
             .iter()
             .filter_map(|l| l["ifname"].as_str().map(str::to_string))
-            .filter(|n| n != "lo")
             .collect()
+    }
+
+    /// `ip -d link show` of every link in a namespace but lo.
+    pub fn link_details(ns: &TestNetns) -> Vec<Value> {
+        let mut links = ns.ip_json(&["-d", "link", "show"]);
+        let links = links.as_array_mut().unwrap();
+        links.retain(|l| l["ifname"] != "lo");
+        std::mem::take(links)
     }
 
     /// Files host-local left that hold an allocation (not its lock or round-robin cursor).
@@ -263,6 +268,26 @@ impl Node {
         fs::read_dir(self.path("cni/attachments"))
             .map(|e| e.flatten().map(|e| e.path()).collect())
             .unwrap_or_default()
+    }
+
+    /// Starts the Kubernetes API fixture inside the node's namespace (where the plugin runs; the
+    /// fixture's threads inherit the namespace of the thread that starts them) and returns it with
+    /// this node's config switched from the local folder to the API.
+    pub fn start_api(&self) -> (multinet_api_fixture::ApiFixture, Value) {
+        let node_ns = multinet_netlink::Netns::open(self.ns.path()).unwrap();
+        let api = multinet_netlink::run_in_netns(
+            &node_ns,
+            multinet_api_fixture::ApiFixture::start_blocking,
+        )
+        .unwrap()
+        .unwrap();
+        let kubeconfig = self.path("kubeconfig");
+        api.write_kubeconfig(&kubeconfig).unwrap();
+        let mut conf = self.conf();
+        conf.as_object_mut().unwrap().remove("localDir");
+        conf["kubeconfig"] = json!(kubeconfig);
+        conf["apiTimeoutSeconds"] = json!(5);
+        (api, conf)
     }
 
     /// Everything a DEL must have released: no link in the pod, no IP, no record.
