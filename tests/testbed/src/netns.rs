@@ -133,6 +133,16 @@ impl TestNetns {
         }
     }
 
+    /// Adds veth `name` here, its peer `peer` in `peer_ns` (here when None), both down. No
+    /// guard: the links go with the namespaces, so any name (also eth0) may be used here.
+    pub fn add_veth(&self, name: &str, peer: &str, peer_ns: Option<&TestNetns>) {
+        let mut args = vec!["link", "add", name, "type", "veth", "peer", "name", peer];
+        if let Some(ns) = peer_ns {
+            args.extend_from_slice(&["netns", ns.name()]);
+        }
+        self.ip(&args);
+    }
+
     /// True when a link named `name` exists in the namespace.
     pub fn has_link(&self, name: &str) -> bool {
         self.ip_output(&["link", "show", "dev", name])

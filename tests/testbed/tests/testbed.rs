@@ -105,6 +105,23 @@ fn veth_drop_tolerates_a_moved_or_deleted_end() {
 }
 
 #[test]
+fn add_veth_peers_across_or_within_namespaces() {
+    require_root!();
+    let (ns, other) = (TestNetns::new(), TestNetns::new());
+    ns.add_veth("eth0", "eth0p", Some(&other));
+    ns.add_veth("va", "vb", None);
+    let peer_of = |ns: &TestNetns, name: &str| {
+        let link = ns.ip_json(&["-d", "link", "show", "dev", name]);
+        assert_eq!(link[0]["linkinfo"]["info_kind"], "veth", "{link}");
+        link[0]["link_netnsid"].is_number()
+    };
+    assert!(peer_of(&ns, "eth0"), "peer in another namespace");
+    assert!(peer_of(&other, "eth0p"));
+    assert!(!peer_of(&ns, "va"), "peer here");
+    assert!(ns.has_link("vb") && !other.has_link("vb"));
+}
+
+#[test]
 fn macvlan_on_veth_parent() {
     require_root!();
     let ns = TestNetns::new();
