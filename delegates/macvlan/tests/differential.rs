@@ -528,16 +528,7 @@ fn errors(version: &str) {
         );
         for node in [&ours, &theirs] {
             for l in case.pre_links {
-                node.container.ip(&[
-                    "link",
-                    "add",
-                    l,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    &format!("{l}p"),
-                ]);
+                node.container.add_veth(l, &format!("{l}p"), None);
             }
         }
         let before = ours.container_links();

@@ -86,16 +86,7 @@ async fn macvlan_in_the_same_namespace_and_duplicate_names() {
     assert!(e.is_already_exists(), "{e}");
 
     let pod = TestNetns::new();
-    pod.ip(&[
-        "link",
-        "add",
-        &name,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &unique_link_name("p"),
-    ]);
+    pod.add_veth(&name, &unique_link_name("p"), None);
     let e = nl
         .create_macvlan(&macvlan(&name, parent.index), Some(&open(&pod)))
         .await
@@ -280,16 +271,7 @@ async fn move_between_namespaces_with_rename() {
         .unwrap_err();
     assert!(e.is_already_exists(), "{e}");
     let taken = unique_link_name("tk");
-    b.ip(&[
-        "link",
-        "add",
-        &taken,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &unique_link_name("tp"),
-    ]);
+    b.add_veth(&taken, &unique_link_name("tp"), None);
     let e = nl_a
         .move_to_netns(peer.index, &open(&b), Some(&taken))
         .await

@@ -67,35 +67,13 @@ fn node(n: usize) -> Node {
     let host = TestNetns::new();
     let wire = TestNetns::new();
     let pf = unique_link_name("pf");
-    host.ip(&[
-        "link",
-        "add",
-        &pf,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "pfp",
-        "netns",
-        wire.name(),
-    ]);
+    host.add_veth(&pf, "pfp", Some(&wire));
     let mut spec = PfSpec::new("0000:af:00.0", &pf);
     let mut vfs = Vec::new();
     for i in 0..n {
         let name = format!("bvf{i}");
         let peer = format!("bvfp{i}");
-        host.ip(&[
-            "link",
-            "add",
-            &name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &peer,
-            "netns",
-            wire.name(),
-        ]);
+        host.add_veth(&name, &peer, Some(&wire));
         spec = spec.vf(&vf_addr(i), &name);
         vfs.push(vf_addr(i));
     }

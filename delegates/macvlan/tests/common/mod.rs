@@ -356,16 +356,7 @@ pub fn run_table(plugin: &std::path::Path, plugin_type: &str, version: &str, row
             node.host.ip(cmd);
         }
         for l in r.pre_links {
-            node.container.ip(&[
-                "link",
-                "add",
-                l,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &format!("{l}p"),
-            ]);
+            node.container.add_veth(l, &format!("{l}p"), None);
         }
         for ip in r.pre_allocated {
             let dir = node.data.join(r.name);

@@ -89,36 +89,14 @@ impl Lab {
                 continue;
             }
             let peer = unique_link_name("pfp");
-            host.ip(&[
-                "link",
-                "add",
-                p,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &peer,
-                "netns",
-                wire.name(),
-            ]);
+            host.add_veth(p, &peer, Some(&wire));
         }
         let mut spec = PfSpec::new(PF_ADDR, &pf);
         let mut vfs = Vec::new();
         for i in 0..n {
             let name = unique_link_name("vf");
             let peer = unique_link_name("vfp");
-            host.ip(&[
-                "link",
-                "add",
-                &name,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &peer,
-                "netns",
-                wire.name(),
-            ]);
+            host.add_veth(&name, &peer, Some(&wire));
             spec = spec.vf(&vf_addr(i), &name);
             vfs.push((vf_addr(i), name));
         }
@@ -127,31 +105,9 @@ impl Lab {
         }
         let pf2_vf_name = unique_link_name("vf");
         let peer = unique_link_name("vfp");
-        host.ip(&[
-            "link",
-            "add",
-            &pf2_vf_name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &peer,
-            "netns",
-            wire.name(),
-        ]);
+        host.add_veth(&pf2_vf_name, &peer, Some(&wire));
         let plain = unique_link_name("nic");
-        host.ip(&[
-            "link",
-            "add",
-            &plain,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &unique_link_name("nicp"),
-            "netns",
-            wire.name(),
-        ]);
+        host.add_veth(&plain, &unique_link_name("nicp"), Some(&wire));
         let sysfs = FakeSysfs::builder(layout)
             .pf(spec)
             .pf(PfSpec::new(PF2_ADDR, &pf2).vf("0000:b0:02.0", &pf2_vf_name))
