@@ -278,9 +278,19 @@ impl MetaPlugin {
             tracing::debug!("writing network-status");
             let device_infos = crate::devinfo::read_for_status(&devinfo_files);
             let status_json = status::network_status(&planned, &results, &device_infos);
-            source
-                .write_network_status(&r.namespace, &r.name, &status_json)
-                .await?;
+            // The events go out beside the status write: one round trip for both.
+            let events = async {
+                let Some(pod) = &pod else { return };
+                let events = status::added_interface_events(&planned, &results);
+                if let Err(e) = source.record_events(pod, &events).await {
+                    tracing::warn!(error = %e, "AddedInterface events not recorded");
+                }
+            };
+            let (written, ()) = futures::join!(
+                source.write_network_status(&r.namespace, &r.name, &status_json),
+                events
+            );
+            written?;
         }
         results
             .into_iter()

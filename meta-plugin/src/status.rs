@@ -1,10 +1,11 @@
 //! The `k8s.v1.cni.cncf.io/network-status` annotation, built from the delegates' results in the
 //! format Multus writes, so tools that read it keep working.
 
-use multinet_cni::NetworkResult;
+use multinet_cni::{IpConfig, NetworkResult};
 use multinet_crds::{DeviceInfo, Dns, NetworkStatus, format_network_status, status_ip};
 
 use crate::plan::PlannedAttachment;
+use crate::source::PodEvent;
 
 /// One status entry per attachment. The interface is the first one the delegate placed in a
 /// sandbox; IPs are those of that interface, plus any the result did not tie to an interface
@@ -20,18 +21,12 @@ pub fn status_entries(
         .zip(results)
         .enumerate()
         .map(|(i, (p, r))| {
-            let iface_idx = r
-                .interfaces
-                .iter()
-                .position(|i| i.sandbox.as_deref().is_some_and(|s| !s.is_empty()));
+            let iface_idx = sandbox_interface(r);
             let iface = iface_idx.map(|i| &r.interfaces[i]);
             NetworkStatus {
                 name: p.network.clone(),
                 interface: iface.map_or_else(|| p.ifname.clone(), |i| i.name.clone()),
-                ips: r
-                    .ips
-                    .iter()
-                    .filter(|ip| ip.interface.is_none() || ip.interface == iface_idx)
+                ips: ips_of(r, iface_idx)
                     .map(|ip| status_ip(ip.address.addr()))
                     .collect(),
                 mac: iface.and_then(|i| i.mac.clone()).unwrap_or_default(),
@@ -45,6 +40,43 @@ pub fn status_entries(
                 },
                 device_info: device_infos.get(i).cloned().flatten(),
                 gateway: p.default_route.iter().map(|g| status_ip(*g)).collect(),
+            }
+        })
+        .collect()
+}
+
+/// The first interface the delegate placed in a sandbox.
+fn sandbox_interface(r: &NetworkResult) -> Option<usize> {
+    r.interfaces
+        .iter()
+        .position(|i| i.sandbox.as_deref().is_some_and(|s| !s.is_empty()))
+}
+
+/// The IPs of interface `iface`, plus those the result tied to no interface.
+fn ips_of(r: &NetworkResult, iface: Option<usize>) -> impl Iterator<Item = &IpConfig> {
+    r.ips
+        .iter()
+        .filter(move |ip| ip.interface.is_none() || ip.interface == iface)
+}
+
+/// One `AddedInterface` event per attachment, worded as Multus words it
+/// ("Add net1 [10.10.0.5/24] from team/data"), so `kubectl describe pod` reads the same.
+pub fn added_interface_events(
+    planned: &[PlannedAttachment],
+    results: &[NetworkResult],
+) -> Vec<PodEvent> {
+    planned
+        .iter()
+        .zip(results)
+        .map(|(p, r)| {
+            let iface_idx = sandbox_interface(r);
+            let ifname = iface_idx.map_or(p.ifname.as_str(), |i| r.interfaces[i].name.as_str());
+            let ips: Vec<String> = ips_of(r, iface_idx)
+                .map(|ip| ip.address.to_string())
+                .collect();
+            PodEvent {
+                reason: "AddedInterface",
+                message: format!("Add {ifname} [{}] from {}", ips.join(" "), p.network),
             }
         })
         .collect()
@@ -85,6 +117,33 @@ mod tests {
             }],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn added_interface_events_are_worded_as_multus_words_them() {
+        let mut r = result("net1");
+        r.ips = vec![
+            serde_json::from_value(json!({"address": "10.10.0.5/24", "interface": 0})).unwrap(),
+            serde_json::from_value(json!({"address": "fd00::5/64", "interface": 0})).unwrap(),
+            serde_json::from_value(json!({"address": "10.9.9.9/24", "interface": 1})).unwrap(),
+        ];
+        let events = added_interface_events(
+            &[planned("team/data", "net1"), planned("cluster", "eth0")],
+            &[r, NetworkResult::default()],
+        );
+        assert_eq!(
+            events,
+            vec![
+                PodEvent {
+                    reason: "AddedInterface",
+                    message: "Add net1 [10.10.0.5/24 fd00::5/64] from team/data".into(),
+                },
+                PodEvent {
+                    reason: "AddedInterface",
+                    message: "Add eth0 [] from cluster".into(),
+                },
+            ]
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Node, VERSIONS};
-use multinet_api_fixture::ApiFixture;
+use multinet_api_fixture::{ApiFixture, RequestFilter};
 use multinet_testbed::{TestNetns, require_root};
 use serde_json::{Value, json};
 
@@ -225,4 +225,87 @@ fn nad_names_with_dots_are_attached() {
         c.node.cni_with("DEL", "c1", pod_name, &ns, &c.conf).ok();
         c.node.assert_clean(&pod);
     }
+}
+
+/// Each network added is an `AddedInterface` event on the pod, worded as Multus words it, so
+/// `kubectl describe pod` reads the same; an API that refuses events does not fail the ADD.
+#[test]
+fn added_interface_events_are_recorded_on_the_pod() {
+    require_root!();
+    let c = cluster("1.0.0");
+    let pod = TestNetns::new();
+    let ns = pod.path_str().to_string();
+    c.node.cni_with("ADD", "c1", "web", &ns, &c.conf).ok();
+    let mut events: Vec<(String, String, String)> = c
+        .api
+        .list("Event", Some("team"))
+        .iter()
+        .map(|e| {
+            assert_eq!(e["involvedObject"]["kind"], "Pod");
+            assert_eq!(e["involvedObject"]["uid"], "uid-web");
+            assert_eq!(e["type"], "Normal");
+            assert_eq!(e["source"]["component"], "multinet");
+            (
+                e["involvedObject"]["name"].as_str().unwrap().to_string(),
+                e["reason"].as_str().unwrap().to_string(),
+                e["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    events.sort();
+    let status = status_of(&c.api);
+    let ip = |i: usize| {
+        let cidr = pod.ip_json(&[
+            "-4",
+            "addr",
+            "show",
+            "dev",
+            status[i]["interface"].as_str().unwrap(),
+        ]);
+        format!(
+            "{}/{}",
+            cidr[0]["addr_info"][0]["local"].as_str().unwrap(),
+            cidr[0]["addr_info"][0]["prefixlen"]
+        )
+    };
+    let mut want = vec![
+        (
+            "web".to_string(),
+            "AddedInterface".to_string(),
+            format!("Add eth0 [{}] from cluster", ip(0)),
+        ),
+        (
+            "web".to_string(),
+            "AddedInterface".to_string(),
+            format!("Add net1 [{}] from team/data", ip(1)),
+        ),
+        (
+            "web".to_string(),
+            "AddedInterface".to_string(),
+            format!("Add stor0 [{}] from team/storage", ip(2)),
+        ),
+    ];
+    want.sort();
+    assert_eq!(events, want);
+    c.node.cni_with("DEL", "c1", "web", &ns, &c.conf).ok();
+
+    c.api.faults().fail_always(
+        RequestFilter::path("/api/v1/namespaces/*/events").method("POST"),
+        500,
+    );
+    c.node.cni_with("ADD", "c2", "web", &ns, &c.conf).ok();
+    assert_eq!(
+        c.api.list("Event", Some("team")).len(),
+        3,
+        "the second ADD's events were refused"
+    );
+    let status_patches = c
+        .api
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path == "/api/v1/namespaces/team/pods/web/status")
+        .count();
+    assert_eq!(status_patches, 2, "the status is written all the same");
+    c.node.cni_with("DEL", "c2", "web", &ns, &c.conf).ok();
+    c.node.assert_clean(&pod);
 }

@@ -6,14 +6,17 @@ use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
 
 use super::local::NETWORK_STATUS;
-use super::{ClusterSource, NadInfo, PodInfo};
+use super::{ClusterSource, NadInfo, PodEvent, PodInfo};
 use crate::error::MetaError;
 
 pub struct KubeSource {
@@ -142,5 +145,52 @@ impl ClusterSource for KubeSource {
             }
         })
         .await
+    }
+
+    async fn record_events(&self, pod: &PodInfo, events: &[PodEvent]) -> Result<(), MetaError> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &pod.namespace);
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let posts = events.iter().enumerate().map(|(i, e)| {
+            let event = pod_event(pod, e, now, i);
+            let api = &api;
+            async move { api.create(&PostParams::default(), &event).await }
+        });
+        futures::future::try_join_all(posts)
+            .await
+            .map(|_| ())
+            .map_err(|e| MetaError::Api(format!("events of pod {}: {e}", pod.key())))
+    }
+}
+
+/// The core/v1 Event object `kubectl describe pod` shows, named like client-go names its events
+/// (`<pod>.<hex nanoseconds>`); `seq` keeps the names of one batch distinct.
+fn pod_event(pod: &PodInfo, e: &PodEvent, now: k8s_openapi::jiff::Timestamp, seq: usize) -> Event {
+    let nanos = now.as_nanosecond() + seq as i128;
+    Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{}.{nanos:x}", pod.name)),
+            namespace: Some(pod.namespace.clone()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            namespace: Some(pod.namespace.clone()),
+            name: Some(pod.name.clone()),
+            uid: pod.uid.clone(),
+            ..Default::default()
+        },
+        reason: Some(e.reason.into()),
+        message: Some(e.message.clone()),
+        type_: Some("Normal".into()),
+        source: Some(EventSource {
+            component: Some("multinet".into()),
+            host: None,
+        }),
+        reporting_component: Some("multinet".into()),
+        first_timestamp: Some(Time(now)),
+        last_timestamp: Some(Time(now)),
+        count: Some(1),
+        ..Default::default()
     }
 }

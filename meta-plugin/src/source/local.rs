@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ClusterSource, NadInfo, PodInfo};
+use super::{ClusterSource, NadInfo, PodEvent, PodInfo};
 use crate::error::MetaError;
 
 pub use multinet_crds::NETWORK_STATUS_ANNOTATION as NETWORK_STATUS;
@@ -178,6 +178,11 @@ impl ClusterSource for LocalSource {
         fs::write(&tmp, text)
             .and_then(|()| fs::rename(&tmp, &found.file))
             .map_err(|e| MetaError::Io(format!("{}: {e}", found.file.display())))
+    }
+
+    /// A folder has no event stream to show them in.
+    async fn record_events(&self, _pod: &PodInfo, _events: &[PodEvent]) -> Result<(), MetaError> {
+        Ok(())
     }
 }
 

@@ -40,6 +40,13 @@ pub struct NadInfo {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// A Normal event about a pod, as `kubectl describe pod` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodEvent {
+    pub reason: &'static str,
+    pub message: String,
+}
+
 #[allow(async_fn_in_trait)]
 pub trait ClusterSource {
     /// `Ok(None)` when the pod does not exist.
@@ -53,6 +60,8 @@ pub trait ClusterSource {
         name: &str,
         status: &str,
     ) -> Result<(), MetaError>;
+    /// Records `events` on `pod`, all at once. Events are informative: the caller logs a failure.
+    async fn record_events(&self, pod: &PodInfo, events: &[PodEvent]) -> Result<(), MetaError>;
 }
 
 /// Sends each call to the source the config selected.
@@ -83,6 +92,12 @@ impl ClusterSource for AnySource {
         match self {
             AnySource::Kube(s) => s.write_network_status(namespace, name, status).await,
             AnySource::Local(s) => s.write_network_status(namespace, name, status).await,
+        }
+    }
+    async fn record_events(&self, pod: &PodInfo, events: &[PodEvent]) -> Result<(), MetaError> {
+        match self {
+            AnySource::Kube(s) => s.record_events(pod, events).await,
+            AnySource::Local(s) => s.record_events(pod, events).await,
         }
     }
 }
