@@ -33,4 +33,4 @@ pub use command::{host_ip, host_ip_json, run_checked};
 pub use links::{HostLinkGuard, Macvlan, VethPair};
 pub use names::{unique_link_name, unique_name};
 pub use netns::{TestNetns, current_thread_netns_inode};
-pub use root::{is_root, require_root};
+pub use root::{is_root, reference_plugin, require_root};

@@ -1,8 +1,39 @@
-//! Deciding whether a privileged test can run.
+//! Deciding whether a privileged test, or one needing the reference plugins, can run.
+
+use std::path::{Path, PathBuf};
 
 /// True when the effective user is root.
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+/// Where the package containernetworking-plugins installs the reference plugins.
+const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
+
+/// The reference plugin `name` (package containernetworking-plugins), or None when it is not
+/// installed: then in CI (`CI=true`) it panics, elsewhere it prints a visible skip line.
+pub fn reference_plugin(name: &str) -> Option<PathBuf> {
+    let path = Path::new(REFERENCE_PLUGINS).join(name);
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        !in_ci(),
+        "{} missing: install containernetworking-plugins",
+        path.display()
+    );
+    skip_line(&format!(
+        "SKIPPED: reference {} not installed",
+        path.display()
+    ));
+    None
+}
+
+/// Writes `line` straight to the stderr stream: the test harness captures eprintln! of
+/// passing tests, and a skip must be seen.
+fn skip_line(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// True when running in CI, where a privileged test that cannot run must fail.
@@ -21,10 +52,7 @@ pub fn require_root(test: &str) -> bool {
             "privileged test {test} cannot run: it needs root (euid 0) and CI=true forbids skipping"
         ),
         Decision::Skip => {
-            // Straight to the stderr stream: the test harness captures eprintln! of passing
-            // tests, and a skip must be seen.
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIPPED (needs root): {test}");
+            skip_line(&format!("SKIPPED (needs root): {test}"));
             false
         }
     }
@@ -87,6 +115,21 @@ macro_rules! require_root {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reference_plugins_are_found_or_skipped() {
+        // The test machines have containernetworking-plugins (the rules require it).
+        assert_eq!(
+            reference_plugin("host-local").as_deref(),
+            Some(Path::new("/usr/lib/cni/host-local"))
+        );
+        let missing = std::panic::catch_unwind(|| reference_plugin("no-such-plugin"));
+        if in_ci() {
+            assert!(missing.is_err(), "a missing plugin fails in CI");
+        } else {
+            assert_eq!(missing.ok(), Some(None));
+        }
+    }
 
     #[test]
     fn non_root_fails_in_ci_and_skips_elsewhere() {
