@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use multinet_cni::{CniEnv, CniVersion, Command, ExecRequest, exec_plugin, exec_raw, find_plugin};
+use multinet_testbed::reference_plugin;
 use serde_json::json;
 
 fn write_plugin(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -223,24 +224,9 @@ fn find_plugin_rules() {
     assert_eq!(find_plugin("x", &[]).unwrap_err().code.code(), 7);
 }
 
-/// The reference host-local, from the containernetworking-plugins package.
-fn reference(name: &str) -> Option<PathBuf> {
-    let p = PathBuf::from("/usr/lib/cni").join(name);
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{} missing: install containernetworking-plugins",
-        p.display()
-    );
-    eprintln!("SKIPPED: {} not installed", p.display());
-    None
-}
-
 #[tokio::test]
 async fn real_host_local_add_del_version_and_error() {
-    let Some(_) = reference("host-local") else {
+    let Some(_) = reference_plugin("host-local") else {
         return;
     };
     let data = tempfile::tempdir().unwrap();
@@ -298,7 +284,7 @@ async fn real_host_local_add_del_version_and_error() {
 
 #[tokio::test]
 async fn real_static_add_in_every_version() {
-    let Some(plugin) = reference("static") else {
+    let Some(plugin) = reference_plugin("static") else {
         return;
     };
     let e = env("ADD", Path::new("/usr/lib/cni"));
