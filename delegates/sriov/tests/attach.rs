@@ -94,13 +94,8 @@ fn add_del_round_trip(layout: SysfsLayout) {
         !after["flags"].as_array().unwrap().iter().any(|f| f == "UP"),
         "down after DEL: {after}"
     );
-    assert!(
-        lab.state_files()
-            .iter()
-            .all(|f| f.starts_with("pci/vf_lock")),
-        "{:?}",
-        lab.state_files()
-    );
+    let stray = lab.stray_state_files();
+    assert!(stray.is_empty(), "{stray:?}");
     assert!(!devinfo_path.exists());
     assert!(lab.ipam_allocations().is_empty(), "IP released");
 
@@ -210,13 +205,8 @@ fn a_failed_add_leaves_the_vf_as_it_was() {
         .expect("VF still in the host under its name");
     assert_eq!(host["address"], orig_mac);
     assert!(lab.state().read_record(&lab.pci(&vf)).unwrap().is_none());
-    assert!(
-        lab.state_files()
-            .iter()
-            .all(|f| f.starts_with("pci/vf_lock")),
-        "{:?}",
-        lab.state_files()
-    );
+    let stray = lab.stray_state_files();
+    assert!(stray.is_empty(), "{stray:?}");
     assert!(lab.ipam_allocations().is_empty());
     // The VF is free again.
     lab.add("c-ok", &pod2, "net1", &lab.conf(&vf, json!({})))

@@ -66,11 +66,7 @@ fn bad_input_changes_nothing() {
             "{extra}: message does not name {key}: {msg}"
         );
         // Nothing changed.
-        let stray: Vec<_> = lab
-            .state_files()
-            .into_iter()
-            .filter(|f| !f.starts_with("pci/vf_lock"))
-            .collect();
+        let stray = lab.stray_state_files();
         assert!(stray.is_empty(), "{extra}: state left behind: {stray:?}");
         assert!(lab.state().records().is_empty(), "{extra}");
         let now = lab

@@ -217,9 +217,12 @@ impl Lab {
         link_in(&self.host, name)
     }
 
-    /// Every file under the state dir, relative to it.
-    pub fn state_files(&self) -> Vec<PathBuf> {
+    /// Files under the state dir, relative to it, besides the VFs' lock files (which stay).
+    pub fn stray_state_files(&self) -> Vec<PathBuf> {
         files_under(&self.state_dir())
+            .into_iter()
+            .filter(|f| !f.starts_with("pci/vf_lock"))
+            .collect()
     }
 
     /// Files of IPAM allocations (host-local's dataDir minus its lock and last-reserved files).
