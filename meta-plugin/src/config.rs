@@ -101,14 +101,11 @@ pub struct MultinetConf {
     /// Where device plugins leave `<resource>-<deviceID>-device.json` for the CNI to copy.
     #[serde(default = "default_device_plugin_info_dir")]
     pub device_plugin_info_dir: PathBuf,
-    /// Secondary networks whose delegates are independent of one another are attached (and
-    /// deleted) at the same time; false runs every network one after another.
-    #[serde(default = "default_true")]
+    /// Opt-in: secondary networks whose delegates are independent of one another are attached
+    /// (and deleted) at the same time. Off by default: the multi-net spec (section 7.3) asks for
+    /// one attachment operation at a time.
+    #[serde(default)]
     pub parallel_networks: bool,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 fn default_multinet_namespace() -> String {
@@ -206,6 +203,10 @@ mod tests {
             PathBuf::from("/var/run/k8s.cni.cncf.io/devinfo/dp")
         );
         assert_eq!(conf.global_namespace_list(), vec!["default", "shared"]);
+        assert!(
+            !conf.parallel_networks,
+            "one attachment at a time (multi-net spec 7.3)"
+        );
         assert!(conf.is_system_namespace("kube-system"));
         assert_eq!(unknown, vec!["frobnicate".to_string()]);
     }

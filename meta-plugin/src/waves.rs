@@ -1,4 +1,6 @@
-//! Which attachments may run at the same time. The cluster network always runs first and alone.
+//! Which attachments may run at the same time when `parallelNetworks` asks for it (by default,
+//! as the multi-net spec's section 7.3 requires, every attachment runs alone, in order). The
+//! cluster network always runs first and alone.
 //! After it, consecutive networks whose delegates are known not to depend on one another (each
 //! creates or claims its own interface and keeps its own state, locked where shared) run together;
 //! any other network is a barrier that runs alone, after everything before it and before

@@ -2,8 +2,9 @@
 //! link in the pod, no IP allocated, no attachment record). The binary stops at a named point
 //! when `MULTINET_FAILPOINT` names it and writes its pid to `MULTINET_FAILPOINT_MARKER`, so the
 //! kill lands exactly there. Delegates are the reference bridge, macvlan and host-local. Each
-//! point is tried with the two macvlan networks attached at once (the default: both are
-//! recorded together, so "after-delegate-2" already has the third) and one after another.
+//! point is tried with the networks attached one after another (the default) and with
+//! `parallelNetworks` (the two macvlans are recorded together, so "after-delegate-2" already has
+//! the third).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
