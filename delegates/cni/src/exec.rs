@@ -71,8 +71,8 @@ pub async fn exec_raw(path: &Path, req: &ExecRequest<'_>) -> Result<Vec<u8>> {
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let shown = path.display();
-    let mut child = cmd
-        .spawn()
+    let mut child = spawn_retrying_busy(&mut cmd)
+        .await
         .map_err(|e| CniError::io(format!("running plugin {shown}: {e}")))?;
     let stdin_pipe = child.stdin.take();
     let input = req.stdin;
@@ -104,6 +104,25 @@ pub async fn exec_raw(path: &Path, req: &ExecRequest<'_>) -> Result<Vec<u8>> {
         return Ok(output.stdout);
     }
     Err(failure_error(&shown.to_string(), &output))
+}
+
+/// Starts the plugin, retrying while the kernel says its file is busy (ETXTBSY): a binary being
+/// copied into place during an upgrade, or a file another thread's fork still holds open for
+/// writing. Both pass within milliseconds; a second later the error is real.
+async fn spawn_retrying_busy(
+    cmd: &mut tokio::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    const ETXTBSY: i32 = 26;
+    let mut delay = Duration::from_millis(5);
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && delay < Duration::from_secs(1) => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
 }
 
 fn failure_error(shown: &str, output: &std::process::Output) -> CniError {

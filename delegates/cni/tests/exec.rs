@@ -306,3 +306,33 @@ async fn real_static_add_in_every_version() {
         assert_eq!(r.dns.nameservers, vec!["8.8.8.8"]);
     }
 }
+
+/// A plugin whose file is still open for writing (being copied into place, or held by a fork of
+/// another thread) cannot be executed yet (ETXTBSY): exec waits for it instead of failing.
+#[tokio::test]
+async fn a_plugin_busy_being_written_is_run_once_it_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy");
+    let mut writer = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut writer, b"#!/bin/sh\necho '{}'\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Still open for writing: the kernel refuses to run it.
+    let refused = std::process::Command::new(&path).output().unwrap_err();
+    assert_eq!(refused.raw_os_error(), Some(26), "{refused}");
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        drop(writer);
+    });
+    let e = env("VERSION", dir.path());
+    let x = extra();
+    let out = exec_raw(&path, &req(Command::Version, &e, &x, STDIN))
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8(out).unwrap().trim(), "{}");
+    closer.join().unwrap();
+}
