@@ -208,13 +208,6 @@ pub fn remove(path: Option<&Path>) {
     }
 }
 
-/// Removes the files of several attachments (see [`remove`]).
-pub fn remove_files(files: &[Option<DeviceInfoFile>]) {
-    for f in files.iter().flatten() {
-        remove(Some(&f.path));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,7 +424,7 @@ mod tests {
         remove(None);
         assert!(!target.exists());
         fs::write(&target, "{}").unwrap();
-        remove_files(&files[..1]);
+        remove(files[0].as_ref().map(|f| f.path.as_path()));
         assert!(!target.exists());
         // Only the copies are removed, never the device plugin's own file.
         assert!(dp.exists());
