@@ -8,6 +8,7 @@ pub mod devices;
 pub mod devinfo;
 pub mod error;
 pub mod inject;
+pub mod install;
 pub mod logging;
 pub mod meta;
 pub mod own;

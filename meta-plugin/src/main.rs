@@ -1,6 +1,6 @@
 //! The `multinet` binary. Started by a container runtime it is the meta CNI plugin; started under
 //! one of its delegates' names (a symlink in /opt/cni/bin) it is that delegate; `multinet demo`
-//! runs the demo.
+//! runs the demo; `multinet install` puts it on a node and writes its config.
 
 use multinet::own::OwnDelegate;
 
@@ -17,6 +17,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("demo") => std::process::exit(multinet::demo::main(&args[1..])),
+        Some("install") => std::process::exit(multinet::install::main(&args[1..])),
         Some("sriov") if args.get(1).map(String::as_str) == Some("list") => {
             // PFs and VFs of this node with drivers, names and owners (MULTINET_SYSFS_ROOT and
             // MULTINET_SRIOV_STATE_DIR select another tree).
@@ -32,7 +33,7 @@ fn main() {
             println!(
                 "multinet {}: multi-network meta CNI plugin\n\n\
                  Called by a container runtime with CNI_* variables and a config on stdin.\n\
-                 Subcommands: demo [--keep], sriov list, version",
+                 Subcommands: demo [--keep], install [--help], sriov list, version",
                 env!("CARGO_PKG_VERSION")
             );
         }
