@@ -18,8 +18,10 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{SigSet, Signal};
 use serde_json::{Map, Value, json};
 
 use crate::error::MetaError;
@@ -1009,15 +1011,53 @@ fn watch_tick(args: &InstallArgs) {
     }
 }
 
-/// Runs `multinet install` with parsed arguments. With `--watch` it returns only on a fatal
-/// error; SIGTERM ends the process without touching the config.
+/// Set once SIGTERM or SIGINT arrived.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// SIGTERM/SIGINT end `--watch` between two looks, never in the middle of a write. Handled on
+/// purpose (as PID 1 of a container an unhandled SIGTERM is ignored) and on a thread of its own
+/// with `sigwait`, so no async-signal handler is needed.
+fn stop_on_signals() -> Result<(), MetaError> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.thread_block()
+        .map_err(|e| MetaError::Internal(format!("blocking SIGTERM: {e}")))?;
+    std::thread::spawn(move || {
+        if let Ok(signal) = set.wait() {
+            log(format!("{signal}: stopping; the config stays in place"));
+            STOP.store(true, Ordering::SeqCst);
+        }
+    });
+    Ok(())
+}
+
+/// Sleeps `total`, waking early when a stop signal arrives.
+fn pause(total: Duration) {
+    let deadline = Instant::now() + total;
+    while !STOP.load(Ordering::SeqCst) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+/// Runs `multinet install` with parsed arguments. With `--watch` it returns when SIGTERM or
+/// SIGINT arrives, leaving the config in place: removing it while the cluster network is still
+/// configured would make the runtime give new pods the cluster network alone.
 pub fn run(args: &InstallArgs) -> Result<(), MetaError> {
+    if args.watch {
+        stop_on_signals()?;
+    }
     install_node_files(args)?;
     if args.watch {
-        loop {
+        while !STOP.load(Ordering::SeqCst) {
             watch_tick(args);
-            std::thread::sleep(args.poll);
+            pause(args.poll);
         }
+        return Ok(());
     }
     let cluster = wait_ready(args)?;
     let config = plan_config(&cluster, &args.options);
