@@ -1,0 +1,417 @@
+//! The real server on 127.0.0.1 over HTTPS, with the NADs in the API fixture.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers outside #[test] fns fail loudly by design.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::prelude::{BASE64_STANDARD, Engine as _};
+use multinet_api_fixture::ApiFixture;
+use multinet_webhook::server::{
+    HEALTHZ_PATH, ISOLATE_PATH, MUTATE_PATH, READYZ_PATH, VALIDATE_PATH,
+};
+use multinet_webhook::{RunningWebhook, start};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use common::{TestCert, cert_files, config, https, nad_review, pod_review};
+
+struct Setup {
+    fixture: ApiFixture,
+    server: RunningWebhook,
+    cert: TestCert,
+    dir: TempDir,
+}
+
+fn nad(namespace: &str, name: &str, annotations: Value) -> Value {
+    json!({
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+        "spec": {"config": r#"{"cniVersion":"1.0.0","type":"sriov","ipam":{"type":"host-local","subnet":"10.56.217.0/24"}}"#}
+    })
+}
+
+async fn setup() -> Setup {
+    let fixture = ApiFixture::start().await.unwrap();
+    fixture
+        .insert(nad(
+            "team",
+            "sriov-a",
+            json!({"k8s.v1.cni.cncf.io/resourceName": "intel.com/sriov_a"}),
+        ))
+        .unwrap();
+    fixture
+        .insert(nad(
+            "default",
+            "sriov-b",
+            json!({
+                "k8s.v1.cni.cncf.io/resourceName": "intel.com/sriov_b",
+                "k8s.v1.cni.cncf.io/nodeSelector": "feature.node.kubernetes.io/sriov=true"
+            }),
+        ))
+        .unwrap();
+    fixture.insert(nad("team", "plain", json!({}))).unwrap();
+    let dir = TempDir::new().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    fixture.write_kubeconfig(&kubeconfig).unwrap();
+    let files = cert_files(dir.path());
+    let cert = TestCert::generate("multinet-webhook first");
+    cert.write(&files);
+    let server = start(config(files, &kubeconfig)).await.unwrap();
+    Setup {
+        fixture,
+        server,
+        cert,
+        dir,
+    }
+}
+
+fn pod(networks: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "app", "namespace": "team", "labels": {"app": "dpdk"},
+                     "annotations": {"k8s.v1.cni.cncf.io/networks": networks}},
+        "spec": {"containers": [
+            {"name": "app", "image": "dpdk", "resources": {"requests": {"cpu": "1"}}},
+            {"name": "sidecar", "image": "busybox", "resources": {}}
+        ]}
+    })
+}
+
+impl Setup {
+    async fn post(&self, path: &str, body: Vec<u8>) -> Value {
+        let reply = https(
+            self.server.local_addr(),
+            &[&self.cert.ca_pem],
+            "POST",
+            path,
+            body,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        let review = reply.json();
+        assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(review["kind"], "AdmissionReview");
+        review["response"].clone()
+    }
+
+    fn nad_gets(&self) -> usize {
+        self.fixture
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/network-attachment-definitions/"))
+            .count()
+    }
+}
+
+fn decoded_patch(response: &Value) -> Value {
+    assert_eq!(response["patchType"], "JSONPatch", "{response}");
+    let bytes = BASE64_STANDARD
+        .decode(response["patch"].as_str().expect("a base64 patch"))
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_admits_good_nads_and_names_the_bad_field() {
+    let s = setup().await;
+    let good = nad("team", "0net", json!({}));
+    let response = s.post(VALIDATE_PATH, nad_review("uid-good", good)).await;
+    assert_eq!(response["uid"], "uid-good");
+    assert_eq!(response["allowed"], true);
+
+    let mut bad = nad("team", "net1", json!({}));
+    bad["spec"]["config"] = json!(r#"{"name":"x","plugins":{"type":"macvlan"}}"#);
+    let response = s.post(VALIDATE_PATH, nad_review("uid-bad", bad)).await;
+    assert_eq!(response["uid"], "uid-bad");
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 400);
+    assert_eq!(
+        response["status"]["message"],
+        "spec.config has a \"plugins\" that is not an array"
+    );
+
+    let response = s
+        .post(
+            VALIDATE_PATH,
+            nad_review("uid-name", nad("team", "-net", json!({}))),
+        )
+        .await;
+    assert_eq!(response["allowed"], false);
+    assert!(
+        response["status"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("metadata.name \"-net\"")
+    );
+    s.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolate_refuses_other_namespaces_and_bad_annotations() {
+    let s = setup().await;
+    let response = s
+        .post(
+            ISOLATE_PATH,
+            pod_review("i1", "team", pod("sriov-a,default/sriov-b")),
+        )
+        .await;
+    assert_eq!(response["allowed"], true, "{response}");
+
+    let response = s
+        .post(
+            ISOLATE_PATH,
+            pod_review("i2", "team", pod("sriov-a,other/secret@net2")),
+        )
+        .await;
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 403);
+    let message = response["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("networks[1] selects network other/secret"),
+        "{message}"
+    );
+
+    let response = s
+        .post(
+            ISOLATE_PATH,
+            pod_review(
+                "i3",
+                "team",
+                pod(r#"[{"name":"sriov-a","ips":["10.0.0.300"]}]"#),
+            ),
+        )
+        .await;
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 400);
+    let message = response["status"]["message"].as_str().unwrap();
+    assert!(message.contains("networks[0].ips"), "{message}");
+    s.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutate_injects_resources_from_nads_in_the_api() {
+    let s = setup().await;
+    let response = s
+        .post(
+            MUTATE_PATH,
+            pod_review(
+                "m1",
+                "team",
+                pod("sriov-a,sriov-a@net2,default/sriov-b,plain"),
+            ),
+        )
+        .await;
+    assert_eq!(response["uid"], "m1");
+    assert_eq!(response["allowed"], true, "{response}");
+    let mount = json!({"name": "podnetinfo", "mountPath": "/etc/podnetinfo", "readOnly": true});
+    assert_eq!(
+        decoded_patch(&response),
+        json!([
+            {"op": "add", "path": "/spec/containers/0/resources/requests/intel.com~1sriov_a", "value": "2"},
+            {"op": "add", "path": "/spec/containers/0/resources/requests/intel.com~1sriov_b", "value": "1"},
+            {"op": "add", "path": "/spec/containers/0/resources/limits",
+             "value": {"intel.com/sriov_a": "2", "intel.com/sriov_b": "1"}},
+            {"op": "add", "path": "/spec/nodeSelector", "value": {"feature.node.kubernetes.io/sriov": "true"}},
+            {"op": "add", "path": "/spec/volumes", "value": [{"name": "podnetinfo", "downwardAPI": {"items": [
+                {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}
+            ]}}]},
+            {"op": "add", "path": "/spec/containers/0/volumeMounts", "value": [mount]},
+            {"op": "add", "path": "/spec/containers/1/volumeMounts", "value": [mount]},
+        ])
+    );
+    // Three NADs, each read once.
+    assert_eq!(s.nad_gets(), 3);
+
+    // The cache serves the next pod; a missing NAD is looked up and refused by name.
+    let response = s
+        .post(MUTATE_PATH, pod_review("m2", "team", pod("sriov-a,ghost")))
+        .await;
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 400);
+    assert_eq!(
+        response["status"]["message"],
+        "networks[1] selects NetworkAttachmentDefinition team/ghost, which does not exist"
+    );
+    assert_eq!(s.nad_gets(), 4);
+
+    // A NAD created now is found at once: absence is never cached.
+    s.fixture
+        .insert(nad(
+            "team",
+            "ghost",
+            json!({"k8s.v1.cni.cncf.io/resourceName": "example.com/ghost"}),
+        ))
+        .unwrap();
+    let response = s
+        .post(MUTATE_PATH, pod_review("m3", "team", pod("ghost")))
+        .await;
+    assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(
+        decoded_patch(&response)[0],
+        json!({"op": "add", "path": "/spec/containers/0/resources/requests/example.com~1ghost", "value": "1"})
+    );
+
+    // kube-system is left alone without asking the API.
+    let gets = s.nad_gets();
+    let mut system_pod = pod("missing");
+    system_pod["metadata"]["namespace"] = json!("kube-system");
+    let response = s
+        .post(MUTATE_PATH, pod_review("m4", "kube-system", system_pod))
+        .await;
+    assert_eq!(response["allowed"], true);
+    assert!(response.get("patch").is_none());
+    assert_eq!(s.nad_gets(), gets);
+    s.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutate_refuses_when_the_api_is_down() {
+    let s = setup().await;
+    s.fixture.faults().stop_listening().unwrap();
+    let response = s
+        .post(MUTATE_PATH, pod_review("down", "team", pod("sriov-a")))
+        .await;
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 500);
+    let message = response["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("networks[0]: cannot read NetworkAttachmentDefinition team/sriov-a:"),
+        "{message}"
+    );
+    s.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_routes_methods_and_garbage() {
+    let s = setup().await;
+    let addr = s.server.local_addr();
+    let ca = s.cert.ca_pem.as_str();
+    for path in [HEALTHZ_PATH, READYZ_PATH] {
+        let reply = https(addr, &[ca], "GET", path, Vec::new()).await.unwrap();
+        assert_eq!((reply.status, reply.body.as_slice()), (200, &b"ok\n"[..]));
+    }
+    let reply = https(addr, &[ca], "GET", VALIDATE_PATH, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 405);
+    let reply = https(addr, &[ca], "POST", "/nothing", Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 404);
+    // The API server may add a timeout query.
+    let reply = https(
+        addr,
+        &[ca],
+        "POST",
+        "/validate?timeout=10s",
+        b"{not json".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 200);
+    let response = &reply.json()["response"];
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["reason"], "InvalidRequest");
+    let reply = https(addr, &[ca], "POST", VALIDATE_PATH, vec![b' '; 9 << 20])
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 413);
+    // A client that does not trust the CA gets no answer.
+    let other = TestCert::generate("stranger");
+    assert!(
+        https(addr, &[&other.ca_pem], "GET", HEALTHZ_PATH, Vec::new())
+            .await
+            .is_err()
+    );
+    s.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_certificate_files_are_served_on_the_next_handshake() {
+    let s = setup().await;
+    let addr = s.server.local_addr();
+    let files = cert_files(s.dir.path());
+    let second = TestCert::generate("multinet-webhook second");
+    let both = [s.cert.ca_pem.as_str(), second.ca_pem.as_str()];
+
+    let first = https(addr, &both, "GET", HEALTHZ_PATH, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(first.leaf_der, s.cert.leaf_der);
+
+    // Written the way a careless rotation would: the new chain first, the new key a moment later.
+    std::fs::write(&files.cert, &second.chain_pem).unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let between = https(addr, &both, "GET", HEALTHZ_PATH, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        between.leaf_der, s.cert.leaf_der,
+        "a chain without its key is not served"
+    );
+    std::fs::write(&files.key, &second.key_pem).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = https(addr, &both, "GET", HEALTHZ_PATH, Vec::new())
+            .await
+            .unwrap();
+        if reply.leaf_der == second.leaf_der {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Only the new CA is needed now.
+    let reply = https(addr, &[&second.ca_pem], "GET", HEALTHZ_PATH, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+
+    // Garbage in the files keeps the last good certificate.
+    std::fs::write(&files.cert, "not a certificate").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reply = https(addr, &both, "GET", HEALTHZ_PATH, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(reply.leaf_der, second.leaf_der);
+    s.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_refuses_missing_or_mismatched_tls_material() {
+    let dir = TempDir::new().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let fixture = ApiFixture::start().await.unwrap();
+    fixture.write_kubeconfig(&kubeconfig).unwrap();
+    let files = cert_files(dir.path());
+    let err = start(config(files.clone(), &kubeconfig))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("tls.crt"), "{err}");
+
+    let one = TestCert::generate("one");
+    let two = TestCert::generate("two");
+    std::fs::write(&files.cert, &one.chain_pem).unwrap();
+    std::fs::write(&files.key, &two.key_pem).unwrap();
+    let err = start(config(files, &kubeconfig)).await.err().unwrap();
+    assert!(
+        err.to_string().contains("does not fit the certificate"),
+        "{err}"
+    );
+}
