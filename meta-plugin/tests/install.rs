@@ -967,7 +967,7 @@ fn daemonset_runs_install_with_flags_the_binary_accepts_on_host_paths() {
     let init = &spec["initContainers"][0];
     let watch = &spec["containers"][0];
     assert_eq!(init["securityContext"]["privileged"], true);
-    for (container, must_have) in [(init, "--own-delegates"), (watch, "--watch")] {
+    for (container, must_have) in [(init, "--wait-seconds=600"), (watch, "--watch")] {
         let command: Vec<&str> = container["command"]
             .as_array()
             .unwrap()
