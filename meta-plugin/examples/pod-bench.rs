@@ -6,6 +6,9 @@
 //!
 //!     cargo run --release -p multinet --example pod-bench [-- ROUNDS [POD_AGE_MS]]
 //!
+//! The thick-mode rows run the same config with `daemonSocket` naming a `multinet daemon` the
+//! bench starts: the binary hands each call to it.
+//!
 //! POD_AGE_MS (default 200) is how long each pod lives between ADD and DEL. A link deleted within a
 //! few milliseconds of being brought up costs the kernel more (IPv6 autoconfiguration of the new
 //! link is still in flight), so the floor link is brought up, addressed and aged the same way.
@@ -178,6 +181,26 @@ fn main() {
         conf["parallelNetworks"] = json!(parallel);
         conf
     };
+    // Thick mode: the same config naming a daemon's socket; the binary hands each call over.
+    let socket = d("daemon.sock");
+    let mut daemon = Command::new(&multinet)
+        .env_remove("LD_LIBRARY_PATH")
+        .arg("daemon")
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--log-level", "info", "--log-file"])
+        .arg(d("daemon.log"))
+        .spawn()
+        .unwrap();
+    let waiting = Instant::now();
+    while !socket.exists() {
+        assert!(waiting.elapsed() < Duration::from_secs(10), "daemon did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let thick = |mut conf: Value| {
+        conf["daemonSocket"] = json!(socket);
+        conf
+    };
     let variants = [
         (
             "multinet, own delegates in-process",
@@ -189,6 +212,11 @@ fn main() {
             variant("bin-ref", false),
         ),
         ("  same, parallelNetworks true", variant("bin-ref", true)),
+        (
+            "multinet thick mode (daemon), own delegates",
+            thick(variant("bin-ours", false)),
+        ),
+        ("  same, parallelNetworks true", thick(variant("bin-ours", true))),
     ];
     // ADD and DEL samples per multinet variant, then the reference plugins alone, then the floor.
     let mut add_samples: Vec<Vec<Duration>> = vec![Vec::new(); variants.len() + 1];
@@ -283,6 +311,12 @@ fn main() {
         adds[0].as_secs_f64() / adds[adds.len() - 1].as_secs_f64(),
         dels[0].as_secs_f64() / floor.as_secs_f64()
     );
+    println!(
+        "thick mode: ADD multinet/reference {:.2}",
+        adds[4].as_secs_f64() / adds[adds.len() - 1].as_secs_f64(),
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
     let _ = Command::new("ip").args(["netns", "del", NODE]).status();
     if std::env::var("BENCH_LOG").is_ok() {
         fs::copy(d("multinet.log"), "/tmp/pod-bench.log").unwrap();

@@ -41,6 +41,7 @@ const KNOWN_KEYS: &[&str] = &[
     "deviceInfoDir",
     "devicePluginInfoDir",
     "parallelNetworks",
+    "daemonSocket",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +107,10 @@ pub struct MultinetConf {
     /// one attachment operation at a time.
     #[serde(default)]
     pub parallel_networks: bool,
+    /// Thick mode: the node daemon's socket. The binary hands each call to the daemon (warm API
+    /// connection) and runs it itself only when nothing listens there.
+    #[serde(default)]
+    pub daemon_socket: Option<PathBuf>,
 }
 
 fn default_multinet_namespace() -> String {

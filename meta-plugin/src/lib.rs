@@ -19,4 +19,5 @@ pub mod resolve;
 pub mod source;
 pub mod status;
 pub mod store;
+pub mod thick;
 pub mod waves;

@@ -8,10 +8,14 @@ use crate::config::MultinetConf;
 
 static INSTALLED: OnceLock<()> = OnceLock::new();
 
-/// Maps Multus's level names onto tracing's.
+/// Maps Multus's level names onto tracing's. "debug" is multinet's own steps (the libraries it
+/// uses stay at warn, so a debug log reads as the call's story); "verbose" and "trace" add the
+/// libraries' debug lines (HTTP requests, TLS, connection pooling).
 fn level_filter(level: &str) -> &'static str {
     match level.to_ascii_lowercase().as_str() {
-        "debug" | "verbose" | "trace" => "debug",
+        // Targets match by prefix: "multinet" covers multinet_cni, multinet_ipam and the rest.
+        "debug" => "warn,multinet=debug",
+        "verbose" | "trace" => "debug",
         "info" => "info",
         "warn" | "warning" => "warn",
         "error" | "panic" => "error",
@@ -49,4 +53,11 @@ pub fn init_from_env() {
 pub fn init_from_conf(conf: &MultinetConf) {
     let level = conf.log_level.as_deref().unwrap_or("error");
     install(level, conf.log_file.as_deref());
+}
+
+/// A long-running process's logs (the node daemon): `level` to `file`, or stderr. Calls made
+/// later in the same process keep these logs; their config's `logFile` and `logLevel` then apply
+/// only to thin-mode calls.
+pub fn init(level: &str, file: Option<&std::path::Path>) {
+    install(level, file);
 }

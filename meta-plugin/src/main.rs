@@ -3,6 +3,7 @@
 //! runs the demo; `multinet install` puts it on a node and writes its config.
 
 use multinet::own::OwnDelegate;
+use multinet::thick;
 
 fn main() {
     let argv0 = std::env::args().next().unwrap_or_default();
@@ -18,6 +19,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("demo") => std::process::exit(multinet::demo::main(&args[1..])),
         Some("install") => std::process::exit(multinet::install::main(&args[1..])),
+        Some("daemon") => std::process::exit(multinet::thick::daemon::main(&args[1..])),
         Some("sriov") if args.get(1).map(String::as_str) == Some("list") => {
             // PFs and VFs of this node with drivers, names and owners (MULTINET_SYSFS_ROOT and
             // MULTINET_SRIOV_STATE_DIR select another tree).
@@ -37,9 +39,37 @@ fn main() {
                 env!("CARGO_PKG_VERSION")
             );
         }
-        _ => {
-            multinet::logging::init_from_env();
-            multinet_cni::run_main(multinet::meta::MetaPlugin::new())
+        _ => run_cni_call(),
+    }
+}
+
+/// A CNI call from the runtime: handed to the node daemon when the config names one that
+/// listens, else run here.
+fn run_cni_call() -> ! {
+    use std::io::Read;
+    let mut stdin = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut stdin) {
+        let err = multinet_cni::CniError::io(format!("reading stdin: {e}"));
+        let out = multinet_cni::error_bytes(&err, multinet_cni::CniVersion::LATEST);
+        multinet_cni::exit_with(&out, multinet_cni::FAILURE_EXIT_CODE)
+    }
+    let is_version = std::env::var("CNI_COMMAND").is_ok_and(|c| c == "VERSION");
+    let socket = (!is_version)
+        .then(|| thick::shim::daemon_socket(&stdin))
+        .flatten();
+    let mut no_daemon = None;
+    if let Some(socket) = &socket {
+        match thick::shim::hand_over(socket, &multinet_cni::env::process_vars(), &stdin) {
+            thick::shim::Handover::Answered { code, stdout } => {
+                multinet_cni::exit_with(&stdout, code)
+            }
+            thick::shim::Handover::NoDaemon(e) => no_daemon = Some(e),
         }
     }
+    multinet::logging::init_from_env();
+    if let (Some(socket), Some(e)) = (&socket, &no_daemon) {
+        // Logged once the config's log is open (the first thing the call does).
+        thick::shim::remember_no_daemon(socket, e);
+    }
+    multinet_cni::run_main_with_stdin(multinet::meta::MetaPlugin::new(), &stdin)
 }

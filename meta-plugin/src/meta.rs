@@ -53,6 +53,9 @@ fn with_bin_dir(req: &Request, conf: &MultinetConf) -> Request {
 fn load_conf(req: &Request) -> Result<MultinetConf, MetaError> {
     let (conf, unknown) = MultinetConf::parse(&req.stdin)?;
     crate::logging::init_from_conf(&conf);
+    if let Some(note) = crate::thick::shim::no_daemon_note() {
+        tracing::warn!("{note}");
+    }
     if !unknown.is_empty() {
         tracing::warn!(keys = ?unknown, "ignoring unknown multinet config keys");
     }
@@ -292,6 +295,7 @@ impl MetaPlugin {
             );
             written?;
         }
+        tracing::debug!("ADD done");
         results
             .into_iter()
             .next()

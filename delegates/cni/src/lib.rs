@@ -28,6 +28,9 @@ pub use config::{AnyConf, NetConf, NetConfList, json_kind, parse_any};
 pub use env::{CniEnv, Command, validate_container_id, validate_ifname};
 pub use error::{CniError, ErrorCode, Result};
 pub use exec::{DEFAULT_EXEC_TIMEOUT, ExecRequest, exec_plugin, exec_raw, find_plugin};
-pub use plugin::{Attachment, GcRequest, Plugin, Request, dispatch, run_main};
+pub use plugin::{
+    Attachment, FAILURE_EXIT_CODE, GcRequest, Plugin, Request, dispatch, error_bytes,
+    error_version, exit_with, run_main, run_main_with_stdin,
+};
 pub use result::{Dns, Interface, IpConfig, NetworkResult, Route};
 pub use version::{CniVersion, SUPPORTED_VERSIONS};

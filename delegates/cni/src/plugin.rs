@@ -109,7 +109,7 @@ pub trait Plugin {
 pub const FAILURE_EXIT_CODE: i32 = 1;
 
 /// The cniVersion to print in an error: the config's when it is a known version, else LATEST.
-fn error_version(stdin: &[u8]) -> CniVersion {
+pub fn error_version(stdin: &[u8]) -> CniVersion {
     serde_json::from_slice::<Value>(stdin)
         .ok()
         .and_then(|v| v.get("cniVersion")?.as_str()?.parse().ok())
@@ -216,30 +216,36 @@ fn to_bytes(v: &Value) -> Result<Vec<u8>> {
 /// error JSON out on stdout, exit code 0 or 1.
 pub fn run_main<P: Plugin>(plugin: P) -> ! {
     let mut stdin = Vec::new();
-    let (out, code) = match std::io::stdin().read_to_end(&mut stdin) {
+    if let Err(e) = std::io::stdin().read_to_end(&mut stdin) {
+        let err = CniError::io(format!("reading stdin: {e}"));
+        exit_with(&error_bytes(&err, CniVersion::LATEST), FAILURE_EXIT_CODE)
+    }
+    run_main_with_stdin(plugin, &stdin)
+}
+
+/// [`run_main`] for a caller that has already read stdin (multinet reads it to decide whether
+/// a node daemon should take the call).
+pub fn run_main_with_stdin<P: Plugin>(plugin: P, stdin: &[u8]) -> ! {
+    let (out, code) = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(dispatch(&plugin, process_vars(), stdin)),
         Err(e) => (
             error_bytes(
-                &CniError::io(format!("reading stdin: {e}")),
-                CniVersion::LATEST,
+                &CniError::internal(format!("starting runtime: {e}")),
+                error_version(stdin),
             ),
             FAILURE_EXIT_CODE,
         ),
-        Ok(_) => match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt.block_on(dispatch(&plugin, process_vars(), &stdin)),
-            Err(e) => (
-                error_bytes(
-                    &CniError::internal(format!("starting runtime: {e}")),
-                    error_version(&stdin),
-                ),
-                FAILURE_EXIT_CODE,
-            ),
-        },
     };
+    exit_with(&out, code)
+}
+
+/// Prints a plugin's answer on stdout and exits with its code.
+pub fn exit_with(out: &[u8], code: i32) -> ! {
     let mut stdout = std::io::stdout().lock();
     // Nothing more can be reported if stdout is gone; the exit code still tells.
-    let _ = stdout.write_all(&out).and_then(|()| stdout.flush());
+    let _ = stdout.write_all(out).and_then(|()| stdout.flush());
     std::process::exit(code)
 }

@@ -3,8 +3,9 @@
 //! as long as the budget allows: a slow API server is waited for, not cut off after 250 ms.
 
 use std::future::Future;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -14,6 +15,7 @@ use kube::api::{
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
+use tokio::runtime::Handle;
 
 use super::local::NETWORK_STATUS;
 use super::{ClusterSource, NadInfo, PodEvent, PodInfo};
@@ -31,28 +33,66 @@ fn nad_resource() -> ApiResource {
     )
 }
 
+/// Where clients are kept for later calls: set by the node daemon, whose calls share one warm
+/// connection to the API server. A client's background task lives on the runtime it was built on,
+/// so clients are built on the daemon's long-lived runtime, never on a call's own.
+static REUSE: OnceLock<Handle> = OnceLock::new();
+
+/// A kept client and what it was built from: a rewritten kubeconfig (token rotation, a new
+/// server) gets a new client.
+struct KeptClient {
+    kubeconfig: Option<PathBuf>,
+    modified: Option<SystemTime>,
+    budget: Duration,
+    client: Client,
+}
+
+static KEPT: Mutex<Vec<KeptClient>> = Mutex::new(Vec::new());
+
+/// Keeps API clients for reuse across calls, built on `runtime` (the node daemon's).
+pub fn reuse_clients_on(runtime: Handle) {
+    let _ = REUSE.set(runtime);
+}
+
+fn modified(kubeconfig: Option<&Path>) -> Option<SystemTime> {
+    std::fs::metadata(kubeconfig?)
+        .and_then(|m| m.modified())
+        .ok()
+}
+
 impl KubeSource {
     /// From a kubeconfig file, or the in-cluster service account when `kubeconfig` is `None`.
     pub async fn connect(kubeconfig: Option<&Path>, budget: Duration) -> Result<Self, MetaError> {
-        let mut config = match kubeconfig {
-            Some(path) => {
-                let kc = Kubeconfig::read_from(path)
-                    .map_err(|e| MetaError::Api(format!("kubeconfig {}: {e}", path.display())))?;
-                Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| MetaError::Api(format!("kubeconfig {}: {e}", path.display())))?
-            }
-            None => Config::incluster()
-                .map_err(|e| MetaError::Api(format!("in-cluster config: {e}")))?,
+        let deadline = Instant::now() + budget;
+        let Some(runtime) = REUSE.get() else {
+            let client = build_client(kubeconfig, budget, None).await?;
+            return Ok(KubeSource { client, deadline });
         };
-        config.connect_timeout = Some(budget);
-        config.read_timeout = Some(budget);
-        config.write_timeout = Some(budget);
-        let client = Client::try_from(config).map_err(|e| MetaError::Api(e.to_string()))?;
-        Ok(KubeSource {
-            client,
-            deadline: Instant::now() + budget,
-        })
+        let modified = modified(kubeconfig);
+        let same = |k: &KeptClient| {
+            k.kubeconfig.as_deref() == kubeconfig && k.modified == modified && k.budget == budget
+        };
+        let kept = KEPT
+            .lock()
+            .ok()
+            .and_then(|kept| kept.iter().find(|k| same(k)).map(|k| k.client.clone()));
+        let client = match kept {
+            Some(client) => client,
+            None => {
+                let client = build_client(kubeconfig, budget, Some(runtime)).await?;
+                if let Ok(mut kept) = KEPT.lock() {
+                    kept.retain(|k| k.kubeconfig.as_deref() != kubeconfig);
+                    kept.push(KeptClient {
+                        kubeconfig: kubeconfig.map(Path::to_path_buf),
+                        modified,
+                        budget,
+                        client: client.clone(),
+                    });
+                }
+                client
+            }
+        };
+        Ok(KubeSource { client, deadline })
     }
 
     /// Runs `op` until it succeeds, fails for good, or the budget is spent.
@@ -77,6 +117,32 @@ impl KubeSource {
             delay = (delay * 2).min(Duration::from_secs(2));
         }
     }
+}
+
+/// A client from a kubeconfig file or the in-cluster service account; its background task runs
+/// on `runtime` when given, else on the current one.
+async fn build_client(
+    kubeconfig: Option<&Path>,
+    budget: Duration,
+    runtime: Option<&Handle>,
+) -> Result<Client, MetaError> {
+    let mut config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|e| MetaError::Api(format!("kubeconfig {}: {e}", path.display())))?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| MetaError::Api(format!("kubeconfig {}: {e}", path.display())))?
+        }
+        None => {
+            Config::incluster().map_err(|e| MetaError::Api(format!("in-cluster config: {e}")))?
+        }
+    };
+    config.connect_timeout = Some(budget);
+    config.read_timeout = Some(budget);
+    config.write_timeout = Some(budget);
+    let _entered = runtime.map(Handle::enter);
+    Client::try_from(config).map_err(|e| MetaError::Api(e.to_string()))
 }
 
 fn is_transient(err: &kube::Error) -> bool {

@@ -1,0 +1,310 @@
+//! `multinet daemon`: the node daemon of thick mode. It listens on a unix socket (0600, root
+//! only) and runs each call it is handed exactly as the binary would run it, on a thread of its
+//! own, while API clients stay warm between calls.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use multinet_cni::{CniError, error_bytes, error_version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Notify;
+
+use super::wire;
+use crate::meta::MetaPlugin;
+
+/// Where the daemon listens unless told otherwise; `daemonSocket` in the config names the same.
+pub const DEFAULT_SOCKET: &str = "/run/multinet/multinet.sock";
+/// How long SIGTERM waits for calls in flight before the daemon exits anyway.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+const USAGE: &str = "usage: multinet daemon [--socket PATH] [--log-level LEVEL] [--log-file FILE]
+
+Runs the CNI calls of every multinet config that names this socket as daemonSocket.
+  --socket PATH      unix socket to listen on (default /run/multinet/multinet.sock)
+  --log-level LEVEL  error, warn, info (default), debug or verbose
+  --log-file FILE    log here instead of stderr";
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct DaemonArgs {
+    pub socket: PathBuf,
+    pub log_level: String,
+    pub log_file: Option<PathBuf>,
+}
+
+/// Parses the flags after `multinet daemon`; `Err` carries the message to print.
+pub fn parse_args(args: &[String]) -> Result<DaemonArgs, String> {
+    let mut parsed = DaemonArgs {
+        socket: DEFAULT_SOCKET.into(),
+        log_level: "info".into(),
+        log_file: None,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--socket" => parsed.socket = value()?.into(),
+            "--log-level" => parsed.log_level = value()?,
+            "--log-file" => parsed.log_file = Some(value()?.into()),
+            "--help" | "-h" => return Err(USAGE.into()),
+            other => return Err(format!("unknown flag {other:?}\n\n{USAGE}")),
+        }
+    }
+    Ok(parsed)
+}
+
+/// `multinet daemon ...`: returns the process exit code.
+pub fn main(args: &[String]) -> i32 {
+    let args = match parse_args(args) {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return if args.iter().any(|a| a == "--help" || a == "-h") {
+                0
+            } else {
+                2
+            };
+        }
+    };
+    crate::logging::init(&args.log_level, args.log_file.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("multinet daemon: starting the runtime: {e}");
+            return 1;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let listener = bind(&args.socket)?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let stop = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        serve(listener, stop).await;
+        let _ = std::fs::remove_file(&args.socket);
+        std::io::Result::Ok(())
+    });
+    match outcome {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("multinet daemon: {}: {e}", args.socket.display());
+            1
+        }
+    }
+}
+
+/// Binds the socket, root-only. A stale socket left by a daemon that died is replaced; a socket
+/// another daemon answers on, or any other file at that path, is an error.
+pub fn bind(socket: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::symlink_metadata(socket) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another multinet daemon listens there",
+                ));
+            }
+            std::fs::remove_file(socket)?;
+        }
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists and is not a socket; not replacing it",
+            ));
+        }
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(socket)?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves calls until `stop` completes, then waits (up to [`DRAIN_TIMEOUT`]) for the calls in
+/// flight: a call cut off halfway would leave the runtime without an answer.
+pub async fn serve(listener: UnixListener, stop: impl std::future::Future<Output = ()>) {
+    crate::source::kube::reuse_clients_on(tokio::runtime::Handle::current());
+    tracing::info!("multinet daemon listening");
+    let in_flight = Arc::new((AtomicUsize::new(0), Notify::new()));
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let in_flight = in_flight.clone();
+                    in_flight.0.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(async move {
+                        answer(stream).await;
+                        if in_flight.0.fetch_sub(1, Ordering::SeqCst) == 1 {
+                            in_flight.1.notify_waiters();
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut stop => break,
+        }
+    }
+    drop(listener);
+    tracing::info!(
+        calls = in_flight.0.load(Ordering::SeqCst),
+        "stopping: no new calls; waiting for the calls in flight"
+    );
+    let drained = async {
+        loop {
+            let notified = in_flight.1.notified();
+            if in_flight.0.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
+        tracing::warn!("calls still in flight after {DRAIN_TIMEOUT:?}; exiting");
+    }
+}
+
+/// Reads one call, runs it, writes the answer.
+async fn answer(mut stream: UnixStream) {
+    let mut frame = Vec::new();
+    let read = (&mut stream)
+        .take(wire::MAX_REQUEST as u64 + 1)
+        .read_to_end(&mut frame)
+        .await;
+    let (code, stdout) = match read
+        .map_err(|e| e.to_string())
+        .and_then(|_| wire::decode_request(&frame).map_err(|e| e.to_string()))
+    {
+        Ok(call) => run_call(call.vars, call.stdin).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable call");
+            let err = CniError::internal(format!("multinet daemon: {e}"));
+            (
+                multinet_cni::FAILURE_EXIT_CODE,
+                error_bytes(&err, error_version(b"")),
+            )
+        }
+    };
+    let frame = wire::encode_response(code, &stdout);
+    if let Err(e) = stream.write_all(&frame).await {
+        tracing::warn!(error = %e, "the caller left before its answer");
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// Runs one CNI call as the binary would, on a thread with its own runtime (a call's futures
+/// stay on one thread, as in the binary); returns the exit code and stdout.
+pub async fn run_call(vars: Vec<(String, String)>, stdin: Vec<u8>) -> (i32, Vec<u8>) {
+    let var = |name: &str| {
+        vars.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let (command, container) = (var("CNI_COMMAND"), var("CNI_CONTAINERID"));
+    let started = Instant::now();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("multinet-call".into())
+        .spawn(move || {
+            let outcome = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => {
+                    let (out, code) =
+                        rt.block_on(multinet_cni::dispatch(&MetaPlugin::new(), vars, &stdin));
+                    (code, out)
+                }
+                Err(e) => {
+                    let err = CniError::internal(format!("starting runtime: {e}"));
+                    (
+                        multinet_cni::FAILURE_EXIT_CODE,
+                        error_bytes(&err, error_version(&stdin)),
+                    )
+                }
+            };
+            let _ = tx.send(outcome);
+        });
+    let outcome = match spawned {
+        Ok(_) => rx.await.ok(),
+        Err(_) => None,
+    };
+    let (code, stdout) = outcome.unwrap_or_else(|| {
+        let err = CniError::internal("multinet daemon: the call's thread failed");
+        (
+            multinet_cni::FAILURE_EXIT_CODE,
+            error_bytes(&err, error_version(b"")),
+        )
+    });
+    tracing::info!(
+        command,
+        container,
+        code,
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "call done"
+    );
+    (code, stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn flags_parse_with_defaults() {
+        assert_eq!(
+            parse_args(&[]).unwrap(),
+            DaemonArgs {
+                socket: DEFAULT_SOCKET.into(),
+                log_level: "info".into(),
+                log_file: None
+            }
+        );
+        let a = parse_args(&args(&[
+            "--socket",
+            "/tmp/s",
+            "--log-level",
+            "debug",
+            "--log-file",
+            "/tmp/l",
+        ]))
+        .unwrap();
+        assert_eq!(a.socket, PathBuf::from("/tmp/s"));
+        assert_eq!(a.log_level, "debug");
+        assert_eq!(a.log_file, Some(PathBuf::from("/tmp/l")));
+        assert!(
+            parse_args(&args(&["--socket"]))
+                .unwrap_err()
+                .contains("--socket needs a value")
+        );
+        assert!(
+            parse_args(&args(&["--bogus"]))
+                .unwrap_err()
+                .contains("unknown flag \"--bogus\"")
+        );
+    }
+}
