@@ -188,7 +188,9 @@ fn main() {
         .arg("daemon")
         .arg("--socket")
         .arg(&socket)
-        .args(["--log-level", "info", "--log-file"])
+        .arg("--log-level")
+        .arg(std::env::var("BENCH_LOG").unwrap_or("info".into()))
+        .arg("--log-file")
         .arg(d("daemon.log"))
         .spawn()
         .unwrap();
@@ -320,6 +322,7 @@ fn main() {
     let _ = Command::new("ip").args(["netns", "del", NODE]).status();
     if std::env::var("BENCH_LOG").is_ok() {
         fs::copy(d("multinet.log"), "/tmp/pod-bench.log").unwrap();
-        println!("multinet's log: /tmp/pod-bench.log");
+        fs::copy(d("daemon.log"), "/tmp/pod-bench-daemon.log").unwrap();
+        println!("multinet's log: /tmp/pod-bench.log; the daemon's: /tmp/pod-bench-daemon.log");
     }
 }

@@ -1012,3 +1012,121 @@ fn daemonset_runs_install_with_flags_the_binary_accepts_on_host_paths() {
 }
 
 type BTreeMapLike<'a> = std::collections::BTreeMap<&'a str, &'a str>;
+
+/// deploy/thick/daemonset.yaml: the install containers write `daemonSocket` naming the socket the
+/// daemon container listens on, with flags both commands accept, on host paths.
+#[test]
+fn thick_daemonset_points_the_config_at_its_daemon() {
+    use serde::Deserialize;
+    let text = fs::read_to_string(deploy_dir().join("thick/daemonset.yaml")).unwrap();
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect();
+    assert_eq!(docs.len(), 1);
+    let ds = &docs[0];
+    // The same object as the thin DaemonSet, so rbac.yaml serves both.
+    let thin = manifests();
+    let thin_ds = one_of_kind(&thin, "DaemonSet");
+    assert_eq!(ds["metadata"], thin_ds["metadata"]);
+    let spec = &ds["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["serviceAccountName"],
+        thin_ds["spec"]["template"]["spec"]["serviceAccountName"]
+    );
+    assert_eq!(spec["hostPID"], true, "CNI_NETNS may be a /proc path");
+    let host_paths: BTreeMapLike = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| Some((v["name"].as_str()?, v["hostPath"]["path"].as_str()?)))
+        .collect();
+    let command = |c: &Value| -> Vec<String> {
+        c["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    let mounts = |c: &Value| -> Vec<(String, Value)> {
+        c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let name = m["name"].as_str().unwrap();
+                let path = m["mountPath"].as_str().unwrap();
+                assert_eq!(
+                    host_paths.get(name).copied(),
+                    Some(path),
+                    "{name} is a host path at its own path"
+                );
+                (path.to_string(), m.clone())
+            })
+            .collect()
+    };
+    let daemon = spec["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "daemon")
+        .expect("a daemon container");
+    let daemon_cmd = command(daemon);
+    assert_eq!(daemon_cmd[1], "daemon");
+    let daemon_args = multinet::thick::daemon::parse_args(&daemon_cmd[2..]).unwrap();
+    let daemon_mounts = mounts(daemon);
+    let mounted = |p: &Path| daemon_mounts.iter().any(|(m, _)| p.starts_with(m));
+    assert!(mounted(&daemon_args.socket), "{:?}", daemon_args.socket);
+    assert!(
+        mounted(Path::new(&daemon_cmd[0])),
+        "the daemon runs the installed binary"
+    );
+    for needed in [
+        "/run/netns",
+        "/var/lib/cni",
+        "/sys",
+        "/var/lib/kubelet/pod-resources",
+    ] {
+        assert!(mounted(Path::new(needed)), "{needed}");
+    }
+    let netns = daemon_mounts
+        .iter()
+        .find(|(m, _)| m == "/run/netns")
+        .unwrap();
+    assert_eq!(
+        netns.1["mountPropagation"], "HostToContainer",
+        "netns made after start are seen"
+    );
+    assert!(mounted(Path::new(
+        multinet::devinfo::DEFAULT_DEVICE_INFO_DIR
+    )));
+
+    let installs = spec["initContainers"].as_array().unwrap().iter().chain(
+        spec["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["name"] != "daemon"),
+    );
+    let mut n = 0;
+    for c in installs {
+        let cmd = command(c);
+        assert_eq!(cmd[1], "install");
+        let args = multinet::install::InstallArgs::parse(&cmd[2..]).unwrap();
+        assert_eq!(
+            args.options.daemon_socket.as_deref(),
+            Some(daemon_args.socket.as_path())
+        );
+        mounts(c);
+        if !cmd.iter().any(|f| f == "--watch") {
+            assert_eq!(
+                Path::new(&daemon_cmd[0]),
+                args.bin_dir.join("multinet"),
+                "installed where the daemon runs it"
+            );
+        }
+        n += 1;
+    }
+    assert_eq!(n, 2, "an init container and a watch container");
+}

@@ -123,6 +123,11 @@ pub const FLAGS: &[Flag] = &[
         "debug, verbose, info, warn, error or panic; written as logLevel",
     ),
     flag("--log-file", Some("FILE"), "written as logFile"),
+    flag(
+        "--daemon-socket",
+        Some("PATH"),
+        "thick mode: the socket of `multinet daemon` on this node; written as daemonSocket",
+    ),
 ];
 
 /// The keys of the generated config that come from flags, besides the cluster network's.
@@ -140,6 +145,7 @@ pub struct ConfigOptions {
     pub readiness_indicator_file: Option<PathBuf>,
     pub log_level: Option<String>,
     pub log_file: Option<PathBuf>,
+    pub daemon_socket: Option<PathBuf>,
 }
 
 /// Parsed `multinet install` arguments.
@@ -267,6 +273,7 @@ impl InstallArgs {
             readiness_indicator_file: path("--readiness-indicator-file"),
             log_level: values.get("--log-level").cloned(),
             log_file: path("--log-file"),
+            daemon_socket: path("--daemon-socket"),
         };
         Ok(InstallArgs {
             bin_dir,

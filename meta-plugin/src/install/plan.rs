@@ -164,6 +164,9 @@ pub fn plan_config(cluster: &ClusterNetwork, opts: &ConfigOptions) -> GeneratedC
     if let Some(f) = &opts.log_file {
         plugin.insert("logFile".into(), path_value(f));
     }
+    if let Some(s) = &opts.daemon_socket {
+        plugin.insert("daemonSocket".into(), path_value(s));
+    }
     let (file_name, doc) = if wants_conflist(&cluster.cni_version) {
         let doc = json!({
             "cniVersion": cluster.cni_version,
@@ -410,6 +413,8 @@ mod tests {
             "debug",
             "--log-file",
             "/var/log/multinet.log",
+            "--daemon-socket",
+            "/run/multinet/multinet.sock",
         ]);
         let config = plan_config(&cluster("0.4.0", &[]), &a.options);
         assert_eq!(config.file_name, CONF_FILE);
@@ -428,6 +433,7 @@ mod tests {
                 "readinessindicatorfile": "/run/flannel/subnet.env",
                 "logLevel": "debug",
                 "logFile": "/var/log/multinet.log",
+                "daemonSocket": "/run/multinet/multinet.sock",
             })
         );
         // The plugin reads every key it was given.

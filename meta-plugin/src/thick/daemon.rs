@@ -43,13 +43,19 @@ pub fn parse_args(args: &[String]) -> Result<DaemonArgs, String> {
         log_file: None,
     };
     let mut it = args.iter();
-    while let Some(flag) = it.next() {
+    while let Some(arg) = it.next() {
+        // `--flag value` and `--flag=value` both work, as for `multinet install`.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f, Some(v.to_string())),
+            None => (arg.as_str(), None),
+        };
         let mut value = || {
-            it.next()
-                .cloned()
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
                 .ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"))
         };
-        match flag.as_str() {
+        match flag {
             "--socket" => parsed.socket = value()?.into(),
             "--log-level" => parsed.log_level = value()?,
             "--log-file" => parsed.log_file = Some(value()?.into()),
