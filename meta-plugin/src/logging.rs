@@ -61,3 +61,57 @@ pub fn init_from_conf(conf: &MultinetConf) {
 pub fn init(level: &str, file: Option<&std::path::Path>) {
     install(level, file);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The lines one event of each kind leaves under `level`.
+    fn logged(level: &str) -> String {
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(level_filter(level)))
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(target: "multinet::meta", "own step");
+            tracing::debug!(target: "multinet_ipam::store", "delegate step");
+            tracing::debug!(target: "hyper_util::client", "library detail");
+            tracing::warn!(target: "hyper_util::client", "library warning");
+        });
+        String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn debug_is_multinets_own_story_and_verbose_adds_the_libraries() {
+        let debug = logged("debug");
+        assert!(
+            debug.contains("own step") && debug.contains("delegate step"),
+            "{debug}"
+        );
+        assert!(debug.contains("library warning"), "{debug}");
+        assert!(!debug.contains("library detail"), "{debug}");
+        let verbose = logged("verbose");
+        assert!(
+            verbose.contains("library detail") && verbose.contains("own step"),
+            "{verbose}"
+        );
+        let error = logged("error");
+        assert!(error.is_empty(), "{error}");
+    }
+}

@@ -35,7 +35,7 @@ fn main() {
             println!(
                 "multinet {}: multi-network meta CNI plugin\n\n\
                  Called by a container runtime with CNI_* variables and a config on stdin.\n\
-                 Subcommands: demo [--keep], install [--help], sriov list, version",
+                 Subcommands: daemon [--help], demo [--keep], install [--help], sriov list, version",
                 env!("CARGO_PKG_VERSION")
             );
         }
