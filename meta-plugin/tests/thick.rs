@@ -1,0 +1,725 @@
+//! Thick mode through the real binary: `multinet daemon` started from the same binary inside the
+//! node's namespace, the `multinet` binary handing calls to it over the config's `daemonSocket`,
+//! and the API fixture as the cluster. Checked against the kernel (links and addresses in the pod),
+//! the API (network-status), the node's state (records, IPs), the daemon's own log (the call ran
+//! there) and the config's log (it did not run in the binary), plus the fallback to thin mode, a
+//! killed daemon, a second daemon, SIGTERM with a call in flight, and errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{Answer, Node};
+use multinet_api_fixture::{ApiFixture, RequestFilter};
+use multinet_testbed::{CniOutput, TestNetns, require_root};
+use serde_json::{Value, json};
+
+/// How long a daemon may take to start or to stop before the test gives up on it.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The node (reference plugins, bridge cluster network), the API fixture serving two macvlan NADs
+/// and pod `web` selecting both, and the node's config naming `socket` as its daemon.
+struct Cluster {
+    api: ApiFixture,
+    node: Node,
+    /// The config with `daemonSocket`.
+    conf: Value,
+    socket: PathBuf,
+}
+
+fn cluster() -> Cluster {
+    let node = Node::new("1.0.0");
+    let (api, mut conf) = node.start_api();
+    for (name, master, subnet) in [
+        ("data", "up0", "10.10.0.0/24"),
+        ("storage", "up1", "10.20.0.0/24"),
+    ] {
+        api.insert(json!({
+            "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": name, "namespace": "team"},
+            "spec": {"config": node.macvlan_nad(name, master, subnet).to_string()}
+        }))
+        .unwrap();
+    }
+    insert_pod(&api, "web");
+    let socket = node.path("run/multinet.sock");
+    conf["daemonSocket"] = json!(socket);
+    Cluster {
+        api,
+        node,
+        conf,
+        socket,
+    }
+}
+
+fn insert_pod(api: &ApiFixture, name: &str) {
+    api.insert(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "team", "uid": format!("uid-{name}"),
+                     "annotations": {"k8s.v1.cni.cncf.io/networks": "data,storage@stor0"}},
+        "spec": {"containers": [{"name": "app", "image": "app"}]}
+    }))
+    .unwrap();
+}
+
+impl Cluster {
+    /// One call of the binary with the thick config (`daemonSocket` set).
+    fn thick(&self, command: &str, container: &str, pod: &str, netns: &TestNetns) -> Answer {
+        self.node
+            .cni_with(command, container, pod, netns.path_str(), &self.conf)
+    }
+
+    /// The same config without `daemonSocket`: a plain thin-mode call.
+    fn thin_conf(&self) -> Value {
+        let mut conf = self.conf.clone();
+        conf.as_object_mut().unwrap().remove("daemonSocket");
+        conf
+    }
+
+    /// The config's `logFile`: written only by calls that run in the binary.
+    fn call_log(&self) -> String {
+        fs::read_to_string(self.node.path("multinet.log")).unwrap_or_default()
+    }
+
+    fn status(&self, pod: &str) -> Vec<Value> {
+        let pod = self.api.get("Pod", "team", pod).unwrap();
+        let s = pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
+            .as_str()
+            .unwrap_or("[]")
+            .to_string();
+        serde_json::from_str(&s).unwrap()
+    }
+
+    /// Starts a daemon on this cluster's socket, logging to `log` (a name under the node dir).
+    fn daemon(&self, log: &str) -> Daemon {
+        Daemon::start(&self.node, &self.socket, &self.node.path(log))
+    }
+}
+
+/// `multinet daemon` run from the tested binary in the node's namespace. Dropping it kills it.
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+/// The daemon's command line, in the node's namespace (as the binary's calls are).
+fn daemon_command(node: &Node, socket: &Path, log: &Path, level: &str) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", node.ns.name()])
+        .arg(env!("CARGO_BIN_EXE_multinet"))
+        .arg("daemon")
+        .arg("--socket")
+        .arg(socket)
+        .args(["--log-level", level, "--log-file"])
+        .arg(log)
+        // `cargo test` sets a library path a node's daemon would not have.
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Waits for `child` to exit, killing it and failing the test after [`PATIENCE`].
+fn wait_exit(mut child: Child, what: &str) -> Output {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{what} did not exit within {PATIENCE:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `cond` until it holds, failing after [`PATIENCE`] with `what`.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Daemon {
+    /// Starts a daemon logging at debug (multinet's own steps).
+    fn start(node: &Node, socket: &Path, log: &Path) -> Daemon {
+        Self::start_with(node, socket, log, "debug")
+    }
+
+    /// Starts a daemon and waits until it listens (its "listening" line, logged after bind).
+    fn start_with(node: &Node, socket: &Path, log: &Path, level: &str) -> Daemon {
+        let child = daemon_command(node, socket, log, level).spawn().unwrap();
+        let mut daemon = Daemon {
+            child: Some(child),
+            log: log.to_path_buf(),
+        };
+        wait_for("the daemon to listen", || {
+            if let Some(status) = daemon.child.as_mut().unwrap().try_wait().unwrap() {
+                let out = daemon.child.take().unwrap().wait_with_output().unwrap();
+                panic!(
+                    "the daemon exited at start ({status}): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            daemon.log().contains("multinet daemon listening")
+        });
+        daemon
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The daemon's "call done" lines for `command` (as the daemon logs its fields).
+    fn calls_done(&self, command: &str) -> Vec<String> {
+        let field = format!("command=\"{command}\"");
+        self.log()
+            .lines()
+            .filter(|l| l.contains("call done") && l.contains(&field))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// SIGKILL: the daemon gets no chance to clean up.
+    fn kill_hard(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM, then the daemon's exit.
+    fn terminate(&self) {
+        let out = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kill -TERM failed: {out:?}");
+    }
+
+    fn wait_exit(mut self) -> Output {
+        wait_exit(self.child.take().unwrap(), "the daemon")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The IPv4 address (with prefix) of `link` in `ns`.
+fn ipv4(ns: &TestNetns, link: &str) -> String {
+    let a = ns.ip_json(&["-4", "addr", "show", "dev", link]);
+    format!(
+        "{}/{}",
+        a[0]["addr_info"][0]["local"].as_str().unwrap(),
+        a[0]["addr_info"][0]["prefixlen"]
+    )
+}
+
+/// Asserts a successful ADD of pod `web`-like: the result names the three interfaces, each is in
+/// the pod with the address the result gives, and network-status lists the three networks.
+fn assert_attached(c: &Cluster, pod_name: &str, pod: &TestNetns, result: &Value) {
+    assert_eq!(result["cniVersion"], "1.0.0", "{result}");
+    let mut links = Node::links(pod);
+    links.sort();
+    assert_eq!(links, ["eth0", "net1", "stor0"], "{result}");
+    let sandbox_ifaces: Vec<&str> = result["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["sandbox"].as_str() == Some(pod.path_str()))
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sandbox_ifaces,
+        ["eth0"],
+        "the result is the cluster network's"
+    );
+    let eth0 = ipv4(pod, "eth0");
+    assert!(eth0.starts_with("10.99.0."), "{eth0}");
+    assert_eq!(result["ips"][0]["address"], eth0.as_str(), "{result}");
+    assert!(ipv4(pod, "net1").starts_with("10.10.0."));
+    assert!(ipv4(pod, "stor0").starts_with("10.20.0."));
+    let status = c.status(pod_name);
+    let names: Vec<&str> = status.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["cluster", "team/data", "team/storage"]);
+    assert_eq!(status[2]["interface"], "stor0");
+    assert_eq!(
+        status[1]["ips"][0].as_str().unwrap(),
+        ipv4(pod, "net1").split('/').next().unwrap()
+    );
+}
+
+#[test]
+fn thick_add_check_del_run_in_the_daemon() {
+    require_root!();
+    let c = cluster();
+    let daemon = c.daemon("daemon.log");
+    let pod = TestNetns::new();
+
+    let added = c.thick("ADD", "c1", "web", &pod);
+    assert_attached(&c, "web", &pod, added.ok());
+    let done = daemon.calls_done("ADD");
+    assert_eq!(done.len(), 1, "{}", daemon.log());
+    assert!(
+        done[0].contains("container=\"c1\"") && done[0].contains("code=0"),
+        "{done:?}"
+    );
+    // The call's own steps are in the daemon's log, none in the config's: the binary only
+    // handed it over.
+    assert!(daemon.log().contains("ADD started"), "{}", daemon.log());
+    assert!(daemon.log().contains("ADD done"), "{}", daemon.log());
+    assert!(!c.call_log().contains("ADD started"), "{}", c.call_log());
+    assert!(
+        !c.call_log().contains("no multinet daemon"),
+        "{}",
+        c.call_log()
+    );
+
+    c.thick("CHECK", "c1", "web", &pod).ok();
+    assert_eq!(daemon.calls_done("CHECK").len(), 1, "{}", daemon.log());
+
+    c.thick("DEL", "c1", "web", &pod).ok();
+    assert_eq!(daemon.calls_done("DEL").len(), 1, "{}", daemon.log());
+    assert!(daemon.log().contains("DEL done"), "{}", daemon.log());
+    assert_eq!(c.call_log(), "", "no call ran in the binary");
+    c.node.assert_clean(&pod);
+}
+
+/// The daemon's established TCP connections to the API server's HTTPS port, as local
+/// `address:port` strings (each one a TLS session the daemon opened).
+fn daemon_api_connections(c: &Cluster, daemon: &Daemon) -> BTreeSet<String> {
+    let port = c.api.https_addr().port();
+    let out = c.node.ns.exec_checked(&[
+        "ss",
+        "-Htnp",
+        "state",
+        "established",
+        "dport",
+        "=",
+        &format!(":{port}"),
+    ]);
+    let owner = format!("pid={},", daemon.pid());
+    out.lines()
+        .filter(|l| l.contains(&owner))
+        // Recv-Q Send-Q Local Peer Process: no State column under a state filter.
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
+        .collect()
+}
+
+/// The daemon's log cut into one piece per call, each ending with the call's "call done" line
+/// (the calls of these tests run one after the other).
+fn call_logs(log: &str) -> Vec<String> {
+    let mut calls = Vec::new();
+    let mut current = String::new();
+    for line in log.lines() {
+        current.push_str(line);
+        current.push('\n');
+        if line.contains("call done") {
+            calls.push(std::mem::take(&mut current));
+        }
+    }
+    calls
+}
+
+/// A cluster with pods `web`, `db` and `app`, and a daemon logging its libraries' debug lines
+/// too (HTTP connections, TLS handshakes).
+fn verbose_cluster() -> (Cluster, Daemon) {
+    let c = cluster();
+    insert_pod(&c.api, "db");
+    insert_pod(&c.api, "app");
+    let daemon = Daemon::start_with(&c.node, &c.socket, &c.node.path("daemon.log"), "verbose");
+    (c, daemon)
+}
+
+/// Gives the kubeconfig a new modification time: for the daemon, a kubeconfig to load again.
+fn touch_kubeconfig(c: &Cluster) {
+    fs::File::options()
+        .write(true)
+        .open(c.node.path("kubeconfig"))
+        .unwrap()
+        .set_modified(SystemTime::now() + Duration::from_secs(60))
+        .unwrap();
+}
+
+fn del_all(c: &Cluster, pods: &[(&str, &str, &TestNetns)]) {
+    for (container, pod_name, ns) in pods {
+        c.thick("DEL", container, pod_name, ns).ok();
+        assert_eq!(Node::links(ns), Vec::<String>::new());
+    }
+    c.node.assert_clean(pods[0].2);
+}
+
+/// The daemon keeps its API client between calls. The evidence is TLS session resumption: a
+/// client's TLS session cache is its own, so the first handshake of a new client is a full one
+/// ("No cached session"), while every handshake of a later call on the kept client resumes the
+/// session the first call got. A kubeconfig changed on disk gets a new client, hence a full
+/// handshake again: the check tells a kept client from a new one.
+#[test]
+fn the_api_client_is_reused_across_calls() {
+    require_root!();
+    let (c, daemon) = verbose_cluster();
+    let (web, db, app) = (TestNetns::new(), TestNetns::new(), TestNetns::new());
+    c.thick("ADD", "c1", "web", &web).ok();
+    c.thick("ADD", "c2", "db", &db).ok();
+    assert_eq!(c.status("db").len(), 3);
+    touch_kubeconfig(&c);
+    c.thick("ADD", "c3", "app", &app).ok();
+    assert_eq!(c.status("app").len(), 3);
+    assert!(c.api.requests().iter().all(|r| r.tls), "all over TLS");
+
+    let calls = call_logs(&daemon.log());
+    assert_eq!(calls.len(), 3, "{}", daemon.log());
+    let full = "No cached session";
+    let resumed = "Resuming session";
+    assert!(calls[0].contains(full), "a new client: {}", calls[0]);
+    assert!(!calls[1].contains(full), "a second client: {}", calls[1]);
+    assert!(calls[1].contains(resumed), "{}", calls[1]);
+    assert!(!calls[1].contains("Not resuming"), "{}", calls[1]);
+    assert!(
+        calls[2].contains(full),
+        "the kept client was used: {}",
+        calls[2]
+    );
+
+    del_all(
+        &c,
+        &[("c1", "web", &web), ("c2", "db", &db), ("c3", "app", &app)],
+    );
+}
+
+/// A warm connection: the second call goes over the TCP/TLS connections the first left idle, so
+/// it connects to nothing and the daemon's sockets to the API server are the same ones.
+///
+/// Fails today: each call runs on a runtime of its own that is dropped when the call ends, and
+/// the HTTP connection tasks the kept client spawned live on that runtime, so they end with the
+/// call. Every call connects again (with a resumed TLS session, see the test above).
+#[test]
+#[ignore = "thick mode does not keep API connections open between calls (see the doc comment)"]
+fn api_connections_stay_open_between_calls() {
+    require_root!();
+    let (c, daemon) = verbose_cluster();
+    let (web, db) = (TestNetns::new(), TestNetns::new());
+    c.thick("ADD", "c1", "web", &web).ok();
+    let first = daemon_api_connections(&c, &daemon);
+    c.thick("ADD", "c2", "db", &db).ok();
+    let second = daemon_api_connections(&c, &daemon);
+    let calls = call_logs(&daemon.log());
+    assert_eq!(calls.len(), 2, "{}", daemon.log());
+    assert!(calls[0].contains("connecting to"), "{}", calls[0]);
+    let reconnects = calls[1].matches("connecting to").count();
+    let kept = (first.clone(), second.clone());
+    del_all(&c, &[("c1", "web", &web), ("c2", "db", &db)]);
+    assert!(!kept.0.is_empty(), "no connection left open after a call");
+    assert_eq!(kept.1, kept.0, "the second call has connections of its own");
+    assert_eq!(
+        reconnects, 0,
+        "the second call connected again: {}",
+        calls[1]
+    );
+}
+
+#[test]
+fn no_daemon_listening_falls_back_to_thin_mode() {
+    require_root!();
+    let c = cluster();
+    assert!(!c.socket.exists());
+    let pod = TestNetns::new();
+
+    let added = c.thick("ADD", "c1", "web", &pod);
+    assert_attached(&c, "web", &pod, added.ok());
+    let log = c.call_log();
+    let warning = format!("no multinet daemon at {}", c.socket.display());
+    assert!(log.contains(&warning), "{log}");
+    assert!(log.contains("running the call here"), "{log}");
+    assert!(
+        log.contains("ADD started"),
+        "the call ran in the binary: {log}"
+    );
+    assert!(!c.socket.exists(), "the binary must not create the socket");
+
+    c.thick("DEL", "c1", "web", &pod).ok();
+    let log = c.call_log();
+    assert_eq!(log.matches(&warning).count(), 2, "{log}");
+    assert!(log.contains("DEL done"), "{log}");
+    c.node.assert_clean(&pod);
+}
+
+#[test]
+fn a_killed_daemon_leaves_thin_mode_then_a_new_daemon_takes_over() {
+    require_root!();
+    let c = cluster();
+    insert_pod(&c.api, "db");
+    let (web, db) = (TestNetns::new(), TestNetns::new());
+    let first = c.daemon("daemon1.log");
+    c.thick("ADD", "c1", "web", &web).ok();
+    assert_eq!(first.calls_done("ADD").len(), 1, "{}", first.log());
+    let first_log = first.log.clone();
+    first.kill_hard();
+    let stale = fs::symlink_metadata(&c.socket).expect("SIGKILL leaves the socket file");
+    assert!(stale.file_type().is_socket());
+
+    // Nothing answers on the stale socket: the call runs in the binary.
+    let added = c.thick("ADD", "c2", "db", &db);
+    assert_attached(&c, "db", &db, added.ok());
+    let log = c.call_log();
+    assert!(
+        log.contains(&format!("no multinet daemon at {}", c.socket.display())),
+        "{log}"
+    );
+    assert_eq!(log.matches("ADD started").count(), 1, "{log}");
+    let first_log = fs::read_to_string(first_log).unwrap();
+    assert_eq!(first_log.matches("call done").count(), 1, "{first_log}");
+
+    // A new daemon replaces the stale socket and serves the next calls.
+    let second = c.daemon("daemon2.log");
+    c.thick("DEL", "c1", "web", &web).ok();
+    c.thick("DEL", "c2", "db", &db).ok();
+    let dels = second.calls_done("DEL");
+    assert_eq!(dels.len(), 2, "{}", second.log());
+    assert!(dels.iter().all(|l| l.contains("code=0")), "{dels:?}");
+    assert!(!c.call_log().contains("DEL started"), "{}", c.call_log());
+    assert_eq!(Node::links(&web), Vec::<String>::new());
+    c.node.assert_clean(&db);
+}
+
+#[test]
+fn a_second_daemon_or_a_foreign_file_at_the_socket_is_refused() {
+    require_root!();
+    let c = cluster();
+    let first = c.daemon("daemon1.log");
+
+    let refused = wait_exit(
+        daemon_command(&c.node, &c.socket, &c.node.path("daemon2.log"), "debug")
+            .spawn()
+            .unwrap(),
+        "a second daemon",
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        stderr.contains(&c.socket.display().to_string()) && stderr.contains("another"),
+        "{stderr}"
+    );
+    assert!(
+        fs::symlink_metadata(&c.socket)
+            .unwrap()
+            .file_type()
+            .is_socket()
+    );
+
+    // The first daemon still serves on its socket.
+    let pod = TestNetns::new();
+    c.thick("ADD", "c1", "web", &pod).ok();
+    c.thick("DEL", "c1", "web", &pod).ok();
+    assert_eq!(first.calls_done("ADD").len(), 1, "{}", first.log());
+    assert_eq!(first.calls_done("DEL").len(), 1, "{}", first.log());
+    assert_eq!(c.call_log(), "");
+    c.node.assert_clean(&pod);
+
+    // A regular file where the socket would go is left alone.
+    let file = c.node.path("run/not-a-socket");
+    fs::write(&file, "keep me").unwrap();
+    let refused = wait_exit(
+        daemon_command(&c.node, &file, &c.node.path("daemon3.log"), "debug")
+            .spawn()
+            .unwrap(),
+        "a daemon on a regular file",
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        stderr.contains(&file.display().to_string()) && stderr.contains("not a socket"),
+        "{stderr}"
+    );
+    assert_eq!(fs::read_to_string(&file).unwrap(), "keep me");
+    assert!(fs::symlink_metadata(&file).unwrap().file_type().is_file());
+}
+
+/// SIGTERM while a call waits on a slow API: the daemon stops taking calls (a new call runs in
+/// the binary), answers the one in flight, removes its socket and exits 0.
+#[test]
+fn sigterm_drains_the_call_in_flight_and_removes_the_socket() {
+    require_root!();
+    let c = cluster();
+    insert_pod(&c.api, "db");
+    let daemon = c.daemon("daemon.log");
+    c.api.faults().add_latency(
+        RequestFilter::path("/api/v1/namespaces/team/pods/web").method("GET"),
+        Duration::from_secs(2),
+    );
+    let (web, db) = (TestNetns::new(), TestNetns::new());
+    let started = Instant::now();
+    let slow = c
+        .node
+        .call("ADD", "c1", "web", web.path_str())
+        .stdin_json(&c.conf)
+        .spawn();
+    wait_for("the slow call to start in the daemon", || {
+        daemon.log().contains("ADD started")
+    });
+    daemon.terminate();
+    wait_for("the daemon to stop accepting", || {
+        daemon.log().contains("stopping: no new calls")
+    });
+    let stopping = daemon
+        .log()
+        .lines()
+        .find(|l| l.contains("stopping: no new calls"))
+        .unwrap()
+        .to_string();
+    assert!(stopping.contains("calls=1"), "{stopping}");
+
+    // While it drains, a new call finds no listener and runs in the binary.
+    let added = c.thick("ADD", "c2", "db", &db);
+    assert_attached(&c, "db", &db, added.ok());
+    assert!(
+        c.call_log()
+            .contains(&format!("no multinet daemon at {}", c.socket.display())),
+        "{}",
+        c.call_log()
+    );
+
+    let slow = Answer::of(&CniOutput::wait(slow));
+    assert_attached(&c, "web", &web, slow.ok());
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "latency applied"
+    );
+    let out = daemon.wait_exit();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!c.socket.exists(), "the socket is removed on exit");
+    let log = fs::read_to_string(c.node.path("daemon.log")).unwrap();
+    let done: Vec<&str> = log.lines().filter(|l| l.contains("call done")).collect();
+    assert_eq!(done.len(), 1, "{log}");
+    assert!(
+        done[0].contains("container=\"c1\"") && done[0].contains("code=0"),
+        "{log}"
+    );
+
+    c.thick("DEL", "c1", "web", &web).ok();
+    c.thick("DEL", "c2", "db", &db).ok();
+    assert_eq!(Node::links(&web), Vec::<String>::new());
+    c.node.assert_clean(&db);
+}
+
+/// Errors through the daemon are byte for byte the errors of thin mode, and leave nothing.
+#[test]
+fn errors_through_the_daemon_match_thin_mode() {
+    require_root!();
+    let c = cluster();
+    let daemon = c.daemon("daemon.log");
+    let pod = TestNetns::new();
+    let run = |conf: &Value| {
+        let out = c
+            .node
+            .call("ADD", "c1", "web", pod.path_str())
+            .stdin_json(conf)
+            .run();
+        c.node.assert_clean(&pod);
+        out
+    };
+    let compare = |thick: &Value, thin: &Value, expect_code: u64, expect_msg: &str| {
+        let calls = daemon.log().matches("call done").count();
+        let (thick_out, thin_out) = (run(thick), run(thin));
+        assert_eq!(
+            daemon.log().matches("call done").count(),
+            calls + 1,
+            "the thick call ran in the daemon, the thin one did not"
+        );
+        assert_eq!(thick_out.code(), thin_out.code());
+        assert_ne!(thick_out.code(), 0, "{}", thick_out.stdout);
+        assert_eq!(thick_out.json(), thin_out.json());
+        let (code, msg) = Answer::of(&thick_out).err();
+        assert_eq!(code, expect_code, "{msg}");
+        assert!(msg.contains(expect_msg), "{msg}");
+    };
+
+    c.api
+        .merge_patch(
+            "Pod",
+            "team",
+            "web",
+            &json!({"metadata": {"annotations": {"k8s.v1.cni.cncf.io/networks": "data,nope"}}}),
+        )
+        .expect("pod exists");
+    compare(&c.conf, &c.thin_conf(), 7, "team/nope");
+
+    for (key, value) in [("parallelNetworks", json!("yes")), ("logLevel", json!(7))] {
+        let mut thick = c.conf.clone();
+        thick[key] = value.clone();
+        let mut thin = c.thin_conf();
+        thin[key] = value;
+        compare(&thick, &thin, 7, key);
+    }
+    assert_eq!(c.status("web"), Vec::<Value>::new());
+}
+
+#[test]
+fn the_socket_is_root_only() {
+    require_root!();
+    let c = cluster();
+    let _daemon = c.daemon("daemon.log");
+    let meta = fs::symlink_metadata(&c.socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), 0);
+}
+
+/// A daemon that dies with a call in hand: the binary answers "try again" (11) naming the socket,
+/// and the runtime's DEL, run in the binary once no daemon listens, leaves nothing behind.
+#[test]
+fn a_daemon_dying_mid_call_is_try_again() {
+    require_root!();
+    let c = cluster();
+    let daemon = c.daemon("daemon.log");
+    c.api.faults().add_latency(
+        RequestFilter::path("/api/v1/namespaces/team/pods/web").method("GET"),
+        Duration::from_secs(2),
+    );
+    let pod = TestNetns::new();
+    let call = c
+        .node
+        .call("ADD", "c1", "web", pod.path_str())
+        .stdin_json(&c.conf)
+        .spawn();
+    wait_for("the call to start in the daemon", || {
+        daemon.log().contains("ADD started")
+    });
+    daemon.kill_hard();
+    let (code, msg) = Answer::of(&CniOutput::wait(call)).err();
+    assert_eq!(code, 11, "{msg}");
+    assert!(
+        msg.contains(&c.socket.display().to_string()) && msg.contains("try again"),
+        "{msg}"
+    );
+    assert_eq!(c.call_log(), "", "the binary did not run the call itself");
+    assert_eq!(c.status("web"), Vec::<Value>::new());
+
+    c.api.faults().clear_latency();
+    c.thick("DEL", "c1", "web", &pod).ok();
+    assert!(c.call_log().contains("DEL started"), "{}", c.call_log());
+    c.node.assert_clean(&pod);
+}
