@@ -4,7 +4,9 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
@@ -141,8 +143,50 @@ async fn build_client(
     config.connect_timeout = Some(budget);
     config.read_timeout = Some(budget);
     config.write_timeout = Some(budget);
-    let _entered = runtime.map(Handle::enter);
-    Client::try_from(config).map_err(|e| MetaError::Api(e.to_string()))
+    let Some(runtime) = runtime else {
+        return Client::try_from(config).map_err(|e| MetaError::Api(e.to_string()));
+    };
+    let builder =
+        kube::client::ClientBuilder::try_from(config).map_err(|e| MetaError::Api(e.to_string()))?;
+    let on_runtime = tower::layer::layer_fn(|inner| OnRuntime {
+        inner,
+        runtime: runtime.clone(),
+    });
+    // The client's request queue runs on `runtime` too.
+    let _entered = runtime.enter();
+    Ok(builder.with_layer(&on_runtime).build())
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs each API request, connection set-up included, on the daemon's runtime rather than the
+/// calling CNI call's own: connections (and their TLS sessions) then outlive the call that opened
+/// them and serve the next ones.
+#[derive(Clone)]
+struct OnRuntime<S> {
+    inner: S,
+    runtime: Handle,
+}
+
+impl<S, Req> tower::Service<Req> for OnRuntime<S>
+where
+    S: tower::Service<Req>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Into<BoxError> + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let request = self.runtime.spawn(self.inner.call(req));
+        Box::pin(async move { request.await.map_err(BoxError::from)?.map_err(Into::into) })
+    }
 }
 
 fn is_transient(err: &kube::Error) -> bool {
