@@ -196,7 +196,10 @@ fn main() {
         .unwrap();
     let waiting = Instant::now();
     while !socket.exists() {
-        assert!(waiting.elapsed() < Duration::from_secs(10), "daemon did not start");
+        assert!(
+            waiting.elapsed() < Duration::from_secs(10),
+            "daemon did not start"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let thick = |mut conf: Value| {
@@ -218,7 +221,10 @@ fn main() {
             "multinet thick mode (daemon), own delegates",
             thick(variant("bin-ours", false)),
         ),
-        ("  same, parallelNetworks true", thick(variant("bin-ours", true))),
+        (
+            "  same, parallelNetworks true",
+            thick(variant("bin-ours", true)),
+        ),
     ];
     // ADD and DEL samples per multinet variant, then the reference plugins alone, then the floor.
     let mut add_samples: Vec<Vec<Duration>> = vec![Vec::new(); variants.len() + 1];

@@ -20,7 +20,6 @@ use serde_json::Value;
 use crate::config::MultinetConf;
 use crate::inject;
 use crate::plan::{LoadedNetwork, PlannedAttachment};
-use crate::store::AttachmentRecord;
 
 /// Where Multus puts the per-attachment files.
 pub const DEFAULT_DEVICE_INFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/cni";
@@ -109,13 +108,6 @@ pub fn prepare(
         })
         .collect();
     (planned, files)
-}
-
-/// Notes each attachment's file in the record, so DEL removes it even when the delegate does not.
-pub fn record_files(record: &mut AttachmentRecord, files: &[Option<DeviceInfoFile>]) {
-    for (entry, file) in record.attachments.iter_mut().zip(files) {
-        entry.device_info_file = file.as_ref().map(|f| f.path.clone());
-    }
 }
 
 /// Copies the device plugins' files into place. A device plugin that wrote none is usual; a file
@@ -211,7 +203,7 @@ pub fn remove(path: Option<&Path>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{AttachmentEntry, AttachmentState};
+
     use serde_json::json;
 
     fn conf() -> MultinetConf {
@@ -337,33 +329,6 @@ mod tests {
                 ("storage".to_string(), "a/b".to_string()),
                 ("team/vf".to_string(), "intel.com/vf".to_string())
             ])
-        );
-    }
-
-    #[test]
-    fn record_gets_the_paths() {
-        let mut record = AttachmentRecord::new("c1", None, "1.0.0");
-        for ifname in ["eth0", "net1"] {
-            record.attachments.push(AttachmentEntry {
-                network: "n".into(),
-                ifname: ifname.into(),
-                is_default: false,
-                conf: json!({}),
-                state: AttachmentState::Planned,
-                result: None,
-                device_info_file: None,
-            });
-        }
-        let file = DeviceInfoFile {
-            path: "/di/cni/n-c1_net1".into(),
-            from_device_plugin: None,
-            given_to_plugin: true,
-        };
-        record_files(&mut record, &[None, Some(file)]);
-        assert_eq!(record.attachments[0].device_info_file, None);
-        assert_eq!(
-            record.attachments[1].device_info_file,
-            Some(PathBuf::from("/di/cni/n-c1_net1"))
         );
     }
 

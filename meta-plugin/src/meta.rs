@@ -138,7 +138,6 @@ impl MetaPlugin {
         let store = AttachmentStore::new(&conf.cni_dir);
         let pod_ref = pod_ref(req)?;
         tracing::debug!("ADD started");
-        // The pod's existing interface names are read while the API answers.
         let load_pod = async {
             let source = cluster_source(&conf).await?;
             let pod =
@@ -163,31 +162,39 @@ impl MetaPlugin {
                 None => Ok(None),
             }
         };
-        let ((source, pod), pod_links) = futures::try_join!(load_pod, pod_links)?;
-        tracing::debug!("pod loaded");
-        let requested = plan::requested_networks(&conf, pod.as_ref())?;
         // Every network is loaded at once: one API round trip of latency, not one per network.
-        let src = source.as_ref();
-        let nad_refs: Vec<plan::NetworkRef> = requested
-            .selections
-            .iter()
-            .map(|sel| plan::NetworkRef::Nad {
-                namespace: sel.namespace.clone().unwrap_or_default(),
-                name: sel.name.clone(),
-            })
-            .collect();
-        let (cluster, defaults, nads) = futures::try_join!(
-            resolve::load(&requested.cluster, &conf, src),
-            futures::future::try_join_all(
-                requested
-                    .defaults
-                    .iter()
-                    .map(|r| resolve::load(r, &conf, src))
-            ),
-            futures::future::try_join_all(nad_refs.iter().map(|r| resolve::load(r, &conf, src))),
-        )?;
-        let selected: Vec<(multinet_crds::NetworkSelection, LoadedNetwork)> =
-            requested.selections.iter().cloned().zip(nads).collect();
+        let load_networks = async {
+            let (source, pod) = load_pod.await?;
+            tracing::debug!("pod loaded");
+            let requested = plan::requested_networks(&conf, pod.as_ref())?;
+            let src = source.as_ref();
+            let nad_refs: Vec<plan::NetworkRef> = requested
+                .selections
+                .iter()
+                .map(|sel| plan::NetworkRef::Nad {
+                    namespace: sel.namespace.clone().unwrap_or_default(),
+                    name: sel.name.clone(),
+                })
+                .collect();
+            let (cluster, defaults, nads) = futures::try_join!(
+                resolve::load(&requested.cluster, &conf, src),
+                futures::future::try_join_all(
+                    requested
+                        .defaults
+                        .iter()
+                        .map(|r| resolve::load(r, &conf, src))
+                ),
+                futures::future::try_join_all(
+                    nad_refs.iter().map(|r| resolve::load(r, &conf, src))
+                ),
+            )?;
+            let selected: Vec<(multinet_crds::NetworkSelection, LoadedNetwork)> =
+                requested.selections.iter().cloned().zip(nads).collect();
+            Ok::<_, MetaError>((source, pod, cluster, defaults, selected))
+        };
+        // The pod's existing interface names are read while the API answers.
+        let ((source, pod, cluster, defaults, selected), pod_links) =
+            futures::try_join!(load_networks, pod_links)?;
         tracing::debug!("networks loaded");
         let device_ids =
             crate::devices::device_ids_for(pod.as_ref(), &cluster, &defaults, &selected).await?;
@@ -218,17 +225,18 @@ impl MetaPlugin {
         record.cni_args = req.env.args.clone();
         record.attachments = planned
             .iter()
-            .map(|p| AttachmentEntry {
+            .zip(&devinfo_files)
+            .map(|(p, devinfo)| AttachmentEntry {
                 network: p.network.clone(),
                 ifname: p.ifname.clone(),
                 is_default: p.is_default,
                 conf: p.conf.clone(),
                 state: AttachmentState::Planned,
                 result: None,
-                device_info_file: None,
+                // Recorded so DEL removes the file even when the delegate does not.
+                device_info_file: devinfo.as_ref().map(|f| f.path.clone()),
             })
             .collect();
-        crate::devinfo::record_files(&mut record, &devinfo_files);
         store.save(&record)?;
         tracing::debug!("plan recorded");
         failpoint("after-record");

@@ -2,11 +2,10 @@
 //! errors, 429, 5xx) with backoff inside one time budget per CNI request, and each attempt may take
 //! as long as the budget allows: a slow API server is waited for, not cut off after 250 ms.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::{Mutex, OnceLock};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
@@ -17,7 +16,6 @@ use kube::api::{
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
-use tokio::runtime::Handle;
 
 use super::local::NETWORK_STATUS;
 use super::{ClusterSource, NadInfo, PodEvent, PodInfo};
@@ -35,10 +33,10 @@ fn nad_resource() -> ApiResource {
     )
 }
 
-/// Where clients are kept for later calls: set by the node daemon, whose calls share one warm
-/// connection to the API server. A client's background task lives on the runtime it was built on,
-/// so clients are built on the daemon's long-lived runtime, never on a call's own.
-static REUSE: OnceLock<Handle> = OnceLock::new();
+/// Set by the node daemon: its call threads keep their API clients between calls. A client and
+/// its connections belong to the runtime they were made on, and each call thread keeps one
+/// runtime for all its calls, so clients are kept per thread.
+static KEEP_CLIENTS: AtomicBool = AtomicBool::new(false);
 
 /// A kept client and what it was built from: a rewritten kubeconfig (token rotation, a new
 /// server) gets a new client.
@@ -49,11 +47,14 @@ struct KeptClient {
     client: Client,
 }
 
-static KEPT: Mutex<Vec<KeptClient>> = Mutex::new(Vec::new());
+thread_local! {
+    static KEPT: RefCell<Vec<KeptClient>> = const { RefCell::new(Vec::new()) };
+}
 
-/// Keeps API clients for reuse across calls, built on `runtime` (the node daemon's).
-pub fn reuse_clients_on(runtime: Handle) {
-    let _ = REUSE.set(runtime);
+/// From now on, each thread keeps the API clients its calls build (the node daemon, whose call
+/// threads each keep one runtime for good).
+pub fn keep_clients_per_thread() {
+    KEEP_CLIENTS.store(true, Ordering::Relaxed);
 }
 
 fn modified(kubeconfig: Option<&Path>) -> Option<SystemTime> {
@@ -66,23 +67,20 @@ impl KubeSource {
     /// From a kubeconfig file, or the in-cluster service account when `kubeconfig` is `None`.
     pub async fn connect(kubeconfig: Option<&Path>, budget: Duration) -> Result<Self, MetaError> {
         let deadline = Instant::now() + budget;
-        let Some(runtime) = REUSE.get() else {
-            let client = build_client(kubeconfig, budget, None).await?;
+        if !KEEP_CLIENTS.load(Ordering::Relaxed) {
+            let client = build_client(kubeconfig, budget).await?;
             return Ok(KubeSource { client, deadline });
-        };
+        }
         let modified = modified(kubeconfig);
         let same = |k: &KeptClient| {
             k.kubeconfig.as_deref() == kubeconfig && k.modified == modified && k.budget == budget
         };
-        let kept = KEPT
-            .lock()
-            .ok()
-            .and_then(|kept| kept.iter().find(|k| same(k)).map(|k| k.client.clone()));
+        let kept = KEPT.with_borrow(|kept| kept.iter().find(|k| same(k)).map(|k| k.client.clone()));
         let client = match kept {
             Some(client) => client,
             None => {
-                let client = build_client(kubeconfig, budget, Some(runtime)).await?;
-                if let Ok(mut kept) = KEPT.lock() {
+                let client = build_client(kubeconfig, budget).await?;
+                KEPT.with_borrow_mut(|kept| {
                     kept.retain(|k| k.kubeconfig.as_deref() != kubeconfig);
                     kept.push(KeptClient {
                         kubeconfig: kubeconfig.map(Path::to_path_buf),
@@ -90,7 +88,7 @@ impl KubeSource {
                         budget,
                         client: client.clone(),
                     });
-                }
+                });
                 client
             }
         };
@@ -121,13 +119,8 @@ impl KubeSource {
     }
 }
 
-/// A client from a kubeconfig file or the in-cluster service account; its background task runs
-/// on `runtime` when given, else on the current one.
-async fn build_client(
-    kubeconfig: Option<&Path>,
-    budget: Duration,
-    runtime: Option<&Handle>,
-) -> Result<Client, MetaError> {
+/// A client from a kubeconfig file or the in-cluster service account.
+async fn build_client(kubeconfig: Option<&Path>, budget: Duration) -> Result<Client, MetaError> {
     let mut config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)
@@ -143,50 +136,7 @@ async fn build_client(
     config.connect_timeout = Some(budget);
     config.read_timeout = Some(budget);
     config.write_timeout = Some(budget);
-    let Some(runtime) = runtime else {
-        return Client::try_from(config).map_err(|e| MetaError::Api(e.to_string()));
-    };
-    let builder =
-        kube::client::ClientBuilder::try_from(config).map_err(|e| MetaError::Api(e.to_string()))?;
-    let on_runtime = tower::layer::layer_fn(|inner| OnRuntime {
-        inner,
-        runtime: runtime.clone(),
-    });
-    // The client's request queue runs on `runtime` too.
-    let _entered = runtime.enter();
-    Ok(builder.with_layer(&on_runtime).build())
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Runs each API request, connection set-up included, on the daemon's runtime rather than the
-/// calling CNI call's own: connections (and their TLS sessions) then outlive the call that opened
-/// them and serve the next ones.
-#[derive(Clone)]
-struct OnRuntime<S> {
-    inner: S,
-    runtime: Handle,
-}
-
-impl<S, Req> tower::Service<Req> for OnRuntime<S>
-where
-    S: tower::Service<Req>,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    S::Error: Into<BoxError> + Send + 'static,
-{
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, req: Req) -> Self::Future {
-        let request = self.runtime.spawn(self.inner.call(req));
-        Box::pin(async move { request.await.map_err(BoxError::from)?.map_err(Into::into) })
-    }
+    Client::try_from(config).map_err(|e| MetaError::Api(e.to_string()))
 }
 
 fn is_transient(err: &kube::Error) -> bool {

@@ -1,6 +1,6 @@
 //! `multinet daemon`: the node daemon of thick mode. It listens on a unix socket (0600, root
 //! only) and runs each call it is handed exactly as the binary would run it, on a thread of its
-//! own, while API clients stay warm between calls.
+//! own, while API clients and their connections stay open between calls.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -145,7 +145,8 @@ pub fn bind(socket: &Path) -> std::io::Result<UnixListener> {
 /// Serves calls until `stop` completes, then waits (up to [`DRAIN_TIMEOUT`]) for the calls in
 /// flight: a call cut off halfway would leave the runtime without an answer.
 pub async fn serve(listener: UnixListener, stop: impl std::future::Future<Output = ()>) {
-    crate::source::kube::reuse_clients_on(tokio::runtime::Handle::current());
+    crate::source::kube::keep_clients_per_thread();
+    let threads = Arc::new(CallThreads::new());
     tracing::info!("multinet daemon listening");
     let in_flight = Arc::new((AtomicUsize::new(0), Notify::new()));
     tokio::pin!(stop);
@@ -153,10 +154,10 @@ pub async fn serve(listener: UnixListener, stop: impl std::future::Future<Output
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let in_flight = in_flight.clone();
+                    let (in_flight, threads) = (in_flight.clone(), threads.clone());
                     in_flight.0.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(async move {
-                        answer(stream).await;
+                        answer(stream, &threads).await;
                         if in_flight.0.fetch_sub(1, Ordering::SeqCst) == 1 {
                             in_flight.1.notify_waiters();
                         }
@@ -190,7 +191,7 @@ pub async fn serve(listener: UnixListener, stop: impl std::future::Future<Output
 }
 
 /// Reads one call, runs it, writes the answer.
-async fn answer(mut stream: UnixStream) {
+async fn answer(mut stream: UnixStream, threads: &CallThreads) {
     let mut frame = Vec::new();
     let read = (&mut stream)
         .take(wire::MAX_REQUEST as u64 + 1)
@@ -200,7 +201,7 @@ async fn answer(mut stream: UnixStream) {
         .map_err(|e| e.to_string())
         .and_then(|_| wire::decode_request(&frame).map_err(|e| e.to_string()))
     {
-        Ok(call) => run_call(call.vars, call.stdin).await,
+        Ok(call) => threads.run(call).await,
         Err(e) => {
             tracing::warn!(error = %e, "unreadable call");
             let err = CniError::internal(format!("multinet daemon: {e}"));
@@ -217,59 +218,136 @@ async fn answer(mut stream: UnixStream) {
     let _ = stream.shutdown().await;
 }
 
-/// Runs one CNI call as the binary would, on a thread with its own runtime (a call's futures
-/// stay on one thread, as in the binary); returns the exit code and stdout.
-pub async fn run_call(vars: Vec<(String, String)>, stdin: Vec<u8>) -> (i32, Vec<u8>) {
-    let var = |name: &str| {
-        vars.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    let (command, container) = (var("CNI_COMMAND"), var("CNI_CONTAINERID"));
-    let started = Instant::now();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name("multinet-call".into())
-        .spawn(move || {
-            let outcome = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => {
-                    let (out, code) =
-                        rt.block_on(multinet_cni::dispatch(&MetaPlugin::new(), vars, &stdin));
-                    (code, out)
-                }
-                Err(e) => {
-                    let err = CniError::internal(format!("starting runtime: {e}"));
-                    (
-                        multinet_cni::FAILURE_EXIT_CODE,
-                        error_bytes(&err, error_version(&stdin)),
-                    )
-                }
-            };
-            let _ = tx.send(outcome);
+/// Most call threads at once; more calls at the same moment wait for a free one.
+const MAX_CALL_THREADS: usize = 32;
+
+/// A call, and where its exit code and stdout go.
+struct Job {
+    call: wire::Call,
+    answer: tokio::sync::oneshot::Sender<(i32, Vec<u8>)>,
+}
+
+/// The threads calls run on. A call's futures stay on one thread, as in the binary; each thread
+/// keeps its current-thread runtime, and with it its API client and open connections, from one
+/// call to the next, so a call meets a warm connection without crossing threads for each
+/// request. A thread is added when every one is busy.
+struct CallThreads {
+    queue: std::sync::mpsc::Sender<Job>,
+    jobs: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<Job>>>,
+    /// Threads waiting for a job and not yet promised one.
+    idle: Arc<AtomicUsize>,
+    started: AtomicUsize,
+}
+
+impl CallThreads {
+    fn new() -> Self {
+        let (queue, jobs) = std::sync::mpsc::channel();
+        CallThreads {
+            queue,
+            jobs: Arc::new(std::sync::Mutex::new(jobs)),
+            idle: Arc::new(AtomicUsize::new(0)),
+            started: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs one CNI call as the binary would; returns the exit code and stdout.
+    async fn run(&self, call: wire::Call) -> (i32, Vec<u8>) {
+        let var = |name: &str| {
+            call.vars
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let (command, container) = (var("CNI_COMMAND"), var("CNI_CONTAINERID"));
+        let started = Instant::now();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let queued = self.promise_thread().and_then(|()| {
+            self.queue
+                .send(Job { call, answer: tx })
+                .map_err(|_| "the call threads are gone".to_string())
         });
-    let outcome = match spawned {
-        Ok(_) => rx.await.ok(),
-        Err(_) => None,
-    };
-    let (code, stdout) = outcome.unwrap_or_else(|| {
-        let err = CniError::internal("multinet daemon: the call's thread failed");
-        (
-            multinet_cni::FAILURE_EXIT_CODE,
-            error_bytes(&err, error_version(b"")),
-        )
-    });
-    tracing::info!(
-        command,
-        container,
-        code,
-        ms = started.elapsed().as_secs_f64() * 1000.0,
-        "call done"
-    );
-    (code, stdout)
+        let outcome = match queued {
+            Ok(()) => rx.await.map_err(|_| "the call's thread failed".to_string()),
+            Err(e) => Err(e),
+        };
+        let (code, stdout) = outcome.unwrap_or_else(|e| {
+            let err = CniError::internal(format!("multinet daemon: {e}"));
+            (
+                multinet_cni::FAILURE_EXIT_CODE,
+                error_bytes(&err, error_version(b"")),
+            )
+        });
+        tracing::info!(
+            command,
+            container,
+            code,
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "call done"
+        );
+        (code, stdout)
+    }
+
+    /// Takes an idle thread for the next job, or starts one (up to [`MAX_CALL_THREADS`]; past
+    /// that the job waits for the first thread to come free).
+    fn promise_thread(&self) -> Result<(), String> {
+        let idle = &self.idle;
+        if idle
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+            || self.started.load(Ordering::SeqCst) >= MAX_CALL_THREADS
+        {
+            return Ok(());
+        }
+        let (jobs, idle) = (self.jobs.clone(), self.idle.clone());
+        let n = self.started.fetch_add(1, Ordering::SeqCst);
+        std::thread::Builder::new()
+            .name(format!("multinet-call-{n}"))
+            .spawn(move || call_thread(&jobs, &idle))
+            .map(|_| ())
+            .map_err(|e| format!("starting a call thread: {e}"))
+    }
+}
+
+/// One call thread: runs the jobs it takes, one at a time, on a runtime it keeps.
+fn call_thread(jobs: &std::sync::Mutex<std::sync::mpsc::Receiver<Job>>, idle: &AtomicUsize) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let mut first = true;
+    loop {
+        if !first {
+            idle.fetch_add(1, Ordering::SeqCst);
+        }
+        first = false;
+        // The lock is held only while waiting for the next job; a poisoned lock means another
+        // call thread panicked while waiting, which leaves the queue itself intact.
+        let job = {
+            let jobs = jobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            jobs.recv()
+        };
+        let Ok(Job { call, answer }) = job else {
+            return;
+        };
+        let outcome = match &runtime {
+            Ok(rt) => {
+                let plugin = MetaPlugin::new();
+                let (out, code) =
+                    rt.block_on(multinet_cni::dispatch(&plugin, call.vars, &call.stdin));
+                (code, out)
+            }
+            Err(e) => {
+                let err = CniError::internal(format!("starting runtime: {e}"));
+                (
+                    multinet_cni::FAILURE_EXIT_CODE,
+                    error_bytes(&err, error_version(&call.stdin)),
+                )
+            }
+        };
+        let _ = answer.send(outcome);
+    }
 }
 
 #[cfg(test)]

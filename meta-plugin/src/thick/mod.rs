@@ -1,7 +1,8 @@
 //! Thick mode: a node daemon (`multinet daemon`) runs every CNI call, and the `multinet` binary the
 //! runtime starts only hands the call over (env and stdin in, stdout and exit code back) when its
-//! config names the daemon's socket (`daemonSocket`). The daemon keeps one warm connection to the
-//! API server, so a call pays no client set-up or TLS handshake.
+//! config names the daemon's socket (`daemonSocket`). The daemon's call threads keep their API
+//! client and its connections from one call to the next, so a call pays no client set-up or TLS
+//! handshake.
 //!
 //! Unlike Multus's shim, a call never fails because the daemon is away: when nothing listens on
 //! the socket, the binary runs the call itself (thin mode). Both keep the same on-disk state
