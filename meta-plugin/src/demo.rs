@@ -3,7 +3,8 @@
 //! links), loads pods and NADs from examples/ through the local-folder source, and calls the
 //! multinet binary exactly as a runtime does (CNI_* variables and a config on stdin). It prints the
 //! network-status and interfaces of each pod, pings between pods over every secondary network,
-//! deletes the pods and proves nothing is left. Exit status 0 only if all of that held.
+//! deletes the pods and proves nothing is left. pod-b's calls go through a `multinet daemon` (thick
+//! mode), pod-a's run in the binary. Exit status 0 only if all of that held.
 //!
 //! Everything it creates lives in its own namespaces and its own state folder; the host's links
 //! are never touched.
@@ -29,6 +30,8 @@ const VFS: &[(&str, &str)] = &[
     ("mn-vf3", "0000:3b:02.3"),
 ];
 const UPLINKS: &[&str] = &["mn-data0", "mn-stor0"];
+/// The pod whose calls go through `multinet daemon` (thick mode); the other's run in the binary.
+const THICK_POD: &str = "pod-b";
 
 fn run(cmd: &[&str]) -> DemoResult<String> {
     let out = Command::new(cmd[0])
@@ -260,6 +263,60 @@ impl Demo {
         })
     }
 
+    fn socket(&self) -> PathBuf {
+        self.state.join("multinet.sock")
+    }
+
+    /// The variables that point our delegates at the demo's fake NIC and state.
+    fn node_env(&self) -> [(&'static str, PathBuf); 3] {
+        [
+            ("MULTINET_SYSFS_ROOT", self.state.join("sys")),
+            ("MULTINET_SRIOV_STATE_DIR", self.state.join("sriov")),
+            ("MULTINET_DEVINFO_DIR", self.state.join("devinfo")),
+        ]
+    }
+
+    /// Starts `multinet daemon` in the node namespace and waits until it listens.
+    fn start_daemon(&self) -> DemoResult<Daemon> {
+        let child = Command::new("ip")
+            .args(["netns", "exec", NODE_NS])
+            .arg(&self.exe)
+            .arg("daemon")
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg(format!("--log-file={}", self.daemon_log().display()))
+            .envs(self.node_env())
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting multinet daemon: {e}"))?;
+        let mut daemon = Daemon(child);
+        let started = std::time::Instant::now();
+        while !self.socket().exists() {
+            if let Ok(Some(status)) = daemon.0.try_wait() {
+                return Err(format!("multinet daemon exited at start: {status}"));
+            }
+            if started.elapsed() > std::time::Duration::from_secs(10) {
+                return Err("multinet daemon did not listen within 10 s".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(daemon)
+    }
+
+    fn daemon_log(&self) -> PathBuf {
+        self.state.join("daemon.log")
+    }
+
+    /// The daemon's "call done" lines for `pod`'s container.
+    fn daemon_calls(&self, pod: &str) -> Vec<String> {
+        let container = format!("container=\"demo-{pod}\"");
+        fs::read_to_string(self.daemon_log())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("call done") && l.contains(&container))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// One CNI call, made the way a runtime makes it, from inside the node namespace.
     fn cni(&self, command: &str, pod: &str, netns: &str) -> DemoResult<Value> {
         let mut child = Command::new("ip")
@@ -277,17 +334,19 @@ impl Demo {
                 ),
             )
             .env("CNI_PATH", self.bin_dir())
-            .env("MULTINET_SYSFS_ROOT", self.state.join("sys"))
-            .env("MULTINET_SRIOV_STATE_DIR", self.state.join("sriov"))
-            .env("MULTINET_DEVINFO_DIR", self.state.join("devinfo"))
+            .envs(self.node_env())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("starting multinet: {e}"))?;
+        let mut conf = self.multinet_conf();
+        if pod == THICK_POD {
+            conf["daemonSocket"] = json!(self.socket());
+        }
         if let Some(mut stdin) = child.stdin.take() {
             stdin
-                .write_all(self.multinet_conf().to_string().as_bytes())
+                .write_all(conf.to_string().as_bytes())
                 .map_err(|e| e.to_string())?;
         }
         let out = child.wait_with_output().map_err(|e| e.to_string())?;
@@ -395,9 +454,26 @@ impl Demo {
             run(&["ip", "-n", netns, "link", "set", "lo", "up"])?;
         }
 
+        let mut daemon = self.start_daemon()?;
+        println!(
+            "multinet daemon listening on {} (thick mode for demo/{THICK_POD})",
+            self.socket().display()
+        );
+
         let mut failures = Vec::new();
         for (pod, netns) in PODS {
             let result = self.cni("ADD", pod, netns)?;
+            let mode = if *pod == THICK_POD {
+                match self.daemon_calls(pod).last() {
+                    Some(line) if line.contains("code=0") => "thick mode: run by multinet daemon",
+                    _ => {
+                        failures.push(format!("{pod}'s ADD did not run in the daemon"));
+                        "thick mode, but the daemon did not run it"
+                    }
+                }
+            } else {
+                "thin mode: run by the binary"
+            };
             let ips: Vec<&str> = result
                 .get("ips")
                 .and_then(Value::as_array)
@@ -408,7 +484,7 @@ impl Demo {
                 })
                 .unwrap_or_default();
             println!(
-                "\n== pod demo/{pod} (netns {netns}): ADD returned eth0 {}",
+                "\n== pod demo/{pod} (netns {netns}, {mode}): ADD returned eth0 {}",
                 ips.join(" ")
             );
             let status = self.network_status(pod)?;
@@ -463,6 +539,20 @@ impl Demo {
                 failures.push(format!("pod {pod} still has links {left:?}"));
             }
         }
+        // The daemon ran all of the thick pod's calls, and a SIGTERM stops it cleanly.
+        let thick_calls = self.daemon_calls(THICK_POD).len();
+        if thick_calls != 3 {
+            failures.push(format!(
+                "the daemon ran {thick_calls} of {THICK_POD}'s 3 calls (ADD, DEL, DEL)"
+            ));
+        }
+        match daemon.stop() {
+            Ok(()) if !self.socket().exists() => println!(
+                "  multinet daemon ran {thick_calls} calls for demo/{THICK_POD}, stopped on SIGTERM, socket removed"
+            ),
+            Ok(()) => failures.push("the daemon left its socket behind".into()),
+            Err(e) => failures.push(e),
+        }
         // Every VF is back on the node under its own name, and no macvlan is left.
         let node_links = links(NODE_NS)?;
         for (vf, _) in VFS {
@@ -507,6 +597,32 @@ impl Demo {
         let _ = run(&["ip", "netns", "del", NODE_NS]);
         if !self.keep {
             let _ = fs::remove_dir_all(&self.state);
+        }
+    }
+}
+
+/// The demo's `multinet daemon`, killed if the demo ends early.
+struct Daemon(std::process::Child);
+
+impl Daemon {
+    /// SIGTERM, then its exit status must be success.
+    fn stop(&mut self) -> DemoResult<()> {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
+            .map_err(|e| format!("stopping multinet daemon: {e}"))?;
+        match self.0.wait() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("multinet daemon exited with {status} on SIGTERM")),
+            Err(e) => Err(format!("waiting for multinet daemon: {e}")),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
     }
 }
