@@ -16,6 +16,19 @@ fn the_demo_passes_and_leaves_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("== demo passed"), "{stdout}");
+    // One pod in each mode: the binary, and the node daemon.
+    assert!(
+        stdout.contains("pod-a (netns mn-demo-pod-a, thin mode"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("pod-b (netns mn-demo-pod-b, thick mode: run by multinet daemon)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("daemon ran 3 calls for demo/pod-b, stopped on SIGTERM, socket removed"),
+        "{stdout}"
+    );
     for network in [
         "demo/macvlan-data",
         "demo/macvlan-storage",
