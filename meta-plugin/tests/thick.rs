@@ -3,21 +3,25 @@
 //! and the API fixture as the cluster. Checked against the kernel (links and addresses in the pod),
 //! the API (network-status), the node's state (records, IPs), the daemon's own log (the call ran
 //! there) and the config's log (it did not run in the binary), plus the fallback to thin mode, a
-//! killed daemon, a second daemon, SIGTERM with a call in flight, and errors.
+//! killed daemon, a second daemon, SIGTERM with a call in flight, and errors. Then the daemon's
+//! call threads: calls at the same moment each on a thread of their own, our own delegates run
+//! inside the daemon, and a thread that goes on serving after a call failed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Barrier;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{Answer, Node};
 use multinet_api_fixture::{ApiFixture, RequestFilter};
-use multinet_testbed::{CniOutput, TestNetns, require_root};
+use multinet_testbed::{CniCall, CniOutput, TestNetns, require_root};
 use serde_json::{Value, json};
 
 /// How long a daemon may take to start or to stop before the test gives up on it.
@@ -110,9 +114,20 @@ struct Daemon {
 
 /// The daemon's command line, in the node's namespace (as the binary's calls are).
 fn daemon_command(node: &Node, socket: &Path, log: &Path, level: &str) -> Command {
+    daemon_command_of(
+        Path::new(env!("CARGO_BIN_EXE_multinet")),
+        node,
+        socket,
+        log,
+        level,
+    )
+}
+
+/// The daemon's command line with `exe` as the program (a link to the tested binary, say).
+fn daemon_command_of(exe: &Path, node: &Node, socket: &Path, log: &Path, level: &str) -> Command {
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", node.ns.name()])
-        .arg(env!("CARGO_BIN_EXE_multinet"))
+        .arg(exe)
         .arg("daemon")
         .arg("--socket")
         .arg(socket)
@@ -162,7 +177,11 @@ impl Daemon {
 
     /// Starts a daemon and waits until it listens (its "listening" line, logged after bind).
     fn start_with(node: &Node, socket: &Path, log: &Path, level: &str) -> Daemon {
-        let child = daemon_command(node, socket, log, level).spawn().unwrap();
+        Self::spawn(daemon_command(node, socket, log, level), log)
+    }
+
+    fn spawn(mut cmd: Command, log: &Path) -> Daemon {
+        let child = cmd.spawn().unwrap();
         let mut daemon = Daemon {
             child: Some(child),
             log: log.to_path_buf(),
@@ -717,4 +736,357 @@ fn a_daemon_dying_mid_call_is_try_again() {
     c.thick("DEL", "c1", "web", &pod).ok();
     assert!(c.call_log().contains("DEL started"), "{}", c.call_log());
     c.node.assert_clean(&pod);
+}
+
+/// The daemon's call threads alive now, by name ("multinet-call-N"). A thread a call thread
+/// starts without a name of its own inherits that name, so the distinct names count the call
+/// threads (the names stay whole below "multinet-call-10": 15 bytes is all a thread name holds).
+fn call_threads(daemon: &Daemon) -> BTreeSet<String> {
+    fs::read_dir(format!("/proc/{}/task", daemon.pid()))
+        .unwrap()
+        .filter_map(|task| fs::read_to_string(task.unwrap().path().join("comm")).ok())
+        .map(|comm| comm.trim_end().to_string())
+        .filter(|comm| comm.starts_with("multinet-call-"))
+        .collect()
+}
+
+/// The set of `n` call thread names the daemon gives its first `n` threads.
+fn first_threads(n: usize) -> BTreeSet<String> {
+    (0..n).map(|i| format!("multinet-call-{i}")).collect()
+}
+
+/// host-local's allocations for `network`: address → the container holding it (the first line
+/// of the address's file).
+fn allocations(node: &Node, network: &str) -> BTreeMap<String, String> {
+    fs::read_dir(node.path("ipam").join(network))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name != "lock" && !name.starts_with("last_reserved_ip")
+        })
+        .map(|p| {
+            let holder = fs::read_to_string(&p).unwrap();
+            let container = holder.lines().next().unwrap_or("").trim().to_string();
+            (
+                p.file_name().unwrap().to_string_lossy().to_string(),
+                container,
+            )
+        })
+        .collect()
+}
+
+/// One `(container, pod, netns)` per call, all calls of the binary (thick config) started at the
+/// same moment from threads of their own; their answers in the same order.
+fn at_the_same_moment(
+    c: &Cluster,
+    command: &str,
+    pods: &[(String, String, TestNetns)],
+) -> Vec<Answer> {
+    let barrier = Barrier::new(pods.len());
+    let (node, conf, barrier) = (&c.node, &c.conf, &barrier);
+    std::thread::scope(|s| {
+        let calls: Vec<_> = pods
+            .iter()
+            .map(|(container, pod, ns)| {
+                s.spawn(move || {
+                    let call = node
+                        .call(command, container, pod, ns.path_str())
+                        .stdin_json(conf);
+                    barrier.wait();
+                    Answer::of(&call.run())
+                })
+            })
+            .collect();
+        calls.into_iter().map(|t| t.join().unwrap()).collect()
+    })
+}
+
+/// The containers named by the daemon's "call done" lines for `command`, each line checked for
+/// exit code `code`.
+fn done_containers(daemon: &Daemon, command: &str, code: i32) -> BTreeSet<String> {
+    daemon
+        .calls_done(command)
+        .iter()
+        .map(|line| {
+            assert!(line.contains(&format!("code={code}")), "{line}");
+            let (_, rest) = line.split_once("container=\"").unwrap();
+            rest.split('"').next().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// Eight pods added at the same moment through the daemon: every call succeeds, on call threads
+/// of the daemon's (more than one), the pods get distinct addresses on every network, and eight
+/// DELs at the same moment leave nothing.
+#[test]
+fn concurrent_calls_all_succeed_on_their_own_threads() {
+    const PODS: usize = 8;
+    require_root!();
+    let c = cluster();
+    let pods: Vec<(String, String, TestNetns)> = (0..PODS)
+        .map(|i| (format!("k{i}"), format!("pod{i}"), TestNetns::new()))
+        .collect();
+    for (_, pod, _) in &pods {
+        insert_pod(&c.api, pod);
+    }
+    let daemon = c.daemon("daemon.log");
+    // Each call waits on its pod's GET, so calls that start together are in the daemon together.
+    c.api.faults().add_latency(
+        RequestFilter::path("/api/v1/namespaces/team/pods/pod*").method("GET"),
+        Duration::from_millis(300),
+    );
+    let containers: BTreeSet<String> = pods.iter().map(|(k, _, _)| k.clone()).collect();
+
+    let added = at_the_same_moment(&c, "ADD", &pods);
+    for ((_, pod, ns), answer) in pods.iter().zip(&added) {
+        assert_attached(&c, pod, ns, answer.ok());
+    }
+    assert_eq!(
+        done_containers(&daemon, "ADD", 0),
+        containers,
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(daemon.calls_done("ADD").len(), PODS, "{}", daemon.log());
+    assert_eq!(c.call_log(), "", "no call ran in the binary");
+    let threads = call_threads(&daemon);
+    assert!(
+        threads.len() > 1 && threads.len() <= PODS,
+        "call threads: {threads:?}"
+    );
+    // Threads are numbered as they start: none is missing, so none has exited.
+    assert_eq!(threads, first_threads(threads.len()));
+
+    // Distinct addresses on every network, each held in host-local by its own pod's container.
+    for (network, link) in [("cluster", "eth0"), ("data", "net1"), ("storage", "stor0")] {
+        let in_pods: BTreeMap<String, String> = pods
+            .iter()
+            .map(|(container, _, ns)| {
+                let addr = ipv4(ns, link);
+                (
+                    addr.split('/').next().unwrap().to_string(),
+                    container.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            in_pods.len(),
+            PODS,
+            "an address on {link} twice: {in_pods:?}"
+        );
+        assert_eq!(allocations(&c.node, network), in_pods, "{network}");
+    }
+    assert_eq!(c.node.allocated_ips().len(), 3 * PODS);
+    let records: BTreeSet<String> = c
+        .node
+        .records()
+        .iter()
+        .map(|r| r.file_name().unwrap().to_string_lossy().to_string())
+        .collect();
+    let expected: BTreeSet<String> = containers.iter().map(|k| format!("{k}.json")).collect();
+    assert_eq!(records, expected, "one attachment record per pod");
+
+    let deleted = at_the_same_moment(&c, "DEL", &pods);
+    for answer in &deleted {
+        answer.ok();
+    }
+    assert_eq!(
+        done_containers(&daemon, "DEL", 0),
+        containers,
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(daemon.calls_done("DEL").len(), PODS, "{}", daemon.log());
+    let after = call_threads(&daemon);
+    assert!(
+        after.is_superset(&threads) && after.len() <= PODS,
+        "the call threads are kept: {threads:?} then {after:?}"
+    );
+    assert_eq!(c.call_log(), "", "no call ran in the binary");
+    for (_, _, ns) in &pods {
+        c.node.assert_clean(ns);
+    }
+}
+
+/// A call of `exe` (a link in CNI_PATH) as the runtime makes it, with the thick config.
+fn runtime_call(
+    c: &Cluster,
+    exe: &Path,
+    command: &str,
+    container: &str,
+    pod: &str,
+    ns: &TestNetns,
+) -> Answer {
+    let call = CniCall::new(exe, command)
+        .in_netns(&c.node.ns)
+        .container_id(container)
+        .netns(ns.path_str())
+        .ifname("eth0")
+        .args(format!(
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=team;K8S_POD_NAME={pod};K8S_POD_UID=uid-{pod}"
+        ))
+        .path(c.node.bin())
+        .stdin_json(&c.conf);
+    Answer::of(&call.run())
+}
+
+/// The daemon's delegate lines (in-process or exec) logged after byte `from` of its log.
+fn delegate_lines(daemon: &Daemon, from: usize) -> Vec<String> {
+    daemon.log()[from..]
+        .lines()
+        .filter(|l| l.contains("delegate in-process") || l.contains("delegate exec"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A multi-call install (CNI_PATH holds only links to the multinet binary, the plugin itself
+/// among them) with the daemon started from that link: the daemon runs our macvlan and
+/// host-local inside itself, for every network, and execs nothing.
+#[test]
+fn own_delegates_run_inside_the_daemon() {
+    require_root!();
+    let c = cluster();
+    for link in fs::read_dir(c.node.bin()).unwrap() {
+        fs::remove_file(link.unwrap().path()).unwrap();
+    }
+    for p in ["macvlan", "host-local", "multinet"] {
+        c.node.use_own(p);
+    }
+    // The cluster network on our macvlan: the reference bridge is gone from CNI_PATH.
+    c.node
+        .ns
+        .ip(&["link", "add", "cl0", "type", "veth", "peer", "name", "cl0p"]);
+    c.node.ns.ip(&["link", "set", "cl0", "up"]);
+    c.node.ns.ip(&["link", "set", "cl0p", "up"]);
+    let cluster_net = json!({
+        "cniVersion": c.node.delegate_version(), "name": "cluster",
+        "plugins": [c.node.macvlan_nad("cluster", "cl0", "10.99.0.0/24")]
+    });
+    fs::write(
+        c.node.path("net.d/10-cluster.conflist"),
+        cluster_net.to_string(),
+    )
+    .unwrap();
+    let exe = c.node.bin().join("multinet");
+    let log = c.node.path("daemon.log");
+    let daemon = Daemon::spawn(
+        daemon_command_of(&exe, &c.node, &c.socket, &log, "debug"),
+        &log,
+    );
+    let pod = TestNetns::new();
+
+    let added = runtime_call(&c, &exe, "ADD", "c1", "web", &pod);
+    assert_attached(&c, "web", &pod, added.ok());
+    for link in Node::link_details(&pod) {
+        assert_eq!(link["linkinfo"]["info_kind"], "macvlan", "{link}");
+    }
+    let lines = delegate_lines(&daemon, 0);
+    assert_eq!(lines.len(), 3, "one delegate per network: {lines:#?}");
+    assert!(
+        lines.iter().all(|l| l.contains("delegate in-process")
+            && l.contains("plugin=macvlan verb=\"ADD\"")),
+        "{lines:#?}"
+    );
+    assert_eq!(daemon.calls_done("ADD").len(), 1, "{}", daemon.log());
+    assert_eq!(c.call_log(), "", "no call ran in the binary");
+
+    let mark = daemon.log().len();
+    runtime_call(&c, &exe, "DEL", "c1", "web", &pod).ok();
+    let lines = delegate_lines(&daemon, mark);
+    assert_eq!(lines.len(), 3, "one delegate per network: {lines:#?}");
+    assert!(
+        lines.iter().all(|l| l.contains("delegate in-process")
+            && l.contains("plugin=macvlan verb=\"DEL\"")),
+        "{lines:#?}"
+    );
+    assert!(!daemon.log().contains("delegate exec"), "{}", daemon.log());
+    assert_eq!(daemon.calls_done("DEL").len(), 1, "{}", daemon.log());
+    assert_eq!(c.call_log(), "", "no call ran in the binary");
+    c.node.assert_clean(&pod);
+}
+
+/// Hands one call to the daemon as the binary does (wire frames written here from the protocol's
+/// description): `MNT1`, the env JSON's length (u32, big-endian), the env JSON, stdin; the answer
+/// is the exit code (i32, big-endian) and stdout.
+fn hand_to_daemon(socket: &Path, vars: &[(String, String)], stdin: &[u8]) -> (i32, Vec<u8>) {
+    let env: Vec<[&str; 2]> = vars.iter().map(|(k, v)| [k.as_str(), v.as_str()]).collect();
+    let env = serde_json::to_vec(&env).unwrap();
+    let mut frame = b"MNT1".to_vec();
+    frame.extend_from_slice(&u32::try_from(env.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&env);
+    frame.extend_from_slice(stdin);
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(&frame).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    assert!(answer.len() >= 4, "no answer: {answer:?}");
+    let code = i32::from_be_bytes(answer[..4].try_into().unwrap());
+    (code, answer[4..].to_vec())
+}
+
+/// A failed call leaves its call thread (and the thread's runtime) serving: the next calls run
+/// on that same thread and succeed. A stdin that is not JSON, which only a caller speaking the
+/// protocol can hand over (the binary runs such a call itself), gets thin mode's answer.
+#[test]
+fn a_call_thread_keeps_working_after_a_failed_call() {
+    require_root!();
+    let c = cluster();
+    c.api
+        .insert(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "bad", "namespace": "team", "uid": "uid-bad",
+                         "annotations": {"k8s.v1.cni.cncf.io/networks": "data,nope"}},
+            "spec": {"containers": [{"name": "app", "image": "app"}]}
+        }))
+        .unwrap();
+    let daemon = c.daemon("daemon.log");
+    let (bad, web) = (TestNetns::new(), TestNetns::new());
+    let one_thread = first_threads(1);
+
+    let (code, msg) = c.thick("ADD", "c0", "bad", &bad).err();
+    assert_eq!(code, 7, "{msg}");
+    assert!(msg.contains("team/nope"), "{msg}");
+    c.node.assert_clean(&bad);
+    assert_eq!(call_threads(&daemon), one_thread);
+
+    // The same thread, no new one, runs the next call.
+    let added = c.thick("ADD", "c1", "web", &web);
+    assert_attached(&c, "web", &web, added.ok());
+    assert_eq!(call_threads(&daemon), one_thread);
+
+    let call = c
+        .node
+        .call("ADD", "c2", "web", web.path_str())
+        .stdin("not json");
+    let thin = call.run();
+    let (thick_code, thick_stdout) = hand_to_daemon(&c.socket, &call.vars(), call.stdin_bytes());
+    assert_eq!(thick_code, thin.code());
+    assert_eq!(String::from_utf8(thick_stdout).unwrap(), thin.stdout);
+    let (code, msg) = Answer::of(&thin).err();
+    assert_eq!(code, 6, "{msg}");
+    assert!(msg.contains("not valid JSON"), "{msg}");
+    let mut links = Node::links(&web);
+    links.sort();
+    assert_eq!(links, ["eth0", "net1", "stor0"], "the bad call did nothing");
+
+    c.thick("DEL", "c1", "web", &web).ok();
+    let adds = daemon.calls_done("ADD");
+    assert_eq!(adds.len(), 3, "{}", daemon.log());
+    for (line, (container, code)) in adds.iter().zip([("c0", 1), ("c1", 0), ("c2", 1)]) {
+        assert!(
+            line.contains(&format!("container=\"{container}\""))
+                && line.contains(&format!("code={code}")),
+            "{adds:#?}"
+        );
+    }
+    assert_eq!(
+        done_containers(&daemon, "DEL", 0),
+        BTreeSet::from(["c1".to_string()])
+    );
+    assert_eq!(call_threads(&daemon), one_thread);
+    assert_eq!(c.call_log(), "", "no call ran in the binary");
+    c.node.assert_clean(&web);
 }
