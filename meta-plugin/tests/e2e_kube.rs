@@ -80,6 +80,13 @@ fn pods_and_nads_from_the_api_in_every_version() {
             Some("application/merge-patch+json")
         );
         assert!(!requests.iter().any(|r| r.method == "PUT"));
+        // One TLS connection carried the whole ADD: its concurrent requests (the NADs; the
+        // status patch and the events) were multiplexed over HTTP/2, not given a connection each.
+        assert!(requests.len() >= 5, "{requests:?}");
+        assert!(requests.iter().all(|r| r.tls && r.http2), "{requests:?}");
+        let connections: std::collections::BTreeSet<u64> =
+            requests.iter().map(|r| r.connection).collect();
+        assert_eq!(connections.len(), 1, "{requests:?}");
         if *version != "0.3.1" {
             c.node.cni_with("CHECK", "c1", "web", &ns, &c.conf).ok();
         }

@@ -40,6 +40,10 @@ pub struct RecordedRequest {
     pub status: Option<u16>,
     /// Whether it came over the HTTPS listener.
     pub tls: bool,
+    /// Whether it came over HTTP/2.
+    pub http2: bool,
+    /// Which connection it came over: connections are numbered from 0 as they are accepted.
+    pub connection: u64,
 }
 
 impl RecordedRequest {
@@ -76,6 +80,16 @@ pub(crate) struct Shared {
     pub open_watches: Arc<AtomicUsize>,
     pub token: Option<String>,
     pub bookmark_interval: Duration,
+    /// Connections accepted so far, over both listeners.
+    pub connections: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    /// The number of the connection just accepted.
+    pub fn next_connection(&self) -> u64 {
+        self.connections
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// Locks a mutex, carrying on past poisoning: a panicking test thread must not wedge
@@ -146,7 +160,9 @@ pub(crate) async fn handle(
     shared: Arc<Shared>,
     request: Request<Incoming>,
     tls: bool,
+    connection: u64,
 ) -> Result<Response<Body>, Infallible> {
+    let http2 = request.version() == hyper::Version::HTTP_2;
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let raw_query = request.uri().query().unwrap_or("").to_string();
@@ -182,6 +198,8 @@ pub(crate) async fn handle(
             body: String::from_utf8_lossy(&body).into_owned(),
             status: None,
             tls,
+            http2,
+            connection,
         });
         log.len() - 1
     };

@@ -38,6 +38,8 @@
 //! - Pod rules: writes to `pods` keep `status`; writes to `pods/status` keep `spec` and
 //!   owner references but may change labels and annotations; pod spec updates other than
 //!   images, tolerations and deadlines get 422; API-created pods start `Pending`.
+//! - Transport: HTTP/1.1, and HTTP/2 over TLS for clients that ask for it (ALPN), as
+//!   kube-apiserver; every recorded request says which and over which connection.
 //!
 //! # Where it differs from kube-apiserver
 //! - Strategic merge patch and server-side apply are applied as JSON merge patches
@@ -146,6 +148,7 @@ impl ApiFixtureBuilder {
             open_watches: Arc::new(AtomicUsize::new(0)),
             token: self.token.clone(),
             bookmark_interval: self.bookmark_interval,
+            connections: Default::default(),
         });
         let server = server::spawn(shared.clone(), tls.server_config)?;
         Ok(ApiFixture {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -138,7 +138,8 @@ async fn accept_loop(
             _ = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, tls.clone(), shared.clone()));
+                    let id = shared.next_connection();
+                    connections.spawn(serve_connection(stream, tls.clone(), shared.clone(), id));
                 }
                 // Out of descriptors or similar: back off instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -150,15 +151,30 @@ async fn accept_loop(
     connections.shutdown().await;
 }
 
-async fn serve_connection(stream: TcpStream, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
+async fn serve_connection(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    connection: u64,
+) {
     let _ = stream.set_nodelay(true);
     let is_tls = tls.is_some();
-    let service = service_fn(move |request| handler::handle(shared.clone(), request, is_tls));
+    let service =
+        service_fn(move |request| handler::handle(shared.clone(), request, is_tls, connection));
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new());
     match tls {
         Some(acceptor) => {
-            if let Ok(stream) = acceptor.accept(stream).await {
+            let Ok(stream) = acceptor.accept(stream).await else {
+                return;
+            };
+            // HTTP/2 when the client asks for it (ALPN), as kube-apiserver serves it.
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                let _ = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            } else {
                 let _ = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .await;

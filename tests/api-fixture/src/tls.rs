@@ -53,7 +53,7 @@ pub(crate) fn generate() -> Result<TlsMaterial, FixtureError> {
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsMaterial {
         ca_pem: ca.pem(),
         server_config: Arc::new(config),
