@@ -20,6 +20,8 @@ use crate::meta::MetaPlugin;
 pub const DEFAULT_SOCKET: &str = "/run/multinet/multinet.sock";
 /// How long SIGTERM waits for calls in flight before the daemon exits anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a caller has to send its request.
+const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 const USAGE: &str = "usage: multinet daemon [--socket PATH] [--log-level LEVEL] [--log-file FILE]
 
@@ -101,7 +103,6 @@ pub fn main(args: &[String]) -> i32 {
             }
         };
         serve(listener, stop).await;
-        let _ = std::fs::remove_file(&args.socket);
         std::io::Result::Ok(())
     });
     match outcome {
@@ -142,10 +143,39 @@ pub fn bind(socket: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves calls until `stop` completes, then waits (up to [`DRAIN_TIMEOUT`]) for the calls in
-/// flight: a call cut off halfway would leave the runtime without an answer.
+/// Which file a path is, to tell our socket from one a newer daemon bound at the same path.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// Stops listening and removes the socket file, unless it is no longer ours (a daemon started
+/// meanwhile replaced it). Calls made from now on run in the binary.
+fn stop_listening(listener: UnixListener, ours: Option<(u64, u64)>) {
+    let path = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_path_buf));
+    drop(listener);
+    if let Some(path) = path
+        && ours.is_some()
+        && file_identity(&path) == ours
+    {
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// Serves calls until `stop` completes; then removes its socket (calls from then on run in the
+/// binary) and waits (up to [`DRAIN_TIMEOUT`]) for the calls in flight: a call cut off halfway
+/// would leave the runtime without an answer.
 pub async fn serve(listener: UnixListener, stop: impl std::future::Future<Output = ()>) {
     crate::source::kube::keep_clients_per_thread();
+    let ours = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().and_then(file_identity));
     let threads = Arc::new(CallThreads::new());
     tracing::info!("multinet daemon listening");
     let in_flight = Arc::new((AtomicUsize::new(0), Notify::new()));
@@ -171,7 +201,7 @@ pub async fn serve(listener: UnixListener, stop: impl std::future::Future<Output
             () = &mut stop => break,
         }
     }
-    drop(listener);
+    stop_listening(listener, ours);
     tracing::info!(
         calls = in_flight.0.load(Ordering::SeqCst),
         "stopping: no new calls; waiting for the calls in flight"
@@ -193,24 +223,26 @@ pub async fn serve(listener: UnixListener, stop: impl std::future::Future<Output
 /// Reads one call, runs it, writes the answer.
 async fn answer(mut stream: UnixStream, threads: &CallThreads) {
     let mut frame = Vec::new();
-    let read = (&mut stream)
-        .take(wire::MAX_REQUEST as u64 + 1)
-        .read_to_end(&mut frame)
-        .await;
-    let (code, stdout) = match read
-        .map_err(|e| e.to_string())
-        .and_then(|_| wire::decode_request(&frame).map_err(|e| e.to_string()))
-    {
-        Ok(call) => threads.run(call).await,
-        Err(e) => {
-            tracing::warn!(error = %e, "unreadable call");
-            let err = CniError::internal(format!("multinet daemon: {e}"));
-            (
-                multinet_cni::FAILURE_EXIT_CODE,
-                error_bytes(&err, error_version(b"")),
-            )
-        }
+    let mut limited = (&mut stream).take(wire::MAX_REQUEST as u64 + 1);
+    let read = limited.read_to_end(&mut frame);
+    // The binary writes its whole request at once; a peer that holds its side open would
+    // otherwise hold a task, and shutdown, for good.
+    let read = match tokio::time::timeout(REQUEST_READ_TIMEOUT, read).await {
+        Ok(read) => read.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no whole request within {REQUEST_READ_TIMEOUT:?}")),
     };
+    let (code, stdout) =
+        match read.and_then(|_| wire::decode_request(&frame).map_err(|e| e.to_string())) {
+            Ok(call) => threads.run(call).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable call");
+                let err = CniError::internal(format!("multinet daemon: {e}"));
+                (
+                    multinet_cni::FAILURE_EXIT_CODE,
+                    error_bytes(&err, error_version(b"")),
+                )
+            }
+        };
     let frame = wire::encode_response(code, &stdout);
     if let Err(e) = stream.write_all(&frame).await {
         tracing::warn!(error = %e, "the caller left before its answer");
@@ -356,6 +388,32 @@ mod tests {
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn stopping_removes_only_our_own_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/multinet.sock");
+        let first = bind(&path).unwrap();
+        let ours = file_identity(&path);
+        stop_listening(first, ours);
+        assert!(!path.exists(), "our socket goes with us");
+
+        // A daemon started while this one was stopping replaced the socket file (as `bind` does
+        // with one nobody answers on): this one must leave the newer one's socket alone.
+        let old = bind(&path).unwrap();
+        let old_identity = file_identity(&path);
+        std::fs::remove_file(&path).unwrap();
+        let newer = bind(&path).unwrap();
+        assert_ne!(
+            file_identity(&path),
+            old_identity,
+            "a stale socket is replaced"
+        );
+        stop_listening(old, old_identity);
+        assert!(path.exists(), "the newer daemon's socket was removed");
+        std::os::unix::net::UnixStream::connect(&path).expect("the newer daemon still answers");
+        drop(newer);
     }
 
     #[test]
