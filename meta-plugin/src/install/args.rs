@@ -1,7 +1,15 @@
 //! The command line of `multinet install`: one table of flags that both the parser and `--help`
 //! read, parsed into [`InstallArgs`].
 
-use super::*;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{
+    DEFAULT_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_DIR, DEFAULT_KUBECONFIG, DEFAULT_NAME,
+    DEFAULT_POLL_MILLIS, DEFAULT_SERVICE_ACCOUNT_DIR, DEFAULT_WAIT_SECONDS,
+};
+use crate::error::MetaError;
 
 /// One command-line flag: `value` names its argument, `None` for a switch.
 #[derive(Debug, Clone, Copy)]
@@ -317,6 +325,7 @@ pub fn help_text() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::install::{EXIT_BAD_INPUT, exit_code};
 
     fn args(list: &[&str]) -> InstallArgs {
         InstallArgs::parse(list).unwrap()

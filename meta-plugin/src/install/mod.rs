@@ -24,9 +24,6 @@ pub use plan::{
     server_url, wants_conflist, watch_action,
 };
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -35,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::error::MetaError;
 

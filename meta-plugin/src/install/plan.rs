@@ -1,7 +1,16 @@
 //! Pure planning for `multinet install`: which file is the cluster network, the config we write
 //! around it, what a delegate link needs and what `--watch` does. No I/O: unit-tested alone.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Map, Value, json};
+
+use super::args::bad_input;
+use super::{CONF_FILE, CONFLIST_FILE, ConfigOptions, META_PLUGIN_TYPES};
+use crate::error::MetaError;
 
 /// Config files the runtime would consider, in its order: `.conf`/`.conflist`, not hidden, not ours.
 pub fn candidate_files<I: IntoIterator<Item = String>>(names: I) -> Vec<String> {
@@ -271,6 +280,7 @@ pub fn kubeconfig_yaml(server: &str, ca_pem: &[u8], token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::install::{DEFAULT_KUBECONFIG, EXIT_BAD_INPUT, InstallArgs, exit_code};
 
     fn args(list: &[&str]) -> InstallArgs {
         InstallArgs::parse(list).unwrap()
