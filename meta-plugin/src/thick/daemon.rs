@@ -337,7 +337,11 @@ impl CallThreads {
             .name(format!("multinet-call-{n}"))
             .spawn(move || call_thread(&jobs, &idle))
             .map(|_| ())
-            .map_err(|e| format!("starting a call thread: {e}"))
+            .map_err(|e| {
+                // Not counted: a thread that never started must not use up the limit.
+                self.started.fetch_sub(1, Ordering::SeqCst);
+                format!("starting a call thread: {e}")
+            })
     }
 }
 
