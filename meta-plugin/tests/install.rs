@@ -1075,6 +1075,13 @@ fn thick_daemonset_points_the_config_at_its_daemon() {
     let daemon_cmd = command(daemon);
     assert_eq!(daemon_cmd[1], "daemon");
     let daemon_args = multinet::thick::daemon::parse_args(&daemon_cmd[2..]).unwrap();
+    assert!(!daemon_args.probe);
+    // The liveness probe asks the same socket with the same binary.
+    let probe = command(&daemon["livenessProbe"]["exec"]);
+    assert_eq!(probe[..2], daemon_cmd[..2]);
+    let probe_args = multinet::thick::daemon::parse_args(&probe[2..]).unwrap();
+    assert!(probe_args.probe);
+    assert_eq!(probe_args.socket, daemon_args.socket);
     let daemon_mounts = mounts(daemon);
     let mounted = |p: &Path| daemon_mounts.iter().any(|(m, _)| p.starts_with(m));
     assert!(mounted(&daemon_args.socket), "{:?}", daemon_args.socket);

@@ -1090,3 +1090,29 @@ fn a_call_thread_keeps_working_after_a_failed_call() {
     assert_eq!(c.call_log(), "", "no call ran in the binary");
     c.node.assert_clean(&web);
 }
+
+/// `multinet daemon --probe` (the DaemonSet's liveness probe) answers 0 while a daemon serves
+/// the socket (a VERSION answer only a daemon gives through it) and 1, naming the socket, once
+/// none does.
+#[test]
+fn the_probe_tells_a_serving_daemon_from_none() {
+    require_root!();
+    let c = cluster();
+    let probe = || {
+        Command::new(env!("CARGO_BIN_EXE_multinet"))
+            .arg("daemon")
+            .arg("--probe")
+            .arg(format!("--socket={}", c.socket.display()))
+            .output()
+            .unwrap()
+    };
+    let daemon = c.daemon("daemon.log");
+    let out = probe();
+    assert!(out.status.success(), "{out:?}");
+    daemon.terminate();
+    assert!(daemon.wait_exit().status.success());
+    let out = probe();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&c.socket.display().to_string()), "{stderr}");
+}

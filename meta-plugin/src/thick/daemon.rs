@@ -24,17 +24,22 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 const USAGE: &str = "usage: multinet daemon [--socket PATH] [--log-level LEVEL] [--log-file FILE]
+       multinet daemon --probe [--socket PATH]
 
 Runs the CNI calls of every multinet config that names this socket as daemonSocket.
   --socket PATH      unix socket to listen on (default /run/multinet/multinet.sock)
   --log-level LEVEL  error, warn, info (default), debug or verbose
-  --log-file FILE    log here instead of stderr";
+  --log-file FILE    log here instead of stderr
+  --probe            exit 0 if the daemon at --socket answers a VERSION call, else 1
+                     (a liveness probe)";
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct DaemonArgs {
     pub socket: PathBuf,
     pub log_level: String,
     pub log_file: Option<PathBuf>,
+    /// Ask the daemon at `socket` instead of being one.
+    pub probe: bool,
 }
 
 /// Parses the flags after `multinet daemon`; `Err` carries the message to print.
@@ -43,6 +48,7 @@ pub fn parse_args(args: &[String]) -> Result<DaemonArgs, String> {
         socket: DEFAULT_SOCKET.into(),
         log_level: "info".into(),
         log_file: None,
+        probe: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -61,6 +67,7 @@ pub fn parse_args(args: &[String]) -> Result<DaemonArgs, String> {
             "--socket" => parsed.socket = value()?.into(),
             "--log-level" => parsed.log_level = value()?,
             "--log-file" => parsed.log_file = Some(value()?.into()),
+            "--probe" if inline.is_none() => parsed.probe = true,
             "--help" | "-h" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other:?}\n\n{USAGE}")),
         }
@@ -81,6 +88,9 @@ pub fn main(args: &[String]) -> i32 {
             };
         }
     };
+    if args.probe {
+        return probe(&args.socket);
+    }
     crate::logging::init(&args.log_level, args.log_file.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -109,6 +119,32 @@ pub fn main(args: &[String]) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("multinet daemon: {}: {e}", args.socket.display());
+            1
+        }
+    }
+}
+
+/// `--probe`: a VERSION call through the socket, as the binary would hand it over. Exit 0 when the
+/// daemon answers it, 1 (with the reason on stderr) when it does not.
+pub fn probe(socket: &Path) -> i32 {
+    let vars = [("CNI_COMMAND".to_string(), "VERSION".to_string())];
+    match super::shim::hand_over(socket, &vars, b"{}") {
+        super::shim::Handover::Answered { code: 0, stdout }
+            if serde_json::from_slice::<serde_json::Value>(&stdout)
+                .is_ok_and(|v| v.get("supportedVersions").is_some()) =>
+        {
+            0
+        }
+        super::shim::Handover::Answered { code, stdout } => {
+            eprintln!(
+                "multinet daemon at {}: answered {code}: {}",
+                socket.display(),
+                String::from_utf8_lossy(&stdout).trim()
+            );
+            1
+        }
+        super::shim::Handover::NoDaemon(e) => {
+            eprintln!("multinet daemon at {}: {e}", socket.display());
             1
         }
     }
@@ -233,6 +269,21 @@ async fn answer(mut stream: UnixStream, threads: &CallThreads) {
     };
     let (code, stdout) =
         match read.and_then(|_| wire::decode_request(&frame).map_err(|e| e.to_string())) {
+            // VERSION needs no state and no thread: answered here, so a liveness probe is answered
+            // even while every call thread is busy.
+            Ok(call)
+                if call
+                    .vars
+                    .iter()
+                    .any(|(k, v)| k == "CNI_COMMAND" && v == "VERSION") =>
+            {
+                let (out, code) = futures::executor::block_on(multinet_cni::dispatch(
+                    &MetaPlugin::new(),
+                    call.vars,
+                    &call.stdin,
+                ));
+                (code, out)
+            }
             Ok(call) => threads.run(call).await,
             Err(e) => {
                 tracing::warn!(error = %e, "unreadable call");
@@ -427,7 +478,8 @@ mod tests {
             DaemonArgs {
                 socket: DEFAULT_SOCKET.into(),
                 log_level: "info".into(),
-                log_file: None
+                log_file: None,
+                probe: false,
             }
         );
         let a = parse_args(&args(&[
@@ -442,6 +494,8 @@ mod tests {
         assert_eq!(a.socket, PathBuf::from("/tmp/s"));
         assert_eq!(a.log_level, "debug");
         assert_eq!(a.log_file, Some(PathBuf::from("/tmp/l")));
+        assert!(parse_args(&args(&["--probe"])).unwrap().probe);
+        assert!(parse_args(&args(&["--probe=yes"])).is_err());
         assert!(
             parse_args(&args(&["--socket"]))
                 .unwrap_err()
