@@ -21,17 +21,7 @@ struct Cluster {
 fn cluster(version: &str) -> Cluster {
     let node = Node::new(version);
     let (api, conf) = node.start_api();
-    for (name, master, subnet) in [
-        ("data", "up0", "10.10.0.0/24"),
-        ("storage", "up1", "10.20.0.0/24"),
-    ] {
-        api.insert(json!({
-            "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
-            "metadata": {"name": name, "namespace": "team"},
-            "spec": {"config": node.macvlan_nad(name, master, subnet).to_string()}
-        }))
-        .unwrap();
-    }
+    common::insert_team_nads(&node, &api);
     api.insert(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "web", "namespace": "team", "uid": "uid-web",

@@ -958,12 +958,7 @@ fn daemonset_runs_install_with_flags_the_binary_accepts_on_host_paths() {
         "tolerates every taint"
     );
     let help = String::from_utf8(install(&["--help"]).stdout).unwrap();
-    let host_paths: BTreeMapLike = spec["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|v| Some((v["name"].as_str()?, v["hostPath"]["path"].as_str()?)))
-        .collect();
+    let host_paths = host_paths(spec);
     let init = &spec["initContainers"][0];
     let watch = &spec["containers"][0];
     assert_eq!(init["securityContext"]["privileged"], true);
@@ -1013,6 +1008,16 @@ fn daemonset_runs_install_with_flags_the_binary_accepts_on_host_paths() {
 
 type BTreeMapLike<'a> = std::collections::BTreeMap<&'a str, &'a str>;
 
+/// Each hostPath volume of a pod spec: its name and host path.
+fn host_paths(spec: &Value) -> BTreeMapLike<'_> {
+    spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| Some((v["name"].as_str()?, v["hostPath"]["path"].as_str()?)))
+        .collect()
+}
+
 /// deploy/thick/daemonset.yaml: the install containers write `daemonSocket` naming the socket the
 /// daemon container listens on, with flags both commands accept, on host paths.
 #[test]
@@ -1035,12 +1040,7 @@ fn thick_daemonset_points_the_config_at_its_daemon() {
         thin_ds["spec"]["template"]["spec"]["serviceAccountName"]
     );
     assert_eq!(spec["hostPID"], true, "CNI_NETNS may be a /proc path");
-    let host_paths: BTreeMapLike = spec["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|v| Some((v["name"].as_str()?, v["hostPath"]["path"].as_str()?)))
-        .collect();
+    let host_paths = host_paths(spec);
     let command = |c: &Value| -> Vec<String> {
         c["command"]
             .as_array()

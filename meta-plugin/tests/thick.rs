@@ -40,17 +40,7 @@ struct Cluster {
 fn cluster() -> Cluster {
     let node = Node::new("1.0.0");
     let (api, mut conf) = node.start_api();
-    for (name, master, subnet) in [
-        ("data", "up0", "10.10.0.0/24"),
-        ("storage", "up1", "10.20.0.0/24"),
-    ] {
-        api.insert(json!({
-            "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
-            "metadata": {"name": name, "namespace": "team"},
-            "spec": {"config": node.macvlan_nad(name, master, subnet).to_string()}
-        }))
-        .unwrap();
-    }
+    common::insert_team_nads(&node, &api);
     insert_pod(&api, "web");
     let socket = node.path("run/multinet.sock");
     conf["daemonSocket"] = json!(socket);
@@ -580,20 +570,9 @@ fn sigterm_drains_the_call_in_flight_and_removes_the_socket() {
     let c = cluster();
     insert_pod(&c.api, "db");
     let daemon = c.daemon("daemon.log");
-    c.api.faults().add_latency(
-        RequestFilter::path("/api/v1/namespaces/team/pods/web").method("GET"),
-        Duration::from_secs(2),
-    );
     let (web, db) = (TestNetns::new(), TestNetns::new());
     let started = Instant::now();
-    let slow = c
-        .node
-        .call("ADD", "c1", "web", web.path_str())
-        .stdin_json(&c.conf)
-        .spawn();
-    wait_for("the slow call to start in the daemon", || {
-        daemon.log().contains("ADD started")
-    });
+    let slow = slow_add_in_daemon(&c, &daemon, &web);
     daemon.terminate();
     wait_for("the daemon to stop accepting", || {
         daemon.log().contains("stopping: no new calls")
@@ -702,18 +681,13 @@ fn the_socket_is_root_only() {
     assert_eq!(meta.uid(), 0);
 }
 
-/// A daemon that dies with a call in hand: the binary answers "try again" (11) naming the socket,
-/// and the runtime's DEL, run in the binary once no daemon listens, leaves nothing behind.
-#[test]
-fn a_daemon_dying_mid_call_is_try_again() {
-    require_root!();
-    let c = cluster();
-    let daemon = c.daemon("daemon.log");
+/// Pod `web`'s ADD (container c1) made slow by 2 s of API latency on its pod GET, started
+/// through the binary and returned once it runs in the daemon.
+fn slow_add_in_daemon(c: &Cluster, daemon: &Daemon, pod: &TestNetns) -> Child {
     c.api.faults().add_latency(
         RequestFilter::path("/api/v1/namespaces/team/pods/web").method("GET"),
         Duration::from_secs(2),
     );
-    let pod = TestNetns::new();
     let call = c
         .node
         .call("ADD", "c1", "web", pod.path_str())
@@ -722,6 +696,18 @@ fn a_daemon_dying_mid_call_is_try_again() {
     wait_for("the call to start in the daemon", || {
         daemon.log().contains("ADD started")
     });
+    call
+}
+
+/// A daemon that dies with a call in hand: the binary answers "try again" (11) naming the socket,
+/// and the runtime's DEL, run in the binary once no daemon listens, leaves nothing behind.
+#[test]
+fn a_daemon_dying_mid_call_is_try_again() {
+    require_root!();
+    let c = cluster();
+    let daemon = c.daemon("daemon.log");
+    let pod = TestNetns::new();
+    let call = slow_add_in_daemon(&c, &daemon, &pod);
     daemon.kill_hard();
     let (code, msg) = Answer::of(&CniOutput::wait(call)).err();
     assert_eq!(code, 11, "{msg}");

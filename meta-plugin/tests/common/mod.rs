@@ -309,3 +309,19 @@ impl Node {
         );
     }
 }
+
+/// The NADs most tests select: `team/data` (macvlan on up0, 10.10.0.0/24) and `team/storage`
+/// (macvlan on up1, 10.20.0.0/24), served by `api`.
+pub fn insert_team_nads(node: &Node, api: &multinet_api_fixture::ApiFixture) {
+    for (name, master, subnet) in [
+        ("data", "up0", "10.10.0.0/24"),
+        ("storage", "up1", "10.20.0.0/24"),
+    ] {
+        api.insert(json!({
+            "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": name, "namespace": "team"},
+            "spec": {"config": node.macvlan_nad(name, master, subnet).to_string()}
+        }))
+        .unwrap();
+    }
+}
