@@ -6,6 +6,7 @@
 //!   and `resourceName` annotation.
 //! - [`selection`]: `k8s.v1.cni.cncf.io/networks` and `v1.multus-cni.io/default-network`.
 //! - [`status`]: `k8s.v1.cni.cncf.io/network-status`, with [`device_info`].
+//! - [`trust`]: what a NAD author may put in a delegate config (plugin and webhook share it).
 //! - [`syntax`]: the value syntaxes those share (DNS-1123 names, interface names, IPs, MACs).
 
 pub mod device_info;
@@ -14,6 +15,7 @@ pub mod nad;
 pub mod selection;
 pub mod status;
 pub mod syntax;
+pub mod trust;
 
 pub use device_info::{
     DEVICE_INFO_VERSION, DeviceInfo, DeviceType, MemifDevice, PciDevice, VdpaDevice,
@@ -34,3 +36,4 @@ pub use status::{
     status_ip,
 };
 pub use syntax::{HardwareAddr, InterfaceNameError, IpRequest};
+pub use trust::{TrustViolation, check_delegate_config, is_meta_plugin_type, runs_a_meta_plugin};

@@ -20,6 +20,7 @@ pub mod config;
 pub mod env;
 pub mod error;
 pub mod exec;
+pub mod files;
 pub mod plugin;
 pub mod result;
 pub mod version;
@@ -29,8 +30,8 @@ pub use env::{CniEnv, Command, validate_container_id, validate_ifname};
 pub use error::{CniError, ErrorCode, Result};
 pub use exec::{DEFAULT_EXEC_TIMEOUT, ExecRequest, exec_plugin, exec_raw, find_plugin};
 pub use plugin::{
-    Attachment, FAILURE_EXIT_CODE, GcRequest, Plugin, Request, dispatch, error_bytes,
-    error_version, exit_with, run_main, run_main_with_stdin,
+    Attachment, FAILURE_EXIT_CODE, GcRequest, MAX_STDIN_BYTES, Plugin, Request, check_stdin_size,
+    dispatch, error_bytes, error_version, exit_with, read_stdin, run_main, run_main_with_stdin,
 };
 pub use result::{Dns, Interface, IpConfig, NetworkResult, Route};
 pub use version::{CniVersion, SUPPORTED_VERSIONS};

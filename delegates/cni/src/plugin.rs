@@ -108,6 +108,31 @@ pub trait Plugin {
 /// Exit code of a failed invocation.
 pub const FAILURE_EXIT_CODE: i32 = 1;
 
+/// Largest config a plugin reads on stdin. CNI configs are kilobytes; the bound keeps a runaway
+/// writer from holding a root process's memory. The node daemon takes the same limit.
+pub const MAX_STDIN_BYTES: usize = 1 << 20;
+
+/// Reads a plugin's stdin, refusing more than [`MAX_STDIN_BYTES`] with an error naming the limit.
+pub fn read_stdin(mut input: impl Read) -> Result<Vec<u8>> {
+    let mut stdin = Vec::new();
+    (&mut input)
+        .take(MAX_STDIN_BYTES as u64 + 1)
+        .read_to_end(&mut stdin)
+        .map_err(|e| CniError::io(format!("reading stdin: {e}")))?;
+    check_stdin_size(stdin.len())?;
+    Ok(stdin)
+}
+
+/// The stdin limit as a check, for callers that got the bytes another way (the daemon).
+pub fn check_stdin_size(len: usize) -> Result<()> {
+    if len > MAX_STDIN_BYTES {
+        return Err(CniError::invalid_config(format!(
+            "stdin: the config is more than {MAX_STDIN_BYTES} bytes (the limit for a CNI config)"
+        )));
+    }
+    Ok(())
+}
+
 /// The cniVersion to print in an error: the config's when it is a known version, else LATEST.
 pub fn error_version(stdin: &[u8]) -> CniVersion {
     serde_json::from_slice::<Value>(stdin)
@@ -215,12 +240,10 @@ fn to_bytes(v: &Value) -> Result<Vec<u8>> {
 /// The `main` of every plugin binary: a current-thread runtime, env and stdin in, the result or
 /// error JSON out on stdout, exit code 0 or 1.
 pub fn run_main<P: Plugin>(plugin: P) -> ! {
-    let mut stdin = Vec::new();
-    if let Err(e) = std::io::stdin().read_to_end(&mut stdin) {
-        let err = CniError::io(format!("reading stdin: {e}"));
-        exit_with(&error_bytes(&err, CniVersion::LATEST), FAILURE_EXIT_CODE)
+    match read_stdin(std::io::stdin().lock()) {
+        Ok(stdin) => run_main_with_stdin(plugin, &stdin),
+        Err(err) => exit_with(&error_bytes(&err, CniVersion::LATEST), FAILURE_EXIT_CODE),
     }
-    run_main_with_stdin(plugin, &stdin)
 }
 
 /// [`run_main`] for a caller that has already read stdin (multinet reads it to decide whether
