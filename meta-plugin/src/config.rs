@@ -42,6 +42,8 @@ const KNOWN_KEYS: &[&str] = &[
     "devicePluginInfoDir",
     "parallelNetworks",
     "daemonSocket",
+    "maxNetworksPerPod",
+    "maxDelegateConfigBytes",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -111,6 +113,25 @@ pub struct MultinetConf {
     /// connection) and runs it itself only when nothing listens there.
     #[serde(default)]
     pub daemon_socket: Option<PathBuf>,
+    /// Most networks one pod may have, cluster network included: a pod annotation is someone
+    /// else's input, and each network costs the node a delegate run and state.
+    #[serde(default = "default_max_networks_per_pod")]
+    pub max_networks_per_pod: usize,
+    /// Largest delegate config (a NAD's spec.config, or a config file) multinet takes.
+    #[serde(default = "default_max_delegate_config_bytes")]
+    pub max_delegate_config_bytes: usize,
+}
+
+/// The default of `maxNetworksPerPod`.
+pub const DEFAULT_MAX_NETWORKS_PER_POD: usize = 32;
+/// The default of `maxDelegateConfigBytes`: 256 KiB.
+pub const DEFAULT_MAX_DELEGATE_CONFIG_BYTES: usize = 256 << 10;
+
+fn default_max_networks_per_pod() -> usize {
+    DEFAULT_MAX_NETWORKS_PER_POD
+}
+fn default_max_delegate_config_bytes() -> usize {
+    DEFAULT_MAX_DELEGATE_CONFIG_BYTES
 }
 
 fn default_multinet_namespace() -> String {

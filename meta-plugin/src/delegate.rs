@@ -16,6 +16,11 @@ use crate::own;
 /// How long one delegate may run before it is killed and the call fails.
 pub const DELEGATE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Set in the environment of every plugin multinet execs. multinet refuses to run as the meta
+/// plugin when it finds it: a delegate that (by whatever route) runs multinet again fails at once
+/// instead of recursing with a config a NAD author wrote.
+pub const DELEGATE_MARKER: &str = "MULTINET_DELEGATE_OF";
+
 /// Everything a delegate call shares with the request that caused it.
 pub struct CallContext<'a> {
     pub env: &'a CniEnv,
@@ -122,12 +127,19 @@ async fn invoke(
         };
     }
     tracing::debug!(plugin = %path.display(), verb = command.as_str(), "delegate exec");
+    let mut extra_env: Vec<(String, String)> = ctx
+        .extra_env
+        .iter()
+        .filter(|(k, _)| k != DELEGATE_MARKER)
+        .cloned()
+        .collect();
+    extra_env.push((DELEGATE_MARKER.into(), std::process::id().to_string()));
     exec_raw(
         &path,
         &ExecRequest {
             command,
             env: &env,
-            extra_env: ctx.extra_env,
+            extra_env: &extra_env,
             stdin,
             timeout: DELEGATE_TIMEOUT,
         },
@@ -142,6 +154,41 @@ fn parse_error(stdout: &[u8], plugin_type: &str) -> CniError {
             String::from_utf8_lossy(stdout).trim()
         ))
     })
+}
+
+/// Checks, before anything is created, that every plugin of `conf` can run as a delegate: it is
+/// found in CNI_PATH, and it is neither a meta-plugin by type nor this very executable under
+/// another plugin's name (a `macvlan -> multinet` link is our own delegate and fine; a
+/// `evil -> multinet` link would make multinet run itself as root with a NAD author's config).
+pub fn preflight(conf: &Value, ctx: &CallContext<'_>) -> Result<(), CniError> {
+    let (steps, _) = steps(conf)?;
+    let own = ctx.self_exe.and_then(file_identity);
+    for step in &steps {
+        if multinet_crds::is_meta_plugin_type(&step.plugin_type) {
+            return Err(CniError::invalid_config(format!(
+                "type {:?} is a meta-plugin and cannot be a delegate of multinet",
+                step.plugin_type
+            )));
+        }
+        let path = find_plugin(&step.plugin_type, &ctx.env.path)?;
+        if own.is_some()
+            && file_identity(&path) == own
+            && own::OwnDelegate::from_type(&step.plugin_type).is_none()
+        {
+            return Err(CniError::invalid_config(format!(
+                "type {:?}: {} is multinet's own executable, which is never a delegate of multinet",
+                step.plugin_type,
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Device and inode of a file (symlinks followed): two paths to one executable compare equal.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// ADD: plugins in order, each getting the previous one's result.

@@ -99,14 +99,11 @@ pub async fn device_ids_from(
     defaults: &[LoadedNetwork],
     selected: &[(multinet_crds::NetworkSelection, LoadedNetwork)],
 ) -> Result<BTreeMap<String, Vec<String>>, MetaError> {
+    // A selection that names its own deviceID needs the pod's IDs too: it may only name one of
+    // them.
     let needs = std::iter::once(cluster)
         .chain(defaults)
-        .chain(
-            selected
-                .iter()
-                .filter(|(s, _)| s.device_id.is_none())
-                .map(|(_, n)| n),
-        )
+        .chain(selected.iter().map(|(_, n)| n))
         .any(|n| n.resource_name.is_some());
     let Some(pod) = pod else {
         return Ok(BTreeMap::new());

@@ -14,6 +14,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+use multinet_cni::files;
 use multinet_crds::{DeviceInfo, NetworkSelection};
 use serde_json::Value;
 
@@ -29,7 +30,11 @@ pub const DEFAULT_DEVICE_PLUGIN_INFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devin
 /// The per-attachment file name: `<net>-<containerID>_<ifname>`, every `/` made `-` so the name
 /// stays one path component.
 pub fn attachment_file_name(network: &str, container_id: &str, ifname: &str) -> String {
-    format!("{network}-{container_id}_{ifname}").replace('/', "-")
+    // Hashed when longer than a file name may be (long network names and container IDs).
+    files::name_for(
+        &format!("{network}-{container_id}_{ifname}").replace('/', "-"),
+        0,
+    )
 }
 
 /// The device plugin's file name for a device: `<resource>-<deviceID>-device.json`, `/` → `-`.
@@ -134,19 +139,25 @@ pub fn copy_from_device_plugin(files: &[Option<DeviceInfoFile>]) {
     }
 }
 
+/// Mode of device-info files and their folder: device info is no secret (it goes into the
+/// pod's network-status), and readers other than multinet (device plugins, tools) may look;
+/// only root writes.
+const DEVICE_INFO_FILE_MODE: u32 = 0o644;
+const DEVICE_INFO_DIR_MODE: u32 = 0o755;
+
 /// Writes through a temp file and a rename, so a reader never sees half a file.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
+        files::ensure_dir(dir, DEVICE_INFO_DIR_MODE)?;
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    fs::write(&tmp, bytes)
-        .and_then(|()| fs::rename(&tmp, path))
-        .inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        })
+    files::write_atomic(
+        path,
+        bytes,
+        files::WriteOptions {
+            mode: DEVICE_INFO_FILE_MODE,
+            durable: false,
+        },
+    )
 }
 
 /// Reads a device-info file: `Ok(None)` when it does not exist, an error saying why when it
@@ -157,6 +168,7 @@ pub fn read(path: &Path) -> Result<Option<DeviceInfo>, String> {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
+    // The parser's message names the place, not the text (the file is not multinet's).
     DeviceInfo::from_json(&text)
         .map(Some)
         .map_err(|e| e.to_string())

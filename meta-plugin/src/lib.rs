@@ -11,6 +11,7 @@ pub mod inject;
 pub mod install;
 pub mod logging;
 pub mod meta;
+pub mod orphans;
 pub mod own;
 pub mod plan;
 pub mod podnet;

@@ -46,13 +46,13 @@ fn main() {
 /// A CNI call from the runtime: handed to the node daemon when the config names one that
 /// listens, else run here.
 fn run_cni_call() -> ! {
-    use std::io::Read;
-    let mut stdin = Vec::new();
-    if let Err(e) = std::io::stdin().read_to_end(&mut stdin) {
-        let err = multinet_cni::CniError::io(format!("reading stdin: {e}"));
-        let out = multinet_cni::error_bytes(&err, multinet_cni::CniVersion::LATEST);
-        multinet_cni::exit_with(&out, multinet_cni::FAILURE_EXIT_CODE)
-    }
+    let stdin = match multinet_cni::read_stdin(std::io::stdin().lock()) {
+        Ok(stdin) => stdin,
+        Err(err) => {
+            let out = multinet_cni::error_bytes(&err, multinet_cni::CniVersion::LATEST);
+            multinet_cni::exit_with(&out, multinet_cni::FAILURE_EXIT_CODE)
+        }
+    };
     let is_version = std::env::var("CNI_COMMAND").is_ok_and(|c| c == "VERSION");
     let socket = (!is_version)
         .then(|| thick::shim::daemon_socket(&stdin))

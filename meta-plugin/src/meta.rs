@@ -51,6 +51,7 @@ fn with_bin_dir(req: &Request, conf: &MultinetConf) -> Request {
 }
 
 fn load_conf(req: &Request) -> Result<MultinetConf, MetaError> {
+    refuse_nested_call(req)?;
     let (conf, unknown) = MultinetConf::parse(&req.stdin)?;
     crate::logging::init_from_conf(&conf);
     if let Some(note) = crate::thick::shim::no_daemon_note() {
@@ -60,6 +61,23 @@ fn load_conf(req: &Request) -> Result<MultinetConf, MetaError> {
         tracing::warn!(keys = ?unknown, "ignoring unknown multinet config keys");
     }
     Ok(conf)
+}
+
+/// multinet started by a plugin multinet exec'd: some route (a NAD's type, a link in binDir)
+/// leads back to multinet. It fails at once instead of recursing as root.
+fn refuse_nested_call(req: &Request) -> Result<(), MetaError> {
+    if let Some((_, pid)) = req
+        .extra_env
+        .iter()
+        .find(|(k, _)| k == delegate::DELEGATE_MARKER)
+    {
+        return Err(MetaError::InvalidConfig(format!(
+            "multinet was started as a delegate of multinet (process {pid}; {} is set): a \
+             meta-plugin is never a delegate",
+            delegate::DELEGATE_MARKER
+        )));
+    }
+    Ok(())
 }
 
 fn pod_ref(req: &Request) -> Result<Option<PodRef>, MetaError> {
@@ -134,8 +152,19 @@ impl MetaPlugin {
     async fn do_add(&self, req: &Request) -> Result<NetworkResult, MetaError> {
         let conf = load_conf(req)?;
         let req = &with_bin_dir(req, &conf);
-        wait_for_readiness(&conf, READINESS_WAIT).await?;
+        if let Some(netns) = &req.env.netns {
+            podnet::refuse_host_netns(netns)?;
+        }
         let store = AttachmentStore::new(&conf.cni_dir);
+        // Checked before any wait or API call; `create` below makes it race-free.
+        if store.path_for(&req.env.container_id).exists() {
+            return Err(MetaError::Env(format!(
+                "CNI_CONTAINERID {:?} already has attachments: ADD twice without DEL is an \
+                 error; nothing was changed",
+                req.env.container_id
+            )));
+        }
+        wait_for_readiness(&conf, READINESS_WAIT).await?;
         let pod_ref = pod_ref(req)?;
         tracing::debug!("ADD started");
         let load_pod = async {
@@ -214,6 +243,16 @@ impl MetaPlugin {
         }
 
         tracing::debug!("interface names checked");
+        // Every plugin of every network is found and allowed before anything is created.
+        let ctx = self.ctx(req);
+        for p in &planned {
+            delegate::preflight(&p.conf, &ctx).map_err(|e| MetaError::Delegate {
+                network: p.network.clone(),
+                delegate: delegate_type(&p.conf),
+                ifname: p.ifname.clone(),
+                source: Box::new(e),
+            })?;
+        }
         // Record the whole plan before any delegate runs: a crash from here on leaves a record
         // that the next DEL or GC cleans.
         let mut record = AttachmentRecord::new(
@@ -237,12 +276,11 @@ impl MetaPlugin {
                 device_info_file: devinfo.as_ref().map(|f| f.path.clone()),
             })
             .collect();
-        store.save(&record)?;
+        store.create(&record)?;
         tracing::debug!("plan recorded");
         failpoint("after-record");
         crate::devinfo::copy_from_device_plugin(&devinfo_files);
 
-        let ctx = self.ctx(req);
         let confs: Vec<&Value> = planned.iter().map(|p| &p.conf).collect();
         let mut results: Vec<NetworkResult> = Vec::with_capacity(planned.len());
         for wave in waves::waves(&confs, conf.parallel_networks) {
@@ -262,9 +300,9 @@ impl MetaPlugin {
                 }
             }
             if failed.is_empty() {
-                // A lost update only leaves entries Planned, which DEL handles the same way,
-                // so it needs no fsync.
-                store.save_quick(&record)?;
+                for i in wave.clone() {
+                    store.journal_added(&record, i)?;
+                }
                 for i in wave {
                     tracing::debug!(network = %planned[i].network, "attachment added");
                     failpoint(&format!("after-delegate-{}", i + 1));
@@ -284,6 +322,8 @@ impl MetaPlugin {
             }
         }
 
+        // The record in one piece again (the journal folded in): O(networks), once per ADD.
+        store.save_quick(&record)?;
         failpoint("before-status");
         if let (Some(r), Some(source)) = (&pod_ref, &source) {
             tracing::debug!("writing network-status");
@@ -429,9 +469,14 @@ impl MetaPlugin {
         let req = &with_bin_dir(req, &conf);
         let store = AttachmentStore::new(&conf.cni_dir);
         tracing::debug!("DEL started");
-        let Some(mut record) = store.load(&req.env.container_id)? else {
+        let mut record = match store.load(&req.env.container_id) {
+            Ok(Some(record)) => record,
             // The record is written before any delegate runs: no record, nothing to undo.
-            return Ok(());
+            Ok(None) => return Ok(()),
+            Err(e @ MetaError::CorruptRecord { .. }) => {
+                return self.del_without_record(req, &conf, &store, e).await;
+            }
+            Err(e) => return Err(e),
         };
         // DEL may come without CNI_NETNS (the netns is gone); delegates then clean what they can.
         let mut req = req.clone();
@@ -443,13 +488,20 @@ impl MetaPlugin {
         // gone, which DEL tolerates. Running both at once was measured slower: the delegates'
         // own deletions then queue behind the batch.
         if let Some(netns) = &req.env.netns {
-            let ifnames: Vec<&str> = record
+            // Only links whose recorded MAC still matches: a link of the same name that multinet
+            // did not make (or a later one) is left to the delegate, which checks its own way.
+            let owned: Vec<podnet::OwnedLink> = record
                 .attachments
                 .iter()
                 .filter(|a| podnet::delegate_creates_its_link(&a.conf))
-                .map(|a| a.ifname.as_str())
+                .filter_map(|a| {
+                    Some(podnet::OwnedLink {
+                        ifname: &a.ifname,
+                        mac: recorded_mac(a)?,
+                    })
+                })
                 .collect();
-            match podnet::delete_links_together(netns, &ifnames).await {
+            match podnet::delete_links_together(netns, &owned).await {
                 Ok(n) => tracing::debug!(links = n, "pod links deleted together"),
                 // The delegates delete their links one by one instead.
                 Err(e) => tracing::warn!(error = %e, "deleting the pod's links together failed"),
@@ -461,6 +513,46 @@ impl MetaPlugin {
             .await;
         tracing::debug!("DEL done");
         result
+    }
+
+    /// DEL when the container's record cannot be used (torn, not ours, written by another uid):
+    /// its delegates are never run from it. The record is set aside for inspection, what can be
+    /// found by container ID alone is cleaned (see [`crate::orphans`]), the pod gets an event,
+    /// and DEL succeeds, so the sandbox is never stuck.
+    async fn del_without_record(
+        &self,
+        req: &Request,
+        conf: &MultinetConf,
+        store: &AttachmentStore,
+        why: MetaError,
+    ) -> Result<(), MetaError> {
+        let id = &req.env.container_id;
+        let kept = store.set_aside(id)?;
+        let cleaned = crate::orphans::clean(conf, id, req.env.netns.as_deref());
+        tracing::error!(error = %why, kept = %kept.display(), ?cleaned,
+            "attachment record unusable: set aside, cleaned by container ID");
+        if let Ok(Some(r)) = pod_ref(req)
+            && let Ok(Some(source)) = cluster_source(conf).await
+        {
+            let pod = PodInfo {
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+                uid: r.uid.clone(),
+                annotations: Default::default(),
+            };
+            let event = crate::source::PodEvent {
+                reason: "AttachmentRecordSetAside",
+                message: format!(
+                    "multinet could not use the attachment record of container {id} ({why}); it \
+                     was kept as {} and {cleaned}",
+                    kept.display()
+                ),
+            };
+            if let Err(e) = source.record_events(&pod, &[event]).await {
+                tracing::warn!(error = %e, "event about the set-aside record not recorded");
+            }
+        }
+        Ok(())
     }
 
     async fn do_check(&self, req: &Request) -> Result<(), MetaError> {
@@ -516,6 +608,16 @@ impl MetaPlugin {
             let mut record = match store.load(&id) {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,
+                Err(e @ MetaError::CorruptRecord { .. }) => {
+                    // Never run; set aside and cleaned by container ID, as DEL does.
+                    let mut del_req = req.clone();
+                    del_req.env.container_id = id.clone();
+                    del_req.env.netns = None;
+                    if let Err(e) = self.del_without_record(&del_req, &conf, &store, e).await {
+                        errors.push(e);
+                    }
+                    continue;
+                }
                 Err(e) => {
                     errors.push(e);
                     continue;
@@ -534,22 +636,41 @@ impl MetaPlugin {
                 errors.push(e);
             }
         }
-        // Forward GC to the cluster network, which owns attachments we never recorded.
+        // Writers that died mid-write leave temp files nothing else would remove.
+        store.remove_stale_temps();
+        multinet_cni::files::remove_stale_temps(&conf.device_info_dir, Duration::from_secs(60));
+        // GC goes on to every delegate config of every attachment still recorded, and to the
+        // cluster network, which owns attachments we never recorded: each learns which
+        // attachments are valid and releases the rest (IPs, VFs) that no record names.
+        let mut targets: Vec<(String, Value)> = Vec::new();
+        for id in store.container_ids()? {
+            if let Ok(Some(record)) = store.load(&id) {
+                for a in record.attachments {
+                    if !targets.iter().any(|(_, c)| *c == a.conf) {
+                        targets.push((a.network, a.conf));
+                    }
+                }
+            }
+        }
         let requested = plan::requested_networks(&conf, None)?;
-        let cluster = resolve::load::<AnySource>(&requested.cluster, &conf, None).await;
-        if let Ok(cluster) = cluster {
-            let mut extra = Map::new();
-            extra.insert(
-                "cni.dev/valid-attachments".into(),
-                serde_json::to_value(&gc.valid_attachments)
-                    .map_err(|e| MetaError::Internal(e.to_string()))?,
-            );
+        if let Ok(cluster) = resolve::load::<AnySource>(&requested.cluster, &conf, None).await
+            && !targets.iter().any(|(_, c)| *c == cluster.conf)
+        {
+            targets.push((cluster.key, cluster.conf));
+        }
+        let mut extra = Map::new();
+        extra.insert(
+            "cni.dev/valid-attachments".into(),
+            serde_json::to_value(&gc.valid_attachments)
+                .map_err(|e| MetaError::Internal(e.to_string()))?,
+        );
+        for (network, target) in &targets {
             if let Err(e) =
-                delegate::status_or_gc(&cluster.conf, Command::Gc, &extra, &self.ctx(req)).await
+                delegate::status_or_gc(target, Command::Gc, &extra, &self.ctx(req)).await
             {
                 errors.push(MetaError::Delegate {
-                    network: cluster.key.clone(),
-                    delegate: delegate_type(&cluster.conf),
+                    network: network.clone(),
+                    delegate: delegate_type(target),
                     ifname: String::new(),
                     source: Box::new(e),
                 });
@@ -604,6 +725,26 @@ fn gc_netns(recorded: Option<&str>) -> Option<PathBuf> {
         return None;
     }
     Some(path)
+}
+
+/// The MAC the delegate reported for the attachment's interface in the pod (its result's
+/// interface of that name with a sandbox).
+fn recorded_mac(entry: &AttachmentEntry) -> Option<String> {
+    entry
+        .result
+        .as_ref()?
+        .get("interfaces")?
+        .as_array()?
+        .iter()
+        .find(|i| {
+            i.get("name").and_then(Value::as_str) == Some(entry.ifname.as_str())
+                && i.get("sandbox")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty())
+        })?
+        .get("mac")?
+        .as_str()
+        .map(str::to_string)
 }
 
 fn check_uid(pod: &PodInfo, r: &PodRef) -> Result<(), MetaError> {

@@ -93,6 +93,15 @@ pub fn requested_networks(
             }
         }
     }
+    let count = 1 + defaults.len() + selections.len();
+    if count > conf.max_networks_per_pod {
+        let what = pod.map_or_else(|| "the config".to_string(), PodInfo::key);
+        return Err(MetaError::InvalidConfig(format!(
+            "{what}: {count} networks (cluster network, defaultNetworks and the {NETWORKS_ANNOTATION} \
+             annotation) are more than maxNetworksPerPod ({})",
+            conf.max_networks_per_pod
+        )));
+    }
     Ok(Requested {
         cluster,
         defaults,
@@ -153,24 +162,61 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<PlannedAttachment>, 
             ));
         }
     }
+    // Device IDs a selection names itself come first: they must be among the pod's own devices
+    // for the NAD's resource, and the networks that take one automatically skip them.
+    let mut given: BTreeSet<(String, String)> = BTreeSet::new();
+    for (i, (sel, net)) in input.selected.iter().enumerate() {
+        let Some(id) = &sel.device_id else { continue };
+        let at = format!("networks[{i}].deviceID");
+        let Some(resource) = &net.resource_name else {
+            return Err(MetaError::network(
+                &net.key,
+                format!(
+                    "{at} {id:?}: a pod may only choose a device the kubelet gave it, and this \
+                     NetworkAttachmentDefinition names no {} resource",
+                    multinet_crds::RESOURCE_NAME_ANNOTATION
+                ),
+            ));
+        };
+        let held = input.device_ids.get(resource).map(Vec::as_slice).unwrap_or(&[]);
+        if !held.contains(id) {
+            return Err(MetaError::network(
+                &net.key,
+                format!(
+                    "{at} {id:?} is not one of the pod's devices of resource {resource:?} \
+                     (the pod holds {})",
+                    held.len()
+                ),
+            ));
+        }
+        if !given.insert((resource.clone(), id.clone())) {
+            return Err(MetaError::network(
+                &net.key,
+                format!("{at} {id:?} is given to another network of this pod"),
+            ));
+        }
+    }
     let mut device_cursor: BTreeMap<String, usize> = BTreeMap::new();
     let mut take_device = |net: &LoadedNetwork| -> Result<Option<String>, MetaError> {
         let Some(resource) = &net.resource_name else {
             return Ok(None);
         };
-        let ids = input
+        let free: Vec<&String> = input
             .device_ids
             .get(resource)
             .map(Vec::as_slice)
-            .unwrap_or(&[]);
+            .unwrap_or(&[])
+            .iter()
+            .filter(|id| !given.contains(&(resource.clone(), (*id).clone())))
+            .collect();
         let cursor = device_cursor.entry(resource.clone()).or_insert(0);
-        let id = ids.get(*cursor).cloned().ok_or_else(|| {
+        let id = free.get(*cursor).map(|id| (*id).clone()).ok_or_else(|| {
             MetaError::network(
                 &net.key,
                 format!(
                     "needs a device of resource {resource:?} but the pod holds {} of them \
                      (request one more in the pod's resources)",
-                    ids.len()
+                    free.len() + given.iter().filter(|(r, _)| r == resource).count()
                 ),
             )
         })?;

@@ -116,11 +116,46 @@ pub fn delegate_creates_its_link(conf: &serde_json::Value) -> bool {
         .is_some_and(|t| CREATES_ITS_LINK.contains(&t))
 }
 
-/// Deletes the pod's virtual links named in `ifnames` with one RTM_DELLINK for the whole group.
+/// Refuses a CNI_NETNS that is the node's network namespace (that of pid 1) or multinet's own:
+/// interfaces made "for the pod" there would be the node's, and DEL would delete from the node.
+pub fn refuse_host_netns(netns: &Path) -> Result<(), MetaError> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let Some(pod) = id(netns) else {
+        // A path that does not exist is the delegates' error to report (code 4 from them too).
+        return Ok(());
+    };
+    for (whose, ns) in [
+        ("the node's (pid 1)", "/proc/1/ns/net"),
+        ("multinet's own", "/proc/self/ns/net"),
+    ] {
+        if id(Path::new(ns)) == Some(pod) {
+            return Err(MetaError::Env(format!(
+                "CNI_NETNS {} is {whose} network namespace, not a pod's",
+                netns.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A link of the pod that DEL may delete with the others: the name multinet gave it and the MAC
+/// its delegate reported when it made it. A link with that name but another MAC was not made by
+/// multinet for this attachment and is left alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedLink<'a> {
+    pub ifname: &'a str,
+    pub mac: String,
+}
+
+/// Deletes the pod's virtual links in `owned` with one RTM_DELLINK for the whole group.
 /// Each link deletion waits for an RCU grace period (13-22 ms); deleted as a group they share one.
 /// Delegates run their DEL afterwards as usual and find their link gone, which DEL must tolerate
 /// (spec), so they still release addresses and other state. Returns how many links went.
-pub async fn delete_links_together(netns: &Path, ifnames: &[&str]) -> Result<usize, MetaError> {
+pub async fn delete_links_together(
+    netns: &Path,
+    owned: &[OwnedLink<'_>],
+) -> Result<usize, MetaError> {
     let Ok(ns) = Netns::open(netns) else {
         return Ok(0);
     };
@@ -130,7 +165,13 @@ pub async fn delete_links_together(netns: &Path, ifnames: &[&str]) -> Result<usi
         .await
         .map_err(|e| netlink_err("list links", e))?
         .into_iter()
-        .filter(|l| ifnames.contains(&l.name.as_str()))
+        .filter(|l| {
+            owned.iter().any(|o| {
+                o.ifname == l.name
+                    && l.mac()
+                        .is_some_and(|m| m.to_string().eq_ignore_ascii_case(&o.mac))
+            })
+        })
         .filter(|l| {
             l.kind
                 .as_deref()

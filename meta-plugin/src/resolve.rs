@@ -12,9 +12,19 @@ use crate::inject;
 use crate::plan::{LoadedNetwork, NetworkRef};
 use crate::source::{ClusterSource, NadInfo};
 
-use multinet_crds::RESOURCE_NAME_ANNOTATION;
+use multinet_crds::{RESOURCE_NAME_ANNOTATION, check_delegate_config, runs_a_meta_plugin};
 
-fn parse_conf(bytes: &[u8], what: &str) -> Result<Value, MetaError> {
+fn parse_conf(bytes: &[u8], what: &str, limit: usize) -> Result<Value, MetaError> {
+    if bytes.len() > limit {
+        return Err(MetaError::network(
+            what,
+            format!(
+                "config is {} bytes, more than maxDelegateConfigBytes ({limit})",
+                bytes.len()
+            ),
+        ));
+    }
+    // serde's message gives line and column, never the text.
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| MetaError::network(what, format!("config is not valid JSON: {e}")))?;
     if !value.is_object() {
@@ -31,7 +41,9 @@ fn parse_conf(bytes: &[u8], what: &str) -> Result<Value, MetaError> {
     Ok(value)
 }
 
-/// `.conf`, `.conflist` and `.json` files of a directory, sorted by name.
+/// `.conf`, `.conflist` and `.json` files of a directory, sorted by name. The meta-plugin's own
+/// config (multinet's or Multus's) sits in the same folder as the cluster network's and is never
+/// the cluster network: callers skip it with [`runs_a_meta_plugin`].
 fn conf_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .map(|entries| {
@@ -50,40 +62,73 @@ fn conf_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn load_file(path: &Path) -> Result<Value, MetaError> {
+fn load_file(path: &Path, limit: usize) -> Result<Value, MetaError> {
     let what = path.display().to_string();
+    let size = fs::metadata(path).map_err(|e| MetaError::network(&what, e.to_string()))?;
+    if size.len() > limit as u64 {
+        return Err(MetaError::network(
+            &what,
+            format!(
+                "config is {} bytes, more than maxDelegateConfigBytes ({limit})",
+                size.len()
+            ),
+        ));
+    }
     let bytes = fs::read(path).map_err(|e| MetaError::network(&what, e.to_string()))?;
-    parse_conf(&bytes, &what)
+    parse_conf(&bytes, &what, limit)
 }
 
-/// The file in `dir` whose CNI `name` is `name`.
-fn find_by_name(dir: &Path, name: &str) -> Option<Value> {
+/// The file in `dir` whose CNI `name` is `name`; meta-plugin configs are never it.
+fn find_by_name(dir: &Path, name: &str, limit: usize) -> Option<Value> {
     conf_files(dir).into_iter().find_map(|p| {
-        let v = load_file(&p).ok()?;
-        (v.get("name").and_then(Value::as_str) == Some(name)).then_some(v)
+        let v = load_file(&p, limit).ok()?;
+        (v.get("name").and_then(Value::as_str) == Some(name) && !runs_a_meta_plugin(&v))
+            .then_some(v)
     })
 }
 
-fn from_nad(nad: &NadInfo, conf_dir: &Path) -> Result<LoadedNetwork, MetaError> {
+/// A meta-plugin is never a delegate, whoever wrote the config (for a node admin's config it is
+/// a loop; for a NAD author's, multinet running itself with their config).
+fn refuse_meta_plugin(key: &str, conf: &Value) -> Result<(), MetaError> {
+    if runs_a_meta_plugin(conf) {
+        return Err(MetaError::network(
+            key,
+            "its config runs a meta-plugin (multinet, multus, multus-shim), which is never a \
+             delegate of multinet",
+        ));
+    }
+    Ok(())
+}
+
+fn from_nad(nad: &NadInfo, conf: &MultinetConf) -> Result<LoadedNetwork, MetaError> {
     let key = format!("{}/{}", nad.namespace, nad.name);
-    let mut conf = match nad.config.as_deref().map(str::trim) {
-        Some(text) if !text.is_empty() => parse_conf(text.as_bytes(), &key)?,
+    let limit = conf.max_delegate_config_bytes;
+    let mut value = match nad.config.as_deref().map(str::trim) {
+        Some(text) if !text.is_empty() => {
+            let value = parse_conf(text.as_bytes(), &key, limit)?;
+            // A NAD author's config: the one rule the webhook applies too.
+            check_delegate_config(&value).map_err(|v| {
+                MetaError::network(&key, format!("NetworkAttachmentDefinition spec.config: {v}"))
+            })?;
+            value
+        }
         // An empty spec means "the file in confDir that carries this network's name".
-        _ => find_by_name(conf_dir, &nad.name).ok_or_else(|| {
+        _ => find_by_name(&conf.conf_dir, &nad.name, limit).ok_or_else(|| {
             MetaError::network(
                 &key,
                 format!(
                     "NetworkAttachmentDefinition has no spec.config and no file in {} is named {:?}",
-                    conf_dir.display(),
+                    conf.conf_dir.display(),
                     nad.name
                 ),
             )
         })?,
     };
-    inject::ensure_name(&mut conf, &nad.name);
+    let conf = &mut value;
+    inject::ensure_name(conf, &nad.name);
     Ok(LoadedNetwork {
         key,
-        conf,
+        conf: value,
         resource_name: nad.annotations.get(RESOURCE_NAME_ANNOTATION).cloned(),
     })
 }
@@ -100,6 +145,7 @@ pub async fn load<S: ClusterSource>(
                 MetaError::InvalidConfig(format!("multinet config: delegates[{i}] is missing"))
             })?;
             let name = inject::ensure_name(&mut value, &format!("delegate-{i}"));
+            refuse_meta_plugin(&name, &value)?;
             Ok(LoadedNetwork {
                 key: name,
                 conf: value,
@@ -118,7 +164,7 @@ pub async fn load<S: ClusterSource>(
                 .nad(namespace, name)
                 .await?
                 .ok_or_else(|| MetaError::network(&key, "NetworkAttachmentDefinition not found"))?;
-            from_nad(&nad, &conf.conf_dir)
+            from_nad(&nad, conf)
         }
         NetworkRef::Configured(name) => {
             // Multus's order: a NAD in the multinet namespace, a network name in confDir, a
@@ -127,9 +173,10 @@ pub async fn load<S: ClusterSource>(
                 && !name.contains('/')
                 && let Some(nad) = source.nad(&conf.multus_namespace, name).await?
             {
-                return from_nad(&nad, &conf.conf_dir);
+                return from_nad(&nad, conf);
             }
-            if let Some(value) = find_by_name(&conf.conf_dir, name) {
+            let limit = conf.max_delegate_config_bytes;
+            if let Some(value) = find_by_name(&conf.conf_dir, name, limit) {
                 return Ok(LoadedNetwork {
                     key: name.clone(),
                     conf: value,
@@ -138,9 +185,17 @@ pub async fn load<S: ClusterSource>(
             }
             let path = Path::new(name);
             let file = if path.is_dir() {
-                conf_files(path).into_iter().next().ok_or_else(|| {
-                    MetaError::network(name, "directory holds no .conf or .conflist file")
-                })?
+                // The first config that is not a meta-plugin's: multinet's own config usually
+                // sorts first in the runtime's folder.
+                conf_files(path)
+                    .into_iter()
+                    .find(|p| load_file(p, limit).is_ok_and(|v| !runs_a_meta_plugin(&v)))
+                    .ok_or_else(|| {
+                        MetaError::network(
+                            name,
+                            "directory holds no .conf or .conflist file other than a meta-plugin's",
+                        )
+                    })?
             } else if path.is_file() {
                 path.to_path_buf()
             } else {
@@ -153,8 +208,9 @@ pub async fn load<S: ClusterSource>(
                     ),
                 ));
             };
-            let mut value = load_file(&file)?;
+            let mut value = load_file(&file, limit)?;
             let key = inject::ensure_name(&mut value, name);
+            refuse_meta_plugin(&key, &value)?;
             Ok(LoadedNetwork {
                 key,
                 conf: value,

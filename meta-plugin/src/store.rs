@@ -4,7 +4,10 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use multinet_cni::files;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -86,6 +89,22 @@ pub struct AttachmentStore {
     dir: PathBuf,
 }
 
+/// Largest record multinet reads back: a pod's plan with its results is kilobytes; the bound
+/// keeps a damaged file from taking a root process's memory.
+const MAX_RECORD_BYTES: u64 = 16 << 20;
+/// Suffix of a record's journal: one line per attachment added since the plan was written.
+const JOURNAL: &str = ".journal";
+/// Where records that could not be read are kept for inspection.
+const SET_ASIDE: &str = "corrupt";
+
+/// One line of a record's journal: attachment `index` was added with `result`.
+#[derive(Debug, Serialize, Deserialize)]
+struct JournalLine {
+    index: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    result: Option<Value>,
+}
+
 impl AttachmentStore {
     pub fn new(cni_dir: &Path) -> Self {
         AttachmentStore {
@@ -97,92 +116,170 @@ impl AttachmentStore {
         &self.dir
     }
 
+    /// The record's file: the container ID, hashed when it would not fit in a file name (the
+    /// record names its container, so a load always knows whose record it read).
     pub fn path_for(&self, container_id: &str) -> PathBuf {
-        self.dir.join(format!("{container_id}.json"))
+        let reserve = ".json".len() + JOURNAL.len();
+        self.dir
+            .join(format!("{}.json", files::name_for(container_id, reserve)))
     }
 
-    /// Writes the record atomically: temp file, fsync, rename, fsync of the directory. A crash leaves
-    /// either the old record or the new one, never a torn file.
+    fn journal_for(&self, container_id: &str) -> PathBuf {
+        let mut path = self.path_for(container_id).into_os_string();
+        path.push(JOURNAL);
+        PathBuf::from(path)
+    }
+
+    fn store_err(path: &Path) -> impl Fn(std::io::Error) -> MetaError + '_ {
+        move |e| MetaError::Store {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        }
+    }
+
+    fn encode(&self, record: &AttachmentRecord) -> Result<Vec<u8>, MetaError> {
+        serde_json::to_vec_pretty(record).map_err(|e| MetaError::Store {
+            path: self.path_for(&record.container_id),
+            msg: e.to_string(),
+        })
+    }
+
+    /// Writes a new container's plan, durably, failing when the container already has a record:
+    /// a second ADD without DEL must not touch the first one's attachments (spec).
+    pub fn create(&self, record: &AttachmentRecord) -> Result<(), MetaError> {
+        let path = self.path_for(&record.container_id);
+        let io = Self::store_err(&path);
+        files::ensure_dir(&self.dir, files::PRIVATE_DIR).map_err(&io)?;
+        let bytes = self.encode(record)?;
+        // The whole record goes to a temp file, then a hard link makes it the record only if no
+        // record exists: never a torn record, never a second one over the first.
+        let tmp = files::temp_path(&path);
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(files::PRIVATE_FILE)
+                .open(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            fs::hard_link(&tmp, &path)?;
+            File::open(&self.dir)?.sync_all()
+        };
+        let outcome = write();
+        let _ = fs::remove_file(&tmp);
+        match outcome {
+            Ok(()) => {
+                let _ = fs::remove_file(self.journal_for(&record.container_id));
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(MetaError::Env(format!(
+                "CNI_CONTAINERID {:?} already has attachments (record {}): ADD twice without \
+                 DEL is an error; nothing was changed",
+                record.container_id,
+                path.display()
+            ))),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// Rewrites the record atomically: temp file, fsync, rename, fsync of the directory. A crash
+    /// leaves either the old record or the new one, never a torn file. The journal is folded in.
     pub fn save(&self, record: &AttachmentRecord) -> Result<(), MetaError> {
-        self.write(record, true)
+        self.write(record, files::WriteOptions::PRIVATE_DURABLE)
     }
 
     /// Atomic like `save` (never a torn file) but not flushed to disk: for updates whose loss in
     /// a power cut only leaves an older, still valid record.
     pub fn save_quick(&self, record: &AttachmentRecord) -> Result<(), MetaError> {
-        self.write(record, false)
+        self.write(record, files::WriteOptions::PRIVATE_QUICK)
     }
 
-    fn write(&self, record: &AttachmentRecord, durable: bool) -> Result<(), MetaError> {
+    fn write(&self, record: &AttachmentRecord, opts: files::WriteOptions) -> Result<(), MetaError> {
         let path = self.path_for(&record.container_id);
-        let io = |e: std::io::Error| MetaError::Store {
-            path: path.clone(),
-            msg: e.to_string(),
-        };
-        fs::create_dir_all(&self.dir).map_err(io)?;
-        let tmp = self.dir.join(format!(
-            ".{}.json.tmp-{}",
-            record.container_id,
-            std::process::id()
-        ));
-        let bytes = serde_json::to_vec_pretty(record).map_err(|e| MetaError::Store {
-            path: path.clone(),
-            msg: e.to_string(),
-        })?;
-        let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
-            f.write_all(&bytes)?;
-            if durable {
-                f.sync_all()?;
-            }
-            fs::rename(&tmp, &path)?;
-            if durable {
-                File::open(&self.dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            io(e)
-        })
+        let io = Self::store_err(&path);
+        files::ensure_dir(&self.dir, files::PRIVATE_DIR).map_err(&io)?;
+        files::write_atomic(&path, &self.encode(record)?, opts).map_err(&io)?;
+        let _ = fs::remove_file(self.journal_for(&record.container_id));
+        Ok(())
     }
 
-    /// Loads a container's record. A missing record is `None`; a corrupt one is an error naming the
-    /// file, never a silent success.
+    /// Notes that attachment `index` was added, with its result: one appended line, so an ADD
+    /// of n networks writes O(n) bytes in all. Not flushed: a lost line leaves the entry Planned,
+    /// which DEL handles the same way.
+    pub fn journal_added(
+        &self,
+        record: &AttachmentRecord,
+        index: usize,
+    ) -> Result<(), MetaError> {
+        let path = self.journal_for(&record.container_id);
+        let io = Self::store_err(&path);
+        let line = JournalLine {
+            index,
+            result: record.attachments.get(index).and_then(|a| a.result.clone()),
+        };
+        let mut bytes = serde_json::to_vec(&line).map_err(|e| io(std::io::Error::other(e)))?;
+        bytes.push(b'\n');
+        let mut f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(files::PRIVATE_FILE)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(&io)?;
+        let meta = f.metadata().map_err(&io)?;
+        files::check_trusted(&path, &meta).map_err(|e| io(e.into()))?;
+        // One write(2) of a whole line: a crash leaves at worst a torn last line, skipped on load.
+        f.write_all(&bytes).map_err(&io)
+    }
+
+    /// Loads a container's record with its journal. A missing record is `None`; a corrupt one, or
+    /// one that another uid could have written, is an error naming the file, never a silent
+    /// success and never executed.
     pub fn load(&self, container_id: &str) -> Result<Option<AttachmentRecord>, MetaError> {
         let path = self.path_for(container_id);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(MetaError::Store {
-                    path,
-                    msg: e.to_string(),
-                });
-            }
+        let corrupt = |msg: String| MetaError::CorruptRecord {
+            path: path.clone(),
+            msg,
         };
-        let record: AttachmentRecord =
-            serde_json::from_slice(&bytes).map_err(|e| MetaError::CorruptRecord {
-                path: path.clone(),
-                msg: e.to_string(),
-            })?;
+        let bytes = match files::read_trusted(&path, MAX_RECORD_BYTES) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(corrupt(e.to_string()));
+            }
+            Err(e) => return Err(Self::store_err(&path)(e)),
+        };
+        // serde's message says where (line, column) and what was expected, never the text itself.
+        let mut record: AttachmentRecord =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
         if record.format != RECORD_FORMAT || record.container_id != container_id {
-            return Err(MetaError::CorruptRecord {
-                path,
-                msg: format!(
-                    "format {} for container {:?}, expected format {RECORD_FORMAT} for {container_id:?}",
-                    record.format, record.container_id
-                ),
-            });
+            return Err(corrupt(format!(
+                "format {} for another container, expected format {RECORD_FORMAT} for {container_id:?}",
+                record.format
+            )));
+        }
+        let journal = self.journal_for(container_id);
+        match files::read_trusted(&journal, MAX_RECORD_BYTES) {
+            Ok(Some(lines)) => {
+                for line in lines.split(|b| *b == b'\n') {
+                    // A torn last line is an update that never finished: the entry stays Planned.
+                    let Ok(line) = serde_json::from_slice::<JournalLine>(line) else {
+                        continue;
+                    };
+                    if let Some(entry) = record.attachments.get_mut(line.index) {
+                        entry.state = AttachmentState::Added;
+                        entry.result = line.result;
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Err(corrupt(format!("journal {}: {e}", journal.display()))),
         }
         Ok(Some(record))
     }
 
     pub fn remove(&self, container_id: &str) -> Result<(), MetaError> {
+        let _ = fs::remove_file(self.journal_for(container_id));
         let path = self.path_for(container_id);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -194,7 +291,36 @@ impl AttachmentStore {
         }
     }
 
-    /// Container IDs that have a record, for GC.
+    /// Moves a record that could not be used (and its journal) into `corrupt/`, kept for
+    /// inspection under a name that says when; the container then has no record. Returns where
+    /// it went.
+    pub fn set_aside(&self, container_id: &str) -> Result<PathBuf, MetaError> {
+        let aside = self.dir.join(SET_ASIDE);
+        let path = self.path_for(container_id);
+        let io = Self::store_err(&aside);
+        files::ensure_dir(&aside, files::PRIVATE_DIR).map_err(&io)?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let to = aside.join(files::name_for(&format!("{name}.{stamp}"), JOURNAL.len()));
+        match fs::rename(&path, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        let mut journal_to = to.clone().into_os_string();
+        journal_to.push(JOURNAL);
+        let _ = fs::rename(self.journal_for(container_id), journal_to);
+        Ok(to)
+    }
+
+    /// Container IDs that have a readable record, for GC (hashed names are read back through the
+    /// record itself).
     pub fn container_ids(&self) -> Result<Vec<String>, MetaError> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
@@ -206,6 +332,11 @@ impl AttachmentStore {
                 });
             }
         };
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Id {
+            container_id: String,
+        }
         let mut ids: Vec<String> = entries
             .filter_map(|e| e.ok())
             .filter_map(|e| {
@@ -213,11 +344,21 @@ impl AttachmentStore {
                 if name.starts_with('.') {
                     return None;
                 }
-                name.strip_suffix(".json").map(str::to_string)
+                let stem = name.strip_suffix(".json")?;
+                if stem.len() + ".json".len() + JOURNAL.len() < files::NAME_MAX {
+                    return Some(stem.to_string());
+                }
+                let bytes = files::read_trusted(&e.path(), MAX_RECORD_BYTES).ok()??;
+                serde_json::from_slice::<Id>(&bytes).ok().map(|r| r.container_id)
             })
             .collect();
         ids.sort();
         Ok(ids)
+    }
+
+    /// Removes temp files of writers that died mid-write.
+    pub fn remove_stale_temps(&self) -> usize {
+        files::remove_stale_temps(&self.dir, std::time::Duration::from_secs(60))
     }
 }
 

@@ -149,13 +149,21 @@ fn record(node: &Node) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// Each attachment's state: the record's, with the journal's "added" lines (one per attachment
+/// added since the plan was written) applied on top, as the plugin reads it back.
 fn states(node: &Node) -> Vec<String> {
-    record(node)["attachments"]
+    let mut states: Vec<String> = record(node)["attachments"]
         .as_array()
         .unwrap()
         .iter()
         .map(|a| a["state"].as_str().unwrap().to_string())
-        .collect()
+        .collect();
+    let journal = node.path(&format!("cni/attachments/{CONTAINER}.json.journal"));
+    for line in fs::read_to_string(journal).unwrap_or_default().lines() {
+        let line: Value = serde_json::from_str(line).unwrap();
+        states[line["index"].as_u64().unwrap() as usize] = "added".into();
+    }
+    states
 }
 
 /// Host-side veths the bridge plugin made: one per pod attachment that is still alive.

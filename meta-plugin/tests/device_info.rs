@@ -142,17 +142,32 @@ esac
             .env("MULTINET_SYSFS_ROOT", self.sysfs.root())
             .env("MULTINET_SRIOV_STATE_DIR", self.node.path("sriov"))
             .env("MULTINET_DEVINFO_DIR", self.sriov_own_dir())
-            // No kubelet here: device IDs come from the selections.
+            // No kubelet socket: the device manager's checkpoint says which devices each pod holds
+            // (a selection may only name one of them).
             .env(
                 "MULTINET_PODRESOURCES_SOCKET",
                 self.node.path("no-kubelet.sock"),
             )
-            .env(
-                "MULTINET_KUBELET_CHECKPOINT",
-                self.node.path("no-checkpoint"),
-            )
+            .env("MULTINET_KUBELET_CHECKPOINT", self.checkpoint())
             .stdin_json(&self.conf());
         Answer::of(&call.run())
+    }
+
+    /// A kubelet checkpoint giving every test pod the devices the tests select.
+    fn checkpoint(&self) -> std::path::PathBuf {
+        let path = self.node.path("kubelet_internal_checkpoint");
+        let entries: Vec<Value> = ["web", "before", "after"]
+            .iter()
+            .map(|pod| {
+                json!({"PodUID": format!("uid-{pod}"), "ContainerName": "app",
+                       "ResourceName": RESOURCE,
+                       "DeviceIDs": ["0000:3b:02.0", "0000:3b:02.1", "0000:3b:09.0"]})
+            })
+            .collect();
+        let text = json!({"Data": {"PodDeviceEntries": entries, "RegisteredDevices": {}},
+                          "Checksum": 1});
+        fs::write(&path, text.to_string()).unwrap();
+        path
     }
 
     fn status_of<'a>(status: &'a [Value], network: &str) -> &'a Value {
@@ -178,8 +193,7 @@ esac
 fn sriov_vf_device_info_reaches_network_status_and_del_removes_the_file() {
     require_root!();
     let n = DevNode::new();
-    n.node
-        .add_nad("vf", n.sriov_nad("vf", true, "10.40.0.0/24"));
+    n.add_nad_with_resource("vf", n.sriov_nad("vf", true, "10.40.0.0/24"));
     n.node
         .add_pod("web", r#"[{"name":"vf","deviceID":"0000:3b:02.1"}]"#);
     let pod = TestNetns::new();
@@ -237,7 +251,7 @@ fn plugins_that_do_not_declare_the_capability_never_get_the_key() {
     n.add_spy_plugin("spy-b", &written.to_string());
     // A device ID but no capability: multinet makes a path for a device plugin's file, but the
     // plugin is not told.
-    n.node.add_nad(
+    n.add_nad_with_resource(
         "plain",
         json!({"cniVersion": "1.0.0", "name": "plain", "type": "spy"}),
     );
@@ -248,8 +262,7 @@ fn plugins_that_do_not_declare_the_capability_never_get_the_key() {
             {"type": "spy", "capabilities": {"CNIDeviceInfoFile": true}},
             {"type": "spy-b", "capabilities": {"mac": true}}]}),
     );
-    n.node
-        .add_nad("vf", n.sriov_nad("vf", false, "10.41.0.0/24"));
+    n.add_nad_with_resource("vf", n.sriov_nad("vf", false, "10.41.0.0/24"));
     n.node.add_pod(
         "web",
         r#"[{"name":"plain","deviceID":"0000:3b:09.0"},{"name":"chain"},{"name":"vf","deviceID":"0000:3b:02.0"}]"#,
