@@ -16,7 +16,11 @@ pub struct Cleaned {
 
 impl fmt::Display for Cleaned {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} device-info files were removed", self.device_info_files)
+        write!(
+            f,
+            "{} device-info files were removed",
+            self.device_info_files
+        )
     }
 }
 

@@ -178,7 +178,11 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<PlannedAttachment>, 
                 ),
             ));
         };
-        let held = input.device_ids.get(resource).map(Vec::as_slice).unwrap_or(&[]);
+        let held = input
+            .device_ids
+            .get(resource)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         if !held.contains(id) {
             return Err(MetaError::network(
                 &net.key,

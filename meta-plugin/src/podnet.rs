@@ -120,16 +120,23 @@ pub fn delegate_creates_its_link(conf: &serde_json::Value) -> bool {
 /// interfaces made "for the pod" there would be the node's, and DEL would delete from the node.
 pub fn refuse_host_netns(netns: &Path) -> Result<(), MetaError> {
     use std::os::unix::fs::MetadataExt;
-    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-    let Some(pod) = id(netns) else {
-        // A path that does not exist is the delegates' error to report (code 4 from them too).
-        return Ok(());
+    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+    let pod = match std::fs::metadata(netns) {
+        Ok(m) => id(m),
+        // A path that does not exist is the delegates' error to report.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(MetaError::Env(format!(
+                "CNI_NETNS {}: cannot be used as a pod's network namespace: {e}",
+                netns.display()
+            )));
+        }
     };
     for (whose, ns) in [
         ("the node's (pid 1)", "/proc/1/ns/net"),
         ("multinet's own", "/proc/self/ns/net"),
     ] {
-        if id(Path::new(ns)) == Some(pod) {
+        if std::fs::metadata(ns).ok().map(id) == Some(pod) {
             return Err(MetaError::Env(format!(
                 "CNI_NETNS {} is {whose} network namespace, not a pod's",
                 netns.display()

@@ -172,12 +172,14 @@ impl AttachmentStore {
                 let _ = fs::remove_file(self.journal_for(&record.container_id));
                 Ok(())
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(MetaError::Env(format!(
-                "CNI_CONTAINERID {:?} already has attachments (record {}): ADD twice without \
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(MetaError::Env(format!(
+                    "CNI_CONTAINERID {:?} already has attachments (record {}): ADD twice without \
                  DEL is an error; nothing was changed",
-                record.container_id,
-                path.display()
-            ))),
+                    record.container_id,
+                    path.display()
+                )))
+            }
             Err(e) => Err(io(e)),
         }
     }
@@ -206,11 +208,7 @@ impl AttachmentStore {
     /// Notes that attachment `index` was added, with its result: one appended line, so an ADD
     /// of n networks writes O(n) bytes in all. Not flushed: a lost line leaves the entry Planned,
     /// which DEL handles the same way.
-    pub fn journal_added(
-        &self,
-        record: &AttachmentRecord,
-        index: usize,
-    ) -> Result<(), MetaError> {
+    pub fn journal_added(&self, record: &AttachmentRecord, index: usize) -> Result<(), MetaError> {
         let path = self.journal_for(&record.container_id);
         let io = Self::store_err(&path);
         let line = JournalLine {
@@ -349,7 +347,9 @@ impl AttachmentStore {
                     return Some(stem.to_string());
                 }
                 let bytes = files::read_trusted(&e.path(), MAX_RECORD_BYTES).ok()??;
-                serde_json::from_slice::<Id>(&bytes).ok().map(|r| r.container_id)
+                serde_json::from_slice::<Id>(&bytes)
+                    .ok()
+                    .map(|r| r.container_id)
             })
             .collect();
         ids.sort();

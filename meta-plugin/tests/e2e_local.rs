@@ -125,14 +125,27 @@ fn del_without_netns_releases_every_ip() {
 }
 
 #[test]
-fn corrupt_record_is_an_error_naming_it_never_a_silent_success() {
+fn corrupt_record_is_named_by_check_and_set_aside_by_del() {
     require_root!();
     let node = Node::new("1.0.0");
     std::fs::create_dir_all(node.path("cni/attachments")).unwrap();
     std::fs::write(node.path("cni/attachments/c9.json"), "{\"format\":1,").unwrap();
-    let (code, msg) = node.cni("DEL", "c9", "web", None).err();
+    // CHECK reports it, naming the file, never a silent success.
+    let pod = TestNetns::new();
+    let (code, msg) = node.cni("CHECK", "c9", "web", Some(&pod)).err();
     assert_eq!(code, 5);
     assert!(msg.contains("c9.json"), "{msg}");
+    // DEL never leaves the sandbox stuck: the record is kept aside for inspection.
+    node.cni("DEL", "c9", "web", None).ok();
+    assert_eq!(node.records(), Vec::<std::path::PathBuf>::new());
+    let aside: Vec<_> = std::fs::read_dir(node.path("cni/attachments/corrupt"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(aside[0].starts_with("c9.json."), "{aside:?}");
+    node.cni("DEL", "c9", "web", None).ok();
 }
 
 #[test]

@@ -264,9 +264,16 @@ impl Node {
         out
     }
 
+    /// Files in the attachment store (records, journals, temp files); records set aside as
+    /// unusable live in its `corrupt/` folder and are not counted.
     pub fn records(&self) -> Vec<PathBuf> {
         fs::read_dir(self.path("cni/attachments"))
-            .map(|e| e.flatten().map(|e| e.path()).collect())
+            .map(|e| {
+                e.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| !p.is_dir())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -53,6 +53,12 @@ impl CniCall {
     }
 
     /// Runs the plugin inside `node` (`ip netns exec`), as a runtime on that node would.
+    /// The same call made through another program (a wrapper that sets a umask, say).
+    pub fn program(mut self, program: impl AsRef<Path>) -> Self {
+        self.program = program.as_ref().to_path_buf();
+        self
+    }
+
     pub fn in_netns(mut self, node: &TestNetns) -> Self {
         self.node = Some(node.name().to_owned());
         self
