@@ -490,3 +490,46 @@ fn a_torn_record_does_not_block_del_and_its_device_info_is_cleaned() {
     fs::remove_file(other).unwrap();
     assert_eq!(node.records(), Vec::<PathBuf>::new());
 }
+
+#[test]
+fn gc_reaches_every_recorded_delegate_and_removes_stale_temp_files() {
+    require_root!();
+    let node = Node::new("1.1.0");
+    // A delegate that records every GC it gets, and answers ADD with an interface.
+    let log = node.path("spy-gc.log");
+    let script = format!(
+        r#"#!/bin/sh
+conf=$(cat)
+case "$CNI_COMMAND" in
+ADD) printf '{{"cniVersion":"1.1.0","interfaces":[{{"name":"%s","sandbox":"%s"}}]}}' "$CNI_IFNAME" "$CNI_NETNS" ;;
+GC) printf '%s\n' "$conf" >> {log} ;;
+VERSION) printf '{{"cniVersion":"1.1.0","supportedVersions":["1.0.0","1.1.0"]}}' ;;
+esac
+"#,
+        log = log.display()
+    );
+    let spy = node.bin().join("spy");
+    fs::write(&spy, script).unwrap();
+    fs::set_permissions(&spy, fs::Permissions::from_mode(0o755)).unwrap();
+    node.add_nad("watched", json!({"cniVersion":"1.1.0","name":"watched","type":"spy"}));
+    node.add_pod("p1", "watched");
+    let pod = TestNetns::new();
+    node.cni("ADD", "c1", "p1", Some(&pod)).ok();
+    // A writer that died mid-write left a temp file in the store.
+    let stale = node.path("cni/attachments/.c0.json.tmp-999999999-0");
+    fs::write(&stale, b"{").unwrap();
+
+    let mut conf = node.conf();
+    conf["cni.dev/valid-attachments"] = json!([{"containerID":"c1","ifname":"eth0"}]);
+    node.cni_with("GC", "c1", "p1", "", &conf).ok();
+    let gcs = fs::read_to_string(&log).expect("the NAD's delegate got no GC");
+    let gc: Value = serde_json::from_str(gcs.lines().next().unwrap()).unwrap();
+    assert_eq!(gc["type"], "spy");
+    assert_eq!(
+        gc["cni.dev/valid-attachments"],
+        json!([{"containerID":"c1","ifname":"eth0"}])
+    );
+    assert!(!stale.exists(), "GC left a dead writer's temp file");
+    node.cni("DEL", "c1", "p1", Some(&pod)).ok();
+    node.assert_clean(&pod);
+}
