@@ -1317,8 +1317,8 @@ fn calls_running(daemon: &Daemon, command: &str) -> usize {
 }
 
 /// ADDs waiting for the readiness file hold every thread of the ADD lane (two here) and a third
-/// waits for one; a DEL still runs and answers at once, while all three ADDs are blocked. Once
-/// the file appears the ADDs, the waiting one too, complete.
+/// waits for one; a DEL, then a STATUS, still run and answer at once, while all three ADDs are
+/// blocked. Once the file appears the ADDs, the waiting one too, complete.
 #[test]
 fn a_del_completes_while_adds_fill_their_lane() {
     require_root!();
@@ -1364,6 +1364,20 @@ fn a_del_completes_while_adds_fill_their_lane() {
         BTreeSet::from(["c1".into()])
     );
     assert_eq!(Node::links(&web), Vec::<String>::new());
+    // STATUS (CNI 1.1.0) runs on the DEL lane too: the runtime learns at once that ADDs cannot
+    // be served yet (50, naming the readiness file), while the ADDs still wait for it.
+    let mut status_conf = conf.clone();
+    status_conf["cniVersion"] = json!("1.1.0");
+    let (code, msg) = c.node.cni_with("STATUS", "", "web", "", &status_conf).err();
+    assert_eq!(code, 50, "{msg}");
+    assert!(msg.contains(&ready.display().to_string()), "{msg}");
+    for add in &mut adds {
+        assert!(
+            add.try_wait().unwrap().is_none(),
+            "an ADD ended before STATUS's answer"
+        );
+    }
+    assert_eq!(calls_running(&daemon, "STATUS"), 1, "{}", daemon.log());
 
     fs::write(&ready, "").unwrap();
     for ((_, pod, ns), add) in pods.iter().zip(adds) {
