@@ -65,7 +65,8 @@ pub struct DaemonArgs {
     pub max_waiting: u16,
     /// Longest a call waits for a thread; one that waited longer is answered "try again" (11)
     /// without running.
-    #[arg(long, value_name = "SECONDS", default_value_t = Limits::DEFAULT.max_wait.as_secs())]
+    #[arg(long, value_name = "SECONDS", default_value_t = Limits::DEFAULT.max_wait.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub max_wait_seconds: u64,
 }
 
@@ -651,13 +652,18 @@ impl CallLane {
     /// Makes sure a thread will take the call that has `ahead` calls before it: a free one, a
     /// new one (up to the lane's limit), or a place in the queue (up to `max_waiting`).
     fn find_thread(&self, ahead: usize, call: &wire::Call) -> Result<(), CniError> {
-        let started = self.started.load(Ordering::SeqCst);
-        if ahead < started {
-            return Ok(());
-        }
-        if started < self.max_threads {
-            return self.start_thread();
-        }
+        // One atomic step decides both "a thread is free" and "a new one may start", so calls
+        // arriving together never start more than the lane's limit.
+        let counted = self
+            .started
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |started| {
+                (ahead >= started && started < self.max_threads).then_some(started + 1)
+            });
+        let started = match counted {
+            Ok(n) => return self.start_thread(n),
+            Err(started) if ahead < started => return Ok(()),
+            Err(started) => started,
+        };
         let waiting = ahead - started;
         if waiting >= usize::from(self.limits.max_waiting) {
             let busy = Busy::QueueFull {
@@ -679,14 +685,14 @@ impl CallLane {
         Ok(())
     }
 
-    fn start_thread(&self) -> Result<(), CniError> {
+    /// Starts thread number `n`, already counted in `started`.
+    fn start_thread(&self, n: usize) -> Result<(), CniError> {
         let worker = Worker {
             lane: self.name,
             jobs: self.jobs.clone(),
             pending: self.pending.clone(),
             max_wait: self.limits.max_wait,
         };
-        let n = self.started.fetch_add(1, Ordering::SeqCst);
         std::thread::Builder::new()
             .name(format!("multinet-{}-{n}", self.name))
             .spawn(move || worker.run())
@@ -891,6 +897,7 @@ mod tests {
         assert!(err(&["--bogus"]).contains("--bogus"));
         assert!(err(&["--allow-uid=root"]).contains("--allow-uid"));
         assert!(err(&["--add-threads=0"]).contains("--add-threads"));
+        assert!(err(&["--max-wait-seconds=0"]).contains("--max-wait-seconds"));
         assert_eq!(
             parse_args(&args(&["--help"])).unwrap_err().exit_code(),
             0,
