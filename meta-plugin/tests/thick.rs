@@ -1239,22 +1239,26 @@ fn a_caller_of_another_uid_is_refused_and_nothing_runs() {
     open_up_socket(&c);
     let pod = TestNetns::new();
 
-    let call = c
-        .node
-        .call("ADD", "c1", "web", pod.path_str())
-        .stdin_json(&c.conf);
-    let (code, msg) = call_as(NOBODY, &call).err();
-    assert_eq!(code, 4, "{msg}");
-    assert!(
-        msg.contains(&format!("uid {NOBODY} is not allowed")),
-        "{msg}"
-    );
+    // A request of a few bytes or of the whole stdin limit (more than the socket buffers hold:
+    // the daemon reads it unlooked-at so that the caller gets the answer, not a reset).
+    for stdin in [
+        c.conf.to_string().into_bytes(),
+        padded(&c.conf, multinet_cni::MAX_STDIN_BYTES),
+    ] {
+        let call = c.node.call("ADD", "c1", "web", pod.path_str()).stdin(stdin);
+        let (code, msg) = call_as(NOBODY, &call).err();
+        assert_eq!(code, 4, "{msg}");
+        assert!(
+            msg.contains(&format!("uid {NOBODY} is not allowed")),
+            "{msg}"
+        );
+    }
     let log = daemon.log();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("refused a call") && l.contains(&format!("uid={NOBODY}"))),
-        "{log}"
-    );
+    let refusals = log
+        .lines()
+        .filter(|l| l.contains("refused a call") && l.contains(&format!("uid={NOBODY}")))
+        .count();
+    assert_eq!(refusals, 2, "{log}");
     assert!(!log.contains("ADD started"), "{log}");
     assert!(!log.contains("call runs"), "{log}");
     assert_eq!(daemon.calls_done("ADD").len(), 0, "{log}");
