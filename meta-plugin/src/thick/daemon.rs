@@ -936,6 +936,51 @@ mod tests {
         }
     }
 
+    /// `frame` written by a peer that then closes its side, read by [`read_call`]; the peer's
+    /// write must complete (the daemon reads what it is sent, even past a limit).
+    async fn read_from_peer(frame: Vec<u8>) -> Result<wire::Call, RequestError> {
+        let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+        let peer = tokio::spawn(async move {
+            theirs.write_all(&frame).await.unwrap();
+            theirs.shutdown().await.unwrap();
+        });
+        let read = read_call(&mut ours).await;
+        peer.await.unwrap();
+        read
+    }
+
+    #[tokio::test]
+    async fn requests_are_read_piece_by_piece_with_the_wire_checks() {
+        let vars = vec![("CNI_COMMAND".to_string(), "ADD".to_string())];
+        let limit = multinet_cni::MAX_STDIN_BYTES;
+        let call = read_from_peer(wire::encode_request(&vars, &vec![b' '; limit]))
+            .await
+            .unwrap();
+        assert_eq!((call.vars, call.stdin.len()), (vars.clone(), limit));
+
+        let over = wire::encode_request(&vars, &vec![b' '; limit + (3 << 20)]);
+        assert!(matches!(
+            read_from_peer(over).await,
+            Err(RequestError::Wire(wire::WireError::StdinTooLarge))
+        ));
+        let mut short_env = b"MNT1\0\0\0\x64[[".to_vec();
+        short_env.extend_from_slice(b"\"A\"");
+        assert!(matches!(
+            read_from_peer(short_env).await,
+            Err(RequestError::Wire(wire::WireError::Truncated))
+        ));
+        let mut huge_env = b"MNT1".to_vec();
+        huge_env.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            read_from_peer(huge_env).await,
+            Err(RequestError::Wire(wire::WireError::EnvTooLarge(_)))
+        ));
+        assert!(matches!(
+            read_from_peer(b"GET / HTTP/1.1".to_vec()).await,
+            Err(RequestError::Wire(wire::WireError::Magic))
+        ));
+    }
+
     /// A stdin over the limit through the daemon is answered exactly as thin mode answers it.
     #[test]
     fn an_oversized_stdin_gets_thin_modes_answer() {
