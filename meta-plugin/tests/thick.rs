@@ -724,21 +724,22 @@ fn a_daemon_dying_mid_call_is_try_again() {
     c.node.assert_clean(&pod);
 }
 
-/// The daemon's call threads alive now, by name ("multinet-call-N"). A thread a call thread
-/// starts without a name of its own inherits that name, so the distinct names count the call
-/// threads (the names stay whole below "multinet-call-10": 15 bytes is all a thread name holds).
+/// The daemon's ADD-lane call threads alive now, by name ("multinet-add-N"). A thread a call
+/// thread starts without a name of its own inherits that name, so the distinct names count the
+/// call threads (the names stay whole below "multinet-add-100": 15 bytes is all a thread name
+/// holds). DEL, GC and STATUS run on threads of their own lane ("multinet-del-N").
 fn call_threads(daemon: &Daemon) -> BTreeSet<String> {
     fs::read_dir(format!("/proc/{}/task", daemon.pid()))
         .unwrap()
         .filter_map(|task| fs::read_to_string(task.unwrap().path().join("comm")).ok())
         .map(|comm| comm.trim_end().to_string())
-        .filter(|comm| comm.starts_with("multinet-call-"))
+        .filter(|comm| comm.starts_with("multinet-add-"))
         .collect()
 }
 
 /// The set of `n` call thread names the daemon gives its first `n` threads.
 fn first_threads(n: usize) -> BTreeSet<String> {
-    (0..n).map(|i| format!("multinet-call-{i}")).collect()
+    (0..n).map(|i| format!("multinet-add-{i}")).collect()
 }
 
 /// host-local's allocations for `network`: address → the container holding it (the first line
@@ -1101,4 +1102,458 @@ fn the_probe_tells_a_serving_daemon_from_none() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&c.socket.display().to_string()), "{stderr}");
+}
+
+// The daemon's trust boundary: who may reach it, and what a call can hold.
+
+/// The uid of `nobody`: a local user who is not root.
+const NOBODY: u32 = 65534;
+
+impl Cluster {
+    /// Starts a daemon on this cluster's socket with `extra` flags, logging at debug.
+    fn daemon_with(&self, log: &str, extra: &[&str]) -> Daemon {
+        let log = self.node.path(log);
+        let mut cmd = daemon_command(&self.node, &self.socket, &log, "debug");
+        cmd.args(extra);
+        Daemon::spawn(cmd, &log)
+    }
+
+    /// This cluster's config with a readiness indicator file (`ready` in the node dir); ADD
+    /// waits up to 45 s for it, DEL does not.
+    fn conf_with_readiness(&self) -> (Value, PathBuf) {
+        let ready = self.node.path("ready");
+        let mut conf = self.conf.clone();
+        conf["readinessindicatorfile"] = json!(ready);
+        (conf, ready)
+    }
+}
+
+/// The binary as a runtime would run it, but as `uid` (groups dropped) and in the host's
+/// namespace: it hands `call` to the daemon named by its config.
+fn call_as(uid: u32, call: &CniCall) -> Answer {
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_multinet"))
+        // `cargo test` sets a library path a runtime would not.
+        .env_remove("LD_LIBRARY_PATH")
+        .envs(call.vars())
+        .uid(uid)
+        .gid(uid)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(call.stdin_bytes())
+        .unwrap();
+    Answer::of(&CniOutput::wait(child))
+}
+
+/// `multinet daemon --probe` run as `uid`.
+fn probe_as(uid: u32, socket: &Path) -> Output {
+    use std::os::unix::process::CommandExt;
+    Command::new(env!("CARGO_BIN_EXE_multinet"))
+        .args(["daemon", "--probe", "--socket"])
+        .arg(socket)
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .unwrap()
+}
+
+/// Lets every uid reach the daemon's socket file (as an admin who got it wrong might): only the
+/// daemon's check of the caller's credentials stands in the way then.
+fn open_up_socket(c: &Cluster) {
+    for (path, mode) in [
+        (c.node.dir.path().to_path_buf(), 0o711),
+        (c.socket.parent().unwrap().to_path_buf(), 0o711),
+        (c.socket.clone(), 0o666),
+    ] {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+/// Under umask 000 the daemon still makes its directory 0700 and its socket 0600, owned by
+/// root, with nothing else left next to it (the private directory it binds in is gone).
+#[test]
+fn a_daemon_started_under_umask_000_keeps_its_socket_private() {
+    use std::os::unix::process::CommandExt;
+    require_root!();
+    let c = cluster();
+    let log = c.node.path("daemon.log");
+    let mut cmd = daemon_command(&c.node, &c.socket, &log, "debug");
+    // SAFETY: umask is async-signal-safe and touches only the child's own state.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+            Ok(())
+        });
+    }
+    let daemon = Daemon::spawn(cmd, &log);
+    let status = fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    assert!(
+        status.lines().any(|l| l == "Umask:\t0000"),
+        "the daemon runs under umask 000: {status}"
+    );
+    let run = c.socket.parent().unwrap();
+    let dir = fs::symlink_metadata(run).unwrap();
+    assert_eq!(dir.permissions().mode() & 0o777, 0o700);
+    assert_eq!(dir.uid(), 0);
+    let sock = fs::symlink_metadata(&c.socket).unwrap();
+    assert!(sock.file_type().is_socket());
+    assert_eq!(sock.permissions().mode() & 0o777, 0o600);
+    assert_eq!(sock.uid(), 0);
+    let entries: Vec<_> = fs::read_dir(run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        entries,
+        [c.socket.file_name().unwrap()],
+        "nothing else in {run:?}"
+    );
+
+    // Another uid cannot even connect; root's calls are served.
+    let out = probe_as(NOBODY, &c.socket);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    let pod = TestNetns::new();
+    c.thick("ADD", "c1", "web", &pod).ok();
+    c.thick("DEL", "c1", "web", &pod).ok();
+    assert_eq!(daemon.calls_done("ADD").len(), 1, "{}", daemon.log());
+    c.node.assert_clean(&pod);
+}
+
+/// A caller running as a uid that is not allowed, with the socket file open to it: refused with
+/// code 4 naming its uid, logged, and nothing of the call runs (no record, link or address; the
+/// binary does not run it itself either).
+#[test]
+fn a_caller_of_another_uid_is_refused_and_nothing_runs() {
+    require_root!();
+    let c = cluster();
+    let daemon = c.daemon("daemon.log");
+    open_up_socket(&c);
+    let pod = TestNetns::new();
+
+    // A request of a few bytes or of the whole stdin limit (more than the socket buffers hold:
+    // the daemon reads it unlooked-at so that the caller gets the answer, not a reset).
+    for stdin in [
+        c.conf.to_string().into_bytes(),
+        padded(&c.conf, multinet_cni::MAX_STDIN_BYTES),
+    ] {
+        let call = c.node.call("ADD", "c1", "web", pod.path_str()).stdin(stdin);
+        let (code, msg) = call_as(NOBODY, &call).err();
+        assert_eq!(code, 4, "{msg}");
+        assert!(
+            msg.contains(&format!("uid {NOBODY} is not allowed")),
+            "{msg}"
+        );
+    }
+    let log = daemon.log();
+    let refusals = log
+        .lines()
+        .filter(|l| l.contains("refused a call") && l.contains(&format!("uid={NOBODY}")))
+        .count();
+    assert_eq!(refusals, 2, "{log}");
+    assert!(!log.contains("ADD started"), "{log}");
+    assert!(!log.contains("call runs"), "{log}");
+    assert_eq!(daemon.calls_done("ADD").len(), 0, "{log}");
+    assert_eq!(c.call_log(), "", "the binary did not run the call itself");
+    c.node.assert_clean(&pod);
+    assert_eq!(c.status("web"), Vec::<Value>::new());
+
+    // The liveness probe, answered without a call thread, is refused alike.
+    let out = probe_as(NOBODY, &c.socket);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not allowed"), "{stderr}");
+
+    // Root still is served.
+    c.thick("ADD", "c1", "web", &pod).ok();
+    c.thick("DEL", "c1", "web", &pod).ok();
+    assert_eq!(daemon.calls_done("ADD").len(), 1, "{}", daemon.log());
+    c.node.assert_clean(&pod);
+}
+
+/// A uid named with `--allow-uid` is served like root: ADD and DEL run in the daemon.
+#[test]
+fn an_allowed_uid_is_served() {
+    require_root!();
+    let c = cluster();
+    let allow = NOBODY.to_string();
+    let daemon = c.daemon_with("daemon.log", &["--allow-uid", &allow, "--allow-uid=1000"]);
+    open_up_socket(&c);
+    let pod = TestNetns::new();
+    let call = |command: &str| {
+        c.node
+            .call(command, "c1", "web", pod.path_str())
+            .stdin_json(&c.conf)
+    };
+
+    let added = call_as(NOBODY, &call("ADD"));
+    assert_attached(&c, "web", &pod, added.ok());
+    call_as(NOBODY, &call("DEL")).ok();
+    assert_eq!(
+        done_containers(&daemon, "ADD", 0),
+        BTreeSet::from(["c1".into()])
+    );
+    assert_eq!(
+        done_containers(&daemon, "DEL", 0),
+        BTreeSet::from(["c1".into()])
+    );
+    assert!(!daemon.log().contains("refused a call"), "{}", daemon.log());
+    assert_eq!(c.call_log(), "", "no call ran in the binary");
+    c.node.assert_clean(&pod);
+}
+
+/// The daemon's debug lines "call runs" (taken by a thread) for `command`.
+fn calls_running(daemon: &Daemon, command: &str) -> usize {
+    let field = format!("command=\"{command}\"");
+    daemon
+        .log()
+        .lines()
+        .filter(|l| l.contains("call runs") && l.contains(&field))
+        .count()
+}
+
+/// ADDs waiting for the readiness file hold every thread of the ADD lane (two here) and a third
+/// waits for one; a DEL, then a STATUS, still run and answer at once, while all three ADDs are
+/// blocked. Once the file appears the ADDs, the waiting one too, complete.
+#[test]
+fn a_del_completes_while_adds_fill_their_lane() {
+    require_root!();
+    let c = cluster();
+    let (conf, ready) = c.conf_with_readiness();
+    fs::write(&ready, "").unwrap();
+    let daemon = c.daemon_with("daemon.log", &["--add-threads=2"]);
+    let web = TestNetns::new();
+    c.node
+        .cni_with("ADD", "c1", "web", web.path_str(), &conf)
+        .ok();
+    fs::remove_file(&ready).unwrap();
+
+    let pods: Vec<(String, String, TestNetns)> = (0..3)
+        .map(|i| (format!("k{i}"), format!("pod{i}"), TestNetns::new()))
+        .collect();
+    let mut adds: Vec<Child> = pods
+        .iter()
+        .map(|(container, pod, ns)| {
+            insert_pod(&c.api, pod);
+            c.node
+                .call("ADD", container, pod, ns.path_str())
+                .stdin_json(&conf)
+                .spawn()
+        })
+        .collect();
+    wait_for("two ADDs to run and one to wait", || {
+        calls_running(&daemon, "ADD") == 3 && daemon.log().contains("call waits for a thread")
+    });
+
+    c.node
+        .cni_with("DEL", "c1", "web", web.path_str(), &conf)
+        .ok();
+    for add in &mut adds {
+        assert!(
+            add.try_wait().unwrap().is_none(),
+            "an ADD ended before the DEL's answer"
+        );
+    }
+    assert_eq!(daemon.calls_done("ADD").len(), 1, "{}", daemon.log());
+    assert_eq!(
+        done_containers(&daemon, "DEL", 0),
+        BTreeSet::from(["c1".into()])
+    );
+    assert_eq!(Node::links(&web), Vec::<String>::new());
+    // STATUS (CNI 1.1.0) runs on the DEL lane too: the runtime learns at once that ADDs cannot
+    // be served yet (50, naming the readiness file), while the ADDs still wait for it.
+    let mut status_conf = conf.clone();
+    status_conf["cniVersion"] = json!("1.1.0");
+    let (code, msg) = c.node.cni_with("STATUS", "", "web", "", &status_conf).err();
+    assert_eq!(code, 50, "{msg}");
+    assert!(msg.contains(&ready.display().to_string()), "{msg}");
+    for add in &mut adds {
+        assert!(
+            add.try_wait().unwrap().is_none(),
+            "an ADD ended before STATUS's answer"
+        );
+    }
+    assert_eq!(calls_running(&daemon, "STATUS"), 1, "{}", daemon.log());
+
+    fs::write(&ready, "").unwrap();
+    for ((_, pod, ns), add) in pods.iter().zip(adds) {
+        let added = Answer::of(&CniOutput::wait(add));
+        assert_attached(&c, pod, ns, added.ok());
+    }
+    for (container, pod, ns) in &pods {
+        c.node
+            .cni_with("DEL", container, pod, ns.path_str(), &conf)
+            .ok();
+        assert_eq!(Node::links(ns), Vec::<String>::new());
+    }
+    assert_eq!(daemon.calls_done("ADD").len(), 4, "{}", daemon.log());
+    assert_eq!(c.call_log(), "", "no call ran in the binary");
+    c.node.assert_clean(&web);
+}
+
+/// Calls wait for a thread in a bounded queue for a bounded time: past `--max-waiting` a call
+/// is answered "try again" (11) at once, and one that waited past `--max-wait-seconds` is
+/// answered so when a thread takes it. Neither ran: no record, link or address of theirs.
+#[test]
+fn a_call_past_the_queue_bound_or_deadline_is_try_again_and_does_nothing() {
+    require_root!();
+    let c = cluster();
+    let (conf, ready) = c.conf_with_readiness();
+    let daemon = c.daemon_with(
+        "daemon.log",
+        &["--add-threads=1", "--max-waiting=1", "--max-wait-seconds=1"],
+    );
+    let pods: Vec<(String, String, TestNetns)> = (0..3)
+        .map(|i| (format!("k{i}"), format!("pod{i}"), TestNetns::new()))
+        .collect();
+    for (_, pod, _) in &pods {
+        insert_pod(&c.api, pod);
+    }
+    let spawn = |(container, pod, ns): &(String, String, TestNetns)| {
+        c.node
+            .call("ADD", container, pod, ns.path_str())
+            .stdin_json(&conf)
+            .spawn()
+    };
+    let running = spawn(&pods[0]);
+    wait_for("the first ADD to run", || {
+        calls_running(&daemon, "ADD") == 1
+    });
+    let waiting = spawn(&pods[1]);
+    wait_for("the second ADD to wait", || {
+        daemon.log().contains("call waits for a thread")
+    });
+
+    let (code, msg) = c
+        .node
+        .cni_with("ADD", &pods[2].0, &pods[2].1, pods[2].2.path_str(), &conf)
+        .err();
+    assert_eq!(code, 11, "{msg}");
+    assert!(
+        msg.contains("already wait") && msg.contains("--max-waiting"),
+        "{msg}"
+    );
+
+    std::thread::sleep(Duration::from_millis(1500));
+    fs::write(&ready, "").unwrap();
+    let first = Answer::of(&CniOutput::wait(running));
+    assert_attached(&c, &pods[0].1, &pods[0].2, first.ok());
+    let (code, msg) = Answer::of(&CniOutput::wait(waiting)).err();
+    assert_eq!(code, 11, "{msg}");
+    assert!(
+        msg.contains("waited") && msg.contains("--max-wait-seconds"),
+        "{msg}"
+    );
+    assert_eq!(calls_running(&daemon, "ADD"), 1, "{}", daemon.log());
+
+    for (_, _, ns) in &pods[1..] {
+        assert_eq!(Node::links(ns), Vec::<String>::new());
+    }
+    let records: Vec<PathBuf> = c.node.records();
+    assert_eq!(
+        records.len(),
+        1,
+        "only the first ADD has a record: {records:?}"
+    );
+    assert_eq!(
+        c.node.allocated_ips().len(),
+        3,
+        "the first ADD's three addresses"
+    );
+    c.node
+        .cni_with("DEL", &pods[0].0, &pods[0].1, pods[0].2.path_str(), &conf)
+        .ok();
+    c.node.assert_clean(&pods[0].2);
+}
+
+/// The config padded with spaces to `len` bytes (JSON allows trailing whitespace).
+fn padded(conf: &Value, len: usize) -> Vec<u8> {
+    let mut bytes = conf.to_string().into_bytes();
+    assert!(bytes.len() <= len);
+    bytes.resize(len, b' ');
+    bytes
+}
+
+/// A stdin of exactly the CNI limit (1 MiB) works through the daemon as in thin mode; one byte
+/// more gets thin mode's answer byte for byte (code 7 naming the limit), whether the binary or
+/// a raw client hands it over, and runs nothing.
+#[test]
+fn a_stdin_at_the_limit_works_through_the_daemon_and_one_byte_more_is_refused_alike() {
+    require_root!();
+    let limit = multinet_cni::MAX_STDIN_BYTES;
+    let c = cluster();
+    let daemon = c.daemon("daemon.log");
+    let (thick_pod, thin_pod) = (TestNetns::new(), TestNetns::new());
+    insert_pod(&c.api, "db");
+    let run = |command: &str, container: &str, pod: &str, ns: &TestNetns, stdin: Vec<u8>| {
+        let call = c
+            .node
+            .call(command, container, pod, ns.path_str())
+            .stdin(stdin);
+        Answer::of(&call.run())
+    };
+
+    let added = run("ADD", "c1", "web", &thick_pod, padded(&c.conf, limit));
+    assert_attached(&c, "web", &thick_pod, added.ok());
+    assert_eq!(
+        done_containers(&daemon, "ADD", 0),
+        BTreeSet::from(["c1".into()])
+    );
+    let added = run("ADD", "c2", "db", &thin_pod, padded(&c.thin_conf(), limit));
+    assert_attached(&c, "db", &thin_pod, added.ok());
+    assert_eq!(
+        daemon.calls_done("ADD").len(),
+        1,
+        "the thin call ran in the binary"
+    );
+
+    let thin_answer = multinet_cni::error_bytes(
+        &multinet_cni::read_stdin(&vec![b' '; limit + 1][..]).unwrap_err(),
+        multinet_cni::CniVersion::LATEST,
+    );
+    let over = padded(&c.conf, limit + 1);
+    let calls = daemon.log().matches("call done").count();
+    let pod = TestNetns::new();
+    let call = c
+        .node
+        .call("ADD", "c3", "web", pod.path_str())
+        .stdin(over.clone());
+    let out = call.run();
+    assert_eq!(out.code(), 1);
+    assert_eq!(out.stdout.as_bytes(), &thin_answer[..]);
+    let (code, msg) = Answer::of(&out).err();
+    assert_eq!(code, 7, "{msg}");
+    assert!(msg.contains(&limit.to_string()), "{msg}");
+    // A client that sends it all, and more, is read to its end and answered alike.
+    for extra in [0, 3 << 20] {
+        let mut stdin = over.clone();
+        stdin.resize(over.len() + extra, b' ');
+        let (code, stdout) = hand_to_daemon(&c.socket, &call.vars(), &stdin);
+        assert_eq!(code, 1);
+        assert_eq!(stdout, thin_answer);
+    }
+    assert_eq!(
+        daemon.log().matches("call done").count(),
+        calls,
+        "nothing ran"
+    );
+    assert_eq!(Node::links(&pod), Vec::<String>::new());
+    assert_eq!(c.node.records().len(), 2, "only c1's and c2's records");
+
+    run("DEL", "c1", "web", &thick_pod, padded(&c.conf, limit)).ok();
+    run("DEL", "c2", "db", &thin_pod, padded(&c.thin_conf(), limit)).ok();
+    assert_eq!(
+        done_containers(&daemon, "DEL", 0),
+        BTreeSet::from(["c1".into()])
+    );
+    assert_eq!(Node::links(&thick_pod), Vec::<String>::new());
+    c.node.assert_clean(&thin_pod);
 }

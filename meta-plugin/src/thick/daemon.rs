@@ -1,14 +1,20 @@
-//! `multinet daemon`: the node daemon of thick mode. It listens on a unix socket (0600, root
-//! only) and runs each call it is handed exactly as the binary would run it, on a thread of its
-//! own, while API clients and their connections stay open between calls.
+//! `multinet daemon`: the node daemon of thick mode. It listens on a unix socket no other uid can
+//! reach (0600 from its first moment, and every caller's uid checked), and runs each call it is
+//! handed exactly as the binary would run it, on a thread of its own, while API clients and their
+//! connections stay open between calls. ADDs and DELs run on separate lanes of threads, so a DEL
+//! never waits behind ADDs.
 
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::collections::BTreeSet;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use multinet_cni::{CniError, error_bytes, error_version};
+use clap::Parser;
+use multinet_cni::files::{PRIVATE_DIR, PRIVATE_FILE, ensure_dir, temp_path};
+use multinet_cni::{CniError, CniVersion, ErrorCode, error_bytes, error_version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Notify;
@@ -23,69 +29,73 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a caller has to send its request.
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-const USAGE: &str = "usage: multinet daemon [--socket PATH] [--log-level LEVEL] [--log-file FILE]
-       multinet daemon --probe [--socket PATH]
-
-Runs the CNI calls of every multinet config that names this socket as daemonSocket.
-  --socket PATH      unix socket to listen on (default /run/multinet/multinet.sock)
-  --log-level LEVEL  error, warn, info (default), debug or verbose
-  --log-file FILE    log here instead of stderr
-  --probe            exit 0 if the daemon at --socket answers a VERSION call, else 1
-                     (a liveness probe)";
-
-#[derive(Debug, PartialEq, Eq)]
+/// `multinet daemon`: runs the CNI calls of every multinet config that names this socket as
+/// daemonSocket.
+#[derive(Debug, PartialEq, Eq, Parser)]
+#[command(name = "multinet daemon")]
 pub struct DaemonArgs {
+    /// Unix socket to listen on (its directory is created 0700 if missing).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// error, warn, info, debug or verbose.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Log here instead of stderr.
+    #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
-    /// Ask the daemon at `socket` instead of being one.
+    /// Exit 0 if the daemon at --socket answers a VERSION call, else 1 (a liveness probe).
+    #[arg(long)]
     pub probe: bool,
+    /// A uid besides root whose processes may hand calls to the daemon (repeatable). The socket
+    /// stays 0600 root: such a uid needs a way to the socket the admin gives it as well.
+    #[arg(long = "allow-uid", value_name = "UID")]
+    pub allow_uids: Vec<u32>,
+    /// Most ADD and CHECK calls running at once (each may wait up to 45 s for the readiness
+    /// file or on a slow API).
+    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT.add_threads,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub add_threads: u16,
+    /// Most DEL, GC and STATUS calls running at once: a lane of their own, never taken by ADDs.
+    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT.del_threads,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub del_threads: u16,
+    /// Most calls of one lane waiting for a thread; a call past that is answered "try again"
+    /// (11) at once.
+    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT.max_waiting)]
+    pub max_waiting: u16,
+    /// Longest a call waits for a thread; one that waited longer is answered "try again" (11)
+    /// without running.
+    #[arg(long, value_name = "SECONDS", default_value_t = Limits::DEFAULT.max_wait.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_wait_seconds: u64,
 }
 
-/// Parses the flags after `multinet daemon`; `Err` carries the message to print.
-pub fn parse_args(args: &[String]) -> Result<DaemonArgs, String> {
-    let mut parsed = DaemonArgs {
-        socket: DEFAULT_SOCKET.into(),
-        log_level: "info".into(),
-        log_file: None,
-        probe: false,
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        // `--flag value` and `--flag=value` both work, as for `multinet install`.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f, Some(v.to_string())),
-            None => (arg.as_str(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"))
-        };
-        match flag {
-            "--socket" => parsed.socket = value()?.into(),
-            "--log-level" => parsed.log_level = value()?,
-            "--log-file" => parsed.log_file = Some(value()?.into()),
-            "--probe" if inline.is_none() => parsed.probe = true,
-            "--help" | "-h" => return Err(USAGE.into()),
-            other => return Err(format!("unknown flag {other:?}\n\n{USAGE}")),
+impl DaemonArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            add_threads: self.add_threads,
+            del_threads: self.del_threads,
+            max_waiting: self.max_waiting,
+            max_wait: Duration::from_secs(self.max_wait_seconds),
         }
     }
-    Ok(parsed)
+}
+
+/// Parses the flags after `multinet daemon` (`--flag value` and `--flag=value` both work).
+pub fn parse_args(args: &[String]) -> Result<DaemonArgs, clap::Error> {
+    DaemonArgs::try_parse_from(
+        std::iter::once("multinet daemon").chain(args.iter().map(String::as_str)),
+    )
 }
 
 /// `multinet daemon ...`: returns the process exit code.
 pub fn main(args: &[String]) -> i32 {
     let args = match parse_args(args) {
         Ok(a) => a,
-        Err(msg) => {
-            eprintln!("{msg}");
-            return if args.iter().any(|a| a == "--help" || a == "-h") {
-                0
-            } else {
-                2
-            };
+        Err(e) => {
+            // --help prints to stdout and exits 0; a bad flag prints the usage and exits 2.
+            let _ = e.print();
+            return e.exit_code();
         }
     };
     if args.probe {
@@ -103,8 +113,10 @@ pub fn main(args: &[String]) -> i32 {
             return 1;
         }
     };
+    let peers = Peers::new(args.allow_uids.iter().copied());
+    let limits = args.limits();
     let outcome = runtime.block_on(async {
-        let listener = bind(&args.socket)?;
+        let bound = bind(&args.socket)?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let stop = async move {
             tokio::select! {
@@ -112,8 +124,8 @@ pub fn main(args: &[String]) -> i32 {
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
-        serve(listener, stop).await;
-        std::io::Result::Ok(())
+        serve(bound, peers, limits, stop).await;
+        io::Result::Ok(())
     });
     match outcome {
         Ok(()) => 0,
@@ -150,33 +162,90 @@ pub fn probe(socket: &Path) -> i32 {
     }
 }
 
-/// Binds the socket, root-only. A stale socket left by a daemon that died is replaced; a socket
-/// another daemon answers on, or any other file at that path, is an error.
-pub fn bind(socket: &Path) -> std::io::Result<UnixListener> {
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
+/// A listening socket and the path it was moved to (the listener's own address is the private
+/// path it was bound at).
+pub struct Bound {
+    listener: UnixListener,
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+}
+
+/// Binds the socket so that no other uid can connect to it at any moment: its directory is ours
+/// and not writable by others (made 0700 when missing), the socket is bound inside a fresh 0700
+/// directory of its own, made 0600 there and only then renamed into place. The umask does not
+/// matter, and there is no bind-then-chmod window. A stale socket left by a daemon that died is
+/// replaced; a socket another daemon answers on, or any other file at that path, is an error.
+pub fn bind(socket: &Path) -> io::Result<Bound> {
+    let name = socket.file_name().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "the socket path names no file")
+    })?;
+    let dir = match socket.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    ensure_dir(dir, PRIVATE_DIR)?;
     match std::fs::symlink_metadata(socket) {
         Ok(meta) if meta.file_type().is_socket() => {
             if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
                     "another multinet daemon listens there",
                 ));
             }
-            std::fs::remove_file(socket)?;
+            // Replaced by the rename below.
         }
         Ok(_) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
                 "exists and is not a socket; not replacing it",
             ));
         }
         Err(_) => {}
     }
-    let listener = UnixListener::bind(socket)?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    remove_stale_bind_dirs(dir, &name.to_string_lossy());
+    let private = temp_path(socket);
+    // Not recursive: a directory that already exists (someone else's) is an error, not reused.
+    std::fs::DirBuilder::new()
+        .mode(PRIVATE_DIR)
+        .create(&private)?;
+    let inner = private.join("s");
+    let bound = UnixListener::bind(&inner).and_then(|listener| {
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(PRIVATE_FILE))?;
+        std::fs::rename(&inner, socket)?;
+        Ok(listener)
+    });
+    let _ = std::fs::remove_dir_all(&private);
+    let listener = bound
+        .map_err(|e| io::Error::new(e.kind(), format!("binding via {}: {e}", private.display())))?;
+    Ok(Bound {
+        listener,
+        path: socket.to_path_buf(),
+        identity: file_identity(socket),
+    })
+}
+
+/// Removes the private bind directories (`.<name>.tmp-<pid>-<n>`) of daemons that died while
+/// binding `name` in `dir`.
+fn remove_stale_bind_dirs(dir: &Path, name: &str) {
+    let prefix = format!(".{name}{}", multinet_cni::files::TEMP_MARKER);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|tail| tail.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Which file a path is, to tell our socket from one a newer daemon bound at the same path.
@@ -189,41 +258,79 @@ fn file_identity(path: &Path) -> Option<(u64, u64)> {
 
 /// Stops listening and removes the socket file, unless it is no longer ours (a daemon started
 /// meanwhile replaced it). Calls made from now on run in the binary.
-fn stop_listening(listener: UnixListener, ours: Option<(u64, u64)>) {
-    let path = listener
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_pathname().map(Path::to_path_buf));
-    drop(listener);
-    if let Some(path) = path
-        && ours.is_some()
-        && file_identity(&path) == ours
-    {
-        let _ = std::fs::remove_file(&path);
+fn stop_listening(bound: Bound) {
+    drop(bound.listener);
+    if bound.identity.is_some() && file_identity(&bound.path) == bound.identity {
+        let _ = std::fs::remove_file(&bound.path);
+    }
+}
+
+/// Who may hand calls to the daemon: root, and the uids the admin names with `--allow-uid`.
+/// Checked on every connection (SO_PEERCRED) before anything of the request is read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peers {
+    allowed: BTreeSet<u32>,
+}
+
+impl Peers {
+    pub fn new(allow_uids: impl IntoIterator<Item = u32>) -> Peers {
+        Peers {
+            allowed: allow_uids.into_iter().collect(),
+        }
+    }
+
+    /// Whether a caller running as `uid` (`None`: its credentials could not be read) may make
+    /// calls. The refusal is code 4: the spec has no "not permitted" code, and what is wrong is
+    /// the caller's execution environment (the uid it runs as), not its config; retrying (11)
+    /// would not help.
+    pub fn check(&self, uid: Option<u32>) -> Result<(), CniError> {
+        match uid {
+            Some(0) => Ok(()),
+            Some(uid) if self.allowed.contains(&uid) => Ok(()),
+            Some(uid) => Err(CniError::new(
+                ErrorCode::InvalidEnvironment,
+                format!(
+                    "multinet daemon: uid {uid} is not allowed to make calls (only root and the \
+                     uids given with --allow-uid are)"
+                ),
+            )),
+            None => Err(CniError::new(
+                ErrorCode::InvalidEnvironment,
+                "multinet daemon: the caller's credentials could not be read; call refused",
+            )),
+        }
     }
 }
 
 /// Serves calls until `stop` completes; then removes its socket (calls from then on run in the
 /// binary) and waits (up to [`DRAIN_TIMEOUT`]) for the calls in flight: a call cut off halfway
 /// would leave the runtime without an answer.
-pub async fn serve(listener: UnixListener, stop: impl std::future::Future<Output = ()>) {
+pub async fn serve(
+    bound: Bound,
+    peers: Peers,
+    limits: Limits,
+    stop: impl std::future::Future<Output = ()>,
+) {
     crate::source::kube::keep_clients_per_thread();
-    let ours = listener
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_pathname().and_then(file_identity));
-    let threads = Arc::new(CallThreads::new());
-    tracing::info!("multinet daemon listening");
+    let threads = Arc::new(CallThreads::new(limits));
+    let peers = Arc::new(peers);
+    tracing::info!(
+        add_threads = limits.add_threads,
+        del_threads = limits.del_threads,
+        allowed_uids = ?peers.allowed,
+        "multinet daemon listening"
+    );
     let in_flight = Arc::new((AtomicUsize::new(0), Notify::new()));
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = bound.listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let (in_flight, threads) = (in_flight.clone(), threads.clone());
+                    let (in_flight, threads, peers) =
+                        (in_flight.clone(), threads.clone(), peers.clone());
                     in_flight.0.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(async move {
-                        answer(stream, &threads).await;
+                        answer(stream, &peers, &threads).await;
                         if in_flight.0.fetch_sub(1, Ordering::SeqCst) == 1 {
                             in_flight.1.notify_waiters();
                         }
@@ -237,7 +344,7 @@ pub async fn serve(listener: UnixListener, stop: impl std::future::Future<Output
             () = &mut stop => break,
         }
     }
-    stop_listening(listener, ours);
+    stop_listening(bound);
     tracing::info!(
         calls = in_flight.0.load(Ordering::SeqCst),
         "stopping: no new calls; waiting for the calls in flight"
@@ -256,44 +363,114 @@ pub async fn serve(listener: UnixListener, stop: impl std::future::Future<Output
     }
 }
 
-/// Reads one call, runs it, writes the answer.
-async fn answer(mut stream: UnixStream, threads: &CallThreads) {
-    let mut frame = Vec::new();
-    let mut limited = (&mut stream).take(wire::MAX_REQUEST as u64 + 1);
-    let read = limited.read_to_end(&mut frame);
-    // The binary writes its whole request at once; a peer that holds its side open would
-    // otherwise hold a task, and shutdown, for good.
-    let read = match tokio::time::timeout(REQUEST_READ_TIMEOUT, read).await {
-        Ok(read) => read.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("no whole request within {REQUEST_READ_TIMEOUT:?}")),
+/// Why a request could not be read.
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    #[error("reading the request: {0}")]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Wire(#[from] wire::WireError),
+    #[error("no whole request within {REQUEST_READ_TIMEOUT:?}")]
+    Timeout,
+}
+
+/// Reads one request piece by piece with the checks of [`wire::decode_request`], never holding
+/// more than a valid request's bytes. A stdin over the CNI limit is read to its end (and
+/// dropped), so that the caller, still writing it, gets the answer rather than a reset.
+async fn read_call(stream: &mut UnixStream) -> Result<wire::Call, RequestError> {
+    let mut head = Vec::with_capacity(wire::HEADER_LEN);
+    (&mut *stream)
+        .take(wire::HEADER_LEN as u64)
+        .read_to_end(&mut head)
+        .await?;
+    let env_len = wire::decode_header(&head)?;
+    let mut env = Vec::new();
+    (&mut *stream)
+        .take(env_len as u64)
+        .read_to_end(&mut env)
+        .await?;
+    if env.len() < env_len {
+        return Err(wire::WireError::Truncated.into());
+    }
+    let vars = wire::decode_env(&env)?;
+    let mut stdin = Vec::new();
+    (&mut *stream)
+        .take(multinet_cni::MAX_STDIN_BYTES as u64 + 1)
+        .read_to_end(&mut stdin)
+        .await?;
+    if stdin.len() > multinet_cni::MAX_STDIN_BYTES {
+        tokio::io::copy(stream, &mut tokio::io::sink()).await?;
+        return Err(wire::WireError::StdinTooLarge.into());
+    }
+    Ok(wire::Call { vars, stdin })
+}
+
+/// Reads what the caller sends to its end and drops it: a refused caller still gets its answer
+/// (closing with its request unread would reset the connection), and nothing of it is looked at.
+async fn discard_request(stream: &mut UnixStream) {
+    let mut sink = tokio::io::sink();
+    let drained = tokio::io::copy(stream, &mut sink);
+    let _ = tokio::time::timeout(REQUEST_READ_TIMEOUT, drained).await;
+}
+
+/// The answer of a call refused before it ran: exit code and error JSON.
+fn refusal(err: &CniError, version: CniVersion) -> (i32, Vec<u8>) {
+    (multinet_cni::FAILURE_EXIT_CODE, error_bytes(err, version))
+}
+
+/// Thin mode's answer to a stdin over the CNI limit, byte for byte: the binary reads no further
+/// than the limit either, so it has no cniVersion to answer in.
+fn stdin_too_large() -> (i32, Vec<u8>) {
+    let err = match multinet_cni::check_stdin_size(multinet_cni::MAX_STDIN_BYTES + 1) {
+        Err(err) => err,
+        // Unreachable: any length over the limit is refused.
+        Ok(()) => CniError::invalid_config("stdin: over the limit for a CNI config"),
     };
-    let (code, stdout) =
-        match read.and_then(|_| wire::decode_request(&frame).map_err(|e| e.to_string())) {
-            // VERSION needs no state and no thread: answered here, so a liveness probe is answered
-            // even while every call thread is busy.
-            Ok(call)
-                if call
-                    .vars
-                    .iter()
-                    .any(|(k, v)| k == "CNI_COMMAND" && v == "VERSION") =>
-            {
-                let (out, code) = futures::executor::block_on(multinet_cni::dispatch(
-                    &MetaPlugin::new(),
-                    call.vars,
-                    &call.stdin,
-                ));
-                (code, out)
+    refusal(&err, CniVersion::LATEST)
+}
+
+/// Checks the caller, reads one call, runs it, writes the answer.
+async fn answer(mut stream: UnixStream, peers: &Peers, threads: &CallThreads) {
+    let cred = stream.peer_cred().ok();
+    let (code, stdout) = match peers.check(cred.map(|c| c.uid())) {
+        Err(err) => {
+            tracing::warn!(
+                uid = cred.map(|c| c.uid()),
+                pid = cred.and_then(|c| c.pid()),
+                "refused a call: the caller's uid is not allowed"
+            );
+            discard_request(&mut stream).await;
+            refusal(&err, CniVersion::LATEST)
+        }
+        Ok(()) => {
+            // The binary writes its whole request at once; a peer that holds its side open
+            // would otherwise hold a task, and shutdown, for good.
+            let read = tokio::time::timeout(REQUEST_READ_TIMEOUT, read_call(&mut stream))
+                .await
+                .unwrap_or(Err(RequestError::Timeout));
+            match read {
+                // VERSION needs no state and no thread: answered here, so a liveness probe is
+                // answered even while every call thread is busy.
+                Ok(call) if command_of(&call) == "VERSION" => {
+                    let (out, code) = futures::executor::block_on(multinet_cni::dispatch(
+                        &MetaPlugin::new(),
+                        call.vars,
+                        &call.stdin,
+                    ));
+                    (code, out)
+                }
+                Ok(call) => threads.run(call).await,
+                // Byte for byte thin mode's answer: it reads no further than the limit either,
+                // so it has no cniVersion to answer in.
+                Err(RequestError::Wire(wire::WireError::StdinTooLarge)) => stdin_too_large(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable call");
+                    let err = CniError::internal(format!("multinet daemon: {e}"));
+                    refusal(&err, error_version(b""))
+                }
             }
-            Ok(call) => threads.run(call).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "unreadable call");
-                let err = CniError::internal(format!("multinet daemon: {e}"));
-                (
-                    multinet_cni::FAILURE_EXIT_CODE,
-                    error_bytes(&err, error_version(b"")),
-                )
-            }
-        };
+        }
+    };
     let frame = wire::encode_response(code, &stdout);
     if let Err(e) = stream.write_all(&frame).await {
         tracing::warn!(error = %e, "the caller left before its answer");
@@ -301,66 +478,113 @@ async fn answer(mut stream: UnixStream, threads: &CallThreads) {
     let _ = stream.shutdown().await;
 }
 
-/// Most call threads at once; more calls at the same moment wait for a free one.
-const MAX_CALL_THREADS: usize = 32;
+/// The call's CNI_COMMAND ("" when it has none).
+fn command_of(call: &wire::Call) -> &str {
+    var_of(call, "CNI_COMMAND")
+}
 
-/// A call, and where its exit code and stdout go.
+fn var_of<'a>(call: &'a wire::Call, name: &str) -> &'a str {
+    call.vars
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// How many calls run and wait at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub add_threads: u16,
+    pub del_threads: u16,
+    /// Calls of one lane waiting for a thread.
+    pub max_waiting: u16,
+    /// Longest wait for a thread.
+    pub max_wait: Duration,
+}
+
+impl Limits {
+    /// 32 threads in all as before, 8 of them kept for DEL, GC and STATUS; a queue that holds a
+    /// burst of pods scheduled at once, and a wait shorter than a runtime's own call timeout so
+    /// the "try again" reaches it.
+    pub const DEFAULT: Limits = Limits {
+        add_threads: 24,
+        del_threads: 8,
+        max_waiting: 256,
+        max_wait: Duration::from_secs(60),
+    };
+}
+
+/// The threads a call runs on. ADD and CHECK may wait long (ADD up to 45 s for the readiness
+/// file; both on a slow API), so they get a lane of their own: DEL, GC and STATUS never queue
+/// behind them. DEL and GC free what pods held; STATUS tells the runtime whether ADDs can be
+/// served; none waits for readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Add,
+    Del,
+}
+
+impl Lane {
+    fn of(command: &str) -> Lane {
+        match command {
+            "ADD" | "CHECK" => Lane::Add,
+            // DEL, GC, STATUS, and anything else (refused at once by the call itself).
+            _ => Lane::Del,
+        }
+    }
+}
+
+/// Why a call was not given a thread: answered "try again" (11), nothing ran.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+enum Busy {
+    #[error(
+        "{waiting} calls already wait for a thread of the {lane} lane (the limit is --max-waiting)"
+    )]
+    QueueFull { lane: &'static str, waiting: usize },
+    #[error("waited {waited:?} for a thread of the {lane} lane (the limit is --max-wait-seconds)")]
+    WaitedTooLong {
+        lane: &'static str,
+        waited: Duration,
+    },
+}
+
+/// A call, when it was queued, and where its exit code and stdout go.
 struct Job {
     call: wire::Call,
+    queued: Instant,
     answer: tokio::sync::oneshot::Sender<(i32, Vec<u8>)>,
 }
 
-/// The threads calls run on. A call's futures stay on one thread, as in the binary; each thread
-/// keeps its current-thread runtime, and with it its API client and open connections, from one
-/// call to the next, so a call meets a warm connection without crossing threads for each
-/// request. A thread is added when every one is busy.
+/// The two lanes of call threads.
 struct CallThreads {
-    queue: std::sync::mpsc::Sender<Job>,
-    jobs: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<Job>>>,
-    /// Threads waiting for a job and not yet promised one.
-    idle: Arc<AtomicUsize>,
-    started: AtomicUsize,
+    add: CallLane,
+    del: CallLane,
 }
 
 impl CallThreads {
-    fn new() -> Self {
-        let (queue, jobs) = std::sync::mpsc::channel();
+    fn new(limits: Limits) -> Self {
         CallThreads {
-            queue,
-            jobs: Arc::new(std::sync::Mutex::new(jobs)),
-            idle: Arc::new(AtomicUsize::new(0)),
-            started: AtomicUsize::new(0),
+            add: CallLane::new("add", usize::from(limits.add_threads), limits),
+            del: CallLane::new("del", usize::from(limits.del_threads), limits),
         }
     }
 
-    /// Runs one CNI call as the binary would; returns the exit code and stdout.
+    /// Runs one CNI call as the binary would, on its lane; returns the exit code and stdout.
     async fn run(&self, call: wire::Call) -> (i32, Vec<u8>) {
-        let var = |name: &str| {
-            call.vars
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        let (command, container) = (var("CNI_COMMAND"), var("CNI_CONTAINERID"));
+        let command = command_of(&call).to_string();
+        let container = var_of(&call, "CNI_CONTAINERID").to_string();
+        let version = error_version(&call.stdin);
         let started = Instant::now();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let queued = self.promise_thread().and_then(|()| {
-            self.queue
-                .send(Job { call, answer: tx })
-                .map_err(|_| "the call threads are gone".to_string())
-        });
-        let outcome = match queued {
-            Ok(()) => rx.await.map_err(|_| "the call's thread failed".to_string()),
+        let lane = match Lane::of(&command) {
+            Lane::Add => &self.add,
+            Lane::Del => &self.del,
+        };
+        let outcome = match lane.submit(call) {
+            Ok(rx) => rx.await.map_err(|_| {
+                CniError::internal("multinet daemon: the call's thread failed".to_string())
+            }),
             Err(e) => Err(e),
         };
-        let (code, stdout) = outcome.unwrap_or_else(|e| {
-            let err = CniError::internal(format!("multinet daemon: {e}"));
-            (
-                multinet_cni::FAILURE_EXIT_CODE,
-                error_bytes(&err, error_version(b"")),
-            )
-        });
+        let (code, stdout) = outcome.unwrap_or_else(|err| refusal(&err, version));
         tracing::info!(
             command,
             container,
@@ -370,76 +594,188 @@ impl CallThreads {
         );
         (code, stdout)
     }
+}
 
-    /// Takes an idle thread for the next job, or starts one (up to [`MAX_CALL_THREADS`]; past
-    /// that the job waits for the first thread to come free).
-    fn promise_thread(&self) -> Result<(), String> {
-        let idle = &self.idle;
-        if idle
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-            || self.started.load(Ordering::SeqCst) >= MAX_CALL_THREADS
-        {
-            return Ok(());
+/// The threads of one lane. A call's futures stay on one thread, as in the binary; each thread
+/// keeps its current-thread runtime, and with it its API client and open connections, from one
+/// call to the next, so a call meets a warm connection without crossing threads for each
+/// request. A thread is added when every one is busy, up to the lane's limit; past that calls
+/// wait in a bounded queue for a bounded time.
+struct CallLane {
+    name: &'static str,
+    max_threads: usize,
+    limits: Limits,
+    queue: std::sync::mpsc::Sender<Job>,
+    jobs: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<Job>>>,
+    started: AtomicUsize,
+    /// Calls submitted and not yet answered: those past `started` wait for a thread.
+    pending: Arc<AtomicUsize>,
+}
+
+impl CallLane {
+    fn new(name: &'static str, max_threads: usize, limits: Limits) -> Self {
+        let (queue, jobs) = std::sync::mpsc::channel();
+        CallLane {
+            name,
+            max_threads,
+            limits,
+            queue,
+            jobs: Arc::new(std::sync::Mutex::new(jobs)),
+            started: AtomicUsize::new(0),
+            pending: Arc::new(AtomicUsize::new(0)),
         }
-        let (jobs, idle) = (self.jobs.clone(), self.idle.clone());
-        let n = self.started.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Queues `call` for a thread of this lane; the receiver gets its answer.
+    fn submit(
+        &self,
+        call: wire::Call,
+    ) -> Result<tokio::sync::oneshot::Receiver<(i32, Vec<u8>)>, CniError> {
+        let ahead = self.pending.fetch_add(1, Ordering::SeqCst);
+        if let Err(e) = self.find_thread(ahead, &call) {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            return Err(e);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = Job {
+            call,
+            queued: Instant::now(),
+            answer: tx,
+        };
+        self.queue.send(job).map_err(|_| {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            CniError::internal("multinet daemon: the call threads are gone".to_string())
+        })?;
+        Ok(rx)
+    }
+
+    /// Makes sure a thread will take the call that has `ahead` calls before it: a free one, a
+    /// new one (up to the lane's limit), or a place in the queue (up to `max_waiting`).
+    fn find_thread(&self, ahead: usize, call: &wire::Call) -> Result<(), CniError> {
+        // One atomic step decides both "a thread is free" and "a new one may start", so calls
+        // arriving together never start more than the lane's limit.
+        let counted = self
+            .started
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |started| {
+                (ahead >= started && started < self.max_threads).then_some(started + 1)
+            });
+        let started = match counted {
+            Ok(n) => return self.start_thread(n),
+            Err(started) if ahead < started => return Ok(()),
+            Err(started) => started,
+        };
+        let waiting = ahead - started;
+        if waiting >= usize::from(self.limits.max_waiting) {
+            let busy = Busy::QueueFull {
+                lane: self.name,
+                waiting,
+            };
+            tracing::warn!(lane = self.name, waiting, "call refused: {busy}");
+            return Err(CniError::try_again(format!(
+                "multinet daemon: {busy}; try again"
+            )));
+        }
+        tracing::debug!(
+            lane = self.name,
+            waiting,
+            command = command_of(call),
+            container = var_of(call, "CNI_CONTAINERID"),
+            "call waits for a thread"
+        );
+        Ok(())
+    }
+
+    /// Starts thread number `n`, already counted in `started`.
+    fn start_thread(&self, n: usize) -> Result<(), CniError> {
+        let worker = Worker {
+            lane: self.name,
+            jobs: self.jobs.clone(),
+            pending: self.pending.clone(),
+            max_wait: self.limits.max_wait,
+        };
         std::thread::Builder::new()
-            .name(format!("multinet-call-{n}"))
-            .spawn(move || call_thread(&jobs, &idle))
+            .name(format!("multinet-{}-{n}", self.name))
+            .spawn(move || worker.run())
             .map(|_| ())
             .map_err(|e| {
                 // Not counted: a thread that never started must not use up the limit.
                 self.started.fetch_sub(1, Ordering::SeqCst);
-                format!("starting a call thread: {e}")
+                CniError::internal(format!("multinet daemon: starting a call thread: {e}"))
             })
     }
 }
 
 /// One call thread: runs the jobs it takes, one at a time, on a runtime it keeps.
-fn call_thread(jobs: &std::sync::Mutex<std::sync::mpsc::Receiver<Job>>, idle: &AtomicUsize) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    let mut first = true;
-    loop {
-        if !first {
-            idle.fetch_add(1, Ordering::SeqCst);
+struct Worker {
+    lane: &'static str,
+    jobs: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<Job>>>,
+    pending: Arc<AtomicUsize>,
+    max_wait: Duration,
+}
+
+impl Worker {
+    fn run(self) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        loop {
+            // The lock is held only while waiting for the next job; a poisoned lock means
+            // another call thread panicked while waiting, which leaves the queue itself intact.
+            let job = {
+                let jobs = self
+                    .jobs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                jobs.recv()
+            };
+            let Ok(Job {
+                call,
+                queued,
+                answer,
+            }) = job
+            else {
+                return;
+            };
+            let waited = queued.elapsed();
+            let outcome = if waited > self.max_wait {
+                let busy = Busy::WaitedTooLong {
+                    lane: self.lane,
+                    waited,
+                };
+                tracing::warn!(lane = self.lane, "call not run: {busy}");
+                let err = CniError::try_again(format!("multinet daemon: {busy}; try again"));
+                refusal(&err, error_version(&call.stdin))
+            } else {
+                match &runtime {
+                    Ok(rt) => {
+                        tracing::debug!(
+                            lane = self.lane,
+                            command = command_of(&call),
+                            container = var_of(&call, "CNI_CONTAINERID"),
+                            "call runs"
+                        );
+                        let plugin = MetaPlugin::new();
+                        let (out, code) =
+                            rt.block_on(multinet_cni::dispatch(&plugin, call.vars, &call.stdin));
+                        (code, out)
+                    }
+                    Err(e) => {
+                        let err = CniError::internal(format!("starting runtime: {e}"));
+                        refusal(&err, error_version(&call.stdin))
+                    }
+                }
+            };
+            // Counted free before the answer goes, so the caller's next call finds this thread.
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            let _ = answer.send(outcome);
         }
-        first = false;
-        // The lock is held only while waiting for the next job; a poisoned lock means another
-        // call thread panicked while waiting, which leaves the queue itself intact.
-        let job = {
-            let jobs = jobs
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            jobs.recv()
-        };
-        let Ok(Job { call, answer }) = job else {
-            return;
-        };
-        let outcome = match &runtime {
-            Ok(rt) => {
-                let plugin = MetaPlugin::new();
-                let (out, code) =
-                    rt.block_on(multinet_cni::dispatch(&plugin, call.vars, &call.stdin));
-                (code, out)
-            }
-            Err(e) => {
-                let err = CniError::internal(format!("starting runtime: {e}"));
-                (
-                    multinet_cni::FAILURE_EXIT_CODE,
-                    error_bytes(&err, error_version(&call.stdin)),
-                )
-            }
-        };
-        let _ = answer.send(outcome);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
@@ -450,14 +786,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run/multinet.sock");
         let first = bind(&path).unwrap();
-        let ours = file_identity(&path);
-        stop_listening(first, ours);
+        assert_eq!(first.identity, file_identity(&path));
+        stop_listening(first);
         assert!(!path.exists(), "our socket goes with us");
 
         // A daemon started while this one was stopping replaced the socket file (as `bind` does
         // with one nobody answers on): this one must leave the newer one's socket alone.
         let old = bind(&path).unwrap();
-        let old_identity = file_identity(&path);
+        let old_identity = old.identity;
         std::fs::remove_file(&path).unwrap();
         let newer = bind(&path).unwrap();
         assert_ne!(
@@ -465,10 +801,59 @@ mod tests {
             old_identity,
             "a stale socket is replaced"
         );
-        stop_listening(old, old_identity);
+        stop_listening(old);
         assert!(path.exists(), "the newer daemon's socket was removed");
         std::os::unix::net::UnixStream::connect(&path).expect("the newer daemon still answers");
         drop(newer);
+    }
+
+    /// The socket is 0600 in a 0700 directory made for it, bound in a private directory that
+    /// is gone afterwards; a directory others may write is refused, a stale socket replaced.
+    #[tokio::test]
+    async fn the_socket_is_private_from_its_first_moment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/multinet.sock");
+        let bound = bind(&path).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        let run = std::fs::metadata(dir.path().join("run")).unwrap();
+        assert_eq!(run.mode() & 0o777, 0o700);
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("run"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["multinet.sock"], "the bind directory is removed");
+        std::os::unix::net::UnixStream::connect(&path).expect("the renamed socket answers");
+        drop(bound);
+
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let Err(e) = bind(&shared.join("multinet.sock")) else {
+            panic!("a world-writable directory must be refused");
+        };
+        assert!(e.to_string().contains("writable by other users"), "{e}");
+        assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn bind_directories_of_dead_daemons_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("multinet.sock");
+        // No process has pid 0 in /proc; a live pid (ours) is left alone, as is another name's.
+        let dead = dir.path().join(".multinet.sock.tmp-0-7");
+        let live = dir
+            .path()
+            .join(format!(".multinet.sock.tmp-{}-99", std::process::id()));
+        let other = dir.path().join(".other.sock.tmp-0-1");
+        for d in [&dead, &live, &other] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::write(dead.join("s"), "").unwrap();
+        let _bound = bind(&path).unwrap();
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists());
     }
 
     #[test]
@@ -480,31 +865,138 @@ mod tests {
                 log_level: "info".into(),
                 log_file: None,
                 probe: false,
+                allow_uids: vec![],
+                add_threads: 24,
+                del_threads: 8,
+                max_waiting: 256,
+                max_wait_seconds: 60,
             }
         );
+        assert_eq!(parse_args(&[]).unwrap().limits(), Limits::DEFAULT);
         let a = parse_args(&args(&[
             "--socket",
             "/tmp/s",
-            "--log-level",
-            "debug",
+            "--log-level=debug",
             "--log-file",
             "/tmp/l",
+            "--allow-uid=1000",
+            "--allow-uid",
+            "65534",
+            "--add-threads=2",
         ]))
         .unwrap();
         assert_eq!(a.socket, PathBuf::from("/tmp/s"));
         assert_eq!(a.log_level, "debug");
         assert_eq!(a.log_file, Some(PathBuf::from("/tmp/l")));
+        assert_eq!(a.allow_uids, [1000, 65534]);
+        assert_eq!(a.limits().add_threads, 2);
         assert!(parse_args(&args(&["--probe"])).unwrap().probe);
-        assert!(parse_args(&args(&["--probe=yes"])).is_err());
-        assert!(
-            parse_args(&args(&["--socket"]))
-                .unwrap_err()
-                .contains("--socket needs a value")
+        let err = |a: &[&str]| parse_args(&args(a)).unwrap_err().to_string();
+        assert!(err(&["--probe=yes"]).contains("--probe"));
+        assert!(err(&["--socket"]).contains("--socket"));
+        assert!(err(&["--bogus"]).contains("--bogus"));
+        assert!(err(&["--allow-uid=root"]).contains("--allow-uid"));
+        assert!(err(&["--add-threads=0"]).contains("--add-threads"));
+        assert!(err(&["--max-wait-seconds=0"]).contains("--max-wait-seconds"));
+        assert_eq!(
+            parse_args(&args(&["--help"])).unwrap_err().exit_code(),
+            0,
+            "--help is no error"
         );
+        assert_eq!(parse_args(&args(&["--bogus"])).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn only_root_and_allowed_uids_may_call() {
+        let peers = Peers::new([1000]);
+        assert_eq!(peers.check(Some(0)), Ok(()));
+        assert_eq!(peers.check(Some(1000)), Ok(()));
+        for refused in [Some(65534), Some(1001), None] {
+            let err = peers.check(refused).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidEnvironment);
+            if let Some(uid) = refused {
+                assert!(
+                    err.msg.contains(&format!("uid {uid} is not allowed")),
+                    "{err}"
+                );
+            }
+        }
         assert!(
-            parse_args(&args(&["--bogus"]))
-                .unwrap_err()
-                .contains("unknown flag \"--bogus\"")
+            Peers::default().check(Some(1000)).is_err(),
+            "root only by default"
+        );
+    }
+
+    #[test]
+    fn del_gc_and_status_never_share_the_add_lane() {
+        assert_eq!(Lane::of("ADD"), Lane::Add);
+        assert_eq!(Lane::of("CHECK"), Lane::Add);
+        for other in ["DEL", "GC", "STATUS", "", "add"] {
+            assert_eq!(Lane::of(other), Lane::Del, "{other}");
+        }
+    }
+
+    /// `frame` written by a peer that then closes its side, read by [`read_call`]; the peer's
+    /// write must complete (the daemon reads what it is sent, even past a limit).
+    async fn read_from_peer(frame: Vec<u8>) -> Result<wire::Call, RequestError> {
+        let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+        let peer = tokio::spawn(async move {
+            theirs.write_all(&frame).await.unwrap();
+            theirs.shutdown().await.unwrap();
+        });
+        let read = read_call(&mut ours).await;
+        peer.await.unwrap();
+        read
+    }
+
+    #[tokio::test]
+    async fn requests_are_read_piece_by_piece_with_the_wire_checks() {
+        let vars = vec![("CNI_COMMAND".to_string(), "ADD".to_string())];
+        let limit = multinet_cni::MAX_STDIN_BYTES;
+        let call = read_from_peer(wire::encode_request(&vars, &vec![b' '; limit]))
+            .await
+            .unwrap();
+        assert_eq!((call.vars, call.stdin.len()), (vars.clone(), limit));
+
+        let over = wire::encode_request(&vars, &vec![b' '; limit + (3 << 20)]);
+        assert!(matches!(
+            read_from_peer(over).await,
+            Err(RequestError::Wire(wire::WireError::StdinTooLarge))
+        ));
+        let mut short_env = b"MNT1\0\0\0\x64[[".to_vec();
+        short_env.extend_from_slice(b"\"A\"");
+        assert!(matches!(
+            read_from_peer(short_env).await,
+            Err(RequestError::Wire(wire::WireError::Truncated))
+        ));
+        let mut huge_env = b"MNT1".to_vec();
+        huge_env.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            read_from_peer(huge_env).await,
+            Err(RequestError::Wire(wire::WireError::EnvTooLarge(_)))
+        ));
+        assert!(matches!(
+            read_from_peer(b"GET / HTTP/1.1".to_vec()).await,
+            Err(RequestError::Wire(wire::WireError::Magic))
+        ));
+    }
+
+    /// A stdin over the limit through the daemon is answered exactly as thin mode answers it.
+    #[test]
+    fn an_oversized_stdin_gets_thin_modes_answer() {
+        let thin = multinet_cni::read_stdin(&vec![b' '; multinet_cni::MAX_STDIN_BYTES + 1][..])
+            .unwrap_err();
+        let (code, stdout) = stdin_too_large();
+        assert_eq!(code, multinet_cni::FAILURE_EXIT_CODE);
+        assert_eq!(stdout, error_bytes(&thin, CniVersion::LATEST));
+        let err: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+        assert_eq!(err["code"], 7);
+        assert!(
+            err["msg"]
+                .as_str()
+                .unwrap()
+                .contains(&multinet_cni::MAX_STDIN_BYTES.to_string()),
+            "{err}"
         );
     }
 }

@@ -52,12 +52,24 @@ pub enum Handover {
 
 /// Sends the call to the daemon at `socket` and waits for its answer.
 pub fn hand_over(socket: &Path, vars: &[(String, String)], stdin: &[u8]) -> Handover {
+    let request = wire::encode_request(vars, stdin);
+    let env_len = request.len() - wire::HEADER_LEN - stdin.len();
+    if env_len > wire::MAX_ENV_BYTES {
+        // The daemon would refuse it; thin mode takes any environment, so the call runs here.
+        return Handover::NoDaemon(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "the environment ({env_len} bytes as JSON) is over the daemon's limit of {} bytes",
+                wire::MAX_ENV_BYTES
+            ),
+        ));
+    }
     let mut stream = match UnixStream::connect(socket) {
         Ok(s) => s,
         Err(e) => return Handover::NoDaemon(e),
     };
     let sent = stream
-        .write_all(&wire::encode_request(vars, stdin))
+        .write_all(&request)
         .and_then(|()| stream.shutdown(std::net::Shutdown::Write));
     let mut answer = Vec::new();
     let received = sent.and_then(|()| stream.read_to_end(&mut answer));
@@ -107,6 +119,15 @@ mod tests {
             hand_over(&missing, &[], b"{}"),
             Handover::NoDaemon(_)
         ));
+        // An environment the daemon would refuse is not handed over: the call runs here.
+        let listener = std::os::unix::net::UnixListener::bind(dir.path().join("big.sock")).unwrap();
+        let huge = vec![("X".to_string(), "v".repeat(wire::MAX_ENV_BYTES))];
+        let Handover::NoDaemon(e) = hand_over(&dir.path().join("big.sock"), &huge, b"{}") else {
+            panic!("an environment over the daemon's limit must run in the binary");
+        };
+        assert!(e.to_string().contains("environment"), "{e}");
+        listener.set_nonblocking(true).unwrap();
+        assert!(listener.accept().is_err(), "nothing was sent to the daemon");
         // A listener that accepts and closes without answering.
         let path = dir.path().join("mute.sock");
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();

@@ -2,10 +2,19 @@
 //! request `MNT1`, u32 length of the env JSON, env JSON (`[[name, value], ...]`), stdin bytes to
 //! EOF; response u32 exit code, stdout bytes to EOF. Either side closes its write half when done.
 
+use multinet_cni::MAX_STDIN_BYTES;
+
 /// First bytes of every request: a stray client is told apart from a caller of this protocol.
 pub const MAGIC: &[u8; 4] = b"MNT1";
-/// Largest request the daemon reads: CNI configs are kilobytes; this bounds a bad client.
-pub const MAX_REQUEST: usize = 16 << 20;
+/// The magic and the env JSON's length.
+pub const HEADER_LEN: usize = 8;
+/// Largest env JSON the daemon takes. The kernel's default limit for a process's arguments and
+/// environment together is 2 MiB, and JSON escaping of ordinary text at most doubles it; the
+/// binary runs a call with a larger environment itself rather than hand it over.
+pub const MAX_ENV_BYTES: usize = 4 << 20;
+/// Largest request the daemon reads: any stdin the binary accepts (up to
+/// [`MAX_STDIN_BYTES`]) with any environment up to [`MAX_ENV_BYTES`].
+pub const MAX_REQUEST: usize = HEADER_LEN + MAX_ENV_BYTES + MAX_STDIN_BYTES;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
@@ -13,10 +22,13 @@ pub enum WireError {
     Magic,
     #[error("request truncated")]
     Truncated,
-    #[error("request larger than {MAX_REQUEST} bytes")]
-    TooLarge,
+    #[error("environment of {0} bytes is over the limit of {MAX_ENV_BYTES} bytes")]
+    EnvTooLarge(usize),
     #[error("environment is not a JSON list of [name, value] pairs: {0}")]
     Env(String),
+    /// Answered as thin mode answers it (see [`multinet_cni::check_stdin_size`]).
+    #[error("stdin of more than {MAX_STDIN_BYTES} bytes")]
+    StdinTooLarge,
 }
 
 /// One CNI call as the runtime made it: the process environment and stdin.
@@ -26,11 +38,16 @@ pub struct Call {
     pub stdin: Vec<u8>,
 }
 
-pub fn encode_request(vars: &[(String, String)], stdin: &[u8]) -> Vec<u8> {
+/// The env JSON of a request: what the binary sends, and what [`MAX_ENV_BYTES`] bounds.
+pub fn encode_env(vars: &[(String, String)]) -> Vec<u8> {
     let env: Vec<[&str; 2]> = vars.iter().map(|(k, v)| [k.as_str(), v.as_str()]).collect();
     // A list of string pairs always serializes.
-    let env = serde_json::to_vec(&env).unwrap_or_default();
-    let mut frame = Vec::with_capacity(8 + env.len() + stdin.len());
+    serde_json::to_vec(&env).unwrap_or_default()
+}
+
+pub fn encode_request(vars: &[(String, String)], stdin: &[u8]) -> Vec<u8> {
+    let env = encode_env(vars);
+    let mut frame = Vec::with_capacity(HEADER_LEN + env.len() + stdin.len());
     frame.extend_from_slice(MAGIC);
     frame.extend_from_slice(&(env.len() as u32).to_be_bytes());
     frame.extend_from_slice(&env);
@@ -38,29 +55,38 @@ pub fn encode_request(vars: &[(String, String)], stdin: &[u8]) -> Vec<u8> {
     frame
 }
 
-pub fn decode_request(frame: &[u8]) -> Result<Call, WireError> {
-    if frame.len() > MAX_REQUEST {
-        return Err(WireError::TooLarge);
-    }
-    if frame.len() < 8 {
-        return Err(if frame.starts_with(&MAGIC[..frame.len().min(4)]) {
-            WireError::Truncated
-        } else {
-            WireError::Magic
-        });
-    }
-    if &frame[..4] != MAGIC {
+/// The env JSON's length from a request's first [`HEADER_LEN`] bytes (fewer: truncated).
+pub fn decode_header(head: &[u8]) -> Result<usize, WireError> {
+    if !head.starts_with(&MAGIC[..head.len().min(MAGIC.len())]) {
         return Err(WireError::Magic);
     }
-    let len = u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]) as usize;
-    let rest = &frame[8..];
-    if len > rest.len() {
+    let Some(len) = head.get(4..HEADER_LEN) else {
         return Err(WireError::Truncated);
+    };
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    if len > MAX_ENV_BYTES {
+        return Err(WireError::EnvTooLarge(len));
     }
-    let vars = serde_json::from_slice(&rest[..len]).map_err(|e| WireError::Env(e.to_string()))?;
+    Ok(len)
+}
+
+pub fn decode_env(env: &[u8]) -> Result<Vec<(String, String)>, WireError> {
+    serde_json::from_slice(env).map_err(|e| WireError::Env(e.to_string()))
+}
+
+/// A whole request frame; the daemon reads one piece by piece with the same checks.
+pub fn decode_request(frame: &[u8]) -> Result<Call, WireError> {
+    let len = decode_header(frame.get(..HEADER_LEN).unwrap_or(frame))?;
+    let rest = &frame[HEADER_LEN..];
+    let env = rest.get(..len).ok_or(WireError::Truncated)?;
+    let vars = decode_env(env)?;
+    let stdin = &rest[len..];
+    if stdin.len() > MAX_STDIN_BYTES {
+        return Err(WireError::StdinTooLarge);
+    }
     Ok(Call {
         vars,
-        stdin: rest[len..].to_vec(),
+        stdin: stdin.to_vec(),
     })
 }
 
@@ -115,8 +141,27 @@ mod tests {
         let mut bad_env = b"MNT1\0\0\0\x02{}".to_vec();
         bad_env.extend_from_slice(b"stdin");
         assert!(matches!(decode_request(&bad_env), Err(WireError::Env(_))));
-        let huge = vec![0u8; MAX_REQUEST + 1];
-        assert_eq!(decode_request(&huge), Err(WireError::TooLarge));
+        let mut huge_env = b"MNT1".to_vec();
+        huge_env.extend_from_slice(&(MAX_ENV_BYTES as u32 + 1).to_be_bytes());
+        assert_eq!(
+            decode_request(&huge_env),
+            Err(WireError::EnvTooLarge(MAX_ENV_BYTES + 1))
+        );
+    }
+
+    /// Any stdin thin mode takes fits in a request with the largest environment; one byte more
+    /// is the stdin limit, whatever the environment.
+    #[test]
+    fn stdin_up_to_the_cni_limit_passes_and_one_byte_more_is_named() {
+        let big_env = vec![("X".to_string(), "v".repeat(MAX_ENV_BYTES - 16))];
+        assert!(encode_env(&big_env).len() <= MAX_ENV_BYTES);
+        let at_limit = encode_request(&big_env, &vec![b' '; MAX_STDIN_BYTES]);
+        assert!(at_limit.len() <= MAX_REQUEST);
+        let call = decode_request(&at_limit).unwrap();
+        assert_eq!(call.stdin.len(), MAX_STDIN_BYTES);
+        assert_eq!(call.vars, big_env);
+        let over = encode_request(&vars(), &vec![b' '; MAX_STDIN_BYTES + 1]);
+        assert_eq!(decode_request(&over), Err(WireError::StdinTooLarge));
     }
 
     #[test]
