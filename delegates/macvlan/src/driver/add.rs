@@ -11,7 +11,7 @@ use crate::driver::kernel::{IfaceSysctls, child_message, created_up};
 use crate::driver::plan::{IfacePlan, plan_iface};
 use crate::driver::result::{build_result, interface_entry};
 use crate::driver::rtnl::{
-    KernelError, Socket, add_address_message, add_route_message, set_alias_message, set_up_message,
+    KernelError, Socket, add_address_message, add_route_message, set_up_message,
 };
 use crate::driver::{kernel, netns_path, open_netns, socket_in};
 use crate::error::{Error, Result};
@@ -339,12 +339,8 @@ impl LinkMaker<'_> {
         if link.kind.as_deref() != Some(self.conf.kind.kind_name()) {
             return Err(self.taken());
         }
-        let (msg, flags) = set_alias_message(link.index, &link_tag(&self.req.env.container_id));
-        if let Some(e) = inside
-            .batch(vec![(msg, flags)])
-            .into_iter()
-            .find_map(Result::err)
-        {
+        let tag = link_tag(&self.req.env.container_id);
+        if let Err(e) = inside.set_alias(link.index, &tag) {
             self.undo(inside, link.index);
             return Err(kernel(plugin, format!("tag {ifname:?}"))(e));
         }

@@ -212,6 +212,12 @@ impl Socket {
         self.request(msg, flags).map(drop)
     }
 
+    /// Sets the alias (`IFLA_IFALIAS`) of link `index`.
+    pub fn set_alias(&self, index: u32, alias: &str) -> Res<()> {
+        let (msg, flags) = set_alias_message(index, alias);
+        self.request(msg, flags).map(drop)
+    }
+
     pub fn rename(&self, index: u32, name: &str) -> Res<()> {
         let msg = LinkUnspec::new_with_index(index).name(name).build();
         self.request(RouteNetlinkMessage::SetLink(msg), 0).map(drop)
