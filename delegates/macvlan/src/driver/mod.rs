@@ -46,7 +46,7 @@ use crate::driver::rtnl::{KernelError, Socket};
 use crate::error::{BoxError, Error, Result};
 
 pub use add::{DAD_TIMEOUT, add};
-pub use conf::{ChildKind, CommonKeys, LinkConf};
+pub use conf::{ChildKind, CommonKeys, IPVLAN_KIND, LinkConf, MACVLAN_KIND};
 pub use del::del;
 pub use verify::check;
 

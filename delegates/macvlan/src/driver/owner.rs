@@ -108,7 +108,7 @@ mod tests {
 
     fn expect(mac: Option<[u8; 6]>) -> Expected<'static> {
         Expected {
-            kind: "macvlan",
+            kind: crate::driver::MACVLAN_KIND,
             tag: TAG,
             mac: mac.map(MacAddr),
         }
@@ -148,6 +148,26 @@ mod tests {
         }
         let ipvlan = link(Some("ipvlan"), MAC, Some(TAG));
         foreign_naming(judge(expect(Some(MAC)), &ipvlan), "not macvlan");
+    }
+
+    #[test]
+    fn ipvlan_is_judged_by_its_own_kind() {
+        let ipvlan = Expected {
+            kind: crate::driver::IPVLAN_KIND,
+            ..expect(Some(MAC))
+        };
+        assert_eq!(
+            judge(ipvlan, &link(Some("ipvlan"), MAC, Some(TAG))),
+            Ownership::Ours
+        );
+        // Every ipvlan on a master has the master's MAC: a tag for another container
+        // outweighs a MAC that matches.
+        let theirs = link(Some("ipvlan"), MAC, Some("multinet:other"));
+        foreign_naming(judge(ipvlan, &theirs), "multinet:other");
+        foreign_naming(
+            judge(ipvlan, &link(Some("macvlan"), MAC, Some(TAG))),
+            "not ipvlan",
+        );
     }
 
     #[test]
