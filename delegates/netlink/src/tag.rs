@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::handle::NetlinkHandle;
+use crate::link::Link;
 use crate::netns::Netns;
 
 /// What every tag starts with.
@@ -37,6 +38,14 @@ pub fn link_tag(container_id: &str) -> String {
 /// Whether `alias` is a multinet tag (for any container).
 pub fn is_multinet_tag(alias: &str) -> bool {
     alias.starts_with(TAG_PREFIX)
+}
+
+impl Link {
+    /// Whether this link carries multinet's tag for container `container_id`: made by
+    /// multinet for that container. For callers that already listed the links.
+    pub fn tagged_for(&self, container_id: &str) -> bool {
+        self.alias.as_deref() == Some(link_tag(container_id).as_str())
+    }
 }
 
 fn is_plain_id(id: &str) -> bool {
@@ -71,11 +80,10 @@ pub async fn delete_links_tagged(netns: &Path, container_id: &str) -> Result<usi
         Err(e) if e.is_not_found() => return Ok(0),
         Err(e) => return Err(e),
     };
-    let tag = link_tag(container_id);
     let handle = NetlinkHandle::for_netns(&ns)?;
     let mut deleted = 0;
     for link in handle.links().await? {
-        if link.alias.as_deref() != Some(tag.as_str()) {
+        if !link.tagged_for(container_id) {
             continue;
         }
         match handle.delete_link(link.index).await {
@@ -115,6 +123,20 @@ mod tests {
         // Known value: the hash must not change between releases, or teardown after an
         // upgrade would no longer recognise the links made before it.
         assert_eq!(link_tag(""), "multinet:~cbf29ce484222325cbf29ce484222324");
+    }
+
+    #[test]
+    fn a_link_is_tagged_for_exactly_one_container() {
+        let mut link = Link::from_message(&netlink_packet_route::link::LinkMessage::default());
+        assert!(!link.tagged_for("abc"));
+        link.alias = Some(link_tag("abc"));
+        assert!(link.tagged_for("abc"));
+        assert!(!link.tagged_for("ab"));
+        assert!(!link.tagged_for("abcd"));
+        let long = "z".repeat(400);
+        link.alias = Some(link_tag(&long));
+        assert!(link.tagged_for(&long));
+        assert!(!link.tagged_for(&long[1..]));
     }
 
     #[test]
