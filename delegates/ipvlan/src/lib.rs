@@ -34,7 +34,7 @@ impl Plugin for IpvlanPlugin {
 
     async fn del(&self, req: &Request) -> multinet_cni::Result<()> {
         let ipam = conf::ipvlan_ipam_type(req)?;
-        Ok(driver::del(PLUGIN, req, ipam.as_deref()).await?)
+        Ok(driver::del(PLUGIN, driver::IPVLAN_KIND, req, ipam.as_deref()).await?)
     }
 
     async fn check(&self, req: &Request) -> multinet_cni::Result<()> {

@@ -40,7 +40,7 @@ impl Plugin for MacvlanPlugin {
 
     async fn del(&self, req: &Request) -> multinet_cni::Result<()> {
         let ipam = conf::macvlan_ipam_type(req)?;
-        Ok(driver::del(PLUGIN, req, ipam.as_deref()).await?)
+        Ok(driver::del(PLUGIN, driver::MACVLAN_KIND, req, ipam.as_deref()).await?)
     }
 
     async fn check(&self, req: &Request) -> multinet_cni::Result<()> {

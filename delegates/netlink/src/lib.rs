@@ -9,6 +9,8 @@
 //!   macvlan / ipvlan / veth straight into a namespace, move, rename, MAC, MTU, up/down, alias,
 //!   addresses, routes, IPv6 DAD wait, delete, lookups, and SR-IOV VF read/write on a PF.
 //! - [`write_sysctl_in`]: network sysctls inside a namespace.
+//! - [`link_tag`]: the alias multinet gives every link it creates for a container, and
+//!   [`delete_links_tagged`], which deletes exactly those links of a container.
 //!
 //! ```no_run
 //! # async fn demo() -> multinet_netlink::Result<()> {
@@ -42,6 +44,7 @@ mod mac;
 mod netns;
 mod route;
 mod sysctl;
+mod tag;
 mod vf;
 
 pub use addr::{Address, address_message};
@@ -56,6 +59,7 @@ pub use mac::MacAddr;
 pub use netns::{Netns, run_in_netns};
 pub use route::{Family, MAIN_TABLE, Route, RouteOp, route_message};
 pub use sysctl::{read_sysctl, read_sysctl_in, sysctl_path, write_sysctl, write_sysctl_in};
+pub use tag::{MAX_ALIAS_LEN, TAG_PREFIX, delete_links_tagged, is_multinet_tag, link_tag};
 pub use vf::{
     VfInfo, VfLinkState, VfSetting, VlanProto, vf_infos_from_message, vf_setting_message,
 };

@@ -5,6 +5,7 @@ mod common;
 use common::{handle, has_flag, link_json, open};
 use multinet_netlink::{
     Error, LinkRef, MacAddr, MacvlanMode, MacvlanSpec, Missing, NetlinkHandle, VethSpec,
+    delete_links_tagged, link_tag,
 };
 use multinet_testbed::{TestNetns, VethPair, require_root, unique_link_name};
 
@@ -428,4 +429,62 @@ async fn multi_thread_runtime_and_current_netns_handle() {
     let host_links = host.links().await.unwrap();
     let expected = multinet_testbed::host_ip_json(&["link", "show"]);
     assert_eq!(host_links.len(), expected.as_array().unwrap().len());
+}
+
+/// Teardown without a record deletes exactly the links tagged for the container: not those
+/// tagged for another container, not a look-alike alias, not an untagged link.
+#[tokio::test]
+async fn delete_links_tagged_removes_ours_only() {
+    require_root!();
+    let pod = TestNetns::new();
+    let veth = VethPair::in_netns(&pod);
+    let nl = handle(&pod);
+    let parent = nl.link_by_name(veth.a_name()).await.unwrap();
+    let id = "ctr-a";
+    let aliases = [
+        ("ours1", Some(link_tag(id))),
+        ("ours2", Some(link_tag(id))),
+        ("other", Some(link_tag("ctr-b"))),
+        ("longer", Some(format!("{}x", link_tag(id)))),
+        ("shorter", Some("multinet:ctr-".to_owned())),
+        ("plain", None),
+    ];
+    for (name, alias) in &aliases {
+        nl.create_macvlan(&macvlan(name, parent.index), None)
+            .await
+            .unwrap();
+        if let Some(alias) = alias {
+            let link = nl.link_by_name(name).await.unwrap();
+            nl.set_alias(link.index, alias).await.unwrap();
+        }
+    }
+    // A veth end of another plugin, with an alias of its own.
+    nl.set_alias(parent.index, "multinet:ctr-b").await.unwrap();
+
+    let deleted = delete_links_tagged(pod.path(), id).await.unwrap();
+    assert_eq!(deleted, 2);
+    for (name, _) in &aliases {
+        assert_eq!(pod.has_link(name), !name.starts_with("ours"), "{name}");
+    }
+    assert!(pod.has_link(veth.a_name()) && pod.has_link(veth.b_name()));
+    assert_eq!(
+        link_json(&pod, "other")["ifalias"],
+        "multinet:ctr-b",
+        "left untouched"
+    );
+    // Nothing more to delete; a namespace that is gone has nothing either.
+    assert_eq!(delete_links_tagged(pod.path(), id).await.unwrap(), 0);
+    let gone = std::path::Path::new("/run/netns/multinet-no-such-netns");
+    assert_eq!(delete_links_tagged(gone, id).await.unwrap(), 0);
+}
+
+/// A path that is not a namespace is an error, not "nothing to delete".
+#[tokio::test]
+async fn delete_links_tagged_refuses_a_path_that_is_no_namespace() {
+    require_root!();
+    let e = delete_links_tagged(std::path::Path::new("/proc/self/status"), "ctr-a")
+        .await
+        .unwrap_err();
+    assert!(!e.is_not_found(), "{e}");
+    assert!(e.to_string().contains("/proc/self/status"), "{e}");
 }

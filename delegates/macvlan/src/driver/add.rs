@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use multinet_cni::{Interface, NetworkResult, Request};
-use multinet_netlink::{Link, Netns};
+use multinet_netlink::{Link, Netns, link_tag};
 
 use crate::driver::conf::{self, Addressing, LinkConf, Master, check_mtu};
 use crate::driver::ipam::{Ipam, PendingAdd};
@@ -194,10 +194,10 @@ impl LinkMaker<'_> {
             (Addresses::Pending(p), Some(ipam)) => ipam.finish_add(p).map(Some),
             (Addresses::Pending(_), None) => Ok(None),
         };
-        let (inside, allocated) = match (created, allocated) {
-            (Ok(inside), Ok(allocated)) => (inside, allocated),
-            (Ok(inside), Err(e)) => {
-                self.undo(&inside);
+        let ((inside, link), allocated) = match (created, allocated) {
+            (Ok(made), Ok(allocated)) => (made, allocated),
+            (Ok((inside, link)), Err(e)) => {
+                self.undo(&inside, link.index);
                 return (Err(e), None);
             }
             (Err(e), Ok(allocated)) => return (Err(e), allocated),
@@ -209,18 +209,18 @@ impl LinkMaker<'_> {
             if plan.as_ref().is_some_and(|p| p.enable_ipv6 && !ipv6) {
                 self.set_sysctls(true)?;
             }
-            self.configure(&inside, plan.as_ref(), !l3).await
+            self.configure(&inside, &link, plan.as_ref(), !l3).await
         }
         .await;
         if configured.is_err() {
-            self.undo(&inside);
+            self.undo(&inside, link.index);
         }
         (configured, allocated)
     }
 
-    /// Deletes the link made by a failed ADD.
-    fn undo(&self, inside: &Socket) {
-        if let Err(del) = inside.delete_link_by_name(self.ifname()) {
+    /// Deletes the link made by a failed ADD: by its index, so only the link this ADD made.
+    fn undo(&self, inside: &Socket, index: u32) {
+        if let Err(del) = inside.delete_link(index) {
             eprintln!(
                 "{}: deleting {} after a failed ADD: {del}",
                 self.plugin(),
@@ -249,15 +249,16 @@ impl LinkMaker<'_> {
             .map_err(|e| kernel(self.plugin(), "set sysctls")(e.into()))
     }
 
-    /// Creates the link under its final name straight in the container's namespace, and
-    /// returns a socket inside that namespace (after the sysctls are written there).
+    /// Creates the link under its final name straight in the container's namespace, tags it,
+    /// and returns a socket inside that namespace (after the sysctls are written there) and
+    /// the link.
     ///
     /// Creating with the final name is safe: the request is exclusive (NLM_F_EXCL), so an
     /// existing link is never modified. Kernels before 6.13 look the name up in the
     /// *caller's* namespace first and answer EEXIST when the host has a link of that name;
     /// then, if the container really has no such link, the link is made under a temporary
     /// name and renamed inside the container, as the reference always does.
-    fn create(&self, up: bool, ipv6: bool) -> Result<Socket> {
+    fn create(&self, up: bool, ipv6: bool) -> Result<(Socket, Link)> {
         let plugin = self.plugin();
         let ifname = self.ifname();
         let fd =
@@ -271,16 +272,20 @@ impl LinkMaker<'_> {
         );
         let msg = if up { created_up(msg) } else { msg };
         let kind = self.conf.kind.kind_name();
-        match self.master_side.create_link(msg) {
+        // The socket inside, and how writing the sysctls went (the link exists by then, so a
+        // failure there must delete it, which takes the link's index first).
+        let (inside, sysctls) = match self.master_side.create_link(msg) {
             Ok(()) if self.conf.link_in_container => {
-                self.set_sysctls(ipv6)?;
-                socket_in(plugin, self.netns)
+                let inside = socket_in(plugin, self.netns)?;
+                (inside, self.set_sysctls(ipv6))
             }
             Ok(()) => {
                 let (socket, sysctls) = Socket::inside(self.netns, self.sysctls(ipv6))
                     .map_err(kernel(plugin, "open a netlink socket in the container"))?;
-                sysctls.map_err(|e| kernel(plugin, "set sysctls")(e.into()))?;
-                Ok(socket)
+                (
+                    socket,
+                    sysctls.map_err(|e| kernel(plugin, "set sysctls")(e.into())),
+                )
             }
             Err(KernelError::Exists) => {
                 if self.conf.link_in_container {
@@ -293,17 +298,53 @@ impl LinkMaker<'_> {
                     Err(e) => return Err(kernel(plugin, format!("look up {ifname:?}"))(e)),
                 }
                 self.create_and_rename(&inside, up)?;
-                self.set_sysctls(ipv6)?;
-                Ok(inside)
+                let sysctls = self.set_sysctls(ipv6);
+                (inside, sysctls)
             }
-            Err(e) => Err(kernel(
-                plugin,
-                format!(
-                    "create {kind} {ifname:?} on {:?} in {}",
-                    self.master.name, self.path
-                ),
-            )(e)),
+            Err(e) => {
+                return Err(kernel(
+                    plugin,
+                    format!(
+                        "create {kind} {ifname:?} on {:?} in {}",
+                        self.master.name, self.path
+                    ),
+                )(e));
+            }
+        };
+        let link = self.claim(&inside)?;
+        if let Err(e) = sysctls {
+            self.undo(&inside, link.index);
+            return Err(e);
         }
+        Ok((inside, link))
+    }
+
+    /// Finds the link just made and tags it ([`link_tag`]), so DEL, and teardown without a
+    /// record, can tell it from links of the same name made by others. The kernel ignores an
+    /// alias in the creating RTM_NEWLINK, so the tag takes a request of its own, sent at once
+    /// rather than with the addresses, to leave as short a time as possible when an
+    /// interrupted ADD would leave an untagged link.
+    fn claim(&self, inside: &Socket) -> Result<Link> {
+        let plugin = self.plugin();
+        let ifname = self.ifname();
+        let (link, _) = inside
+            .link_by_name(ifname)
+            .and_then(|l| l.ok_or(KernelError::NoSuchLink))
+            .map_err(kernel(
+                plugin,
+                format!("look up {ifname:?} after creating it"),
+            ))?;
+        // Only the container could have swapped the link in between; what is there now is
+        // not ours to tag or delete.
+        if link.kind.as_deref() != Some(self.conf.kind.kind_name()) {
+            return Err(self.taken());
+        }
+        let tag = link_tag(&self.req.env.container_id);
+        if let Err(e) = inside.set_alias(link.index, &tag) {
+            self.undo(inside, link.index);
+            return Err(kernel(plugin, format!("tag {ifname:?}"))(e));
+        }
+        Ok(link)
     }
 
     fn taken(&self) -> Error {
@@ -334,16 +375,19 @@ impl LinkMaker<'_> {
         self.master_side
             .create_link(msg)
             .map_err(kernel(plugin, format!("create {tmp:?} in {}", self.path)))?;
-        let renamed = (|| {
-            let (link, _) = inside.link_by_name(&tmp)?.ok_or(KernelError::NoSuchLink)?;
-            inside.rename(link.index, ifname)?;
+        let (link, _) = inside
+            .link_by_name(&tmp)
+            .and_then(|l| l.ok_or(KernelError::NoSuchLink))
+            .map_err(kernel(plugin, format!("look up {tmp:?} after creating it")))?;
+        let renamed = inside.rename(link.index, ifname).and_then(|()| {
             if up {
-                inside.set_up(link.index)?;
+                inside.set_up(link.index)
+            } else {
+                Ok(())
             }
-            Ok::<(), KernelError>(())
-        })();
+        });
         if let Err(e) = renamed {
-            let _ = inside.delete_link_by_name(&tmp);
+            self.undo(inside, link.index);
             return Err(match e {
                 KernelError::Exists => self.taken(),
                 e => kernel(plugin, format!("rename {tmp:?} to {ifname:?}"))(e),
@@ -355,16 +399,11 @@ impl LinkMaker<'_> {
     async fn configure(
         &self,
         inside: &Socket,
+        link: &Link,
         plan: Option<&IfacePlan>,
         is_up: bool,
     ) -> Result<Interface> {
-        let plugin = self.plugin();
         let ifname = self.ifname();
-        let looked_up = format!("look up {ifname:?} after creating it");
-        let (link, _) = inside
-            .link_by_name(ifname)
-            .and_then(|l| l.ok_or(KernelError::NoSuchLink))
-            .map_err(kernel(plugin, looked_up))?;
         let index = link.index;
         let mut steps: Vec<Step> = plan
             .iter()

@@ -32,12 +32,17 @@ pub enum ChildKind {
     },
 }
 
+/// `IFLA_INFO_KIND` of a macvlan link.
+pub const MACVLAN_KIND: &str = "macvlan";
+/// `IFLA_INFO_KIND` of an ipvlan link.
+pub const IPVLAN_KIND: &str = "ipvlan";
+
 impl ChildKind {
     /// `IFLA_INFO_KIND` of the link.
     pub fn kind_name(&self) -> &'static str {
         match self {
-            ChildKind::Macvlan { .. } => "macvlan",
-            ChildKind::Ipvlan { .. } => "ipvlan",
+            ChildKind::Macvlan { .. } => MACVLAN_KIND,
+            ChildKind::Ipvlan { .. } => IPVLAN_KIND,
         }
     }
 

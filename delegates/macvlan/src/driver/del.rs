@@ -1,17 +1,24 @@
-//! DEL: addresses released, link deleted; nothing there is success.
+//! DEL: addresses released, our link deleted; nothing there is success, and a link of our
+//! name that multinet did not create is left alone.
 
-use multinet_cni::Request;
-use multinet_netlink::Netns;
+use multinet_cni::{NetworkResult, Request};
+use multinet_netlink::{Netns, link_tag};
 
 use crate::driver::ipam::Ipam;
+use crate::driver::owner::{Expected, Ownership, judge, recorded_mac};
 use crate::driver::rtnl::KernelError;
 use crate::driver::{kernel, socket_in};
 use crate::error::{Error, Result};
 
-/// DEL: releases the addresses first, then deletes the link. Succeeds when there is no netns,
-/// the netns is gone, or the link is gone; a failed release is reported after the link is
-/// deleted anyway.
-pub async fn del(plugin: &'static str, req: &Request, ipam_type: Option<&str>) -> Result<()> {
+/// DEL: releases the addresses first, then deletes the link of kind `kind` (macvlan or
+/// ipvlan) if it is ours. Succeeds when there is no netns, the netns is gone, the link is gone,
+/// or the link is not ours; a failed release is reported after the link is deleted anyway.
+pub async fn del(
+    plugin: &'static str,
+    kind: &'static str,
+    req: &Request,
+    ipam_type: Option<&str>,
+) -> Result<()> {
     let ipam = ipam_type.map(|t| Ipam {
         plugin,
         plugin_type: t,
@@ -23,7 +30,7 @@ pub async fn del(plugin: &'static str, req: &Request, ipam_type: Option<&str>) -
         (Some(ipam), None) => ipam.del().await,
         _ => Ok(()),
     };
-    let deleted = delete_in_container(plugin, req);
+    let deleted = delete_in_container(plugin, kind, req);
     let released = match (&ipam, releasing) {
         (Some(ipam), Some(releasing)) => ipam.finish_del(releasing),
         _ => released_first,
@@ -31,7 +38,9 @@ pub async fn del(plugin: &'static str, req: &Request, ipam_type: Option<&str>) -
     released.and(deleted)
 }
 
-fn delete_in_container(plugin: &'static str, req: &Request) -> Result<()> {
+/// Deletes the link named CNI_IFNAME in the container if it is ours (see [`crate::driver::owner`]);
+/// a link of that name that is not ours is left, and that is no error.
+fn delete_in_container(plugin: &'static str, kind: &'static str, req: &Request) -> Result<()> {
     let Some(path) = req.env.netns.as_ref() else {
         return Ok(());
     };
@@ -49,8 +58,34 @@ fn delete_in_container(plugin: &'static str, req: &Request) -> Result<()> {
     };
     let inside = socket_in(plugin, &netns)?;
     let ifname = &req.env.ifname;
-    match inside.delete_link_by_name(ifname) {
-        Ok(()) | Err(KernelError::NoSuchLink) => Ok(()),
-        Err(e) => Err(kernel(plugin, format!("delete {ifname:?} in {path}"))(e)),
+    let found = match inside.link_by_name(ifname) {
+        Ok(Some((link, _))) => link,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(kernel(plugin, format!("look up {ifname:?} in {path}"))(e)),
+    };
+    let tag = link_tag(&req.env.container_id);
+    let expected = Expected {
+        kind,
+        tag: &tag,
+        mac: recorded_mac(prev_result(plugin, req).as_ref(), ifname, &path),
+    };
+    match judge(expected, &found) {
+        Ownership::Ours => match inside.delete_link(found.index) {
+            Ok(()) | Err(KernelError::NoSuchLink) => Ok(()),
+            Err(e) => Err(kernel(plugin, format!("delete {ifname:?} in {path}"))(e)),
+        },
+        Ownership::Foreign(why) => {
+            eprintln!("{plugin}: DEL leaves a link multinet did not create: {why}");
+            Ok(())
+        }
     }
+}
+
+/// prevResult, when the request has a readable one. DEL must succeed without it (CNI 0.3,
+/// or a crash before the result was recorded), so an unreadable one only loses the MAC.
+fn prev_result(plugin: &'static str, req: &Request) -> Option<NetworkResult> {
+    req.config.prev_result().unwrap_or_else(|e| {
+        eprintln!("{plugin}: DEL ignores an unreadable prevResult: {e}");
+        None
+    })
 }

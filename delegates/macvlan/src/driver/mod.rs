@@ -18,7 +18,10 @@
 //! 6. addresses, up, routes, sent back to back through that socket (with a DAD wait before
 //!    the routes when an IPv6 gateway is used).
 //!
-//! Any failure releases the addresses IPAM gave and deletes the link if it was made. DEL
+//! Every link made is tagged with [`multinet_netlink::link_tag`] of the container (its alias).
+//! Any failure releases the addresses IPAM gave and deletes the link if it was made (by
+//! index: only the link this ADD made). DEL deletes the link only when it is ours
+//! ([`owner`]: kind and tag, or kind and prevResult's MAC). DEL
 //! releases host-local's addresses on a thread of its own while the link's deletion waits in
 //! the kernel; other IPAM plugins are released first, in order.
 
@@ -29,6 +32,7 @@ mod del;
 pub mod ipam;
 pub mod kernel;
 pub mod keys;
+pub mod owner;
 pub mod plan;
 pub mod result;
 pub mod rtnl;
@@ -42,7 +46,7 @@ use crate::driver::rtnl::{KernelError, Socket};
 use crate::error::{BoxError, Error, Result};
 
 pub use add::{DAD_TIMEOUT, add};
-pub use conf::{ChildKind, CommonKeys, LinkConf};
+pub use conf::{ChildKind, CommonKeys, IPVLAN_KIND, LinkConf, MACVLAN_KIND};
 pub use del::del;
 pub use verify::check;
 

@@ -199,15 +199,22 @@ impl Socket {
             .map(drop)
     }
 
-    /// RTM_DELLINK by name: one request.
-    pub fn delete_link_by_name(&self, name: &str) -> Res<()> {
+    /// RTM_DELLINK of link `index`: by index, never by name, so only the link the caller
+    /// identified is deleted.
+    pub fn delete_link(&self, index: u32) -> Res<()> {
         let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        msg.header.index = index;
         self.request(RouteNetlinkMessage::DelLink(msg), 0).map(drop)
     }
 
     pub fn set_up(&self, index: u32) -> Res<()> {
         let (msg, flags) = set_up_message(index);
+        self.request(msg, flags).map(drop)
+    }
+
+    /// Sets the alias (`IFLA_IFALIAS`) of link `index`.
+    pub fn set_alias(&self, index: u32, alias: &str) -> Res<()> {
+        let (msg, flags) = set_alias_message(index, alias);
         self.request(msg, flags).map(drop)
     }
 
@@ -284,6 +291,13 @@ impl Socket {
 /// RTM_SETLINK for "link `index` up".
 pub fn set_up_message(index: u32) -> (RouteNetlinkMessage, u16) {
     let msg = LinkUnspec::new_with_index(index).up().build();
+    (RouteNetlinkMessage::SetLink(msg), 0)
+}
+
+/// RTM_SETLINK giving link `index` the alias (`IFLA_IFALIAS`) `alias`. The kernel ignores an
+/// alias in the RTM_NEWLINK that creates a link, so it takes a request of its own.
+pub fn set_alias_message(index: u32, alias: &str) -> (RouteNetlinkMessage, u16) {
+    let msg = LinkUnspec::new_with_index(index).alias(alias).build();
     (RouteNetlinkMessage::SetLink(msg), 0)
 }
 
