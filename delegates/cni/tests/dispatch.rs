@@ -251,6 +251,34 @@ fn env_errors_are_code_4_naming_the_variable() {
 }
 
 #[test]
+fn a_container_id_over_the_limit_is_code_4_for_every_verb() {
+    let p = Recorder::default();
+    let limit = multinet_cni::env::MAX_CONTAINER_ID_LEN;
+    for verb in ["ADD", "DEL", "CHECK"] {
+        let mut v = vars(verb);
+        for (k, val) in &mut v {
+            if k == "CNI_CONTAINERID" {
+                *val = "c".repeat(limit + 1);
+            }
+        }
+        let (out, code) = run(&p, v, &conf("1.0.0"));
+        assert_error(&out, code, 4, "CNI_CONTAINERID");
+        assert_error(&out, code, 4, &limit.to_string());
+        assert!(!out["msg"].as_str().unwrap().contains("cccc"), "{out}");
+    }
+    // At the limit the plugin is called.
+    let mut v = vars("ADD");
+    for (k, val) in &mut v {
+        if k == "CNI_CONTAINERID" {
+            *val = "c".repeat(limit);
+        }
+    }
+    let (_, code) = run(&p, v, &conf("1.0.0"));
+    assert_eq!(code, 0);
+    assert_eq!(*p.calls.borrow(), vec!["ADD"]);
+}
+
+#[test]
 fn del_without_netns_and_status_without_container() {
     let p = Recorder::default();
     let v: Vec<_> = vars("DEL")
