@@ -309,6 +309,60 @@ fn config_errors() {
 }
 
 #[test]
+fn a_standard_key_of_the_wrong_type_is_named_in_the_error_json() {
+    let p = Recorder::default();
+    for (stdin, key) in [
+        (
+            r#"{"cniVersion":5,"name":"n","type":"recorder"}"#,
+            "cniVersion",
+        ),
+        (
+            r#"{"cniVersion":"1.0.0","name":["n"],"type":"recorder"}"#,
+            "name",
+        ),
+        (
+            r#"{"cniVersion":"1.0.0","name":"n","type":{"a":1}}"#,
+            "type",
+        ),
+        (
+            r#"{"cniVersion":"1.0.0","name":"n","type":"recorder","ipam":"host-local"}"#,
+            "ipam",
+        ),
+        (
+            r#"{"cniVersion":"1.0.0","name":"n","type":"recorder","dns":{"nameservers":"x"}}"#,
+            "nameservers",
+        ),
+        (
+            r#"{"cniVersion":"1.0.0","name":"n","type":"recorder","capabilities":[]}"#,
+            "capabilities",
+        ),
+        (
+            r#"{"cniVersion":"1.0.0","name":"n","type":"recorder","runtimeConfig":1}"#,
+            "runtimeConfig",
+        ),
+        (
+            r#"{"cniVersion":"1.0.0","name":"n","type":"recorder","prevResult":"x"}"#,
+            "prevResult",
+        ),
+    ] {
+        let (out, code) = run(&p, vars("ADD"), stdin.as_bytes());
+        assert_error(&out, code, 7, &format!("{key:?}"));
+    }
+    // The error is printed in the latest version when the config's own cannot be read.
+    let (out, _) = run(&p, vars("ADD"), br#"{"cniVersion":5,"type":"recorder"}"#);
+    assert_eq!(out["cniVersion"], CniVersion::LATEST.as_str());
+    for stdin in [
+        &br#"{"cniVersion":5}"#[..],
+        b"{",
+        b"[]",
+        br#"{"cniVersion":"9.9"}"#,
+    ] {
+        assert_eq!(multinet_cni::error_version(stdin), CniVersion::LATEST);
+    }
+    assert!(p.calls.borrow().is_empty());
+}
+
+#[test]
 fn plugin_errors_keep_their_code() {
     for e in [
         CniError::new(ErrorCode::UnsupportedField, "mode \"x\""),
