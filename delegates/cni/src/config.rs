@@ -431,6 +431,11 @@ mod tests {
                 assert_names_key(&parse_any(&bytes).unwrap_err(), key, &case);
             }
         }
+        // Not JSON at all: the parser says where, never what.
+        let e = parse_any(br#"{"type":"x","token":"SECRET-VALUE" "more"}"#).unwrap_err();
+        assert_eq!(e.code.code(), 6, "{e}");
+        assert!(e.msg.contains("column"), "{}", e.msg);
+        assert!(!e.to_string().contains("SECRET"), "{e}");
         // The example from the issue, byte for byte.
         let e = NetConf::from_slice(br#"{"cniVersion": 5, "name": "n", "type": "x"}"#).unwrap_err();
         assert!(
