@@ -85,8 +85,9 @@ pub async fn exec_raw(path: &Path, req: &ExecRequest<'_>) -> Result<Vec<u8>> {
     let mut child = spawn_retrying_busy(&mut cmd)
         .await
         .map_err(|e| CniError::io(format!("running plugin {shown}: {e}")))?;
-    // Declared after `child`, so on an early return or a drop it runs first, while the group's
-    // leader is not yet reaped and its id cannot have been reused.
+    // Armed until the plugin exits on its own: a timeout or a dropped call kills the group. The
+    // kernel keeps a group's id reserved while any member lives, so even after the leader was
+    // reaped the signal reaches only the plugin's own children.
     let mut group = child.id().map(GroupKiller::new);
     let stdin_pipe = child.stdin.take();
     let input = req.stdin;
@@ -103,7 +104,7 @@ pub async fn exec_raw(path: &Path, req: &ExecRequest<'_>) -> Result<Vec<u8>> {
     };
     let output = match tokio::time::timeout(req.timeout, run).await {
         Err(_) => {
-            // Dropping `group` kills the plugin and its children; dropping the child reaps it.
+            // Kills the plugin's children too (kill_on_drop only kills the plugin itself).
             drop(group.take());
             return Err(CniError::try_again(format!(
                 "plugin {shown} did not finish {} within {:?} and was killed",
