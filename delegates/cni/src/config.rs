@@ -105,18 +105,17 @@ impl Shape {
 /// A standard key, its shape, and whether null stands for "not given".
 type KeyRule = (&'static str, Shape, bool);
 
-/// The spec's keys of a plugin config. `ipam`, `args` and `prevResult` are dictionaries in the
-/// spec; a plugin reads their content itself.
+/// The spec's keys of a plugin config that are parsed here. `ipam`, `args` and `prevResult` are
+/// kept as they are and read by whoever uses them, which names them: the plugin that runs the
+/// IPAM (`key "ipam"`), [`NetConf::prev_result`] (`prevResult`), [`NetConf::args_cni`]. Refusing
+/// them here would make a DEL fail on a key it never reads.
 const NET_CONF_KEYS: &[KeyRule] = &[
     ("cniVersion", Shape::String, false),
     ("name", Shape::String, false),
     ("type", Shape::String, false),
     ("capabilities", Shape::Object, true),
-    ("ipam", Shape::Object, true),
     ("dns", Shape::Object, true),
     ("runtimeConfig", Shape::Object, true),
-    ("args", Shape::Object, true),
-    ("prevResult", Shape::Object, true),
 ];
 
 /// The keys of a `dns` object.
@@ -436,6 +435,13 @@ mod tests {
         assert_eq!(e.code.code(), 6, "{e}");
         assert!(e.msg.contains("column"), "{}", e.msg);
         assert!(!e.to_string().contains("SECRET"), "{e}");
+        // Kept as they are, named where they are read.
+        let c = NetConf::from_slice(
+            br#"{"type":"x","cniVersion":"1.0.0","prevResult":"SECRET-VALUE"}"#,
+        )
+        .unwrap();
+        let e = c.prev_result().unwrap_err();
+        assert!(e.msg.starts_with("prevResult"), "{}", e.msg);
         // The example from the issue, byte for byte.
         let e = NetConf::from_slice(br#"{"cniVersion": 5, "name": "n", "type": "x"}"#).unwrap_err();
         assert!(
