@@ -3,14 +3,16 @@
 //! A NAD is admitted when its name is a DNS-1123 subdomain and its `spec.config` is empty (the
 //! node's on-disk config is used) or a CNI conf or conflist that multinet can run: the same
 //! structural rules the plugin applies when it reads the NAD (`multinet_crds::nad_config_with_name`),
-//! a `cniVersion` multinet speaks, and plugin types that are file names, not paths.
+//! a `cniVersion` multinet speaks, plugin types that are file names, not paths, and the trust rule
+//! the plugin applies before it runs a delegate (`multinet_crds::check_delegate_config`: no
+//! meta-plugin as a delegate, none of multinet's node-path keys, `logFile` only under /var/log/).
 
 use kube::core::admission::{AdmissionResponse, Operation};
 use multinet_cni::{CniVersion, SUPPORTED_VERSIONS};
 use multinet_crds::syntax::is_dns1123_subdomain;
 use multinet_crds::{
     CrdError, NadConfigError, NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec,
-    nad_config_with_name,
+    check_delegate_config, nad_config_with_name,
 };
 use serde_json::{Map, Value};
 
@@ -97,9 +99,11 @@ pub fn check_nad(object: &Value) -> Result<(), Denial> {
     check_runnable(&config).map_err(Denial::bad_request)
 }
 
-/// The checks beyond structure: versions multinet speaks, and plugin types that cannot name a
-/// file outside the CNI binary directories.
+/// The checks beyond structure: what a NAD author may put in a delegate config (the plugin's own
+/// rule, in its words), versions multinet speaks, and plugin types that cannot name a file
+/// outside the CNI binary directories.
 fn check_runnable(config: &Value) -> Result<(), String> {
+    check_delegate_config(config).map_err(|violation| format!("spec.config.{violation}"))?;
     check_version(config, "spec.config")?;
     match config.get("plugins").and_then(Value::as_array) {
         Some(plugins) => {
@@ -383,6 +387,68 @@ mod tests {
                 with_config(r#"{"type":"my.plugin..v2"}"#),
                 None,
             ),
+            // The trust rule (multinet_crds::check_delegate_config), in the plugin's words.
+            (
+                "multinet as a delegate",
+                with_config(r#"{"cniVersion":"1.0.0","type":"multinet"}"#),
+                Some(
+                    "spec.config.type: \"multinet\" is a meta-plugin and cannot be a delegate of multinet",
+                ),
+            ),
+            (
+                "multus as a delegate",
+                with_config(r#"{"type":"multus","kubeconfig":"/etc/cni/net.d/multus.kubeconfig"}"#),
+                Some("spec.config.type: \"multus\" is a meta-plugin"),
+            ),
+            (
+                "multus-shim in a conflist",
+                with_config(
+                    r#"{"name":"x","plugins":[{"type":"macvlan"},{"type":"multus-shim"}]}"#,
+                ),
+                Some("spec.config.plugins[1].type: \"multus-shim\" is a meta-plugin"),
+            ),
+            (
+                "a node path key",
+                with_config(r#"{"type":"macvlan","binDir":"/tmp/evil"}"#),
+                Some("spec.config.binDir: names a node path or network of multinet's own config"),
+            ),
+            (
+                "a node path key in a conflist",
+                with_config(
+                    r#"{"name":"x","plugins":[{"type":"macvlan"},{"type":"tuning","kubeconfig":"/root/.kube/config"}]}"#,
+                ),
+                Some("spec.config.plugins[1].kubeconfig: names a node path"),
+            ),
+            (
+                "delegates key",
+                with_config(r#"{"type":"macvlan","delegates":[{"type":"bridge"}]}"#),
+                Some("spec.config.delegates"),
+            ),
+            (
+                "readinessindicatorfile key",
+                with_config(r#"{"type":"macvlan","readinessindicatorfile":"/etc/shadow"}"#),
+                Some("spec.config.readinessindicatorfile"),
+            ),
+            (
+                "logFile outside /var/log",
+                with_config(r#"{"type":"sriov","logFile":"/etc/cron.d/evil"}"#),
+                Some("spec.config.logFile: must be a file under /var/log/"),
+            ),
+            (
+                "logFile climbing out of /var/log",
+                with_config(r#"{"type":"sriov","logFile":"/var/log/../../etc/passwd"}"#),
+                Some("spec.config.logFile: must be a file under /var/log/"),
+            ),
+            (
+                "logFile under /var/log",
+                with_config(r#"{"type":"sriov","logFile":"/var/log/sriov.log"}"#),
+                None,
+            ),
+            (
+                "a type that merely contains multus",
+                with_config(r#"{"type":"multus-thick-helper-not"}"#),
+                None,
+            ),
             (
                 "config a number",
                 nad(json!("net1"), json!({"config": 5})),
@@ -443,6 +509,29 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .starts_with("spec.config.type \"../x\"")
+        );
+    }
+
+    #[test]
+    fn the_denial_is_the_plugins_own_words() {
+        for config in [
+            json!({"type": "multinet"}),
+            json!({"name": "x", "plugins": [{"type": "macvlan", "cniDir": "/tmp"}]}),
+            json!({"type": "sriov", "logFile": "/root/x"}),
+        ] {
+            let violation = check_delegate_config(&config).unwrap_err();
+            let denial = check_nad(&with_config(&config.to_string())).unwrap_err();
+            assert_eq!(denial.message, format!("spec.config.{violation}"));
+        }
+        // Through a whole review, as the API server sees it.
+        let response = review("CREATE", NAD_KIND, with_config(r#"{"type":"multus"}"#));
+        assert_eq!(response["allowed"], false);
+        assert_eq!(response["status"]["code"], 400);
+        assert!(
+            response["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("meta-plugin")
         );
     }
 

@@ -70,14 +70,101 @@ pub fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-/// The name of the first key whose value does not fit, for messages that name the key.
-fn shape_error(obj: &Map<String, Value>, e: serde_json::Error, what: &str) -> CniError {
-    CniError::invalid_config(format!("{what}: {e}")).with_details(
-        obj.keys()
-            .find(|k| e.to_string().contains(k.as_str()))
-            .map(|k| format!("key {k:?}"))
-            .unwrap_or_default(),
-    )
+/// The JSON shape a standard key must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    String,
+    Bool,
+    Object,
+    Strings,
+    Objects,
+}
+
+impl Shape {
+    fn fits(self, v: &Value) -> bool {
+        match self {
+            Shape::String => v.is_string(),
+            Shape::Bool => v.is_boolean(),
+            Shape::Object => v.is_object(),
+            Shape::Strings => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+            Shape::Objects => v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Shape::String => "a string",
+            Shape::Bool => "a boolean",
+            Shape::Object => "an object",
+            Shape::Strings => "an array of strings",
+            Shape::Objects => "an array of objects",
+        }
+    }
+}
+
+/// A standard key, its shape, and whether null stands for "not given".
+type KeyRule = (&'static str, Shape, bool);
+
+/// The spec's keys of a plugin config that are parsed here. `ipam`, `args` and `prevResult` are
+/// kept as they are and read by whoever uses them, which names them: the plugin that runs the
+/// IPAM (`key "ipam"`), [`NetConf::prev_result`] (`prevResult`), [`NetConf::args_cni`]. Refusing
+/// them here would make a DEL fail on a key it never reads.
+const NET_CONF_KEYS: &[KeyRule] = &[
+    ("cniVersion", Shape::String, false),
+    ("name", Shape::String, false),
+    ("type", Shape::String, false),
+    ("capabilities", Shape::Object, true),
+    ("dns", Shape::Object, true),
+    ("runtimeConfig", Shape::Object, true),
+];
+
+/// The keys of a `dns` object.
+const DNS_KEYS: &[KeyRule] = &[
+    ("nameservers", Shape::Strings, false),
+    ("domain", Shape::String, true),
+    ("search", Shape::Strings, false),
+    ("options", Shape::Strings, false),
+];
+
+/// The spec's keys of a config list.
+const NET_CONF_LIST_KEYS: &[KeyRule] = &[
+    ("cniVersion", Shape::String, false),
+    ("cniVersions", Shape::Strings, true),
+    ("name", Shape::String, false),
+    ("disableCheck", Shape::Bool, false),
+    ("disableGC", Shape::Bool, false),
+    ("plugins", Shape::Objects, false),
+];
+
+/// Checks the standard keys' shapes before serde reads them, so an error names the key (serde
+/// would say "invalid type: integer `5`, expected a string at line 1 column 17"). The message
+/// says the expected and the found kind, never the value: configs come from files and NADs.
+fn check_keys(obj: &Map<String, Value>, rules: &[KeyRule], what: &str) -> Result<()> {
+    for &(key, shape, nullable) in rules {
+        let Some(v) = obj.get(key) else { continue };
+        if shape.fits(v) || (nullable && v.is_null()) {
+            continue;
+        }
+        return Err(CniError::invalid_config(format!(
+            "{what}: key {key:?} must be {}, got {}",
+            shape.describe(),
+            json_kind(v)
+        ))
+        .with_details(format!("key {key:?}")));
+    }
+    Ok(())
+}
+
+/// Any other serde failure, after the keys were checked: names the key when serde's message
+/// does, and never quotes a value (serde_json's "invalid type: string \"...\"" would).
+fn shape_error(obj: &Map<String, Value>, e: &serde_json::Error, what: &str) -> CniError {
+    let text = e.to_string();
+    let key = obj.keys().find(|k| text.contains(&format!("`{k}`")));
+    match key {
+        Some(k) => CniError::invalid_config(format!("{what}: key {k:?} has the wrong shape"))
+            .with_details(format!("key {k:?}")),
+        None => CniError::invalid_config(format!("{what}: a key has the wrong shape")),
+    }
 }
 
 impl NetConf {
@@ -90,8 +177,13 @@ impl NetConf {
 
     /// Parses a plugin config already read as a JSON object.
     pub fn from_map(obj: Map<String, Value>) -> Result<NetConf> {
+        const WHAT: &str = "invalid network config";
+        check_keys(&obj, NET_CONF_KEYS, WHAT)?;
+        if let Some(Value::Object(dns)) = obj.get("dns") {
+            check_keys(dns, DNS_KEYS, &format!("{WHAT}: dns"))?;
+        }
         let conf: NetConf = serde_json::from_value(Value::Object(obj.clone()))
-            .map_err(|e| shape_error(&obj, e, "invalid network config"))?;
+            .map_err(|e| shape_error(&obj, &e, WHAT))?;
         if conf.plugin_type.is_empty() {
             return Err(CniError::invalid_config(
                 "network config: key \"type\" is missing or empty",
@@ -160,8 +252,10 @@ impl NetConfList {
 
     /// Parses a config list already read as a JSON object.
     pub fn from_map(obj: Map<String, Value>) -> Result<Self> {
+        const WHAT: &str = "invalid network config list";
+        check_keys(&obj, NET_CONF_LIST_KEYS, WHAT)?;
         let list: NetConfList = serde_json::from_value(Value::Object(obj.clone()))
-            .map_err(|e| shape_error(&obj, e, "invalid network config list"))?;
+            .map_err(|e| shape_error(&obj, &e, WHAT))?;
         if list.name.is_empty() {
             return Err(CniError::invalid_config(
                 "network config list: key \"name\" is missing or empty",
@@ -179,7 +273,7 @@ impl NetConfList {
                 .is_empty()
             {
                 return Err(CniError::invalid_config(format!(
-                    "network config list: plugins[{i}] has no \"type\""
+                    "network config list: plugins[{i}]: key \"type\" is missing, empty or not a string"
                 )));
             }
         }
@@ -275,6 +369,87 @@ mod tests {
         assert_eq!(e.code.code(), 7);
         let c = NetConf::from_slice(br#"{"cniVersion":"0.9.0","type":"x"}"#).unwrap();
         assert_eq!(c.version().unwrap_err().code.code(), 1);
+    }
+
+    /// A value of the wrong kind for every shape, none of which may be quoted in a message.
+    fn wrong_values(shape: Shape) -> Vec<Value> {
+        let secret = json!("SECRET-VALUE");
+        match shape {
+            Shape::String => vec![
+                json!(5),
+                json!(["SECRET-VALUE"]),
+                json!({"k": "SECRET-VALUE"}),
+            ],
+            Shape::Bool => vec![secret, json!(1)],
+            Shape::Object => vec![secret, json!(5), json!(["SECRET-VALUE"]), json!(true)],
+            Shape::Strings => vec![secret, json!([1]), json!({"a": "SECRET-VALUE"})],
+            Shape::Objects => vec![secret, json!(["SECRET-VALUE"]), json!({})],
+        }
+    }
+
+    fn assert_names_key(e: &CniError, key: &str, case: &str) {
+        assert_eq!(e.code.code(), 7, "{case}: {e}");
+        assert!(e.msg.contains(&format!("{key:?}")), "{case}: {}", e.msg);
+        assert!(!e.to_string().contains("SECRET-VALUE"), "{case}: {e}");
+    }
+
+    #[test]
+    fn every_standard_key_of_the_wrong_type_is_named() {
+        let base = json!({"cniVersion": "1.0.0", "name": "n", "type": "x"});
+        for &(key, shape, nullable) in NET_CONF_KEYS {
+            for bad in wrong_values(shape) {
+                let mut conf = base.clone();
+                conf[key] = bad.clone();
+                let bytes = serde_json::to_vec(&conf).unwrap();
+                let case = format!("conf {key}={bad}");
+                assert_names_key(&NetConf::from_slice(&bytes).unwrap_err(), key, &case);
+                assert_names_key(&parse_any(&bytes).unwrap_err(), key, &case);
+            }
+            let mut conf = base.clone();
+            conf[key] = Value::Null;
+            let parsed = NetConf::from_slice(&serde_json::to_vec(&conf).unwrap());
+            assert_eq!(parsed.is_ok(), nullable, "{key}=null");
+        }
+        for &(key, shape, _) in DNS_KEYS {
+            for bad in wrong_values(shape) {
+                let mut conf = base.clone();
+                conf["dns"] = json!({ key: bad.clone() });
+                let e = NetConf::from_slice(&serde_json::to_vec(&conf).unwrap()).unwrap_err();
+                assert_names_key(&e, key, &format!("dns.{key}={bad}"));
+                assert!(e.msg.contains("dns"), "{}", e.msg);
+            }
+        }
+        let list = json!({"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "x"}]});
+        for &(key, shape, _) in NET_CONF_LIST_KEYS {
+            for bad in wrong_values(shape) {
+                let mut conf = list.clone();
+                conf[key] = bad.clone();
+                let bytes = serde_json::to_vec(&conf).unwrap();
+                let case = format!("list {key}={bad}");
+                assert_names_key(&NetConfList::from_slice(&bytes).unwrap_err(), key, &case);
+                assert_names_key(&parse_any(&bytes).unwrap_err(), key, &case);
+            }
+        }
+        // Not JSON at all: the parser says where, never what.
+        let e = parse_any(br#"{"type":"x","token":"SECRET-VALUE" "more"}"#).unwrap_err();
+        assert_eq!(e.code.code(), 6, "{e}");
+        assert!(e.msg.contains("column"), "{}", e.msg);
+        assert!(!e.to_string().contains("SECRET"), "{e}");
+        // Kept as they are, named where they are read.
+        let c = NetConf::from_slice(
+            br#"{"type":"x","cniVersion":"1.0.0","prevResult":"SECRET-VALUE"}"#,
+        )
+        .unwrap();
+        let e = c.prev_result().unwrap_err();
+        assert!(e.msg.starts_with("prevResult"), "{}", e.msg);
+        // The example from the issue, byte for byte.
+        let e = NetConf::from_slice(br#"{"cniVersion": 5, "name": "n", "type": "x"}"#).unwrap_err();
+        assert!(
+            e.msg
+                .contains("\"cniVersion\" must be a string, got a number"),
+            "{}",
+            e.msg
+        );
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! and CNI_PATH; DEL the same but CNI_NETNS may be empty; STATUS and GC need only CNI_COMMAND
 //! and CNI_PATH; VERSION needs only CNI_COMMAND. CNI_ARGS is always optional. A value that is
 //! given is validated even where it is optional. Every violation is code 4 naming the variable.
+//!
+//! Every value has a length limit (see the `MAX_*` constants), checked before anything else so
+//! a huge value is refused without being copied into a message, a log or a record.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -34,6 +37,19 @@ pub type EnvVars = Vec<(String, String)>;
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 pub const MAX_IFNAME_LEN: usize = 15;
+
+/// Longest CNI_CONTAINERID accepted, in bytes. Runtimes use 64 hex digits (containerd, CRI-O,
+/// Docker); the spec sets no limit, so this leaves 16 times that for other runtimes while keeping
+/// what the ID flows into (records, CNI_ARGS of delegates, logs, events) small. File names built
+/// from an ID are hashed when long (`files::name_for`), so every accepted ID works for ADD and DEL.
+pub const MAX_CONTAINER_ID_LEN: usize = 1024;
+/// Longest CNI_NETNS accepted: PATH_MAX.
+pub const MAX_NETNS_LEN: usize = 4096;
+/// Longest CNI_ARGS accepted. Kubernetes sends four pairs of at most ~400 bytes in all (pod name
+/// and namespace, pod UID, infra container ID); runtimes may add a few more.
+pub const MAX_CNI_ARGS_LEN: usize = 16 * 1024;
+/// Longest CNI_PATH accepted: a list of directories, each at most PATH_MAX.
+pub const MAX_CNI_PATH_LEN: usize = 64 * 1024;
 
 /// A CNI verb.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,8 +128,25 @@ pub struct CniEnv {
     pub path: Vec<PathBuf>,
 }
 
-/// `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, as skel checks CNI_CONTAINERID.
+/// Refuses a value of `var` longer than `max` bytes, naming the variable and the limit (never
+/// quoting the value).
+fn check_len(var: &str, value: &str, max: usize) -> Result<()> {
+    if value.len() > max {
+        return Err(CniError::invalid_env(
+            var,
+            format!(
+                "is {} bytes long, more than the limit of {max}",
+                value.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, as skel checks CNI_CONTAINERID, and at most
+/// [`MAX_CONTAINER_ID_LEN`] bytes.
 pub fn validate_container_id(s: &str) -> Result<()> {
+    check_len(CNI_CONTAINERID, s, MAX_CONTAINER_ID_LEN)?;
     let mut chars = s.chars();
     match chars.next() {
         None => Err(CniError::invalid_env(CNI_CONTAINERID, "is empty")),
@@ -202,6 +235,10 @@ impl CniEnv {
         let netns = netns.unwrap_or_default();
         let ifname = ifname.unwrap_or_default();
         let path = path.unwrap_or_default();
+        let args = args.unwrap_or_default();
+        check_len(CNI_NETNS, &netns, MAX_NETNS_LEN)?;
+        check_len(CNI_ARGS, &args, MAX_CNI_ARGS_LEN)?;
+        check_len(CNI_PATH, &path, MAX_CNI_PATH_LEN)?;
 
         let mut missing = Vec::new();
         if command.needs_container() {
@@ -235,7 +272,7 @@ impl CniEnv {
             container_id,
             netns: (!netns.is_empty()).then(|| PathBuf::from(netns)),
             ifname,
-            args: parse_cni_args(&args.unwrap_or_default())?,
+            args: parse_cni_args(&args)?,
             path: std::env::split_paths(&path)
                 .filter(|p| !p.as_os_str().is_empty())
                 .collect(),
@@ -409,6 +446,38 @@ mod tests {
         let mut v = full("ADD");
         v[1].1 = "-bad".into();
         assert!(err_of(v).msg.contains(CNI_CONTAINERID));
+    }
+
+    #[test]
+    fn length_limits_name_the_variable_and_the_limit() {
+        // At the limit: accepted, for every verb that carries the variable.
+        let at_limit = "a".repeat(MAX_CONTAINER_ID_LEN);
+        assert!(validate_container_id(&at_limit).is_ok());
+        let cases = [
+            (1, CNI_CONTAINERID, MAX_CONTAINER_ID_LEN, "a".to_string()),
+            (2, CNI_NETNS, MAX_NETNS_LEN, "/".to_string()),
+            (4, CNI_ARGS, MAX_CNI_ARGS_LEN, "K=".to_string()),
+            (5, CNI_PATH, MAX_CNI_PATH_LEN, "/".to_string()),
+        ];
+        for (index, var, max, prefix) in cases {
+            for cmd in ["ADD", "DEL", "CHECK"] {
+                let mut ok = full(cmd);
+                let fill = "x".repeat(max - prefix.len());
+                ok[index].1 = format!("{prefix}{fill}");
+                assert!(CniEnv::from_vars(ok).is_ok(), "{var} at {max} bytes");
+                let mut over = full(cmd);
+                over[index].1 = format!("{prefix}{fill}x");
+                let e = err_of(over);
+                assert_eq!(e.code.code(), 4, "{var}");
+                assert!(e.msg.starts_with(var), "{}", e.msg);
+                assert!(e.msg.contains(&max.to_string()), "{}", e.msg);
+                assert!(!e.msg.contains("xxxxxxxx"), "quotes the value: {}", e.msg);
+            }
+        }
+        // A huge ID is refused before its characters are looked at (and never quoted).
+        let e = validate_container_id(&"-".repeat(MAX_CONTAINER_ID_LEN + 1)).unwrap_err();
+        assert!(e.msg.contains("1025 bytes"), "{}", e.msg);
+        assert!(!e.msg.contains("---"), "{}", e.msg);
     }
 
     #[test]

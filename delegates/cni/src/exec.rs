@@ -6,6 +6,16 @@
 //! [`CniError`] with its code; with empty stdout, stderr is quoted in the message (code 999).
 //! A child still running at the timeout is killed and the call fails with code 11 (try again
 //! later), since a hung delegate is usually a busy node, not a bad config.
+//!
+//! A plugin never outlives the call that ran it:
+//! - it runs in its own process group, and on timeout, or when the call's future is dropped, the
+//!   whole group is killed (SIGKILL to the group), so a plugin's own children die with it;
+//! - it gets PR_SET_PDEATHSIG(SIGKILL), so when the process that exec'd it dies (even by
+//!   SIGKILL) the kernel kills the plugin. The kernel sends that signal when the *thread* that
+//!   forked exits: exec_raw waits for the child on the calling task, and multinet's runtimes keep
+//!   their threads for as long as a call runs. A plugin's own children are not covered by the
+//!   death signal (the kernel clears it on fork): after a SIGKILL of multinet only a plugin
+//!   that forked survives it, reparented to init.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -70,10 +80,15 @@ pub async fn exec_raw(path: &Path, req: &ExecRequest<'_>) -> Result<Vec<u8>> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    die_with_caller(&mut cmd);
     let shown = path.display();
     let mut child = spawn_retrying_busy(&mut cmd)
         .await
         .map_err(|e| CniError::io(format!("running plugin {shown}: {e}")))?;
+    // Armed until the plugin exits on its own: a timeout or a dropped call kills the group. The
+    // kernel keeps a group's id reserved while any member lives, so even after the leader was
+    // reaped the signal reaches only the plugin's own children.
+    let mut group = child.id().map(GroupKiller::new);
     let stdin_pipe = child.stdin.take();
     let input = req.stdin;
     let feed = async move {
@@ -89,7 +104,8 @@ pub async fn exec_raw(path: &Path, req: &ExecRequest<'_>) -> Result<Vec<u8>> {
     };
     let output = match tokio::time::timeout(req.timeout, run).await {
         Err(_) => {
-            // Dropping the future dropped the child, which kill_on_drop kills.
+            // Kills the plugin's children too (kill_on_drop only kills the plugin itself).
+            drop(group.take());
             return Err(CniError::try_again(format!(
                 "plugin {shown} did not finish {} within {:?} and was killed",
                 req.command, req.timeout
@@ -100,10 +116,72 @@ pub async fn exec_raw(path: &Path, req: &ExecRequest<'_>) -> Result<Vec<u8>> {
         }
         Ok(Ok(output)) => output,
     };
+    // The plugin exited and closed its output: what it left running is its own business.
+    if let Some(group) = group.as_mut() {
+        group.disarm();
+    }
     if output.status.success() {
         return Ok(output.stdout);
     }
     Err(failure_error(&shown.to_string(), &output))
+}
+
+/// Puts the child in its own process group and asks the kernel to SIGKILL it when its parent
+/// dies. The classic race: the parent may die between fork and prctl, in which case the signal
+/// never comes; checking getppid() after prctl catches that and the child gives up at once.
+fn die_with_caller(cmd: &mut tokio::process::Command) {
+    cmd.process_group(0);
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
+    // functions (prctl, getppid); it allocates nothing (the error is a raw OS error).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Kills a plugin's whole process group when dropped, unless disarmed after the plugin exited.
+struct GroupKiller {
+    pgid: Option<libc::pid_t>,
+}
+
+impl GroupKiller {
+    /// The plugin is its group's leader, so the group id is its pid.
+    fn new(pid: u32) -> GroupKiller {
+        GroupKiller {
+            pgid: libc::pid_t::try_from(pid).ok(),
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.pgid = None;
+    }
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
+            // SAFETY: killpg has no memory preconditions; a group that is already gone is ESRCH,
+            // which is fine to ignore.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// Starts the plugin, retrying while the kernel says its file is busy (ETXTBSY): a binary being

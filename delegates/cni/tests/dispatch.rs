@@ -251,6 +251,34 @@ fn env_errors_are_code_4_naming_the_variable() {
 }
 
 #[test]
+fn a_container_id_over_the_limit_is_code_4_for_every_verb() {
+    let p = Recorder::default();
+    let limit = multinet_cni::env::MAX_CONTAINER_ID_LEN;
+    for verb in ["ADD", "DEL", "CHECK"] {
+        let mut v = vars(verb);
+        for (k, val) in &mut v {
+            if k == "CNI_CONTAINERID" {
+                *val = "c".repeat(limit + 1);
+            }
+        }
+        let (out, code) = run(&p, v, &conf("1.0.0"));
+        assert_error(&out, code, 4, "CNI_CONTAINERID");
+        assert_error(&out, code, 4, &limit.to_string());
+        assert!(!out["msg"].as_str().unwrap().contains("cccc"), "{out}");
+    }
+    // At the limit the plugin is called.
+    let mut v = vars("ADD");
+    for (k, val) in &mut v {
+        if k == "CNI_CONTAINERID" {
+            *val = "c".repeat(limit);
+        }
+    }
+    let (_, code) = run(&p, v, &conf("1.0.0"));
+    assert_eq!(code, 0);
+    assert_eq!(*p.calls.borrow(), vec!["ADD"]);
+}
+
+#[test]
 fn del_without_netns_and_status_without_container() {
     let p = Recorder::default();
     let v: Vec<_> = vars("DEL")
@@ -277,6 +305,52 @@ fn config_errors() {
     assert_error(&out, code, 7, "type");
     let (out, code) = run(&p, vars("ADD"), b"[]");
     assert_error(&out, code, 7, "object");
+    assert!(p.calls.borrow().is_empty());
+}
+
+#[test]
+fn a_standard_key_of_the_wrong_type_is_named_in_the_error_json() {
+    let p = Recorder::default();
+    for (stdin, key) in [
+        (
+            r#"{"cniVersion":5,"name":"n","type":"recorder"}"#,
+            "cniVersion",
+        ),
+        (
+            r#"{"cniVersion":"1.0.0","name":["n"],"type":"recorder"}"#,
+            "name",
+        ),
+        (
+            r#"{"cniVersion":"1.0.0","name":"n","type":{"a":1}}"#,
+            "type",
+        ),
+        (
+            r#"{"cniVersion":"1.0.0","name":"n","type":"recorder","dns":{"nameservers":"x"}}"#,
+            "nameservers",
+        ),
+        (
+            r#"{"cniVersion":"1.0.0","name":"n","type":"recorder","capabilities":[]}"#,
+            "capabilities",
+        ),
+        (
+            r#"{"cniVersion":"1.0.0","name":"n","type":"recorder","runtimeConfig":1}"#,
+            "runtimeConfig",
+        ),
+    ] {
+        let (out, code) = run(&p, vars("ADD"), stdin.as_bytes());
+        assert_error(&out, code, 7, &format!("{key:?}"));
+    }
+    // The error is printed in the latest version when the config's own cannot be read.
+    let (out, _) = run(&p, vars("ADD"), br#"{"cniVersion":5,"type":"recorder"}"#);
+    assert_eq!(out["cniVersion"], CniVersion::LATEST.as_str());
+    for stdin in [
+        &br#"{"cniVersion":5}"#[..],
+        b"{",
+        b"[]",
+        br#"{"cniVersion":"9.9"}"#,
+    ] {
+        assert_eq!(multinet_cni::error_version(stdin), CniVersion::LATEST);
+    }
     assert!(p.calls.borrow().is_empty());
 }
 

@@ -336,3 +336,167 @@ async fn a_plugin_busy_being_written_is_run_once_it_is_closed() {
     assert_eq!(String::from_utf8(out).unwrap().trim(), "{}");
     closer.join().unwrap();
 }
+
+/// True while `pid` runs (a zombie waiting for its reaper counts as gone).
+fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+async fn wait_gone(pid: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while running(pid) {
+        assert!(Instant::now() < deadline, "process {pid} still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits for a pid file the plugin writes and returns its content.
+async fn read_pid(path: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && s.ends_with('\n')
+        {
+            return s.trim().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never written",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A plugin that starts a grandchild (sleep), records both pids, and waits.
+fn forking_plugin(dir: &Path) -> PathBuf {
+    write_plugin(
+        dir,
+        "forks",
+        &format!(
+            "sleep 300 &\necho $! > {d}/grandchild\necho $$ > {d}/plugin\nwait",
+            d = dir.display()
+        ),
+    )
+}
+
+#[tokio::test]
+async fn timeout_kills_the_plugins_children_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = forking_plugin(dir.path());
+    let e = env("ADD", dir.path());
+    let x = extra();
+    let mut r = req(Command::Add, &e, &x, STDIN);
+    r.timeout = Duration::from_millis(700);
+    let err = exec_raw(&plugin, &r).await.unwrap_err();
+    assert_eq!(err.code.code(), 11, "{err}");
+    let plugin_pid = read_pid(&dir.path().join("plugin")).await;
+    let grandchild = read_pid(&dir.path().join("grandchild")).await;
+    wait_gone(&plugin_pid, Duration::from_secs(3)).await;
+    wait_gone(&grandchild, Duration::from_secs(3)).await;
+}
+
+#[tokio::test]
+async fn dropping_the_call_kills_the_plugin_and_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = forking_plugin(dir.path());
+    let e = env("ADD", dir.path());
+    let x = extra();
+    let r = req(Command::Add, &e, &x, STDIN); // a 10 s timeout of its own
+    let grandchild_file = dir.path().join("grandchild");
+    let call = exec_raw(&plugin, &r);
+    // The caller gives up (e.g. its own deadline) once the plugin is running: the future drops.
+    let outcome = tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::select! {
+            _ = call => panic!("the plugin finished on its own"),
+            pid = read_pid(&grandchild_file) => pid,
+        }
+    })
+    .await
+    .unwrap();
+    let plugin_pid = read_pid(&dir.path().join("plugin")).await;
+    wait_gone(&plugin_pid, Duration::from_secs(3)).await;
+    wait_gone(&outcome, Duration::from_secs(3)).await;
+}
+
+/// Where [`caller_killed_by_test`] runs a plugin; set only when the test re-runs itself.
+const CALLER_DIR: &str = "MULTINET_TEST_EXEC_CALLER_DIR";
+
+/// The caller that `killing_the_caller_kills_the_plugin` SIGKILLs: it runs the forking plugin
+/// in the directory it is given and waits on it.
+#[tokio::test]
+#[ignore = "run by killing_the_caller_kills_the_plugin in a process of its own"]
+async fn caller_killed_by_test() {
+    let dir = PathBuf::from(std::env::var(CALLER_DIR).expect("run by another test"));
+    let plugin = forking_plugin(&dir);
+    let e = env("ADD", &dir);
+    let x = extra();
+    let mut r = req(Command::Add, &e, &x, STDIN);
+    r.timeout = Duration::from_secs(120);
+    let _ = exec_raw(&plugin, &r).await;
+    panic!("the plugin was expected to run until this process was killed");
+}
+
+#[tokio::test]
+async fn killing_the_caller_kills_the_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut caller = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "caller_killed_by_test",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CALLER_DIR, dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let plugin_pid = read_pid(&dir.path().join("plugin")).await;
+    let grandchild = read_pid(&dir.path().join("grandchild")).await;
+    assert!(running(&plugin_pid));
+    caller.kill().unwrap(); // SIGKILL: no destructor of the caller runs.
+    caller.wait().unwrap();
+    // The kernel's parent-death signal kills the plugin at once.
+    wait_gone(&plugin_pid, Duration::from_secs(2)).await;
+    // The plugin's own child is not covered by the death signal (the kernel clears it on fork);
+    // it is still in the plugin's process group, so the test removes it by that group.
+    let pgid: i32 = std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
+        .map(|s| {
+            let after = s.rsplit_once(") ").unwrap().1;
+            after.split(' ').nth(2).unwrap().parse().unwrap()
+        })
+        .unwrap_or(0);
+    if pgid > 0 {
+        assert_eq!(
+            pgid.to_string(),
+            plugin_pid,
+            "the plugin leads its own group"
+        );
+        // SAFETY: plain syscall on a group this test created.
+        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    }
+    wait_gone(&grandchild, Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn a_plugin_runs_in_its_own_process_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = write_plugin(
+        dir.path(),
+        "pgrp",
+        r#"echo "{\"pgid\":\"$(ps -o pgid= -p $$ | tr -d ' ')\",\"pid\":\"$$\"}" >&2; exit 1"#,
+    );
+    let e = env("DEL", dir.path());
+    let x = extra();
+    let err = exec_raw(&plugin, &req(Command::Del, &e, &x, STDIN))
+        .await
+        .unwrap_err();
+    let json_start = err.msg.find('{').unwrap();
+    let v: serde_json::Value = serde_json::from_str(&err.msg[json_start..]).unwrap();
+    assert_eq!(v["pgid"], v["pid"], "{}", err.msg);
+    // SAFETY: getpgrp has no preconditions.
+    let own_pgid = unsafe { libc::getpgrp() }.to_string();
+    assert_ne!(v["pgid"].as_str().unwrap(), own_pgid);
+}

@@ -1,6 +1,10 @@
 //! The Kubernetes API as a cluster source. Every call retries transient failures (connection
 //! errors, 429, 5xx) with backoff inside one time budget per CNI request, and each attempt may take
 //! as long as the budget allows: a slow API server is waited for, not cut off after 250 ms.
+//!
+//! No error quotes a kubeconfig, a token file or an exec credential plugin's output: kube's own
+//! messages may (a YAML parser's snippet of the file, the plugin's stdout with its token), so
+//! every kube error is described here from its kind, the file's name and the line and column.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -15,7 +19,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::client::AuthError;
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError, LoadDataError};
 use kube::{Client, Config};
 use serde_json::json;
 
@@ -113,7 +118,7 @@ impl KubeSource {
                 Err(_) => return Err(MetaError::Api(format!("{what}: timed out"))),
             };
             if !is_transient(&err) || Instant::now() + delay >= self.deadline {
-                return Err(MetaError::Api(format!("{what}: {err}")));
+                return Err(MetaError::Api(format!("{what}: {}", api_error(&err))));
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(2));
@@ -125,24 +130,137 @@ impl KubeSource {
 async fn build_client(kubeconfig: Option<&Path>, budget: Duration) -> Result<Client, MetaError> {
     let mut config = match kubeconfig {
         Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .map_err(|e| MetaError::Api(format!("kubeconfig {}: {e}", path.display())))?;
+            let kc = Kubeconfig::read_from(path).map_err(|e| kubeconfig_error(path, &e))?;
             Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
                 .await
-                .map_err(|e| MetaError::Api(format!("kubeconfig {}: {e}", path.display())))?
+                .map_err(|e| kubeconfig_error(path, &e))?
         }
-        None => {
-            Config::incluster().map_err(|e| MetaError::Api(format!("in-cluster config: {e}")))?
-        }
+        None => Config::incluster().map_err(|e| {
+            // The service account's files are the kubelet's; their errors name paths only.
+            MetaError::Api(format!("in-cluster config: {e}"))
+        })?,
     };
     config.connect_timeout = Some(budget);
     config.read_timeout = Some(budget);
     config.write_timeout = Some(budget);
     // kube's own stack for what ours does not cover (a proxy, a TLS server name override).
     if config.proxy_url.is_some() || config.tls_server_name.is_some() {
-        return Client::try_from(config).map_err(|e| MetaError::Api(e.to_string()));
+        return Client::try_from(config).map_err(|e| client_error(kubeconfig, &e));
     }
-    http2_client(config).map_err(|e| MetaError::Api(e.to_string()))
+    http2_client(config).map_err(|e| client_error(kubeconfig, &e))
+}
+
+/// A client that could not be built, naming the kubeconfig it came from.
+fn client_error(kubeconfig: Option<&Path>, e: &kube::Error) -> MetaError {
+    match kubeconfig {
+        Some(path) => MetaError::Api(format!("{}: {}", path.display(), api_error(e))),
+        None => MetaError::Api(format!("in-cluster config: {}", api_error(e))),
+    }
+}
+
+/// A kubeconfig error: the file, what is wrong, and where (line and column) when the parser
+/// knows; never the text (kube's parse error shows a snippet of the file, a context name or a
+/// bad URL is the file's content too).
+fn kubeconfig_error(path: &Path, e: &KubeconfigError) -> MetaError {
+    MetaError::Api(format!(
+        "kubeconfig {}: {}",
+        path.display(),
+        kubeconfig_problem(e)
+    ))
+}
+
+/// What is wrong with a kubeconfig, from the error's kind alone.
+fn kubeconfig_problem(e: &KubeconfigError) -> String {
+    match e {
+        KubeconfigError::ReadConfig(io, _) => format!("cannot be read: {io}"),
+        KubeconfigError::Parse(parse) => match parse.location() {
+            Some(at) => format!(
+                "is not valid kubeconfig YAML (error at line {} column {})",
+                at.line(),
+                at.column()
+            ),
+            None => "is not valid kubeconfig YAML".into(),
+        },
+        KubeconfigError::CurrentContextNotSet => "sets no current context".into(),
+        KubeconfigError::LoadContext(_) => "does not define its current context".into(),
+        KubeconfigError::LoadClusterOfContext(_) => {
+            "does not define the cluster of its current context".into()
+        }
+        KubeconfigError::MissingClusterUrl => "gives no server for its cluster".into(),
+        KubeconfigError::ParseClusterUrl(_) => "has a cluster server that is not a URL".into(),
+        KubeconfigError::ParseProxyUrl(_) => "has a proxy-url that is not a URL".into(),
+        KubeconfigError::LoadCertificateAuthority(d) => {
+            format!("certificate-authority: {}", load_data_error(d))
+        }
+        KubeconfigError::LoadClientCertificate(d) => {
+            format!("client-certificate: {}", load_data_error(d))
+        }
+        KubeconfigError::LoadClientKey(d) => format!("client-key: {}", load_data_error(d)),
+        KubeconfigError::ParseCertificates(_) => "holds certificates that are not valid PEM".into(),
+        _ => "is not a usable kubeconfig".into(),
+    }
+}
+
+fn load_data_error(e: &LoadDataError) -> String {
+    match e {
+        LoadDataError::DecodeBase64(_) => "the data is not valid base64".into(),
+        LoadDataError::ReadFile(io, file) => format!("{}: {io}", file.display()),
+        LoadDataError::NoBase64DataOrFile => "neither data nor a file is given".into(),
+    }
+}
+
+/// A credentials error, without the token, the exec plugin's output or the token file's text.
+fn auth_error(e: &AuthError) -> String {
+    let what = match e {
+        AuthError::InvalidBasicAuth(_) => "the basic-auth user or password is not a valid header",
+        AuthError::InvalidBearerToken(_) => "the token is not a valid header value",
+        AuthError::ReadTokenFile(io, file) => {
+            return format!("credentials: token file {}: {io}", file.display());
+        }
+        AuthError::AuthExecStart(io) => {
+            return format!("credentials: the exec plugin cannot be started: {io}");
+        }
+        AuthError::AuthExecRun { out, .. } => {
+            return format!("credentials: the exec plugin failed ({})", out.status);
+        }
+        AuthError::AuthExecParse(parse) => {
+            return match parse.location() {
+                Some(at) => format!(
+                    "credentials: the exec plugin's output is not valid (error at line {} column {})",
+                    at.line(),
+                    at.column()
+                ),
+                None => "credentials: the exec plugin's output is not valid".into(),
+            };
+        }
+        AuthError::MissingCommand => "the exec plugin has no command",
+        AuthError::ExecPluginFailed | AuthError::AuthExec(_) => "the exec plugin failed",
+        AuthError::MalformedTokenExpirationDate(_) => {
+            "the exec plugin's token expiration date is not valid"
+        }
+        _ => "the credentials cannot be used",
+    };
+    format!("credentials: {what}")
+}
+
+/// A kube error for a message: credential and kubeconfig errors anywhere in its chain are
+/// described from their kind ([`auth_error`], [`kubeconfig_problem`]); the others (HTTP, TLS,
+/// API status) carry no file content.
+fn api_error(err: &kube::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(auth) = e.downcast_ref::<AuthError>() {
+            return auth_error(auth);
+        }
+        if let Some(kube::Error::Auth(auth)) = e.downcast_ref::<kube::Error>() {
+            return auth_error(auth);
+        }
+        if let Some(kc) = e.downcast_ref::<KubeconfigError>() {
+            return format!("kubeconfig {}", kubeconfig_problem(kc));
+        }
+        source = e.source();
+    }
+    err.to_string()
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -255,7 +373,7 @@ impl ClusterSource for KubeSource {
         futures::future::try_join_all(posts)
             .await
             .map(|_| ())
-            .map_err(|e| MetaError::Api(format!("events of pod {}: {e}", pod.key())))
+            .map_err(|e| MetaError::Api(format!("events of pod {}: {}", pod.key(), api_error(&e))))
     }
 }
 
@@ -289,5 +407,133 @@ fn pod_event(pod: &PodInfo, e: &PodEvent, now: k8s_openapi::jiff::Timestamp, seq
         last_timestamp: Some(Time(now)),
         count: Some(1),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    const SECRET: &str = "s3cr3t-T0KEN-do-not-print";
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn kubeconfig(cluster: &str, user: &str, current: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:9\n{cluster}contexts:\n- name: ctx\n  context:\n    cluster: c\n    user: u\ncurrent-context: {current}\nusers:\n- name: u\n  user:\n{user}"
+        )
+    }
+
+    /// The error the runtime would see for this kubeconfig, at connect or at the first request.
+    fn error_for(text: &str) -> (String, multinet_cni::CniError) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("multinet.kubeconfig");
+        std::fs::write(&path, text).unwrap();
+        let err = runtime().block_on(async {
+            match KubeSource::connect(Some(&path), Duration::from_secs(2)).await {
+                Err(e) => e,
+                Ok(src) => src.pod("default", "p").await.unwrap_err(),
+            }
+        });
+        (path.display().to_string(), err.to_cni())
+    }
+
+    #[test]
+    fn a_bad_kubeconfig_is_named_with_its_place_and_never_quoted() {
+        let token = format!("    token: {SECRET}\n");
+        let cases = [
+            // Broken YAML right after the token.
+            (
+                "syntax",
+                format!("{}    bad: [\n", kubeconfig("", &token, "ctx")),
+            ),
+            // The token where a list belongs.
+            (
+                "type",
+                format!("apiVersion: v1\nkind: Config\nusers: {SECRET}\nclusters: []\n"),
+            ),
+            // A mapping key holding the token, indented wrongly.
+            (
+                "indent",
+                kubeconfig("", &format!("  {SECRET}: x\n   y: z\n"), "ctx"),
+            ),
+        ];
+        for (case, text) in cases {
+            let (path, e) = error_for(&text);
+            let shown = e.to_string();
+            assert!(shown.contains(&path), "{case}: {shown}");
+            assert!(shown.contains("line "), "{case}: {shown}");
+            assert!(!shown.contains(SECRET), "{case}: {shown}");
+            assert!(!shown.contains("s3cr3t"), "{case}: {shown}");
+        }
+    }
+
+    #[test]
+    fn kubeconfig_content_errors_name_the_key_not_the_value() {
+        let cases = [
+            ("current context", kubeconfig("", "    token: t\n", SECRET)),
+            (
+                "client-certificate",
+                kubeconfig(
+                    "",
+                    &format!(
+                        "    client-certificate-data: {SECRET}$$\n    client-key-data: {SECRET}\n"
+                    ),
+                    "ctx",
+                ),
+            ),
+            (
+                "certificate-authority",
+                kubeconfig(
+                    &format!("    certificate-authority-data: {SECRET}$$\n"),
+                    "    token: t\n",
+                    "ctx",
+                ),
+            ),
+        ];
+        for (needle, text) in cases {
+            let (path, e) = error_for(&text);
+            let shown = e.to_string();
+            assert!(shown.contains(&path), "{needle}: {shown}");
+            assert!(shown.contains(needle), "{needle}: {shown}");
+            assert!(!shown.contains("s3cr3t"), "{needle}: {shown}");
+        }
+    }
+
+    #[test]
+    fn an_exec_plugin_that_fails_does_not_leak_its_output() {
+        let user = format!(
+            "    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: /bin/sh\n      args: [\"-c\", \"echo '{{\\\"token\\\":\\\"{SECRET}\\\"}}'; echo {SECRET} >&2; exit 3\"]\n      interactiveMode: Never\n"
+        );
+        let (_, e) = error_for(&kubeconfig("", &user, "ctx"));
+        let shown = e.to_string();
+        assert!(shown.contains("exec plugin failed"), "{shown}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        // An exec plugin whose output is not a credential: same rule.
+        let user = format!(
+            "    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: /bin/sh\n      args: [\"-c\", \"echo 'status: [{SECRET}'\"]\n      interactiveMode: Never\n"
+        );
+        let (_, e) = error_for(&kubeconfig("", &user, "ctx"));
+        let shown = e.to_string();
+        assert!(shown.contains("exec plugin"), "{shown}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+
+    #[test]
+    fn an_unreadable_token_file_is_named() {
+        let (_, e) = error_for(&kubeconfig(
+            "",
+            "    tokenFile: /nonexistent/multinet-token\n",
+            "ctx",
+        ));
+        let shown = e.to_string();
+        assert!(shown.contains("/nonexistent/multinet-token"), "{shown}");
     }
 }
