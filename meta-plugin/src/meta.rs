@@ -501,7 +501,7 @@ impl MetaPlugin {
                     })
                 })
                 .collect();
-            match podnet::delete_links_together(netns, &owned).await {
+            match podnet::delete_links_together(netns, &record.container_id, &owned).await {
                 Ok(n) => tracing::debug!(links = n, "pod links deleted together"),
                 // The delegates delete their links one by one instead.
                 Err(e) => tracing::warn!(error = %e, "deleting the pod's links together failed"),
@@ -528,7 +528,7 @@ impl MetaPlugin {
     ) -> Result<(), MetaError> {
         let id = &req.env.container_id;
         let kept = store.set_aside(id)?;
-        let cleaned = crate::orphans::clean(conf, id, req.env.netns.as_deref());
+        let cleaned = crate::orphans::clean(conf, id, req.env.netns.as_deref()).await;
         tracing::error!(error = %why, kept = %kept.display(), ?cleaned,
             "attachment record unusable: set aside, cleaned by container ID");
         if let Ok(Some(r)) = pod_ref(req)

@@ -1,7 +1,8 @@
 //! Cleaning by container ID alone, for a container whose attachment record cannot be used (torn,
 //! or written by someone else): the record is not trusted, so nothing it says is run. What
 //! multinet and its delegates left can still be found by the container ID they were tagged with:
-//! device-info files carry it in their name.
+//! links in the pod carry it in their alias (`multinet_netlink::link_tag`), device-info files in
+//! their name.
 
 use std::fmt;
 use std::path::Path;
@@ -11,6 +12,7 @@ use crate::config::MultinetConf;
 /// What a clean-up by container ID removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Cleaned {
+    pub links: usize,
     pub device_info_files: usize,
 }
 
@@ -18,15 +20,25 @@ impl fmt::Display for Cleaned {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} device-info files were removed",
-            self.device_info_files
+            "{} tagged links and {} device-info files were removed",
+            self.links, self.device_info_files
         )
     }
 }
 
 /// Removes what can be found of `container_id`'s attachments without its record.
-pub fn clean(conf: &MultinetConf, container_id: &str, _netns: Option<&Path>) -> Cleaned {
+pub async fn clean(conf: &MultinetConf, container_id: &str, netns: Option<&Path>) -> Cleaned {
+    let links = match netns {
+        Some(netns) => multinet_netlink::delete_links_tagged(netns, container_id)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(netns = %netns.display(), error = %e, "deleting tagged links");
+                0
+            }),
+        None => 0,
+    };
     Cleaned {
+        links,
         device_info_files: remove_device_info_files(&conf.device_info_dir, container_id),
     }
 }

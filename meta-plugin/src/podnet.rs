@@ -161,6 +161,7 @@ pub struct OwnedLink<'a> {
 /// (spec), so they still release addresses and other state. Returns how many links went.
 pub async fn delete_links_together(
     netns: &Path,
+    container_id: &str,
     owned: &[OwnedLink<'_>],
 ) -> Result<usize, MetaError> {
     let Ok(ns) = Netns::open(netns) else {
@@ -178,6 +179,13 @@ pub async fn delete_links_together(
                     && l.mac()
                         .is_some_and(|m| m.to_string().eq_ignore_ascii_case(&o.mac))
             })
+        })
+        // A link multinet's own delegates made carries the container's tag; one tagged for
+        // another container, or an untagged macvlan/ipvlan with a copied MAC, is not this
+        // attachment's.
+        .filter(|l| match l.alias.as_deref() {
+            Some(alias) if multinet_netlink::is_multinet_tag(alias) => l.tagged_for(container_id),
+            _ => true,
         })
         .filter(|l| {
             l.kind

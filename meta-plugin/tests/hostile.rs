@@ -470,7 +470,7 @@ fn a_long_container_id_works_for_add_and_del() {
 }
 
 #[test]
-fn a_torn_record_does_not_block_del_and_its_device_info_is_cleaned() {
+fn a_torn_record_does_not_block_del_and_what_it_tagged_is_cleaned() {
     require_root!();
     let node = Node::new("1.0.0");
     let store = node.path("cni/attachments");
@@ -478,16 +478,40 @@ fn a_torn_record_does_not_block_del_and_its_device_info_is_cleaned() {
     fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
     fs::write(store.join("c7.json"), b"{\"format\":1,\"contai").unwrap();
     fs::set_permissions(store.join("c7.json"), fs::Permissions::from_mode(0o600)).unwrap();
-    let devinfo = PathBuf::from("/var/run/k8s.cni.cncf.io/devinfo/cni");
+    let devinfo = node.path("devinfo");
     fs::create_dir_all(&devinfo).unwrap();
     let mine = devinfo.join("net-c7_net1");
     let other = devinfo.join("net-c77_net1");
     fs::write(&mine, "{}").unwrap();
     fs::write(&other, "{}").unwrap();
-    node.cni("DEL", "c7", "p1", None).ok();
+    // In the pod: a link multinet tagged for c7, one tagged for another container, one untagged.
+    let pod = TestNetns::new();
+    for (name, alias) in [
+        ("net1", Some("multinet:c7")),
+        ("net2", Some("multinet:c77")),
+        ("net3", None),
+    ] {
+        node.ns
+            .ip(&["link", "add", name, "link", "up0", "type", "macvlan"]);
+        if let Some(alias) = alias {
+            node.ns.ip(&["link", "set", name, "alias", alias]);
+        }
+        node.ns.ip(&["link", "set", name, "netns", pod.path_str()]);
+    }
+    let mut conf = node.conf();
+    conf["deviceInfoDir"] = json!(devinfo);
+    Answer::of(
+        &node
+            .call("DEL", "c7", "p1", pod.path_str())
+            .stdin_json(&conf)
+            .run(),
+    )
+    .ok();
     assert!(!mine.exists(), "the torn record's device-info file stayed");
     assert!(other.exists(), "another container's device-info file went");
-    fs::remove_file(other).unwrap();
+    let mut left = Node::links(&pod);
+    left.sort();
+    assert_eq!(left, vec!["net2".to_string(), "net3".to_string()]);
     assert_eq!(node.records(), Vec::<PathBuf>::new());
 }
 
@@ -511,7 +535,10 @@ esac
     let spy = node.bin().join("spy");
     fs::write(&spy, script).unwrap();
     fs::set_permissions(&spy, fs::Permissions::from_mode(0o755)).unwrap();
-    node.add_nad("watched", json!({"cniVersion":"1.1.0","name":"watched","type":"spy"}));
+    node.add_nad(
+        "watched",
+        json!({"cniVersion":"1.1.0","name":"watched","type":"spy"}),
+    );
     node.add_pod("p1", "watched");
     let pod = TestNetns::new();
     node.cni("ADD", "c1", "p1", Some(&pod)).ok();
@@ -532,4 +559,42 @@ esac
     assert!(!stale.exists(), "GC left a dead writer's temp file");
     node.cni("DEL", "c1", "p1", Some(&pod)).ok();
     node.assert_clean(&pod);
+}
+
+#[test]
+fn del_leaves_a_link_of_the_same_name_that_multinet_did_not_create() {
+    require_root!();
+    let node = Node::new("1.0.0");
+    node.use_own("macvlan");
+    node.use_own("host-local");
+    node.add_nad("data", node.macvlan_nad("data", "up0", "10.10.0.0/24"));
+    node.add_nad(
+        "storage",
+        node.macvlan_nad("storage", "up1", "10.20.0.0/24"),
+    );
+    node.add_pod("p1", "data,storage");
+    let pod = TestNetns::new();
+    node.cni("ADD", "c1", "p1", Some(&pod)).ok();
+    // Inside the pod, net1 is replaced by a macvlan someone else made (same kind, same name,
+    // another MAC, no multinet tag).
+    pod.ip(&["link", "del", "net1"]);
+    node.ns.ip(&[
+        "link", "add", "foreign", "link", "up0", "type", "macvlan", "mode", "bridge",
+    ]);
+    node.ns
+        .ip(&["link", "set", "foreign", "address", "02:aa:bb:cc:dd:01"]);
+    node.ns
+        .ip(&["link", "set", "foreign", "netns", pod.path_str()]);
+    pod.ip(&["link", "set", "foreign", "name", "net1"]);
+    node.cni("DEL", "c1", "p1", Some(&pod)).ok();
+    assert_eq!(
+        Node::links(&pod),
+        vec!["net1".to_string()],
+        "the foreign net1 went"
+    );
+    let foreign = Node::link_details(&pod);
+    assert_eq!(foreign[0]["address"], "02:aa:bb:cc:dd:01");
+    // Everything multinet made is gone all the same.
+    assert_eq!(node.allocated_ips(), Vec::<PathBuf>::new());
+    assert_eq!(node.records(), Vec::<PathBuf>::new());
 }
