@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Result, SriovError};
 use crate::pci::PciAddress;
-use crate::state::atomic_write;
+use multinet_cni::files::{self, WriteOptions};
 
 /// Overrides the directory of default device-info files.
 pub const DEVINFO_DIR_ENV: &str = "MULTINET_DEVINFO_DIR";
@@ -53,12 +53,26 @@ pub fn device_info(vf: &PciAddress, pf: &PciAddress) -> Value {
     })
 }
 
-/// Writes `info` to `path` atomically (mode 0644: the network-status writer may not be root).
+/// Mode of a device-info file: the network-status writer may not be root (the device plugin's
+/// own files are world-readable too).
+pub const DEVICE_INFO_MODE: u32 = 0o644;
+/// Mode of a device-info directory multinet creates.
+pub const DEVICE_INFO_DIR_MODE: u32 = 0o755;
+
+/// Writes `info` to `path` atomically, modes explicit whatever the umask. A directory that
+/// another uid owns or may write is refused.
 pub fn write_device_info(path: &Path, info: &Value) -> Result<()> {
     let bytes = serde_json::to_vec(info)
         .map_err(|e| SriovError::Internal(format!("encoding device info: {e}")))?;
-    atomic_write(path, &bytes, 0o644)
-        .map_err(|e| SriovError::io(format!("writing device info {}", path.display()), e))
+    let what = || format!("writing device info {}", path.display());
+    if let Some(dir) = path.parent() {
+        files::ensure_dir(dir, DEVICE_INFO_DIR_MODE).map_err(|e| SriovError::io(what(), e))?;
+    }
+    let opts = WriteOptions {
+        mode: DEVICE_INFO_MODE,
+        durable: false,
+    };
+    files::write_atomic(path, &bytes, opts).map_err(|e| SriovError::io(what(), e))
 }
 
 /// Removes a device-info file; one that is gone already is fine.
