@@ -16,6 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use multinet_cni::files;
 use multinet_cni::{
     CniError, GcRequest, Interface, NetworkResult, Plugin, Request, Result as CniResult,
 };
@@ -54,6 +55,13 @@ impl Paths {
             devinfo_dir: devinfo::devinfo_dir_from_env(),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
         }
+    }
+
+    /// Removes temp files that writers which died mid-write left in the state directory and
+    /// the device-info directory.
+    pub fn remove_stale_temps(&self) -> usize {
+        self.state.remove_stale_temps()
+            + files::remove_stale_temps(&self.devinfo_dir, crate::state::STALE_TEMP_AGE)
     }
 }
 
@@ -214,7 +222,7 @@ impl SriovPlugin {
         if let Some(ipam_conf) = &conf.ipam {
             ipam::del(ipam_conf, req).await?;
         }
-        paths.state.remove_stale_temps();
+        paths.remove_stale_temps();
         match paths.state.read_attachment(cid, ifname) {
             Ok(Some(state)) => {
                 release_attachment(&paths, &state, req.env.netns.as_deref(), &log)?;
@@ -285,7 +293,7 @@ impl SriovPlugin {
         let conf = DelConf::from_request(&req.config);
         let log = Logger::new(&conf.log);
         let paths = self.paths();
-        paths.state.remove_stale_temps();
+        paths.remove_stale_temps();
         let mut first_err = None;
         for state in paths.state.attachments() {
             if state.network != conf.name || gc.is_valid(&state.container_id, &state.ifname) {
@@ -429,7 +437,7 @@ pub fn release_container(state: &StateDir, sysfs: &Sysfs, container_id: &str) ->
         lock_timeout: DEFAULT_LOCK_TIMEOUT,
     };
     let log = Logger::stderr(crate::config::LogLevel::Warning);
-    state.remove_stale_temps();
+    paths.remove_stale_temps();
     let prefix = format!("{container_id}:");
     let mut released = 0;
     for file in state.attachment_files() {

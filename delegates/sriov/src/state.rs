@@ -43,7 +43,7 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest state file read; ours are a few KiB.
 const MAX_STATE_FILE: u64 = 1 << 20;
 /// A temp file this old is stale even if a process with its writer's pid is alive (pids wrap).
-const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
 /// Suffix of a corrupt or untrusted attachment state moved aside by DEL (kept for inspection;
 /// not `.json`, so nothing reads it again).
 pub const SET_ASIDE_SUFFIX: &str = ".set-aside";

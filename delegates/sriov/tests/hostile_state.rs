@@ -201,7 +201,13 @@ fn del_releases_a_vf_whose_add_died_before_saving_its_state() {
         lab.state_dir().join(format!("pci/.{vf}.tmp-999999999-0")),
         lab.state_dir()
             .join("attach/.c-crash:net1.json.tmp-999999999-1"),
+        lab.dir
+            .path()
+            .join("devinfo/.sriov-net-c-crash-net1-device.json.tmp-999999999-2"),
     ];
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o755)
+        .create(lab.dir.path().join("devinfo"))
+        .unwrap();
     for t in &temps {
         std::fs::write(t, b"{").unwrap();
     }
