@@ -125,6 +125,9 @@ impl SriovPlugin {
         let conf = SriovConf::from_request(&req.config, &req.env)?;
         let log = Logger::new(&conf.log);
         let paths = self.paths();
+        if let Some(f) = &conf.device_info_file {
+            devinfo::check_device_info_file(f, &paths.devinfo_dir)?;
+        }
         let netns_path = req
             .env
             .netns

@@ -187,6 +187,34 @@ fn a_log_file_outside_var_log_is_refused_and_never_written() {
 }
 
 #[test]
+fn a_device_info_file_a_nad_points_at_a_node_file_is_refused() {
+    require_root!();
+    umask_000();
+    let lab = Lab::new(SysfsLayout::SriovCni, 1, false);
+    let (vf, vf_name) = lab.vfs[0].clone();
+    let pod = TestNetns::new();
+    // Outside the lab: the lab's own directory is its device-info tree.
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    for target in [
+        victim.display().to_string(),
+        "/var/run/k8s.cni.cncf.io/devinfo/../../../../etc/multinet-evil".to_owned(),
+    ] {
+        let conf = lab.conf(&vf, json!({"runtimeConfig": {"CNIDeviceInfoFile": target}}));
+        let (code, msg) = lab.add("c-devinfo", &pod, "net1", &conf).err();
+        assert_eq!(code, 7, "{msg}");
+        assert!(msg.contains("runtimeConfig.CNIDeviceInfoFile"), "{msg}");
+        assert!(lab.stray_state_files().is_empty());
+        assert!(lab.ipam_allocations().is_empty());
+        assert!(lab.host_link(&vf_name).is_some());
+        lab.del("c-devinfo", pod.path_str(), "net1", &conf).ok();
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(!Path::new("/etc/multinet-evil").exists());
+}
+
+#[test]
 fn del_releases_a_vf_whose_add_died_before_saving_its_state() {
     require_root!();
     umask_000();
