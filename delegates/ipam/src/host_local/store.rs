@@ -135,6 +135,13 @@ impl Store {
             .map_err(io(format!("reading lock {}", path.display())))?;
         files::check_trusted(&path, &meta)
             .map_err(|e| IpamError::io(format!("refusing lock {}", path.display()), e.into()))?;
+        // A lock an older version (or another tool) left readable by others is made private:
+        // whoever can open it can flock it. Root opens it whatever its mode.
+        if meta.mode() & 0o077 != 0 {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(LOCK_MODE))
+                .map_err(io(format!("restricting lock {}", path.display())))?;
+        }
         let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| {
             IpamError::io(
                 format!("locking {}", path.display()),
@@ -386,6 +393,19 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         assert!(Store::open_existing(d.path(), "net").unwrap().is_none());
         assert!(!d.path().join("net").exists());
+    }
+
+    #[test]
+    fn a_lock_others_could_open_is_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let lock = d.path().join("net/lock");
+        std::fs::create_dir(d.path().join("net")).unwrap();
+        std::fs::write(&lock, b"").unwrap();
+        std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Store::open(d.path(), "net").unwrap());
+        let mode = std::fs::metadata(&lock).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]
