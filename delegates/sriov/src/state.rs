@@ -541,7 +541,8 @@ mod tests {
     #[test]
     fn a_locked_vf_cannot_be_locked_again_until_released() {
         let tmp = tempfile::tempdir().unwrap();
-        let state = StateDir::new(tmp.path());
+        // Never the temp dir itself: another test may have made it under umask 000.
+        let state = StateDir::new(tmp.path().join("state"));
         let a = pci("0000:af:06.0");
         let lock = state.try_lock_vf(&a).unwrap().unwrap();
         assert!(state.try_lock_vf(&a).unwrap().is_none());
@@ -555,7 +556,8 @@ mod tests {
     #[test]
     fn records_need_the_matching_lock() {
         let tmp = tempfile::tempdir().unwrap();
-        let state = StateDir::new(tmp.path());
+        // Never the temp dir itself: another test may have made it under umask 000.
+        let state = StateDir::new(tmp.path().join("state"));
         let a = pci("0000:af:06.0");
         let lock_b = state.try_lock_vf(&pci("0000:af:06.1")).unwrap().unwrap();
         let rec = AllocationRecord::new(a, "c1", "net1", "/nonexistent/netns");
