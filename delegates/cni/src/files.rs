@@ -179,7 +179,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8], opts: WriteOptions) -> io::Result
 pub fn read_trusted(path: &Path, max_len: u64) -> io::Result<Option<Vec<u8>>> {
     let f = match OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        // O_NONBLOCK: a FIFO planted under the name would otherwise block the open until
+        // someone writes to it; it is refused below as not a regular file.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
     {
         Ok(f) => f,
@@ -319,6 +321,13 @@ mod tests {
         );
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         assert!(read_trusted(&path, 1).is_err(), "too large");
+        // A FIFO is refused at once, not waited on.
+        let fifo = dir.path().join("fifo");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo reads a NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let err = read_trusted(&fifo, 10).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 
     #[test]

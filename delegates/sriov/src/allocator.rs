@@ -106,19 +106,20 @@ impl<'a> VfAllocator<'a> {
         Ok(record)
     }
 
-    /// Claims the given VF (a deviceID from the device plugin), waiting for its lock. A VF
-    /// that a live attachment of another pod owns is refused (code 11: the other pod's DEL
-    /// may simply be late).
+    /// Claims the given VF (a deviceID from the device plugin or a pod's annotation), waiting
+    /// for its lock. A VF that a live attachment of another container owns is refused before
+    /// anything is written ([`SriovError::InUse`], code 11: the other pod's DEL may simply be
+    /// late); so is one whose record cannot be trusted or read.
     pub fn claim_device(&self, vf: VfDevice, owner: &Owner, pool: Option<&str>) -> Result<Claim> {
         let lock = self.state.lock_vf(&vf.addr, self.lock_timeout)?;
         let reclaimed = match self.verdict(&vf.addr, owner)? {
             Verdict::Free | Verdict::Mine => None,
             Verdict::Stale(r, why) => Some((r, why)),
             Verdict::Taken(r) => {
-                return Err(SriovError::Busy {
-                    pci: vf.addr.to_string(),
-                    msg: format!(
-                        "allocated to container {} (ifname {}, netns {})",
+                return Err(SriovError::InUse {
+                    device_id: vf.addr.to_string(),
+                    owner: format!(
+                        "container {} (ifname {}, netns {})",
                         r.container_id, r.ifname, r.netns
                     ),
                 });
@@ -165,10 +166,11 @@ impl<'a> VfAllocator<'a> {
                     busy += 1;
                     continue;
                 };
-                let reclaimed = match self.verdict(&vf.addr, owner)? {
-                    Verdict::Free | Verdict::Mine => None,
-                    Verdict::Stale(r, why) => Some((r, why)),
-                    Verdict::Taken(_) => {
+                // A record that cannot be trusted or read counts as taken: its owner is unknown.
+                let reclaimed = match self.verdict(&vf.addr, owner) {
+                    Ok(Verdict::Free | Verdict::Mine) => None,
+                    Ok(Verdict::Stale(r, why)) => Some((r, why)),
+                    Ok(Verdict::Taken(_)) | Err(_) => {
                         taken += 1;
                         continue;
                     }

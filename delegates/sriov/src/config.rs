@@ -417,7 +417,17 @@ fn parse_link_state(map: &Map<String, Value>) -> Result<Option<VfLinkState>> {
     }
 }
 
-fn parse_log(map: &Map<String, Value>) -> LogConf {
+/// `logFile` comes from a NAD author: it must obey the rule every delegate config written by one
+/// obeys (`multinet_crds::trust`: a file under /var/log/, no `..`). The key is looked up
+/// ignoring case, so "LOGFILE" is held to the same rule.
+fn check_log_file(key: &str, value: &Value) -> Result<()> {
+    multinet_crds::trust::check_delegate_config(&serde_json::json!({ "logFile": value }))
+        .map_err(|violation| SriovError::config(key, violation.msg))
+}
+
+/// The log keys; a `logFile` that breaks the rule is dropped (logs go to stderr) and returned
+/// as the error ADD and CHECK refuse the config with.
+fn parse_log(map: &Map<String, Value>) -> (LogConf, Option<SriovError>) {
     let mut log = LogConf::default();
     if let Some((k, v)) = lookup(map, "logLevel") {
         match v.as_str().map(str::parse::<LogLevel>) {
@@ -426,12 +436,18 @@ fn parse_log(map: &Map<String, Value>) -> LogConf {
             None => log.warning = Some(format!("key {k:?}: must be a string, not {v}")),
         }
     }
-    if let Some((_, Value::String(f))) = lookup(map, "logFile")
-        && !f.is_empty()
-    {
-        log.file = Some(PathBuf::from(f));
+    let mut refused = None;
+    if let Some((k, v)) = lookup(map, "logFile") {
+        match (check_log_file(k, v), v) {
+            (Err(e), _) => {
+                log.warning = Some(format!("{e}; logging to stderr"));
+                refused = Some(e);
+            }
+            (Ok(()), Value::String(f)) if !f.is_empty() => log.file = Some(PathBuf::from(f)),
+            (Ok(()), _) => {}
+        }
     }
-    log
+    (log, refused)
 }
 
 /// The requested MAC: `mac`, overridden by CNI_ARGS `MAC=`, overridden by `runtimeConfig.mac`.
@@ -476,6 +492,10 @@ impl SriovConf {
                  k8s.v1.cni.cncf.io/resourceName, or give \"pool\" to let multinet pick a VF)",
             ));
         }
+        let (log, refused_log) = parse_log(map);
+        if let Some(e) = refused_log {
+            return Err(e);
+        }
         let settings = VfSettings {
             vlan: parse_vlan(map)?,
             mac: parse_requested_mac(conf, env)?,
@@ -497,7 +517,7 @@ impl SriovConf {
             pool,
             settings,
             ipam: conf.ipam.clone(),
-            log: parse_log(map),
+            log,
             device_info_file,
         })
     }
@@ -508,7 +528,8 @@ impl DelConf {
         DelConf {
             name: conf.name.clone(),
             ipam: conf.ipam.clone(),
-            log: parse_log(&conf.extra),
+            // DEL never fails on a bad logFile: the warning goes to stderr.
+            log: parse_log(&conf.extra).0,
         }
     }
 }
@@ -555,7 +576,7 @@ mod tests {
         let c = parse(json!({
             "deviceID": "0000:af:06.0", "vlan": 100, "vlanQoS": 3, "vlanProto": "802.1AD",
             "mac": "02:AA:00:00:00:01", "spoofchk": "on", "trust": "off", "link_state": "enable",
-            "min_tx_rate": 10, "max_tx_rate": 100, "logLevel": "debug", "logFile": "/tmp/x.log",
+            "min_tx_rate": 10, "max_tx_rate": 100, "logLevel": "debug", "logFile": "/var/log/x.log",
             "runtimeConfig": {"CNIDeviceInfoFile": "/run/devinfo.json"},
             "ipam": {"type": "host-local"}
         }))
@@ -575,7 +596,7 @@ mod tests {
         assert_eq!(c.settings.link_state, Some(VfLinkState::Enable));
         assert_eq!(c.settings.rate, Some(TxRate { min: 10, max: 100 }));
         assert_eq!(c.log.level, LogLevel::Debug);
-        assert_eq!(c.log.file, Some(PathBuf::from("/tmp/x.log")));
+        assert_eq!(c.log.file, Some(PathBuf::from("/var/log/x.log")));
         assert_eq!(c.device_info_file, Some(PathBuf::from("/run/devinfo.json")));
         assert!(c.ipam.is_some());
     }
@@ -674,6 +695,35 @@ mod tests {
     fn min_rate_without_max_is_fine() {
         let c = parse(json!({"deviceID": "0000:af:06.0", "min_tx_rate": 10})).unwrap();
         assert_eq!(c.settings.rate, Some(TxRate { min: 10, max: 0 }));
+    }
+
+    #[test]
+    fn a_log_file_outside_var_log_is_refused_by_add_and_dropped_by_del() {
+        for (key, bad) in [
+            ("logFile", json!("/etc/cron.d/x")),
+            ("logFile", json!("/var/log/../../etc/shadow")),
+            ("logFile", json!("/var/log/")),
+            ("logFile", json!(["/var/log/x"])),
+            ("LOGFILE", json!("/root/.bashrc")),
+        ] {
+            let conf = json!({"deviceID": "0000:af:06.0", key: bad});
+            let err = parse(conf.clone()).unwrap_err();
+            assert_eq!(err.code().code(), 7, "{err}");
+            assert!(err.to_string().contains(&format!("{key:?}")), "{err}");
+            assert!(err.to_string().contains("/var/log/"), "{err}");
+            let conf = NetConf::from_slice(
+                &serde_json::to_vec(&json!({
+                    "cniVersion": "1.0.0", "name": "n", "type": "sriov", key: bad
+                }))
+                .unwrap(),
+            )
+            .unwrap();
+            let del = DelConf::from_request(&conf);
+            assert_eq!(del.log.file, None, "{key}: {bad}");
+            assert!(del.log.warning.unwrap().contains("stderr"));
+        }
+        let ok = parse(json!({"deviceID": "0000:af:06.0", "logFile": ""})).unwrap();
+        assert_eq!(ok.log.file, None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Result, SriovError};
 use crate::pci::PciAddress;
-use crate::state::atomic_write;
+use multinet_cni::files::{self, WriteOptions};
 
 /// Overrides the directory of default device-info files.
 pub const DEVINFO_DIR_ENV: &str = "MULTINET_DEVINFO_DIR";
@@ -28,6 +28,45 @@ pub fn devinfo_dir_from_env() -> PathBuf {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => PathBuf::from(DEFAULT_DEVINFO_DIR),
     }
+}
+
+/// Where the runtime may put device-info files: Multus's and multinet's default tree (both
+/// spellings of /run).
+pub const DEVICE_INFO_ROOTS: &[&str] = &[
+    "/var/run/k8s.cni.cncf.io/devinfo/",
+    "/run/k8s.cni.cncf.io/devinfo/",
+];
+
+/// Checks runtimeConfig `CNIDeviceInfoFile`. A meta-plugin sets it, but a NAD may carry a
+/// runtimeConfig of its own, and the file is written (renamed over) on ADD and removed on DEL,
+/// as root: it must be a file in a device-info tree, beneath [`DEVICE_INFO_ROOTS`] or beneath
+/// the parent of `own_dir` (the tree holding the delegate's own device-info directory, e.g.
+/// `.../devinfo` for `.../devinfo/cni`), with no `..` component.
+pub fn check_device_info_file(path: &Path, own_dir: &Path) -> Result<()> {
+    use std::path::Component;
+    let plain = path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    let beneath = |root: &Path| path.starts_with(root) && path != root;
+    // The tree of the delegate's own directory; a top-level directory is its own tree.
+    let own_tree = own_dir
+        .parent()
+        .filter(|p| p.parent().is_some())
+        .unwrap_or(own_dir);
+    let allowed =
+        plain && (beneath(own_tree) || DEVICE_INFO_ROOTS.iter().any(|r| beneath(Path::new(r))));
+    if allowed {
+        return Ok(());
+    }
+    Err(SriovError::config(
+        format!("runtimeConfig.{}", crate::config::DEVICE_INFO_FILE_KEY),
+        format!(
+            "must be a file beneath {} or {} (no \"..\")",
+            DEVICE_INFO_ROOTS.join(" or "),
+            own_tree.display()
+        ),
+    ))
 }
 
 /// The file an attachment's device info goes to when the runtime names none.
@@ -53,12 +92,26 @@ pub fn device_info(vf: &PciAddress, pf: &PciAddress) -> Value {
     })
 }
 
-/// Writes `info` to `path` atomically (mode 0644: the network-status writer may not be root).
+/// Mode of a device-info file: the network-status writer may not be root (the device plugin's
+/// own files are world-readable too).
+pub const DEVICE_INFO_MODE: u32 = 0o644;
+/// Mode of a device-info directory multinet creates.
+pub const DEVICE_INFO_DIR_MODE: u32 = 0o755;
+
+/// Writes `info` to `path` atomically, modes explicit whatever the umask. A directory that
+/// another uid owns or may write is refused.
 pub fn write_device_info(path: &Path, info: &Value) -> Result<()> {
     let bytes = serde_json::to_vec(info)
         .map_err(|e| SriovError::Internal(format!("encoding device info: {e}")))?;
-    atomic_write(path, &bytes, 0o644)
-        .map_err(|e| SriovError::io(format!("writing device info {}", path.display()), e))
+    let what = || format!("writing device info {}", path.display());
+    if let Some(dir) = path.parent() {
+        files::ensure_dir(dir, DEVICE_INFO_DIR_MODE).map_err(|e| SriovError::io(what(), e))?;
+    }
+    let opts = WriteOptions {
+        mode: DEVICE_INFO_MODE,
+        durable: false,
+    };
+    files::write_atomic(path, &bytes, opts).map_err(|e| SriovError::io(what(), e))
 }
 
 /// Removes a device-info file; one that is gone already is fine.
@@ -75,6 +128,34 @@ pub fn remove_device_info(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_info_files_stay_in_the_device_info_trees() {
+        let own = Path::new("/var/lib/x/devinfo/sriov");
+        for ok in [
+            "/var/run/k8s.cni.cncf.io/devinfo/cni/net-c1_net1",
+            "/run/k8s.cni.cncf.io/devinfo/cni/a.json",
+            "/var/lib/x/devinfo/sriov/n-c-i-device.json",
+            "/var/lib/x/devinfo/cni/n-c-i",
+        ] {
+            check_device_info_file(Path::new(ok), own).unwrap();
+        }
+        for bad in [
+            "/etc/shadow",
+            "/var/run/k8s.cni.cncf.io/devinfo/../../../etc/shadow",
+            "/var/run/k8s.cni.cncf.io/devinfo/",
+            "/var/lib/x/devinfo",
+            "/var/lib/x/other",
+            "relative/devinfo.json",
+        ] {
+            let err = check_device_info_file(Path::new(bad), own).unwrap_err();
+            assert_eq!(err.code().code(), 7, "{bad}");
+            assert!(
+                err.to_string().contains("runtimeConfig.CNIDeviceInfoFile"),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn path_and_content() {

@@ -19,6 +19,11 @@ pub enum SriovError {
     #[error("VF {pci} is busy: {msg}")]
     Busy { pci: String, msg: String },
 
+    /// The VF named by deviceID belongs to a live attachment of another container. `owner`
+    /// is for the node's log only: the message goes to the pod's events and names no other pod.
+    #[error("deviceID {device_id} is in use by another container")]
+    InUse { device_id: String, owner: String },
+
     /// No free VF in a pool.
     #[error("pool {pool:?} has no free VF ({msg})")]
     PoolExhausted { pool: String, msg: String },
@@ -87,7 +92,9 @@ impl SriovError {
             SriovError::Config { .. } => ErrorCode::InvalidConfig,
             SriovError::Decode(_) => ErrorCode::Decode,
             // Both clear up by themselves (a late DEL, a pod ending), so the runtime retries.
-            SriovError::Busy { .. } | SriovError::PoolExhausted { .. } => ErrorCode::TryAgainLater,
+            SriovError::Busy { .. }
+            | SriovError::InUse { .. }
+            | SriovError::PoolExhausted { .. } => ErrorCode::TryAgainLater,
             SriovError::Netns { .. } => ErrorCode::InvalidNetns,
             SriovError::Io { .. } | SriovError::Netlink { .. } => ErrorCode::Io,
             SriovError::Ipam(e) => e.code,

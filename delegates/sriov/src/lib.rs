@@ -35,7 +35,7 @@ pub use config::{MacAddr, SriovConf, VfSettings};
 pub use error::{Result, SriovError};
 pub use list::{DeviceRow, DeviceTable, list_devices};
 pub use pci::{PciAddress, PciIds};
-pub use plugin::{Paths, SriovPlugin};
+pub use plugin::{Paths, SriovPlugin, release_container};
 pub use selector::{PoolSpec, Selectors};
 pub use state::{AllocationRecord, AttachmentState, StateDir};
 pub use sysfs::{PfDevice, Sysfs, VfDevice};

@@ -1,9 +1,16 @@
 //! The delegate's log: `logLevel` and `logFile` as the reference reads them, one line per
 //! event, to the file or to stderr (never stdout, which carries the CNI result).
+//!
+//! `logFile` is written by a NAD author, so it is only ever opened beneath /var/log/
+//! (config.rs refuses any other path): through openat2 with RESOLVE_BENEATH and
+//! RESOLVE_NO_SYMLINKS from /var/log, so no symlink, in any component, leads out of it;
+//! append-only, created 0600, never a FIFO or device.
 
 use std::fmt::Display;
-use std::fs::OpenOptions;
-use std::io::Write;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,7 +36,7 @@ impl Logger {
     pub fn new(conf: &LogConf) -> Logger {
         let mut open_error = None;
         let sink: Box<dyn Write + Send> = match &conf.file {
-            Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
+            Some(path) => match open_log_file(Path::new(LOG_DIR), path) {
                 Ok(f) => Box::new(f),
                 Err(e) => {
                     open_error = Some(format!("cannot open logFile {}: {e}", path.display()));
@@ -46,6 +53,14 @@ impl Logger {
             log.warn(w);
         }
         log
+    }
+
+    /// A logger to stderr (library callers with no config).
+    pub fn stderr(level: LogLevel) -> Logger {
+        Logger {
+            level,
+            sink: Mutex::new(Box::new(std::io::stderr())),
+        }
     }
 
     /// A logger that drops everything (for tools and tests).
@@ -81,6 +96,53 @@ impl Logger {
     pub fn debug(&self, msg: impl Display) {
         self.write(LogLevel::Debug, "debug", &msg);
     }
+}
+
+/// The only directory a log file is opened in (the NAD rule's).
+pub const LOG_DIR: &str = multinet_crds::trust::LOG_DIR;
+/// Mode of a log file the delegate creates.
+pub const LOG_FILE_MODE: u32 = 0o600;
+
+/// Opens `path`, which must lie beneath `root`, for appending: no component may be a symlink
+/// and resolution may not leave `root`; created with mode 0600; a FIFO or device is refused.
+pub fn open_log_file(root: &Path, path: &Path) -> io::Result<File> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    use nix::sys::stat::Mode;
+    let beneath = path
+        .strip_prefix(root)
+        .ok()
+        .filter(|rel| !rel.as_os_str().is_empty())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("not a file under {}", root.display()),
+            )
+        })?;
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(root)?;
+    let how = OpenHow::new()
+        .flags(
+            OFlag::O_WRONLY
+                | OFlag::O_APPEND
+                | OFlag::O_CREAT
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_CLOEXEC
+                // A FIFO without a reader fails at once instead of blocking the call.
+                | OFlag::O_NONBLOCK
+                | OFlag::O_NOCTTY,
+        )
+        .mode(Mode::from_bits_truncate(LOG_FILE_MODE))
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let file = File::from(openat2(&dir, beneath, how).map_err(io::Error::from)?);
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
 }
 
 /// "2025-01-31T12:34:56.789Z" without a date crate.
@@ -125,19 +187,76 @@ mod tests {
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));
     }
 
+    /// A unique name for a test's file in /var/log (removed by the test).
+    fn var_log_name(tag: &str) -> std::path::PathBuf {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Path::new(LOG_DIR).join(format!(
+            "multinet-sriov-test-{tag}-{}-{n}",
+            std::process::id()
+        ))
+    }
+
     #[test]
-    fn writes_to_the_log_file_at_its_level() {
-        let tmp = tempfile::tempdir().unwrap();
-        let file = tmp.path().join("sriov.log");
+    fn writes_to_the_log_file_at_its_level_with_mode_0600() {
+        multinet_testbed::require_root!();
+        let file = var_log_name("level");
+        // SAFETY: umask only changes this process's creation mask.
+        let old = unsafe { libc::umask(0) };
         let log = Logger::new(&LogConf {
             level: LogLevel::Info,
             file: Some(file.clone()),
             warning: None,
         });
+        unsafe { libc::umask(old) };
         log.info("moved VF");
         log.debug("hidden");
         let text = std::fs::read_to_string(&file).unwrap();
+        let mode = std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(&file).unwrap());
+        std::fs::remove_file(&file).unwrap();
         assert!(text.contains("info sriov: moved VF"), "{text}");
         assert!(!text.contains("hidden"));
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn symlinks_never_lead_a_log_out_of_var_log() {
+        multinet_testbed::require_root!();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("target");
+        std::fs::write(&target, b"").unwrap();
+        // A symlink as the file, and as a directory on the way.
+        let link = var_log_name("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let dir_link = var_log_name("dirlink");
+        std::os::unix::fs::symlink(outside.path(), &dir_link).unwrap();
+        let through_dir = dir_link.join("target");
+        let results: Vec<_> = [&link, &through_dir, &Path::new("/etc/x.log").to_path_buf()]
+            .iter()
+            .map(|p| open_log_file(Path::new(LOG_DIR), p))
+            .collect();
+        // The logger falls back to stderr and writes nothing outside.
+        let log = Logger::new(&LogConf {
+            level: LogLevel::Debug,
+            file: Some(link.clone()),
+            warning: None,
+        });
+        log.error("must not reach the target");
+        std::fs::remove_file(&link).unwrap();
+        std::fs::remove_file(&dir_link).unwrap();
+        for r in results {
+            assert!(r.is_err());
+        }
+        assert_eq!(std::fs::read(&target).unwrap(), b"");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        multinet_testbed::require_root!();
+        let fifo = var_log_name("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let r = open_log_file(Path::new(LOG_DIR), &fifo);
+        std::fs::remove_file(&fifo).unwrap();
+        assert!(r.is_err());
     }
 }

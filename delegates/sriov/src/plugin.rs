@@ -16,6 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use multinet_cni::files;
 use multinet_cni::{
     CniError, GcRequest, Interface, NetworkResult, Plugin, Request, Result as CniResult,
 };
@@ -29,7 +30,9 @@ use crate::error::{Result, SriovError};
 use crate::ipam;
 use crate::log::Logger;
 use crate::nl::{LinkInfo, Netlink};
-use crate::state::{AttachmentState, DEFAULT_LOCK_TIMEOUT, OriginalVfState, StateDir, VfMode};
+use crate::state::{
+    AllocationRecord, AttachmentState, DEFAULT_LOCK_TIMEOUT, OriginalVfState, StateDir, VfMode,
+};
 use crate::sysfs::Sysfs;
 use crate::vf;
 
@@ -52,6 +55,13 @@ impl Paths {
             devinfo_dir: devinfo::devinfo_dir_from_env(),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
         }
+    }
+
+    /// Removes temp files that writers which died mid-write left in the state directory and
+    /// the device-info directory.
+    pub fn remove_stale_temps(&self) -> usize {
+        self.state.remove_stale_temps()
+            + files::remove_stale_temps(&self.devinfo_dir, crate::state::STALE_TEMP_AGE)
     }
 }
 
@@ -115,6 +125,9 @@ impl SriovPlugin {
         let conf = SriovConf::from_request(&req.config, &req.env)?;
         let log = Logger::new(&conf.log);
         let paths = self.paths();
+        if let Some(f) = &conf.device_info_file {
+            devinfo::check_device_info_file(f, &paths.devinfo_dir)?;
+        }
         let netns_path = req
             .env
             .netns
@@ -148,7 +161,15 @@ impl SriovPlugin {
                     ));
                 }
                 precheck(&vf, &conf)?;
-                allocator.claim_device(vf, &owner, pool.as_ref().map(|p| p.name.as_str()))?
+                allocator
+                    .claim_device(vf, &owner, pool.as_ref().map(|p| p.name.as_str()))
+                    .inspect_err(|e| {
+                        if let SriovError::InUse { device_id, owner } = e {
+                            log.warn(format_args!(
+                                "ADD {cid}/{ifname}: VF {device_id} refused: owned by {owner}"
+                            ));
+                        }
+                    })?
             }
             (None, Some(pool)) => {
                 // A free VF whose netdev is not in the host is in use outside multinet.
@@ -204,36 +225,17 @@ impl SriovPlugin {
         if let Some(ipam_conf) = &conf.ipam {
             ipam::del(ipam_conf, req).await?;
         }
-        let Some(state) = paths.state.read_attachment(cid, ifname)? else {
-            log.debug(format_args!("DEL {cid}/{ifname}: nothing attached"));
-            return Ok(());
-        };
-        let lock = paths.state.lock_vf(&state.vf, paths.lock_timeout)?;
-        // An ADD of this attachment may have held the lock: read what it left.
-        let Some(state) = paths.state.read_attachment(cid, ifname)? else {
-            return Ok(());
-        };
-        let owner = Owner {
-            container_id: cid.clone(),
-            ifname: ifname.clone(),
-            netns: state.netns.clone(),
-        };
-        let record = paths.state.read_record(&state.vf)?;
-        match record.filter(|r| !r.is_owned_by(cid, ifname)) {
-            Some(other) => log.warn(format_args!(
-                "DEL {cid}/{ifname}: VF {} now belongs to container {}; leaving it alone",
-                state.vf, other.container_id
-            )),
-            None => {
-                restore_vf(&paths, &state, req.env.netns.as_deref(), &log)?;
-                VfAllocator::new(&paths.sysfs, &paths.state).release(&lock, &owner)?;
+        paths.remove_stale_temps();
+        match paths.state.read_attachment(cid, ifname) {
+            Ok(Some(state)) => {
+                release_attachment(&paths, &state, req.env.netns.as_deref(), &log)?;
             }
+            Ok(None) => log.debug(format_args!("DEL {cid}/{ifname}: nothing attached")),
+            // Unreadable or not trusted: never acted on, moved aside so it blocks nothing.
+            Err(e) => set_aside_broken_state(&paths.state, cid, ifname, &e, &log)?,
         }
-        if let Some(f) = &state.device_info_file {
-            devinfo::remove_device_info(f)?;
-        }
-        paths.state.remove_attachment(cid, ifname)?;
-        log.info(format_args!("DEL {cid}/{ifname}: VF {} released", state.vf));
+        // An ADD that died between claim and save left a record and changed nothing.
+        release_orphans(&paths, |r| r.is_owned_by(cid, ifname), &log);
         Ok(())
     }
 
@@ -288,11 +290,13 @@ impl SriovPlugin {
         Ok(())
     }
 
-    /// Undoes every attachment whose (container, ifname) is not in `gc`.
+    /// Undoes every attachment of this network whose (container, ifname) is not in `gc`, and
+    /// drops every record an interrupted ADD left (any network) whose owner is not in it.
     async fn gc_inner(&self, req: &Request, gc: &GcRequest) -> Result<()> {
         let conf = DelConf::from_request(&req.config);
         let log = Logger::new(&conf.log);
         let paths = self.paths();
+        paths.remove_stale_temps();
         let mut first_err = None;
         for state in paths.state.attachments() {
             if state.network != conf.name || gc.is_valid(&state.container_id, &state.ifname) {
@@ -302,29 +306,8 @@ impl SriovPlugin {
                 "GC: releasing {}/{} (VF {})",
                 state.container_id, state.ifname, state.vf
             ));
-            let result = (|| -> Result<()> {
-                let lock = paths.state.lock_vf(&state.vf, paths.lock_timeout)?;
-                let owner = Owner {
-                    container_id: state.container_id.clone(),
-                    ifname: state.ifname.clone(),
-                    netns: state.netns.clone(),
-                };
-                let ours = paths
-                    .state
-                    .read_record(&state.vf)?
-                    .is_none_or(|r| r.is_owned_by(&state.container_id, &state.ifname));
-                if ours {
-                    restore_vf(&paths, &state, Some(Path::new(&state.netns)), &log)?;
-                    VfAllocator::new(&paths.sysfs, &paths.state).release(&lock, &owner)?;
-                }
-                if let Some(f) = &state.device_info_file {
-                    devinfo::remove_device_info(f)?;
-                }
-                paths
-                    .state
-                    .remove_attachment(&state.container_id, &state.ifname)
-            })();
-            if let Err(e) = result {
+            if let Err(e) = release_attachment(&paths, &state, Some(Path::new(&state.netns)), &log)
+            {
                 log.error(format_args!(
                     "GC of {}/{}: {e}",
                     state.container_id, state.ifname
@@ -332,8 +315,162 @@ impl SriovPlugin {
                 first_err.get_or_insert(e);
             }
         }
+        release_orphans(&paths, |r| !gc.is_valid(&r.container_id, &r.ifname), &log);
         first_err.map_or(Ok(()), Err)
     }
+}
+
+/// Undoes one attachment under its VF's lock: restores the VF (PF-side settings, netdev back
+/// to the host from `netns`) when its record is still this attachment's, drops the record,
+/// the device-info file and the state. A VF another container owns by now is left alone.
+/// Returns whether a record was released.
+fn release_attachment(
+    paths: &Paths,
+    state: &AttachmentState,
+    netns: Option<&Path>,
+    log: &Logger,
+) -> Result<bool> {
+    let (cid, ifname) = (&state.container_id, &state.ifname);
+    let lock = paths.state.lock_vf(&state.vf, paths.lock_timeout)?;
+    // An ADD of this attachment may have held the lock: read what it left.
+    let Some(state) = paths.state.read_attachment(cid, ifname)? else {
+        return Ok(false);
+    };
+    let owner = Owner {
+        container_id: cid.clone(),
+        ifname: ifname.clone(),
+        netns: state.netns.clone(),
+    };
+    let mut released = false;
+    match paths.state.read_record(&state.vf) {
+        Ok(Some(other)) if !other.is_owned_by(cid, ifname) => log.warn(format_args!(
+            "{cid}/{ifname}: VF {} now belongs to container {}; leaving it alone",
+            state.vf, other.container_id
+        )),
+        Ok(_) => {
+            restore_vf(paths, &state, netns, log)?;
+            released = VfAllocator::new(&paths.sysfs, &paths.state).release(&lock, &owner)?;
+        }
+        // Whose the VF is cannot be known: it is left as it is, and so is its record.
+        Err(e) => log.error(format_args!(
+            "{cid}/{ifname}: VF {} left alone, its record is refused: {e}",
+            state.vf
+        )),
+    }
+    if let Some(f) = &state.device_info_file {
+        devinfo::remove_device_info(f)?;
+    }
+    paths.state.remove_attachment(cid, ifname)?;
+    log.info(format_args!(
+        "{cid}/{ifname}: VF {} {}",
+        state.vf,
+        if released { "released" } else { "detached" }
+    ));
+    Ok(released)
+}
+
+/// Drops, under each VF's lock, the records that `owned` selects and that have no attachment
+/// state: an ADD died between claiming the VF and saving what it would change, so the VF was
+/// not touched. Records that cannot be read are left alone. Returns how many went.
+fn release_orphans(
+    paths: &Paths,
+    owned: impl Fn(&AllocationRecord) -> bool,
+    log: &Logger,
+) -> usize {
+    let mut released = 0;
+    for pci in paths.state.recorded_vfs() {
+        let Ok(Some(record)) = paths.state.read_record(&pci) else {
+            continue;
+        };
+        if !owned(&record) {
+            continue;
+        }
+        let result = paths
+            .state
+            .lock_vf(&pci, paths.lock_timeout)
+            .and_then(|lock| match paths.state.read_record(&pci)? {
+                Some(r) if owned(&r) && paths.state.is_orphan(&lock, &r) => {
+                    paths.state.remove_record(&lock).map(|()| Some(r))
+                }
+                _ => Ok(None),
+            });
+        match result {
+            Ok(Some(r)) => {
+                released += 1;
+                log.warn(format_args!(
+                    "VF {pci}: released the record of {}/{}, whose ADD was interrupted",
+                    r.container_id, r.ifname
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => log.error(format_args!("VF {pci}: {e}")),
+        }
+    }
+    released
+}
+
+/// Moves aside the attachment state of (cid, ifname) that `why` says cannot be used.
+fn set_aside_broken_state(
+    state: &StateDir,
+    cid: &str,
+    ifname: &str,
+    why: &SriovError,
+    log: &Logger,
+) -> Result<()> {
+    let aside = state.set_aside_attachment(cid, ifname)?;
+    log.error(format_args!(
+        "{cid}/{ifname}: attachment state not used ({why}); moved to {}",
+        aside.display()
+    ));
+    Ok(())
+}
+
+/// Releases every VF that `container_id` holds, for a caller that knows only the container
+/// (the meta-plugin when its own record is lost or corrupt): each attachment state of the
+/// container is undone as DEL does (the netdev comes back from the netns the state names),
+/// records whose ADD was interrupted are dropped, and state files of the container that cannot
+/// be trusted or read are moved aside (VFs they name keep their record: whose they are cannot
+/// be known). Runs in the host network namespace; problems go to stderr. Returns how many VF
+/// records were released.
+pub fn release_container(state: &StateDir, sysfs: &Sysfs, container_id: &str) -> usize {
+    let paths = Paths {
+        sysfs: sysfs.clone(),
+        state: state.clone(),
+        devinfo_dir: devinfo::devinfo_dir_from_env(),
+        lock_timeout: DEFAULT_LOCK_TIMEOUT,
+    };
+    let log = Logger::stderr(crate::config::LogLevel::Warning);
+    paths.remove_stale_temps();
+    let prefix = format!("{container_id}:");
+    let mut released = 0;
+    for file in state.attachment_files() {
+        match state.read_attachment_file(&file) {
+            Ok(Some(s)) if s.container_id == container_id => {
+                match release_attachment(&paths, &s, Some(Path::new(&s.netns)), &log) {
+                    Ok(true) => released += 1,
+                    Ok(false) => {}
+                    Err(e) => log.error(format_args!("{container_id}/{}: {e}", s.ifname)),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let ours = file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&prefix));
+                if ours {
+                    match crate::state::set_aside(&file) {
+                        Ok(aside) => log.error(format_args!(
+                            "{container_id}: state not used ({e}); moved to {}",
+                            aside.display()
+                        )),
+                        Err(e2) => log.error(format_args!("{container_id}: {e}; {e2}")),
+                    }
+                }
+            }
+        }
+    }
+    released + release_orphans(&paths, |r| r.container_id == container_id, &log)
 }
 
 /// Read-only checks of a given VF before anything is claimed, so a VF that cannot work

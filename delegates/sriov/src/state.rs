@@ -7,18 +7,23 @@
 //! <dir>/attach/<cid>:<ifname>.json what ADD changed, so DEL can restore it (JSON)
 //! ```
 //!
-//! Every file is written atomically (temp file, fsync, rename; see [`atomic_write`]), with
-//! mode 0600 in 0700 directories. `:` separates the container ID from the interface name because
-//! neither may contain it. Records are written and removed only while the VF's lock is held
-//! (the API demands a [`VfLock`]), so a VF never has two owners.
+//! Every file is written atomically through `multinet_cni::files` (unique temp file, fsync,
+//! rename) with mode 0600 in 0700 directories, whatever the umask. A file or directory another
+//! uid could have written (other owner, group- or world-writable, a symlink) is refused, never
+//! trusted. `:` separates the container ID from the interface name because neither may contain
+//! it; a name past NAME_MAX is hashed. Records are written and removed only while the VF's lock
+//! is held (the API demands a [`VfLock`]), so a VF never has two owners; and since an ADD holds
+//! that lock from its claim until its attachment state is on disk, a record without attachment
+//! state seen under the lock is the leftover of an ADD that died (see
+//! [`StateDir::is_orphan`]).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use multinet_cni::files::{self, PRIVATE_DIR, PRIVATE_FILE, WriteOptions};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use serde::de::DeserializeOwned;
@@ -35,53 +40,13 @@ pub const STATE_DIR_ENV: &str = "MULTINET_SRIOV_STATE_DIR";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/cni/multinet-sriov";
 /// How long ADD/DEL wait for a VF that another call is working on.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-/// Writes `data` to `path` so that a reader sees the old or the new content, never a part:
-/// temp file in the same directory, fsync, rename.
-///
-/// The directory is not fsynced: after a power loss the rename may be lost, leaving the
-/// previous version or no file, which is safe here because the kernel state the files
-/// describe (netdevs in pods, VF settings) is gone after a reboot too, and a record whose
-/// netns is gone is reclaimed. That saves one fsync (about 5 ms on a virtual disk) per write.
-pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other(format!("{} has no parent", path.display())))?;
-    create_private_dir(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.tmp.{}.{}",
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let write = || -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    let result = write();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
+/// The largest state file read; ours are a few KiB.
+const MAX_STATE_FILE: u64 = 1 << 20;
+/// A temp file this old is stale even if a process with its writer's pid is alive (pids wrap).
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
+/// Suffix of a corrupt or untrusted attachment state moved aside by DEL (kept for inspection;
+/// not `.json`, so nothing reads it again).
+pub const SET_ASIDE_SUFFIX: &str = ".set-aside";
 
 /// Removes `path`; a file that is gone already is fine.
 fn remove_if_present(path: &Path) -> io::Result<()> {
@@ -91,20 +56,23 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Reads a state file we wrote: a symlink, a file of another uid or one others may write is
+/// refused (its content could come from someone who is not root), as is one that is not JSON.
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
+    let bytes = files::read_trusted(path, MAX_STATE_FILE)
+        .map_err(|e| SriovError::io(format!("refusing state file {}", path.display()), e))?;
+    match bytes {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| SriovError::Decode(format!("state file {}: {e}", path.display()))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(SriovError::io(format!("reading {}", path.display()), e)),
     }
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value)
         .map_err(|e| SriovError::Internal(format!("encoding {}: {e}", path.display())))?;
-    atomic_write(path, &bytes, 0o600)
+    files::write_atomic(path, &bytes, WriteOptions::PRIVATE_DURABLE)
         .map_err(|e| SriovError::io(format!("writing {}", path.display()), e))
 }
 
@@ -262,34 +230,74 @@ impl StateDir {
         &self.root
     }
 
+    fn records_dir(&self) -> PathBuf {
+        self.root.join("pci")
+    }
+
+    fn attachments_dir(&self) -> PathBuf {
+        self.root.join("attach")
+    }
+
     pub fn lock_dir(&self) -> PathBuf {
         self.root.join("pci/vf_lock")
     }
 
     pub fn record_path(&self, pci: &PciAddress) -> PathBuf {
-        self.root.join("pci").join(pci.to_string())
+        self.records_dir().join(pci.to_string())
     }
 
     pub fn attachment_path(&self, container_id: &str, ifname: &str) -> PathBuf {
-        self.root
-            .join("attach")
-            .join(format!("{container_id}:{ifname}.json"))
+        // ".json" and the set-aside suffix must still fit.
+        let name = files::name_for(
+            &format!("{container_id}:{ifname}"),
+            ".json".len() + SET_ASIDE_SUFFIX.len() + "-99".len(),
+        );
+        self.attachments_dir().join(format!("{name}.json"))
+    }
+
+    /// Creates the state directories (0700 whatever the umask), or checks that existing ones
+    /// are root's alone: a directory another uid may write could hold planted records.
+    pub fn prepare(&self) -> Result<()> {
+        for dir in [
+            self.root.clone(),
+            self.records_dir(),
+            self.lock_dir(),
+            self.attachments_dir(),
+        ] {
+            files::ensure_dir(&dir, PRIVATE_DIR)
+                .map_err(|e| SriovError::io(format!("state directory {}", dir.display()), e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes temp files that writers which died mid-write left in the state directories.
+    /// Returns how many went.
+    pub fn remove_stale_temps(&self) -> usize {
+        [self.records_dir(), self.attachments_dir()]
+            .iter()
+            .map(|d| files::remove_stale_temps(d, STALE_TEMP_AGE))
+            .sum()
     }
 
     fn open_lock_file(&self, pci: &PciAddress) -> Result<File> {
-        let dir = self.lock_dir();
-        create_private_dir(&dir)
-            .map_err(|e| SriovError::io(format!("creating {}", dir.display()), e))?;
-        let path = dir.join(format!("{pci}.lock"));
-        OpenOptions::new()
+        self.prepare()?;
+        let path = self.lock_dir().join(format!("{pci}.lock"));
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
+            .mode(PRIVATE_FILE)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(&path)
-            .map_err(|e| SriovError::io(format!("opening {}", path.display()), e))
+            .map_err(|e| SriovError::io(format!("opening {}", path.display()), e))?;
+        // A lock file others may open could be flock()ed by them to block the VF.
+        let meta = file
+            .metadata()
+            .map_err(|e| SriovError::io(format!("reading {}", path.display()), e))?;
+        files::check_trusted(&path, &meta)
+            .map_err(|e| SriovError::io(format!("refusing lock {}", path.display()), e.into()))?;
+        Ok(file)
     }
 
     /// Takes the VF's lock if it is free right now.
@@ -342,6 +350,7 @@ impl StateDir {
                 record.pci, lock.pci
             )));
         }
+        self.prepare()?;
         write_json(&self.record_path(&record.pci), record)
     }
 
@@ -351,20 +360,33 @@ impl StateDir {
             .map_err(|e| SriovError::io(format!("removing {}", path.display()), e))
     }
 
-    /// Every allocation record (for listing); unreadable ones are skipped.
-    pub fn records(&self) -> Vec<AllocationRecord> {
-        let Ok(rd) = fs::read_dir(self.root.join("pci")) else {
+    /// The PCI addresses that have an allocation record file, trusted or not.
+    pub fn recorded_vfs(&self) -> Vec<PciAddress> {
+        let Ok(rd) = fs::read_dir(self.records_dir()) else {
             return Vec::new();
         };
-        let mut out: Vec<AllocationRecord> = rd
-            .filter_map(|e| {
-                let e = e.ok()?;
-                let pci: PciAddress = e.file_name().to_str()?.parse().ok()?;
-                self.read_record(&pci).ok().flatten()
-            })
+        let mut out: Vec<PciAddress> = rd
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
             .collect();
-        out.sort_by_key(|r| r.pci);
+        out.sort();
         out
+    }
+
+    /// Every allocation record (for listing); unreadable and untrusted ones are skipped.
+    pub fn records(&self) -> Vec<AllocationRecord> {
+        self.recorded_vfs()
+            .iter()
+            .filter_map(|pci| self.read_record(pci).ok().flatten())
+            .collect()
+    }
+
+    /// True when the locked VF's record has no attachment state: the ADD that wrote it died
+    /// before saving what it changed (it held this lock from claim to save), so the VF was not
+    /// touched and the record can go.
+    pub fn is_orphan(&self, lock: &VfLock, record: &AllocationRecord) -> bool {
+        record.pci == lock.pci
+            && fs::symlink_metadata(self.attachment_path(&record.container_id, &record.ifname))
+                .is_err()
     }
 
     pub fn read_attachment(
@@ -372,10 +394,24 @@ impl StateDir {
         container_id: &str,
         ifname: &str,
     ) -> Result<Option<AttachmentState>> {
-        read_json(&self.attachment_path(container_id, ifname))
+        let path = self.attachment_path(container_id, ifname);
+        let state: Option<AttachmentState> = read_json(&path)?;
+        match state {
+            // A file whose content names another attachment is not this one's.
+            Some(s) if s.container_id != container_id || s.ifname != ifname => {
+                Err(SriovError::Decode(format!(
+                    "state file {} holds attachment {}/{}",
+                    path.display(),
+                    s.container_id,
+                    s.ifname
+                )))
+            }
+            other => Ok(other),
+        }
     }
 
     pub fn write_attachment(&self, state: &AttachmentState) -> Result<()> {
+        self.prepare()?;
         write_json(
             &self.attachment_path(&state.container_id, &state.ifname),
             state,
@@ -388,20 +424,66 @@ impl StateDir {
             .map_err(|e| SriovError::io(format!("removing {}", path.display()), e))
     }
 
-    /// Every attachment state (for GC).
+    /// Moves an attachment state that cannot be trusted or read out of the way (renamed with
+    /// [`SET_ASIDE_SUFFIX`], kept for inspection) so that it blocks nothing. Returns the new
+    /// path.
+    pub fn set_aside_attachment(&self, container_id: &str, ifname: &str) -> Result<PathBuf> {
+        let path = self.attachment_path(container_id, ifname);
+        set_aside(&path)
+    }
+
+    /// Every attachment state (for GC); unreadable and untrusted ones are skipped.
     pub fn attachments(&self) -> Vec<AttachmentState> {
-        let Ok(rd) = fs::read_dir(self.root.join("attach")) else {
+        self.attachment_files()
+            .iter()
+            .filter_map(|path| read_json(path).ok().flatten())
+            .collect()
+    }
+
+    /// Reads one attachment state file (from [`StateDir::attachment_files`]), refusing it like
+    /// every state file when it cannot be trusted.
+    pub fn read_attachment_file(&self, path: &Path) -> Result<Option<AttachmentState>> {
+        read_json(path)
+    }
+
+    /// The attachment state files (`*.json`), trusted or not.
+    pub fn attachment_files(&self) -> Vec<PathBuf> {
+        let Ok(rd) = fs::read_dir(self.attachments_dir()) else {
             return Vec::new();
         };
-        rd.filter_map(|e| {
-            let path = e.ok()?.path();
-            if path.extension()? != "json" {
-                return None;
-            }
-            read_json(&path).ok().flatten()
-        })
-        .collect()
+        let mut out: Vec<PathBuf> = rd
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let name = e.file_name();
+                let name = name.to_str()?;
+                (name.ends_with(".json") && !files::is_temp_name(name)).then(|| e.path())
+            })
+            .collect();
+        out.sort();
+        out
     }
+}
+
+/// Renames `path` to `<path>.set-aside[-n]` (never over an earlier one).
+pub fn set_aside(path: &Path) -> Result<PathBuf> {
+    let base = format!("{}{SET_ASIDE_SUFFIX}", path.display());
+    for n in 0..100u32 {
+        let target = if n == 0 {
+            PathBuf::from(&base)
+        } else {
+            PathBuf::from(format!("{base}-{n}"))
+        };
+        if fs::symlink_metadata(&target).is_ok() {
+            continue;
+        }
+        return fs::rename(path, &target)
+            .map(|()| target)
+            .map_err(|e| SriovError::io(format!("setting aside {}", path.display()), e));
+    }
+    Err(SriovError::Internal(format!(
+        "{} has been set aside 100 times",
+        path.display()
+    )))
 }
 
 #[cfg(test)]
@@ -413,28 +495,54 @@ mod tests {
     }
 
     #[test]
-    fn atomic_write_replaces_and_leaves_no_temp() {
+    fn files_and_dirs_get_private_modes_whatever_the_umask() {
         let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("a/b/file");
-        atomic_write(&p, b"one", 0o600).unwrap();
-        atomic_write(&p, b"two", 0o600).unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        let names: Vec<_> = fs::read_dir(p.parent().unwrap())
+        let state = StateDir::new(tmp.path().join("state"));
+        // SAFETY: umask only changes this process's creation mask.
+        let old = unsafe { libc::umask(0) };
+        let a = pci("0000:af:06.0");
+        let lock = state.try_lock_vf(&a).unwrap().unwrap();
+        let rec = AllocationRecord::new(a, "c1", "net1", "/nonexistent/netns");
+        state.write_record(&lock, &rec).unwrap();
+        state.write_record(&lock, &rec).unwrap();
+        unsafe { libc::umask(old) };
+        for dir in ["", "pci", "pci/vf_lock", "attach"] {
+            let mode = fs::metadata(state.root().join(dir)).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{dir}");
+        }
+        for file in [
+            state.record_path(&a),
+            state.lock_dir().join(format!("{a}.lock")),
+        ] {
+            let mode = fs::metadata(&file).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
+        let names: Vec<_> = fs::read_dir(state.root().join("pci"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names, vec!["file"]);
-        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(names.len(), 2, "record and lock dir only: {names:?}");
+    }
+
+    #[test]
+    fn long_attachment_names_fit_and_stay_distinct() {
+        let state = StateDir::new("/s");
+        let long = "c".repeat(300);
+        let p = state.attachment_path(&long, "net1");
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert!(name.len() + SET_ASIDE_SUFFIX.len() + 3 <= files::NAME_MAX);
+        assert_ne!(p, state.attachment_path(&long, "net2"));
         assert_eq!(
-            fs::metadata(p.parent().unwrap()).unwrap().mode() & 0o777,
-            0o700
+            state.attachment_path("c1", "net1"),
+            Path::new("/s/attach/c1:net1.json")
         );
     }
 
     #[test]
     fn a_locked_vf_cannot_be_locked_again_until_released() {
         let tmp = tempfile::tempdir().unwrap();
-        let state = StateDir::new(tmp.path());
+        // Never the temp dir itself: another test may have made it under umask 000.
+        let state = StateDir::new(tmp.path().join("state"));
         let a = pci("0000:af:06.0");
         let lock = state.try_lock_vf(&a).unwrap().unwrap();
         assert!(state.try_lock_vf(&a).unwrap().is_none());
@@ -448,7 +556,8 @@ mod tests {
     #[test]
     fn records_need_the_matching_lock() {
         let tmp = tempfile::tempdir().unwrap();
-        let state = StateDir::new(tmp.path());
+        // Never the temp dir itself: another test may have made it under umask 000.
+        let state = StateDir::new(tmp.path().join("state"));
         let a = pci("0000:af:06.0");
         let lock_b = state.try_lock_vf(&pci("0000:af:06.1")).unwrap().unwrap();
         let rec = AllocationRecord::new(a, "c1", "net1", "/nonexistent/netns");

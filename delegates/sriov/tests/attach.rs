@@ -226,7 +226,15 @@ fn a_vf_owned_by_another_pod_is_refused() {
     lab.add("c-a", &pod_a, "net1", &conf).ok();
     let (code, msg) = lab.add("c-b", &pod_b, "net1", &conf).err();
     assert_eq!(code, 11, "{msg}");
-    assert!(msg.contains("c-a") && msg.contains(&vf), "{msg}");
+    // The message names the deviceID, never the other pod (it goes to B's events); the node's
+    // log says who owns it.
+    assert!(msg.contains(&format!("deviceID {vf} is in use")), "{msg}");
+    assert!(!msg.contains("c-a"), "{msg}");
+    assert!(
+        lab.log().contains("owned by container c-a"),
+        "{}",
+        lab.log()
+    );
     assert!(link_in(&pod_a, "net1").is_some(), "the owner keeps its VF");
     assert!(
         lab.state()

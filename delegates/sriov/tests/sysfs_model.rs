@@ -183,13 +183,17 @@ fn allocator_claims_reclaims_and_refuses() {
     let err = alloc.claim_from_pool(&pool, &owner("d", live)).unwrap_err();
     assert_eq!(err.code().code(), 11);
     assert!(err.to_string().contains("\"intel\""), "{err}");
-    // A given deviceID held by a live owner is refused, naming the owner.
+    // A given deviceID held by a live owner is refused, naming the deviceID.
     let vf = sysfs.vf(&pci("0000:af:06.0")).unwrap();
     let err = alloc
         .claim_device(vf.clone(), &owner("d", live), None)
         .unwrap_err();
     assert_eq!(err.code().code(), 11);
-    assert!(err.to_string().contains("container a"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("deviceID 0000:af:06.0 is in use by another container"),
+        "{err}"
+    );
     // The owner itself may claim again (idempotent), and release frees it.
     let again = alloc
         .claim_device(vf.clone(), &owner("a", live), None)

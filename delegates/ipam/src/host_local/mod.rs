@@ -189,12 +189,42 @@ pub fn gc(loc: &StoreLocation, valid: &GcRequest) -> IpamResult<Vec<IpAddr>> {
     }
 }
 
+/// Releases every address that container `container_id` holds in any network under
+/// `data_dir_root` (`DEFAULT_DATA_DIR` on a node), whatever the interface, each network under its
+/// lock, for a caller that knows only the container (the meta-plugin when its own record is
+/// lost or corrupt). Network directories that are symlinks or not trusted are skipped, as are
+/// address files that are not trusted; empty address files left by interrupted writes go too.
+/// Returns how many addresses were released.
+pub fn release_container(data_dir_root: &std::path::Path, container_id: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(data_dir_root) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter_map(|network| Store::open_existing(data_dir_root, &network).ok().flatten())
+        .map(|store| {
+            store
+                .release_container(container_id)
+                .map_or(0, |ips| ips.len())
+        })
+        .sum()
+}
+
 /// Ready for ADD: the network directory can be created and written.
 pub fn status(loc: &StoreLocation) -> IpamResult<()> {
     let dir = Store::network_dir(&loc.data_dir, &loc.name);
-    let probe = dir.join(format!(".status-probe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&probe, b""))
+    let probe = multinet_cni::files::temp_path(&dir.join("status-probe"));
+    multinet_cni::files::ensure_dir(&loc.data_dir, store::DIR_MODE)
+        .and_then(|()| multinet_cni::files::ensure_dir(&dir, store::DIR_MODE))
+        .and_then(|()| {
+            multinet_cni::files::write_atomic(
+                &probe,
+                b"",
+                multinet_cni::files::WriteOptions::PRIVATE_QUICK,
+            )
+        })
         .and_then(|()| std::fs::remove_file(&probe))
         .map_err(|e| {
             IpamError::NotAvailable(format!(

@@ -1,16 +1,28 @@
 //! The on-disk store, byte-compatible with the reference host-local:
-//! `<dataDir>/<net>/<ip>` holds "containerID\r\nifname" and is created with O_EXCL;
+//! `<dataDir>/<net>/<ip>` holds "containerID\r\nifname" and never exists with other content;
 //! `<dataDir>/<net>/last_reserved_ip.<rangeSetIndex>` holds the last address handed out;
 //! `<dataDir>/<net>/lock` is flock()ed while the store is used. A [`Store`] holds that lock for
 //! its whole life, so one ADD is atomic against every other user of the directory, ours or the
 //! reference's.
+//!
+//! Modes are explicit whatever the umask: directories and address files as the reference
+//! writes them (0755, 0644: tools read them), the lock 0600 (anyone who can open it can flock it
+//! and stall every ADD of the network). A directory or file that another uid could have written
+//! (other owner, group- or world-writable, a symlink) is refused or ignored, never trusted.
+//!
+//! Every writer (this one and the reference) holds the lock while it writes, so under the lock
+//! an empty address file or a temp file is the leftover of a writer that died: [`Store`] removes
+//! them when it takes the lock. This store never leaves an empty file itself: an address file
+//! is written in full under a temp name and then linked into place, which fails if the address
+//! is taken.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use multinet_cni::files::{self, WriteOptions};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{IpamError, IpamResult};
@@ -18,6 +30,14 @@ use crate::error::{IpamError, IpamResult};
 const LAST_IP_PREFIX: &str = "last_reserved_ip.";
 const LINE_BREAK: &str = "\r\n";
 const LOCK_FILE: &str = "lock";
+/// Mode of the data and network directories (the reference's).
+pub const DIR_MODE: u32 = 0o755;
+/// Mode of address and last-reserved files (the reference's).
+pub const FILE_MODE: u32 = 0o644;
+/// Mode of the lock file.
+pub const LOCK_MODE: u32 = files::PRIVATE_FILE;
+/// The largest address file read: a container ID and an interface name.
+const MAX_RECORD: u64 = 64 * 1024;
 
 /// One address file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +51,23 @@ pub struct Allocation {
 impl Allocation {
     fn matches(&self, id: &str, ifname: &str) -> bool {
         self.container_id == id.trim() && self.ifname.as_deref().is_none_or(|i| i == ifname)
+    }
+
+    /// Parses an address file's content; None for an empty one (an interrupted write).
+    fn parse(ip: IpAddr, content: &str) -> Option<Allocation> {
+        let content = content.trim();
+        if content.is_empty() {
+            return None;
+        }
+        let (container_id, ifname) = match content.split_once(LINE_BREAK) {
+            Some((id, ifname)) => (id.trim().to_string(), Some(ifname.trim().to_string())),
+            None => (content.to_string(), None),
+        };
+        Some(Allocation {
+            ip,
+            container_id,
+            ifname,
+        })
     }
 }
 
@@ -51,10 +88,14 @@ impl Store {
         data_dir.join(network)
     }
 
-    /// Creates the directory if needed and takes the lock (waiting for it).
+    /// Creates the directories if needed (mode 0755, checked when they exist) and takes the
+    /// lock (waiting for it).
     pub fn open(data_dir: &Path, network: &str) -> IpamResult<Store> {
         let dir = Store::network_dir(data_dir, network);
-        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        for d in [data_dir, dir.as_path()] {
+            files::ensure_dir(d, DIR_MODE)
+                .map_err(io(format!("host-local store {}", d.display())))?;
+        }
         Store::lock(dir)
     }
 
@@ -62,9 +103,19 @@ impl Store {
     /// ever allocated there, so DEL, CHECK and GC have nothing to do and create nothing).
     pub fn open_existing(data_dir: &Path, network: &str) -> IpamResult<Option<Store>> {
         let dir = Store::network_dir(data_dir, network);
-        if !dir.is_dir() {
-            return Ok(None);
+        let meta = match std::fs::symlink_metadata(&dir) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(IpamError::io(format!("reading {}", dir.display()), e)),
+        };
+        if !meta.is_dir() {
+            return Err(IpamError::io(
+                format!("host-local store {}", dir.display()),
+                std::io::Error::other("not a directory (a symlink is not followed)"),
+            ));
         }
+        files::check_trusted(&dir, &meta)
+            .map_err(|e| IpamError::io(format!("host-local store {}", dir.display()), e.into()))?;
         Store::lock(dir).map(Some)
     }
 
@@ -75,16 +126,54 @@ impl Store {
             .read(true)
             .write(true)
             .truncate(false)
-            .mode(0o644)
+            .mode(LOCK_MODE)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(io(format!("opening lock {}", path.display())))?;
+        let meta = file
+            .metadata()
+            .map_err(io(format!("reading lock {}", path.display())))?;
+        files::check_trusted(&path, &meta)
+            .map_err(|e| IpamError::io(format!("refusing lock {}", path.display()), e.into()))?;
+        // A lock an older version (or another tool) left readable by others is made private:
+        // whoever can open it can flock it. Root opens it whatever its mode.
+        if meta.mode() & 0o077 != 0 {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(LOCK_MODE))
+                .map_err(io(format!("restricting lock {}", path.display())))?;
+        }
         let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| {
             IpamError::io(
                 format!("locking {}", path.display()),
                 std::io::Error::from(errno),
             )
         })?;
-        Ok(Store { dir, _lock: lock })
+        let store = Store { dir, _lock: lock };
+        store.sweep();
+        Ok(store)
+    }
+
+    /// Removes what writers that died left (we hold the lock, so no writer is at work): temp
+    /// files, and empty address files (created, never written).
+    fn sweep(&self) {
+        files::remove_stale_temps(&self.dir, std::time::Duration::ZERO);
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            // The fixed temp name older versions of this store used.
+            let old_temp =
+                name.starts_with(&format!(".{LAST_IP_PREFIX}")) && name.ends_with(".tmp");
+            let empty_record = name.parse::<IpAddr>().is_ok()
+                && entry
+                    .metadata()
+                    .is_ok_and(|m| m.is_file() && m.len() == 0 && m.uid() == files::own_uid());
+            if old_temp || empty_record {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -104,23 +193,11 @@ impl Store {
         range_set: usize,
     ) -> IpamResult<bool> {
         let path = self.ip_path(ip);
-        let mut file = match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(IpamError::io(format!("creating {}", path.display()), e)),
-        };
         let content = format!("{}{LINE_BREAK}{ifname}", id.trim());
-        if let Err(e) = file
-            .write_all(content.as_bytes())
-            .and_then(|()| file.sync_all())
+        if !create_exclusive(&path, content.as_bytes())
+            .map_err(io(format!("creating {}", path.display())))?
         {
-            let _ = std::fs::remove_file(&path);
-            return Err(IpamError::io(format!("writing {}", path.display()), e));
+            return Ok(false);
         }
         self.write_last_reserved(ip, range_set)?;
         Ok(true)
@@ -128,21 +205,22 @@ impl Store {
 
     fn write_last_reserved(&self, ip: IpAddr, range_set: usize) -> IpamResult<()> {
         let path = self.dir.join(format!("{LAST_IP_PREFIX}{range_set}"));
-        let tmp = self.dir.join(format!(".{LAST_IP_PREFIX}{range_set}.tmp"));
-        std::fs::write(&tmp, ip.to_string())
-            .and_then(|()| std::fs::rename(&tmp, &path))
+        let opts = WriteOptions {
+            mode: FILE_MODE,
+            durable: false,
+        };
+        files::write_atomic(&path, ip.to_string().as_bytes(), opts)
             .map_err(io(format!("writing {}", path.display())))
     }
 
     pub fn last_reserved_ip(&self, range_set: usize) -> Option<IpAddr> {
-        std::fs::read_to_string(self.dir.join(format!("{LAST_IP_PREFIX}{range_set}")))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        let path = self.dir.join(format!("{LAST_IP_PREFIX}{range_set}"));
+        let bytes = files::read_trusted(&path, MAX_RECORD).ok()??;
+        String::from_utf8(bytes).ok()?.trim().parse().ok()
     }
 
-    /// Every address file of the network.
+    /// Every address file of the network. One that is not trusted (a symlink, another uid's,
+    /// writable by others) is nobody's allocation: it is skipped (its address stays taken).
     pub fn allocations(&self) -> IpamResult<Vec<Allocation>> {
         let mut out = Vec::new();
         let entries =
@@ -155,20 +233,13 @@ impl Store {
             else {
                 continue;
             };
-            // A file that vanished or cannot be read is not ours to judge.
-            let Ok(content) = std::fs::read_to_string(entry.path()) else {
+            // A file that vanished or cannot be read or trusted is not ours to judge.
+            let Ok(Some(bytes)) = files::read_trusted(&entry.path(), MAX_RECORD) else {
                 continue;
             };
-            let content = content.trim();
-            let (container_id, ifname) = match content.split_once(LINE_BREAK) {
-                Some((id, ifname)) => (id.trim().to_string(), Some(ifname.trim().to_string())),
-                None => (content.to_string(), None),
-            };
-            out.push(Allocation {
-                ip,
-                container_id,
-                ifname,
-            });
+            if let Some(a) = Allocation::parse(ip, &String::from_utf8_lossy(&bytes)) {
+                out.push(a);
+            }
         }
         out.sort_by_key(|a| a.ip);
         Ok(out)
@@ -210,14 +281,30 @@ impl Store {
         } else {
             exact
         };
-        let mut errors = Vec::new();
-        for ip in &chosen {
-            if let Err(e) = self.release(*ip) {
-                errors.push(e.to_string());
-            }
-        }
+        self.release_all(&chosen)?;
+        Ok(chosen)
+    }
+
+    /// Releases every address of container `id`, whatever the interface. Returns them.
+    pub fn release_container(&self, id: &str) -> IpamResult<Vec<IpAddr>> {
+        let chosen: Vec<IpAddr> = self
+            .allocations()?
+            .into_iter()
+            .filter(|a| a.container_id == id.trim())
+            .map(|a| a.ip)
+            .collect();
+        self.release_all(&chosen)?;
+        Ok(chosen)
+    }
+
+    fn release_all(&self, ips: &[IpAddr]) -> IpamResult<()> {
+        let errors: Vec<String> = ips
+            .iter()
+            .filter_map(|ip| self.release(*ip).err())
+            .map(|e| e.to_string())
+            .collect();
         if errors.is_empty() {
-            Ok(chosen)
+            Ok(())
         } else {
             Err(IpamError::io(
                 "releasing addresses",
@@ -225,6 +312,31 @@ impl Store {
             ))
         }
     }
+}
+
+/// Creates `path` with `content` in one step as readers see it: the content goes to a temp
+/// file (mode 0644, synced), which is then hard-linked to `path`; the link fails if `path`
+/// exists (the same exclusivity as O_EXCL), so a reader never sees an empty or partial file.
+/// Returns false when `path` exists. The temp name is removed in every case.
+fn create_exclusive(path: &Path, content: &[u8]) -> std::io::Result<bool> {
+    let tmp = files::temp_path(path);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        f.write_all(content)?;
+        f.sync_all()?;
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
 }
 
 #[cfg(test)]
@@ -281,6 +393,19 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         assert!(Store::open_existing(d.path(), "net").unwrap().is_none());
         assert!(!d.path().join("net").exists());
+    }
+
+    #[test]
+    fn a_lock_others_could_open_is_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let lock = d.path().join("net/lock");
+        std::fs::create_dir(d.path().join("net")).unwrap();
+        std::fs::write(&lock, b"").unwrap();
+        std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Store::open(d.path(), "net").unwrap());
+        let mode = std::fs::metadata(&lock).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

@@ -62,6 +62,14 @@ pub struct Lab {
     pub sysfs: FakeSysfs,
     pub dir: tempfile::TempDir,
     pub plugin: SriovPlugin,
+    /// The plugin's log: a NAD's logFile may only name a file under /var/log/.
+    pub log_file: PathBuf,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.log_file);
+    }
 }
 
 impl Lab {
@@ -120,6 +128,10 @@ impl Lab {
             devinfo_dir: dir.path().join("devinfo"),
             lock_timeout: Duration::from_secs(10),
         });
+        let log_file = PathBuf::from(format!(
+            "/var/log/multinet-sriov-test-{}.log",
+            dir.path().file_name().unwrap().to_string_lossy()
+        ));
         Lab {
             host,
             wire,
@@ -130,12 +142,13 @@ impl Lab {
             sysfs,
             dir,
             plugin,
+            log_file,
         }
     }
 
     /// What the plugin logged so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("sriov.log")).unwrap_or_default()
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -157,7 +170,7 @@ impl Lab {
             "name": "sriov-net",
             "type": "sriov",
             "deviceID": device_id,
-            "logFile": self.dir.path().join("sriov.log"),
+            "logFile": self.log_file,
             "ipam": {
                 "type": "host-local",
                 "subnet": "10.56.217.0/24",
