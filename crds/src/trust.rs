@@ -25,6 +25,9 @@ pub const NODE_PATH_KEYS: &[&str] = &[
     "devicePluginInfoDir",
 ];
 
+/// The runtimeConfig key naming the file a delegate writes its device info to.
+pub const DEVICE_INFO_FILE_KEY: &str = "CNIDeviceInfoFile";
+
 /// `logFile` is also an option of delegates (SR-IOV CNI): a NAD may name one only in this folder.
 pub const LOG_DIR: &str = "/var/log/";
 
@@ -85,6 +88,18 @@ pub fn check_delegate_config(config: &Value) -> Result<(), TrustViolation> {
                 "names a node path or network of multinet's own config, which a \
                  NetworkAttachmentDefinition may not set"
                     .into(),
+            );
+        }
+        // runtimeConfig is the runtime's (multinet's) to fill; a path in it would have a
+        // delegate write, and later delete, a node file of the NAD author's choosing.
+        if obj
+            .get("runtimeConfig")
+            .and_then(Value::as_object)
+            .is_some_and(|rc| rc.contains_key(DEVICE_INFO_FILE_KEY))
+        {
+            return refuse(
+                format!("{at}runtimeConfig.{DEVICE_INFO_FILE_KEY}"),
+                "is set by multinet, never by a NetworkAttachmentDefinition".into(),
             );
         }
         if let Some(log) = obj.get("logFile")
@@ -149,5 +164,10 @@ mod tests {
         assert!(check_delegate_config(&json!({"type":"sriov","logFile":7})).is_err());
         check_delegate_config(&json!({"type":"sriov","logFile":"/var/log/sriov.log"})).unwrap();
         check_delegate_config(&json!({"type":"macvlan","master":"eth1"})).unwrap();
+        let err = check_delegate_config(
+            &json!({"type":"sriov","runtimeConfig":{"CNIDeviceInfoFile":"/etc/passwd"}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.at, "runtimeConfig.CNIDeviceInfoFile");
     }
 }

@@ -528,7 +528,7 @@ impl MetaPlugin {
     ) -> Result<(), MetaError> {
         let id = &req.env.container_id;
         let kept = store.set_aside(id)?;
-        let cleaned = crate::orphans::clean(conf, id, req.env.netns.as_deref()).await;
+        let cleaned = crate::orphans::clean(conf, store, id, req.env.netns.as_deref()).await;
         tracing::error!(error = %why, kept = %kept.display(), ?cleaned,
             "attachment record unusable: set aside, cleaned by container ID");
         if let Ok(Some(r)) = pod_ref(req)

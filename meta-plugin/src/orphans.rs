@@ -1,18 +1,25 @@
 //! Cleaning by container ID alone, for a container whose attachment record cannot be used (torn,
 //! or written by someone else): the record is not trusted, so nothing it says is run. What
 //! multinet and its delegates left can still be found by the container ID they were tagged with:
-//! links in the pod carry it in their alias (`multinet_netlink::link_tag`), device-info files in
-//! their name.
+//! links in the pod carry it in their alias (`multinet_netlink::link_tag`), host-local
+//! reservations and SR-IOV VF allocations name it, device-info files carry it in their name.
 
+use std::collections::BTreeSet;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use multinet_ipam::host_local::config::DEFAULT_DATA_DIR;
+use serde_json::Value;
 
 use crate::config::MultinetConf;
+use crate::store::AttachmentStore;
 
 /// What a clean-up by container ID removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Cleaned {
     pub links: usize,
+    pub addresses: usize,
+    pub vfs: usize,
     pub device_info_files: usize,
 }
 
@@ -20,14 +27,21 @@ impl fmt::Display for Cleaned {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} tagged links and {} device-info files were removed",
-            self.links, self.device_info_files
+            "{} tagged links, {} host-local addresses, {} VFs and {} device-info files were \
+             released",
+            self.links, self.addresses, self.vfs, self.device_info_files
         )
     }
 }
 
-/// Removes what can be found of `container_id`'s attachments without its record.
-pub async fn clean(conf: &MultinetConf, container_id: &str, netns: Option<&Path>) -> Cleaned {
+/// Removes what can be found of `container_id`'s attachments without its record. Runs in the
+/// node's network namespace (a VF comes back there).
+pub async fn clean(
+    conf: &MultinetConf,
+    store: &AttachmentStore,
+    container_id: &str,
+    netns: Option<&Path>,
+) -> Cleaned {
     let links = match netns {
         Some(netns) => multinet_netlink::delete_links_tagged(netns, container_id)
             .await
@@ -37,10 +51,45 @@ pub async fn clean(conf: &MultinetConf, container_id: &str, netns: Option<&Path>
             }),
         None => 0,
     };
+    let addresses = host_local_roots(store)
+        .iter()
+        .map(|root| multinet_ipam::host_local::release_container(root, container_id))
+        .sum();
+    let vfs = multinet_sriov::release_container(
+        &multinet_sriov::StateDir::from_env(),
+        &multinet_sriov::Sysfs::from_env(),
+        container_id,
+    );
     Cleaned {
         links,
+        addresses,
+        vfs,
         device_info_files: remove_device_info_files(&conf.device_info_dir, container_id),
     }
+}
+
+/// Where host-local keeps reservations on this node: its default folder, and every `dataDir` the
+/// other records of this node name (the same NADs usually serve every pod).
+fn host_local_roots(store: &AttachmentStore) -> BTreeSet<PathBuf> {
+    let mut roots = BTreeSet::from([PathBuf::from(DEFAULT_DATA_DIR)]);
+    for id in store.container_ids().unwrap_or_default() {
+        let Ok(Some(record)) = store.load(&id) else {
+            continue;
+        };
+        for a in &record.attachments {
+            let plugins = match a.conf.get("plugins").and_then(Value::as_array) {
+                Some(list) => list.iter().collect(),
+                None => vec![&a.conf],
+            };
+            roots.extend(plugins.into_iter().filter_map(|p| {
+                let ipam = p.get("ipam")?;
+                (ipam.get("type")?.as_str()? == "host-local")
+                    .then(|| ipam.get("dataDir")?.as_str().map(PathBuf::from))
+                    .flatten()
+            }));
+        }
+    }
+    roots
 }
 
 /// Device-info files are `<net>-<containerID>_<ifname>`.

@@ -144,6 +144,7 @@ fn a_nad_may_not_name_node_paths_or_log_outside_var_log() {
         ("cniDir", json!("/tmp")),
         ("logFile", json!("/etc/shadow")),
         ("logFile", json!("/var/log/../../etc/shadow")),
+        ("runtimeConfig", json!({"CNIDeviceInfoFile": "/etc/passwd"})),
     ] {
         let mut config = node.macvlan_nad("bad", "up0", "10.10.0.0/24");
         config[key] = value.clone();
