@@ -668,6 +668,11 @@ pub fn main(args: &[String]) -> i32 {
     };
     // Leftovers of an interrupted earlier run would make namespace creation fail.
     demo.cleanup();
+    // The daemon's socket lives here: the folder must be private whatever the umask.
+    if let Err(e) = multinet_cni::files::ensure_dir(&demo.state, multinet_cni::files::PRIVATE_DIR) {
+        eprintln!("multinet demo: {}: {e}", demo.state.display());
+        return 2;
+    }
     let outcome = demo.run();
     demo.cleanup();
     match outcome {

@@ -173,21 +173,10 @@ fn the_cluster_network_folder_skips_meta_plugin_configs() {
     conf["clusterNetwork"] = json!(node.path("net.d"));
     node.add_pod("p1", "");
     let pod = TestNetns::new();
-    let out = Answer::of(
-        &node
-            .call("ADD", "c1", "p1", pod.path_str())
-            .stdin_json(&conf)
-            .run(),
-    );
+    let out = node.cni_with("ADD", "c1", "p1", pod.path_str(), &conf);
     out.ok();
     assert_eq!(Node::links(&pod), vec!["eth0".to_string()]);
-    Answer::of(
-        &node
-            .call("DEL", "c1", "p1", pod.path_str())
-            .stdin_json(&conf)
-            .run(),
-    )
-    .ok();
+    node.cni_with("DEL", "c1", "p1", pod.path_str(), &conf).ok();
     node.assert_clean(&pod);
 }
 
@@ -330,13 +319,9 @@ fn limits_are_clear_errors_naming_the_limit() {
     conf["maxNetworksPerPod"] = json!(3);
     node.add_pod("p1", "data@a1,data@a2,data@a3");
     let pod = TestNetns::new();
-    let (code, msg) = Answer::of(
-        &node
-            .call("ADD", "c1", "p1", pod.path_str())
-            .stdin_json(&conf)
-            .run(),
-    )
-    .err();
+    let (code, msg) = node
+        .cni_with("ADD", "c1", "p1", pod.path_str(), &conf)
+        .err();
     assert_eq!(code, 7, "{msg}");
     assert!(
         msg.contains("maxNetworksPerPod (3)") && msg.contains("4 networks"),
@@ -361,13 +346,9 @@ fn limits_are_clear_errors_naming_the_limit() {
     // stdin larger than the 1 MiB a CNI config may be.
     let mut huge = node.conf();
     huge["padding"] = json!("x".repeat(1 << 20));
-    let (code, msg) = Answer::of(
-        &node
-            .call("ADD", "c1", "p1", pod.path_str())
-            .stdin_json(&huge)
-            .run(),
-    )
-    .err();
+    let (code, msg) = node
+        .cni_with("ADD", "c1", "p1", pod.path_str(), &huge)
+        .err();
     assert_eq!(code, 7);
     assert!(msg.contains("stdin") && msg.contains("1048576"), "{msg}");
     assert_nothing_left(&node, &pod, "huge stdin");
@@ -381,13 +362,9 @@ fn a_standard_key_of_the_wrong_type_is_named() {
     conf["cniVersion"] = json!(5);
     node.add_pod("p1", "");
     let pod = TestNetns::new();
-    let (code, msg) = Answer::of(
-        &node
-            .call("ADD", "c1", "p1", pod.path_str())
-            .stdin_json(&conf)
-            .run(),
-    )
-    .err();
+    let (code, msg) = node
+        .cni_with("ADD", "c1", "p1", pod.path_str(), &conf)
+        .err();
     assert!(code == 7 || code == 1, "{code}: {msg}");
     assert!(msg.contains("cniVersion"), "{msg}");
     assert_nothing_left(&node, &pod, "cniVersion 5");
@@ -501,13 +478,7 @@ fn a_torn_record_does_not_block_del_and_what_it_tagged_is_cleaned() {
     }
     let mut conf = node.conf();
     conf["deviceInfoDir"] = json!(devinfo);
-    Answer::of(
-        &node
-            .call("DEL", "c7", "p1", pod.path_str())
-            .stdin_json(&conf)
-            .run(),
-    )
-    .ok();
+    node.cni_with("DEL", "c7", "p1", pod.path_str(), &conf).ok();
     assert!(!mine.exists(), "the torn record's device-info file stayed");
     assert!(other.exists(), "another container's device-info file went");
     let mut left = Node::links(&pod);
