@@ -190,6 +190,10 @@ impl Scenario {
     }
 }
 
+/// The soak reaps adopted orphans with waitpid(-1): tests that spawn processes in the same test
+/// binary hold this while they run.
+pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// One thing left behind, first seen after `cycle`.
 #[derive(Debug, Clone)]
 pub struct Leak {
@@ -233,6 +237,36 @@ impl Report {
             *m.entry(l.kind).or_default() += 1;
         }
         m
+    }
+
+    pub fn violations_by_kind(&self) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for v in &self.violations {
+            *m.entry(v.kind).or_default() += 1;
+        }
+        m
+    }
+
+    /// Every broken promise of the run, one line each; empty when the run was clean.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p: Vec<String> = self
+            .leaks_by_kind()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{n} {k} leaked"))
+            .collect();
+        if !self.del_never_succeeded.is_empty() {
+            p.push(format!(
+                "DEL never succeeded in {} cycles",
+                self.del_never_succeeded.len()
+            ));
+        }
+        p.extend(
+            self.violations_by_kind()
+                .into_iter()
+                .map(|(k, n)| format!("{n} x {k}")),
+        );
+        p
     }
 
     pub fn clean(&self) -> bool {
@@ -310,13 +344,30 @@ impl Report {
                 );
             }
         }
-        let _ = writeln!(o, "violations: {}", self.violations.len());
-        for v in self.violations.iter().take(10) {
-            let _ = writeln!(
-                o,
-                "  {}: {} in cycle {} ({})",
-                v.kind, v.item, v.cycle, v.scenario
-            );
+        let _ = writeln!(
+            o,
+            "violations: {}",
+            if self.violations.is_empty() {
+                "none".to_string()
+            } else {
+                self.violations_by_kind()
+                    .iter()
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+        let mut shown: BTreeMap<&str, usize> = BTreeMap::new();
+        for v in &self.violations {
+            let n = shown.entry(v.kind).or_default();
+            *n += 1;
+            if *n <= 3 {
+                let _ = writeln!(
+                    o,
+                    "  {}: {} in cycle {} ({})",
+                    v.kind, v.item, v.cycle, v.scenario
+                );
+            }
         }
         let _ = writeln!(
             o,
@@ -355,7 +406,7 @@ fn join_counts(m: &BTreeMap<String, u64>) -> String {
 
 fn top(m: &BTreeMap<String, u64>, n: usize) -> Vec<(String, u64)> {
     let mut v: Vec<(String, u64)> = m.iter().map(|(k, c)| (k.clone(), *c)).collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|e| std::cmp::Reverse(e.1));
     v.truncate(n);
     v
 }
@@ -378,8 +429,8 @@ fn error_kind(msg: &str) -> String {
 }
 
 /// The node: its namespace, state folder, fake NIC and the API fixture serving pod and NADs.
-struct Node {
-    ns: TestNetns,
+pub struct Node {
+    pub ns: TestNetns,
     dir: tempfile::TempDir,
     multinet: PathBuf,
     api: ApiFixture,
@@ -388,7 +439,7 @@ struct Node {
 }
 
 impl Node {
-    fn path(&self, rel: &str) -> PathBuf {
+    pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
@@ -396,7 +447,7 @@ impl Node {
         self.path("bin")
     }
 
-    fn new(multinet: &Path, log_level: &str) -> Node {
+    pub fn new(multinet: &Path, log_level: &str) -> Node {
         let ns = TestNetns::new();
         let dir = tempfile::tempdir().unwrap();
         let p = |rel: &str| dir.path().join(rel);
@@ -564,7 +615,7 @@ impl Node {
     }
 
     /// Everything the soak counts as possibly left behind, by kind.
-    fn state(&self, pod: Option<&TestNetns>) -> BTreeMap<&'static str, BTreeSet<String>> {
+    pub fn state(&self, pod: Option<&TestNetns>) -> BTreeMap<&'static str, BTreeSet<String>> {
         let mut s: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
         if let Some(pod) = pod {
             s.insert(
@@ -670,7 +721,7 @@ fn process_table() -> Vec<(i32, i32, String)> {
 }
 
 /// Living descendants of `root` (not root itself), with their names.
-fn descendants(root: i32) -> Vec<(i32, String)> {
+pub fn descendants(root: i32) -> Vec<(i32, String)> {
     let table = process_table();
     let mut found: Vec<(i32, String)> = Vec::new();
     let mut parents = vec![root];
@@ -793,7 +844,7 @@ pub fn run(opts: &Options) -> Report {
         "the warm-up pod left state: {baseline:?}"
     );
     let baseline_links = baseline["node-links"].clone();
-    let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut seen: BTreeSet<(&'static str, String)> = BTreeSet::new();
 
     for cycle in opts.from..opts.from + opts.cycles {
         let mut rng = Rng::for_cycle(opts.seed, cycle);
@@ -965,27 +1016,13 @@ pub fn run(opts: &Options) -> Report {
             let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
         }
         reap_orphans();
-        let missing: BTreeSet<String> = baseline_links
-            .difference(&state["node-links"])
-            .cloned()
-            .collect();
-        let extra: BTreeSet<String> = state["node-links"]
-            .difference(&baseline_links)
-            .cloned()
-            .collect();
-        state.insert("node-links", extra);
-        state.insert("node-links-missing", missing);
-        for (kind, items) in &state {
-            for item in items {
-                if seen.insert((kind.to_string(), item.clone())) {
-                    report.leaks.push(Leak {
-                        kind,
-                        item: item.clone(),
-                        cycle,
-                        scenario: describe.clone(),
-                    });
-                }
-            }
+        for (kind, item) in new_leaks(state, &baseline_links, &mut seen) {
+            report.leaks.push(Leak {
+                kind,
+                item,
+                cycle,
+                scenario: describe.clone(),
+            });
         }
         if opts.verbose {
             eprintln!(
@@ -1004,10 +1041,127 @@ pub fn run(opts: &Options) -> Report {
     report
 }
 
+/// What `state` (by kind, node links as they are) holds that was not there at the start and was
+/// not reported before: node links are compared with the baseline both ways.
+fn new_leaks(
+    mut state: BTreeMap<&'static str, BTreeSet<String>>,
+    baseline_links: &BTreeSet<String>,
+    seen: &mut BTreeSet<(&'static str, String)>,
+) -> Vec<(&'static str, String)> {
+    let now = state.remove("node-links").unwrap_or_default();
+    state.insert(
+        "node-links",
+        now.difference(baseline_links).cloned().collect(),
+    );
+    state.insert(
+        "node-links-missing",
+        baseline_links.difference(&now).cloned().collect(),
+    );
+    let mut out = Vec::new();
+    for (kind, items) in state {
+        for item in items {
+            if seen.insert((kind, item.clone())) {
+                out.push((kind, item));
+            }
+        }
+    }
+    out
+}
+
 /// The bridge's host-side veths go with the pod's netns, asynchronously: wait for them.
 fn wait_for_no_veth_peers(node: &Node) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline && links(&node.ns).iter().any(|l| l.starts_with("veth")) {
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cycle_scenario_depends_on_seed_and_cycle_only() {
+        let draw = |seed, cycle| Scenario::draw(&mut Rng::for_cycle(seed, cycle)).describe();
+        assert_eq!(draw(7, 41), draw(7, 41));
+        let all: BTreeSet<String> = (0..50).map(|c| draw(7, c)).collect();
+        assert!(all.len() > 25, "cycles draw different scenarios: {all:?}");
+        assert_ne!(
+            (0..20).map(|c| draw(7, c)).collect::<Vec<_>>(),
+            (0..20).map(|c| draw(8, c)).collect::<Vec<_>>()
+        );
+    }
+
+    /// An enum value's variant name, from its Debug form.
+    fn variant(debug: String) -> String {
+        debug.split(['(', ' ']).next().unwrap_or("").to_string()
+    }
+
+    #[test]
+    fn every_kill_and_fault_kind_is_drawn() {
+        let scenarios: Vec<Scenario> = (0..2000)
+            .map(|c| Scenario::draw(&mut Rng::for_cycle(1, c)))
+            .collect();
+        let kills: BTreeSet<String> = scenarios
+            .iter()
+            .map(|s| variant(format!("{:?}", s.kill)))
+            .collect();
+        assert_eq!(kills.len(), 4, "{kills:?}");
+        for d in EXECD_DELEGATES {
+            assert!(
+                scenarios.iter().any(|s| s.kill == Kill::DelegateInAdd(d)),
+                "{d} never aimed at"
+            );
+        }
+        let faults: BTreeSet<String> = scenarios
+            .iter()
+            .map(|s| variant(format!("{:?}", s.fault)))
+            .collect();
+        assert_eq!(faults.len(), 5, "{faults:?}");
+        assert!(scenarios.iter().any(|s| s.gc_before_del));
+        assert!(scenarios.iter().any(|s| s.gc_keeps_valid));
+    }
+
+    #[test]
+    fn new_leaks_are_reported_once_and_node_links_both_ways() {
+        let baseline: BTreeSet<String> = ["up0".to_string(), "sk-vf0".to_string()].into();
+        let mut seen = BTreeSet::new();
+        let state = |node: &[&str], records: &[&str]| {
+            let mut s: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
+            s.insert("node-links", node.iter().map(|x| x.to_string()).collect());
+            s.insert("records", records.iter().map(|x| x.to_string()).collect());
+            s
+        };
+        assert_eq!(
+            new_leaks(state(&["up0", "sk-vf0"], &[]), &baseline, &mut seen),
+            vec![]
+        );
+        assert_eq!(
+            new_leaks(
+                state(&["up0", "veth1"], &["cni/attachments/a.json"]),
+                &baseline,
+                &mut seen
+            ),
+            vec![
+                ("node-links", "veth1".to_string()),
+                ("node-links-missing", "sk-vf0".to_string()),
+                ("records", "cni/attachments/a.json".to_string()),
+            ]
+        );
+        // Still there a cycle later: already reported.
+        assert_eq!(
+            new_leaks(
+                state(&["up0", "veth1"], &["cni/attachments/a.json"]),
+                &baseline,
+                &mut seen
+            ),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn an_error_kind_ignores_numbers_and_is_bounded() {
+        assert_eq!(error_kind("cycle 12 ip 10.0.0.3"), "cycle ## ip ##.#.#.#");
+        assert!(error_kind(&"é".repeat(200)).chars().count() <= 141);
     }
 }
