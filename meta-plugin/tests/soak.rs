@@ -90,6 +90,7 @@ fn planted_leftovers_of_every_kind_are_counted() {
         "sriov/pci/0000:3b:02.1",
         "sriov/attach/c1:net3.json",
         "cni/attachments/c1.json",
+        "cni/attachments/c1.lock",
         "devinfo/cni/sriov-net-c1_net3",
         "cni/attachments/.c1.json.tmp-12-0",
         "sriov/pci/.0000:3b:02.1.tmp.12.0",
@@ -103,7 +104,10 @@ fn planted_leftovers_of_every_kind_are_counted() {
             .map(|x| x.to_string())
             .collect::<BTreeSet<String>>()
     };
-    assert_eq!(get("pod-links"), set(&["pod:left0", "pod:left1"]));
+    assert_eq!(
+        get("pod-links"),
+        set(&["pod:left0 (veth DOWN)", "pod:left1 (veth DOWN)"])
+    );
     assert!(get("node-links").contains("hostleft"));
     assert_eq!(get("ip-reservations"), set(&["ipam/data/10.10.0.9"]));
     assert_eq!(
@@ -111,6 +115,7 @@ fn planted_leftovers_of_every_kind_are_counted() {
         set(&["sriov/attach/c1:net3.json", "sriov/pci/0000:3b:02.1"])
     );
     assert_eq!(get("records"), set(&["cni/attachments/c1.json"]));
+    assert_eq!(get("locks"), set(&["cni/attachments/c1.lock"]));
     assert_eq!(get("device-info"), set(&["devinfo/cni/sriov-net-c1_net3"]));
     assert_eq!(
         get("temp-files"),

@@ -48,6 +48,8 @@ const POD_LINKS: &[&str] = &["eth0", "net1", "net2", "net3"];
 const EXECD_DELEGATES: &[&str] = &["bridge", "ref-macvlan", "ref-host-local"];
 /// DEL is retried until it succeeds, at most this many times.
 const MAX_DEL_ATTEMPTS: u32 = 10;
+/// multinet's apiTimeoutSeconds: some slow-API faults go past it.
+const API_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long processes orphaned by a kill may take to finish after DEL before they count as left.
 const ORPHAN_GRACE: Duration = Duration::from_secs(5);
 
@@ -151,7 +153,8 @@ impl Scenario {
                 code: [500, 503, 429, 403, 404][rng.below(5) as usize],
             },
             80..85 => Fault::FailAlways,
-            85..95 => Fault::Slow(Duration::from_millis(100 + rng.below(1400))),
+            // Up to past apiTimeoutSeconds (2 s).
+            85..95 => Fault::Slow(Duration::from_millis(100 + rng.below(2500))),
             _ => Fault::Down,
         };
         Scenario {
@@ -391,6 +394,7 @@ pub const LEAK_KINDS: &[&str] = &[
     "records",
     "device-info",
     "temp-files",
+    "locks",
     "processes",
 ];
 
@@ -536,7 +540,7 @@ impl Node {
             "cniVersion": "1.1.0", "name": "multinet", "type": "multinet",
             "clusterNetwork": "cluster",
             "confDir": p("net.d"), "cniDir": p("cni"), "binDir": p("bin"),
-            "kubeconfig": p("kubeconfig"), "apiTimeoutSeconds": 2,
+            "kubeconfig": p("kubeconfig"), "apiTimeoutSeconds": API_TIMEOUT.as_secs(),
             "deviceInfoDir": p("devinfo/cni"), "devicePluginInfoDir": p("devinfo/dp"),
             "logLevel": log_level, "logFile": p("multinet.log")
         });
@@ -618,10 +622,7 @@ impl Node {
     pub fn state(&self, pod: Option<&TestNetns>) -> BTreeMap<&'static str, BTreeSet<String>> {
         let mut s: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
         if let Some(pod) = pod {
-            s.insert(
-                "pod-links",
-                links(pod).into_iter().map(|l| format!("pod:{l}")).collect(),
-            );
+            s.insert("pod-links", described_links(pod).into_iter().collect());
         }
         s.insert("node-links", links(&self.ns).into_iter().collect());
         let rel = |p: &Path| {
@@ -648,16 +649,16 @@ impl Node {
                     continue;
                 }
                 "vf-owners"
-            } else if r.starts_with("cni/") {
+            } else if r.starts_with("cni/") || r.starts_with("devinfo/") {
+                // Only host-local's and the VFs' locks are kept by design (one per network or
+                // VF); a lock per container would pile up.
                 if name.ends_with(".lock") || name == "lock" {
-                    continue;
+                    "locks"
+                } else if r.starts_with("cni/") {
+                    "records"
+                } else {
+                    "device-info"
                 }
-                "records"
-            } else if r.starts_with("devinfo/") {
-                if name.ends_with(".lock") {
-                    continue;
-                }
-                "device-info"
             } else {
                 continue;
             };
@@ -675,6 +676,33 @@ fn links(ns: &TestNetns) -> Vec<String> {
         .flatten()
         .filter_map(|l| l["ifname"].as_str().map(str::to_string))
         .filter(|n| n != "lo")
+        .collect()
+}
+
+/// Links in a pod namespace, lo aside, with what tells who made them: kind, state, addresses.
+fn described_links(ns: &TestNetns) -> Vec<String> {
+    ns.ip_json(&["-d", "addr", "show"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["ifname"] != "lo")
+        .map(|l| {
+            let addrs: Vec<String> = l["addr_info"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|a| a["scope"] == "global")
+                .filter_map(|a| a["local"].as_str().map(str::to_string))
+                .collect();
+            format!(
+                "pod:{} ({} {}{}{})",
+                l["ifname"].as_str().unwrap_or("?"),
+                l["linkinfo"]["info_kind"].as_str().unwrap_or("-"),
+                l["operstate"].as_str().unwrap_or("?"),
+                if addrs.is_empty() { "" } else { " " },
+                addrs.join(" ")
+            )
+        })
         .collect()
 }
 
@@ -798,6 +826,8 @@ fn kill_delegate(child: Child, delegate: &str) -> (CniOutput, bool) {
         if let Some((pid, _)) = descendants(root).into_iter().find(|(_, c)| c == delegate) {
             killed = kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok();
         }
+        // Delegates live for milliseconds; a short pause leaves the CPU to them.
+        std::thread::sleep(Duration::from_micros(200));
     }
     (CniOutput::wait(child), killed)
 }
@@ -859,7 +889,7 @@ pub fn run(opts: &Options) -> Report {
             let name = match &scenario.fault {
                 Fault::FailNext { code, .. } => format!("error {code}"),
                 Fault::FailAlways => "always 500".into(),
-                Fault::Slow(d) if *d >= Duration::from_secs(2) => "slow (past timeout)".into(),
+                Fault::Slow(d) if *d >= API_TIMEOUT => "slow (past apiTimeoutSeconds)".into(),
                 Fault::Slow(_) => "slow".into(),
                 Fault::Down => "down".into(),
                 Fault::None => unreachable!(),
