@@ -44,8 +44,14 @@ const VFS: &[(&str, &str)] = &[
 ];
 /// Interfaces a fully added pod has (lo aside).
 const POD_LINKS: &[&str] = &["eth0", "net1", "net2", "net3"];
-/// Delegates multinet execs (their process names), one of which a delegate kill aims at.
-const EXECD_DELEGATES: &[&str] = &["bridge", "ref-macvlan", "ref-host-local"];
+/// Delegates multinet execs (their process names), one of which a delegate kill aims at, and
+/// how long (µs) after it shows up the kill may land: about how long each runs here, so most
+/// kills land inside one, at different steps.
+const EXECD_DELEGATES: &[(&str, u64)] = &[
+    ("bridge", 8_000),
+    ("ref-macvlan", 8_000),
+    ("ref-host-local", 3_000),
+];
 /// DEL is retried until it succeeds, at most this many times.
 const MAX_DEL_ATTEMPTS: u32 = 10;
 /// multinet's apiTimeoutSeconds: some slow-API faults go past it.
@@ -106,8 +112,9 @@ enum Kill {
     None,
     /// SIGKILL multinet this far (as a fraction of a normal ADD's duration) into ADD.
     MultinetInAdd(f64),
-    /// SIGKILL the first exec'd delegate of this name seen while ADD runs.
-    DelegateInAdd(&'static str),
+    /// SIGKILL the first exec'd delegate of this name seen while ADD runs, this long after it
+    /// was seen.
+    DelegateInAdd(&'static str, Duration),
     /// SIGKILL multinet this far into its first DEL.
     MultinetInDel(f64),
 }
@@ -143,7 +150,10 @@ impl Scenario {
         let kill = match rng.below(100) {
             0..50 => Kill::None,
             50..70 => Kill::MultinetInAdd(rng.fraction() * 1.2),
-            70..90 => Kill::DelegateInAdd(EXECD_DELEGATES[rng.below(3) as usize]),
+            70..90 => {
+                let (name, window_us) = EXECD_DELEGATES[rng.below(3) as usize];
+                Kill::DelegateInAdd(name, Duration::from_micros(rng.below(window_us)))
+            }
             _ => Kill::MultinetInDel(rng.fraction() * 1.2),
         };
         let fault = match rng.below(100) {
@@ -169,7 +179,9 @@ impl Scenario {
         let mut s = match &self.kill {
             Kill::None => "no kill".to_string(),
             Kill::MultinetInAdd(f) => format!("kill multinet at {:.0}% of ADD", f * 100.0),
-            Kill::DelegateInAdd(d) => format!("kill delegate {d} in ADD"),
+            Kill::DelegateInAdd(d, after) => {
+                format!("kill delegate {d} {} ms into it, in ADD", after.as_millis())
+            }
             Kill::MultinetInDel(f) => format!("kill multinet at {:.0}% of DEL", f * 100.0),
         };
         match &self.fault {
@@ -764,6 +776,15 @@ pub fn descendants(root: i32) -> Vec<(i32, String)> {
     found
 }
 
+/// Whether `pid` exists and is not a zombie (a kill of a zombie "succeeds" but hits nothing).
+fn is_running(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(") ")
+            .next()
+            .is_some_and(|rest| !rest.starts_with('Z'))
+    })
+}
+
 /// Reaps children that were adopted (this process is a subreaper) and have exited.
 fn reap_orphans() {
     loop {
@@ -817,14 +838,17 @@ fn kill_after(child: Child, after: Duration) -> (CniOutput, bool) {
     (CniOutput::wait(child), killed)
 }
 
-/// Waits for `child`, SIGKILLing the first descendant named `delegate` that shows up.
-fn kill_delegate(child: Child, delegate: &str) -> (CniOutput, bool) {
+/// Waits for `child`, SIGKILLing the first descendant named `delegate` that shows up, `after`
+/// it was seen.
+fn kill_delegate(child: Child, delegate: &str, after: Duration) -> (CniOutput, bool) {
     let mut child = child;
     let root = child.id() as i32;
     let mut killed = false;
     while !killed && child.try_wait().unwrap().is_none() {
         if let Some((pid, _)) = descendants(root).into_iter().find(|(_, c)| c == delegate) {
-            killed = kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok();
+            std::thread::sleep(after);
+            // It may have finished meanwhile: then the next one of that name is the target.
+            killed = is_running(pid) && kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok();
         }
         // Delegates live for milliseconds; a short pause leaves the CPU to them.
         std::thread::sleep(Duration::from_micros(200));
@@ -902,16 +926,16 @@ pub fn run(opts: &Options) -> Report {
         let child = node.call("ADD", &container, pod.path_str()).spawn();
         let (out, killed) = match &scenario.kill {
             Kill::MultinetInAdd(f) => kill_after(child, normal_add.mul_f64(*f)),
-            Kill::DelegateInAdd(d) => kill_delegate(child, d),
+            Kill::DelegateInAdd(d, after) => kill_delegate(child, d, *after),
             _ => (CniOutput::wait(child), false),
         };
         let add_time = started.elapsed();
         match &scenario.kill {
             Kill::MultinetInAdd(_) if killed => count(&mut report.kills, "multinet in ADD".into()),
-            Kill::DelegateInAdd(d) if killed => {
+            Kill::DelegateInAdd(d, _) if killed => {
                 count(&mut report.kills, format!("delegate {d} in ADD"))
             }
-            Kill::DelegateInAdd(_) => report.delegate_kills_missed += 1,
+            Kill::DelegateInAdd(..) => report.delegate_kills_missed += 1,
             _ => {}
         }
         let add_ok = match outcome(&out) {
@@ -1137,9 +1161,11 @@ mod tests {
             .map(|s| variant(format!("{:?}", s.kill)))
             .collect();
         assert_eq!(kills.len(), 4, "{kills:?}");
-        for d in EXECD_DELEGATES {
+        for (d, _) in EXECD_DELEGATES {
             assert!(
-                scenarios.iter().any(|s| s.kill == Kill::DelegateInAdd(d)),
+                scenarios
+                    .iter()
+                    .any(|s| matches!(s.kill, Kill::DelegateInAdd(x, _) if x == *d)),
                 "{d} never aimed at"
             );
         }
