@@ -451,7 +451,7 @@ pub struct Node {
     multinet: PathBuf,
     api: ApiFixture,
     conf: Value,
-    _sysfs: FakeSysfs,
+    sysfs: FakeSysfs,
 }
 
 impl Node {
@@ -562,7 +562,7 @@ impl Node {
             multinet: multinet.to_path_buf(),
             api,
             conf,
-            _sysfs: sysfs,
+            sysfs,
         }
     }
 
@@ -578,7 +578,7 @@ impl Node {
                  K8S_POD_UID={POD_UID};K8S_POD_INFRA_CONTAINER_ID={container}"
             ))
             .path(self.bin())
-            .env("MULTINET_SYSFS_ROOT", self._sysfs.root())
+            .env("MULTINET_SYSFS_ROOT", self.sysfs.root())
             .env("MULTINET_SRIOV_STATE_DIR", self.path("sriov"))
             .env("MULTINET_DEVINFO_DIR", self.path("devinfo"))
             .stdin_json(&self.conf)
@@ -594,7 +594,7 @@ impl Node {
         CniCall::new(&self.multinet, "GC")
             .in_netns(&self.ns)
             .path(self.bin())
-            .env("MULTINET_SYSFS_ROOT", self._sysfs.root())
+            .env("MULTINET_SYSFS_ROOT", self.sysfs.root())
             .env("MULTINET_SRIOV_STATE_DIR", self.path("sriov"))
             .env("MULTINET_DEVINFO_DIR", self.path("devinfo"))
             .stdin_json(&conf)
@@ -862,14 +862,31 @@ pub fn run(opts: &Options) -> Report {
     nix::sys::prctl::set_child_subreaper(true).unwrap();
     // A debug log only when the state is kept for inspection: it grows by megabytes per cycle.
     let node = Node::new(&opts.multinet, if opts.keep { "debug" } else { "info" });
-    let mut report = Report {
-        seed: opts.seed,
-        cycles: opts.cycles,
-        ..Report::default()
+    let (normal_add, baseline_links) = warm_up(&node);
+    let mut soak = Soak {
+        node,
+        normal_add,
+        baseline_links,
+        seen: BTreeSet::new(),
+        report: Report {
+            seed: opts.seed,
+            cycles: opts.cycles,
+            ..Report::default()
+        },
     };
+    for cycle in opts.from..opts.from + opts.cycles {
+        soak.cycle(opts.seed, cycle, opts.verbose);
+    }
+    if opts.keep {
+        let kept = soak.node.dir.keep();
+        eprintln!("state kept in {}", kept.display());
+    }
+    soak.report
+}
 
-    // A clean warm-up pod: it creates the cluster bridge (kept by design) and times a normal ADD,
-    // the scale for kill moments.
+/// A clean pod first: it creates the cluster bridge (kept by design) and times a normal ADD, the
+/// scale for kill moments. Returns that time and the node's links afterwards (the baseline).
+fn warm_up(node: &Node) -> (Duration, BTreeSet<String>) {
     let warm = TestNetns::new();
     let started = Instant::now();
     let add = node.call("ADD", "soak-warmup", warm.path_str()).run();
@@ -889,7 +906,7 @@ pub fn run(opts: &Options) -> Report {
         del.stderr
     );
     drop(warm);
-    wait_for_no_veth_peers(&node);
+    wait_for_no_veth_peers(node);
     let baseline = node.state(None);
     assert!(
         baseline
@@ -897,40 +914,99 @@ pub fn run(opts: &Options) -> Report {
             .all(|(k, v)| *k == "node-links" || v.is_empty()),
         "the warm-up pod left state: {baseline:?}"
     );
-    let baseline_links = baseline["node-links"].clone();
-    let mut seen: BTreeSet<(&'static str, String)> = BTreeSet::new();
+    (normal_add, baseline["node-links"].clone())
+}
 
-    for cycle in opts.from..opts.from + opts.cycles {
-        let mut rng = Rng::for_cycle(opts.seed, cycle);
-        let scenario = Scenario::draw(&mut rng);
-        let container = format!("soak-{cycle}");
-        let pod = TestNetns::new();
-        let describe = scenario.describe();
-        let count = |m: &mut BTreeMap<String, u64>, k: String| *m.entry(k).or_default() += 1;
+fn count(m: &mut BTreeMap<String, u64>, key: String) {
+    *m.entry(key).or_default() += 1;
+}
 
-        node.apply(&scenario.fault);
-        if scenario.fault != Fault::None {
-            let name = match &scenario.fault {
-                Fault::FailNext { code, .. } => format!("error {code}"),
-                Fault::FailAlways => "always 500".into(),
-                Fault::Slow(d) if *d >= API_TIMEOUT => "slow (past apiTimeoutSeconds)".into(),
-                Fault::Slow(_) => "slow".into(),
-                Fault::Down => "down".into(),
-                Fault::None => unreachable!(),
-            };
-            count(&mut report.faults, name);
+/// The run in progress.
+struct Soak {
+    node: Node,
+    normal_add: Duration,
+    baseline_links: BTreeSet<String>,
+    /// Leftovers already reported (kind, item): each is reported once, in the cycle it appeared.
+    seen: BTreeSet<(&'static str, String)>,
+    report: Report,
+}
+
+/// One cycle's identity, for what it reports.
+struct CycleRef<'a> {
+    cycle: u64,
+    container: &'a str,
+    scenario: &'a Scenario,
+    describe: &'a str,
+}
+
+impl CycleRef<'_> {
+    fn problem(&self, kind: &'static str, item: String) -> Leak {
+        Leak {
+            kind,
+            item,
+            cycle: self.cycle,
+            scenario: self.describe.to_string(),
         }
+    }
+}
 
-        // ADD.
+impl Soak {
+    fn cycle(&mut self, seed: u64, cycle: u64, verbose: bool) {
+        let scenario = Scenario::draw(&mut Rng::for_cycle(seed, cycle));
+        let container = format!("soak-{cycle}");
+        let describe = scenario.describe();
+        let at = CycleRef {
+            cycle,
+            container: &container,
+            scenario: &scenario,
+            describe: &describe,
+        };
+        let pod = TestNetns::new();
+        self.inject(&scenario.fault);
+        let add_ok = self.add(&at, &pod);
+        self.gc(&at, &pod, add_ok);
+        let (attempts, deleted) = self.delete_until_done(&at, &pod);
+        let orphans = orphans_left();
+        let mut state = self.node.state(Some(&pod));
+        state.insert("processes", orphans);
+        for (kind, item) in new_leaks(state, &self.baseline_links, &mut self.seen) {
+            self.report.leaks.push(at.problem(kind, item));
+        }
+        if verbose {
+            eprintln!(
+                "cycle {cycle}: {describe}: ADD {}, DEL after {attempts} attempt(s){}; leaks so far {}",
+                if add_ok { "ok" } else { "not ok" },
+                if deleted { "" } else { " NEVER succeeded" },
+                self.report.leaks.len()
+            );
+        }
+    }
+
+    fn inject(&mut self, fault: &Fault) {
+        self.node.apply(fault);
+        let name = match fault {
+            Fault::None => return,
+            Fault::FailNext { code, .. } => format!("error {code}"),
+            Fault::FailAlways => "always 500".into(),
+            Fault::Slow(d) if *d >= API_TIMEOUT => "slow (past apiTimeoutSeconds)".into(),
+            Fault::Slow(_) => "slow".into(),
+            Fault::Down => "down".into(),
+        };
+        count(&mut self.report.faults, name);
+    }
+
+    /// ADD, with the scenario's kill; true when it succeeded.
+    fn add(&mut self, at: &CycleRef, pod: &TestNetns) -> bool {
+        let report = &mut self.report;
         let started = Instant::now();
-        let child = node.call("ADD", &container, pod.path_str()).spawn();
-        let (out, killed) = match &scenario.kill {
-            Kill::MultinetInAdd(f) => kill_after(child, normal_add.mul_f64(*f)),
+        let child = self.node.call("ADD", at.container, pod.path_str()).spawn();
+        let (out, killed) = match &at.scenario.kill {
+            Kill::MultinetInAdd(f) => kill_after(child, self.normal_add.mul_f64(*f)),
             Kill::DelegateInAdd(d, after) => kill_delegate(child, d, *after),
             _ => (CniOutput::wait(child), false),
         };
         let add_time = started.elapsed();
-        match &scenario.kill {
+        match &at.scenario.kill {
             Kill::MultinetInAdd(_) if killed => count(&mut report.kills, "multinet in ADD".into()),
             Kill::DelegateInAdd(d, _) if killed => {
                 count(&mut report.kills, format!("delegate {d} in ADD"))
@@ -938,21 +1014,18 @@ pub fn run(opts: &Options) -> Report {
             Kill::DelegateInAdd(..) => report.delegate_kills_missed += 1,
             _ => {}
         }
-        let add_ok = match outcome(&out) {
+        match outcome(&out) {
             Outcome::Ok(_) => {
                 report.add_ok += 1;
                 if !killed {
                     report.add_times.push(add_time);
                 }
-                let mut have = links(&pod);
+                let mut have = links(pod);
                 have.sort();
                 if have != POD_LINKS {
-                    report.violations.push(Leak {
-                        kind: "add-ok-without-its-links",
-                        item: format!("{have:?}"),
-                        cycle,
-                        scenario: describe.clone(),
-                    });
+                    report
+                        .violations
+                        .push(at.problem("add-ok-without-its-links", format!("{have:?}")));
                 }
                 true
             }
@@ -960,14 +1033,12 @@ pub fn run(opts: &Options) -> Report {
                 report.add_failed += 1;
                 if code == 0 {
                     // The spec's error codes start at 1: a runtime cannot tell what 0 means.
-                    report.violations.push(Leak {
-                        kind: "add-error-without-a-code",
-                        item: serde_json::from_str::<Value>(&out.stdout)
-                            .map(|v| v.to_string())
-                            .unwrap_or_else(|_| out.stdout.trim().to_string()),
-                        cycle,
-                        scenario: describe.clone(),
-                    });
+                    let answer = serde_json::from_str::<Value>(&out.stdout)
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|_| out.stdout.trim().to_string());
+                    report
+                        .violations
+                        .push(at.problem("add-error-without-a-code", answer));
                 }
                 count(
                     &mut report.add_errors,
@@ -979,44 +1050,55 @@ pub fn run(opts: &Options) -> Report {
                 report.add_killed += 1;
                 false
             }
-        };
+        }
+    }
 
-        if add_ok && scenario.gc_keeps_valid {
+    /// GC naming the pod valid must keep all of it; GC naming nothing valid stands for a runtime
+    /// that forgot the pod.
+    fn gc(&mut self, at: &CycleRef, pod: &TestNetns, add_ok: bool) {
+        let report = &mut self.report;
+        if add_ok && at.scenario.gc_keeps_valid {
             report.gc_runs += 1;
-            let gc = node.gc(&[&container]);
-            if !gc.success() {
+            if !self.node.gc(&[at.container]).success() {
                 report.gc_failed += 1;
             }
-            let mut have = links(&pod);
+            let mut have = links(pod);
             have.sort();
-            let record = node.path(&format!("cni/attachments/{container}.json"));
+            let record = self
+                .node
+                .path(&format!("cni/attachments/{}.json", at.container));
             if have != POD_LINKS || !record.exists() {
-                report.violations.push(Leak {
-                    kind: "gc-removed-a-valid-pod",
-                    item: format!("links {have:?}, record exists: {}", record.exists()),
-                    cycle,
-                    scenario: describe.clone(),
-                });
+                let item = format!("links {have:?}, record exists: {}", record.exists());
+                report
+                    .violations
+                    .push(at.problem("gc-removed-a-valid-pod", item));
             }
         }
-        if scenario.gc_before_del {
+        if at.scenario.gc_before_del {
             report.gc_runs += 1;
-            if !node.gc(&[]).success() {
+            if !self.node.gc(&[]).success() {
                 report.gc_failed += 1;
             }
         }
+    }
 
-        // DEL until it succeeds; the fault lasts through the first attempt.
+    /// DEL until it succeeds, at most MAX_DEL_ATTEMPTS times; the API fault lasts through the
+    /// first attempt. Returns the attempts made and whether one succeeded.
+    fn delete_until_done(&mut self, at: &CycleRef, pod: &TestNetns) -> (u32, bool) {
+        let report = &mut self.report;
         let mut attempts = 0;
         let mut last = String::new();
         let mut deleted = false;
-        while attempts < MAX_DEL_ATTEMPTS {
+        while attempts < MAX_DEL_ATTEMPTS && !deleted {
+            if attempts > 0 {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             attempts += 1;
             let started = Instant::now();
-            let child = node.call("DEL", &container, pod.path_str()).spawn();
-            let (out, killed) = match &scenario.kill {
+            let child = self.node.call("DEL", at.container, pod.path_str()).spawn();
+            let (out, killed) = match &at.scenario.kill {
                 Kill::MultinetInDel(f) if attempts == 1 => {
-                    kill_after(child, normal_add.mul_f64(*f / 2.0))
+                    kill_after(child, self.normal_add.mul_f64(*f / 2.0))
                 }
                 _ => (CniOutput::wait(child), false),
             };
@@ -1025,13 +1107,12 @@ pub fn run(opts: &Options) -> Report {
                 count(&mut report.kills, "multinet in DEL".into());
             }
             if attempts == 1 {
-                node.heal(&scenario.fault);
+                self.node.heal(&at.scenario.fault);
             }
             match outcome(&out) {
                 Outcome::Ok(_) => {
                     report.del_times.push(del_time);
                     deleted = true;
-                    break;
                 }
                 Outcome::Failed(code, msg) => {
                     last = format!("[{code}] {msg}");
@@ -1042,57 +1123,34 @@ pub fn run(opts: &Options) -> Report {
                 }
                 Outcome::Killed => last = "killed".into(),
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
         report.del_attempts_max = report.del_attempts_max.max(attempts);
         if !deleted {
-            report.del_never_succeeded.push((cycle, last));
+            report.del_never_succeeded.push((at.cycle, last));
         }
+        (attempts, deleted)
+    }
+}
 
-        // Orphans of a kill get a grace period; one still running then is left behind.
-        let me = std::process::id() as i32;
-        let grace = Instant::now() + ORPHAN_GRACE;
-        let mut orphans = descendants(me);
-        while !orphans.is_empty() && Instant::now() < grace {
-            reap_orphans();
-            std::thread::sleep(Duration::from_millis(10));
-            orphans = descendants(me);
-        }
-        let mut state = node.state(Some(&pod));
-        state.insert(
-            "processes",
-            orphans
-                .iter()
-                .map(|(pid, comm)| format!("{comm} (pid {pid})"))
-                .collect(),
-        );
-        for (pid, _) in &orphans {
-            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-        }
+/// Processes orphaned by a kill get a grace period to finish; those still running then are left
+/// behind: they are named, then killed and reaped so the next cycle starts clean.
+fn orphans_left() -> BTreeSet<String> {
+    let me = std::process::id() as i32;
+    let grace = Instant::now() + ORPHAN_GRACE;
+    let mut orphans = descendants(me);
+    while !orphans.is_empty() && Instant::now() < grace {
         reap_orphans();
-        for (kind, item) in new_leaks(state, &baseline_links, &mut seen) {
-            report.leaks.push(Leak {
-                kind,
-                item,
-                cycle,
-                scenario: describe.clone(),
-            });
-        }
-        if opts.verbose {
-            eprintln!(
-                "cycle {cycle}: {describe}: ADD {}, DEL after {attempts} attempt(s){}; leaks so far {}",
-                if add_ok { "ok" } else { "not ok" },
-                if deleted { "" } else { " NEVER succeeded" },
-                report.leaks.len()
-            );
-        }
-        drop(pod);
+        std::thread::sleep(Duration::from_millis(10));
+        orphans = descendants(me);
     }
-    if opts.keep {
-        let kept = node.dir.keep();
-        eprintln!("state kept in {}", kept.display());
+    for (pid, _) in &orphans {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
     }
-    report
+    reap_orphans();
+    orphans
+        .iter()
+        .map(|(pid, comm)| format!("{comm} (pid {pid})"))
+        .collect()
 }
 
 /// What `state` (by kind, node links as they are) holds that was not there at the start and was
