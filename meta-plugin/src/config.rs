@@ -44,6 +44,8 @@ const KNOWN_KEYS: &[&str] = &[
     "daemonSocket",
     "maxNetworksPerPod",
     "maxDelegateConfigBytes",
+    // The runtime's GC argument (CNI 1.1), read by GC itself.
+    "cni.dev/valid-attachments",
 ];
 
 #[derive(Debug, Clone, Deserialize)]

@@ -436,6 +436,7 @@ impl MetaPlugin {
             match outcome {
                 Some(Ok(())) => {
                     crate::devinfo::remove(entry.device_info_file.as_deref());
+                    crate::orphans::release_host_local(&entry.conf, &record.container_id);
                     keep[i] = false;
                 }
                 Some(Err(e)) => {
@@ -469,6 +470,8 @@ impl MetaPlugin {
         let req = &with_bin_dir(req, &conf);
         let store = AttachmentStore::new(&conf.cni_dir);
         tracing::debug!("DEL started");
+        // A writer of this store killed mid-write (an ADD, a DEL) left a temp file.
+        store.remove_dead_writers_temps();
         let mut record = match store.load(&req.env.container_id) {
             Ok(Some(record)) => record,
             // The record is written before any delegate runs: no record, nothing to undo.

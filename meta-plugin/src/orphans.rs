@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use multinet_ipam::host_local::config::DEFAULT_DATA_DIR;
+use multinet_ipam::host_local::store::Store;
 use serde_json::Value;
 
 use crate::config::MultinetConf;
@@ -68,6 +69,44 @@ pub async fn clean(
     }
 }
 
+/// After an attachment's DEL: whatever host-local store its plugins used (ours or the reference,
+/// which share layout and lock) keeps nothing of this container, and no empty reservation file
+/// of a writer killed mid-ADD (removed under the store's lock, where no live writer can be).
+pub fn release_host_local(conf: &Value, container_id: &str) {
+    let name = conf.get("name").and_then(Value::as_str).unwrap_or_default();
+    for plugin in plugins(conf) {
+        let Some(ipam) = plugin
+            .get("ipam")
+            .filter(|i| i.get("type").and_then(Value::as_str) == Some("host-local"))
+        else {
+            continue;
+        };
+        let root = ipam
+            .get("dataDir")
+            .and_then(Value::as_str)
+            .filter(|d| !d.is_empty())
+            .unwrap_or(DEFAULT_DATA_DIR);
+        match Store::open_existing(Path::new(root), name) {
+            Ok(Some(store)) => match store.release_container(container_id) {
+                Ok(left) if !left.is_empty() => {
+                    tracing::warn!(network = name, ?left, "addresses the delegate's DEL left")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(network = name, error = %e, "host-local release"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(network = name, error = %e, "host-local store"),
+        }
+    }
+}
+
+fn plugins(conf: &Value) -> Vec<&Value> {
+    match conf.get("plugins").and_then(Value::as_array) {
+        Some(list) => list.iter().collect(),
+        None => vec![conf],
+    }
+}
+
 /// Where host-local keeps reservations on this node: its default folder, and every `dataDir` the
 /// other records of this node name (the same NADs usually serve every pod).
 fn host_local_roots(store: &AttachmentStore) -> BTreeSet<PathBuf> {
@@ -77,11 +116,7 @@ fn host_local_roots(store: &AttachmentStore) -> BTreeSet<PathBuf> {
             continue;
         };
         for a in &record.attachments {
-            let plugins = match a.conf.get("plugins").and_then(Value::as_array) {
-                Some(list) => list.iter().collect(),
-                None => vec![&a.conf],
-            };
-            roots.extend(plugins.into_iter().filter_map(|p| {
+            roots.extend(plugins(&a.conf).into_iter().filter_map(|p| {
                 let ipam = p.get("ipam")?;
                 (ipam.get("type")?.as_str()? == "host-local")
                     .then(|| ipam.get("dataDir")?.as_str().map(PathBuf::from))

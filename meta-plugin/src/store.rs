@@ -356,9 +356,14 @@ impl AttachmentStore {
         Ok(ids)
     }
 
-    /// Removes temp files of writers that died mid-write.
+    /// Removes temp files of writers that died mid-write, and any older than a minute (GC).
     pub fn remove_stale_temps(&self) -> usize {
         files::remove_stale_temps(&self.dir, std::time::Duration::from_secs(60))
+    }
+
+    /// Removes temp files whose writer is gone (a DEL after a killed ADD): a live writer's stay.
+    pub fn remove_dead_writers_temps(&self) -> usize {
+        files::remove_stale_temps(&self.dir, std::time::Duration::MAX)
     }
 }
 

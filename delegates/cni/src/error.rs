@@ -87,7 +87,9 @@ impl ErrorCode {
             11 => ErrorCode::TryAgainLater,
             50 => ErrorCode::NotAvailable,
             51 => ErrorCode::LimitedConnectivity,
-            999 => ErrorCode::Internal,
+            // 0 is no error code: a plugin that fails with it (the reference plugins do when a
+            // child of theirs dies) has failed for a reason it could not name.
+            0 | 999 => ErrorCode::Internal,
             n => ErrorCode::Plugin(n),
         }
     }
