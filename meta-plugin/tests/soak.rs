@@ -60,8 +60,14 @@ fn planted_leftovers_of_every_kind_are_counted() {
     let _serial = harness::SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let node = harness::Node::new(Path::new(env!("CARGO_BIN_EXE_multinet")), "info");
     let pod = TestNetns::new();
+    // One of the pod's interface names, one with a multinet tag: multinet's, so leaks; one
+    // with neither (a plugin's temporary name): shown apart, never multinet's to delete.
     pod.ip(&[
-        "link", "add", "left0", "type", "veth", "peer", "name", "left1",
+        "link", "add", "net1", "type", "veth", "peer", "name", "left1",
+    ]);
+    pod.ip(&["link", "set", "left1", "alias", "multinet:c1"]);
+    pod.ip(&[
+        "link", "add", "vethtmp0", "type", "veth", "peer", "name", "vethtmp1",
     ]);
     node.ns.ip(&[
         "link",
@@ -106,7 +112,11 @@ fn planted_leftovers_of_every_kind_are_counted() {
     };
     assert_eq!(
         get("pod-links"),
-        set(&["pod:left0 (veth DOWN)", "pod:left1 (veth DOWN)"])
+        set(&["pod:net1 (veth DOWN)", "pod:left1 (veth DOWN tagged)"])
+    );
+    assert_eq!(
+        get(harness::UNCLAIMED_POD_LINKS),
+        set(&["pod:vethtmp0 (veth DOWN)", "pod:vethtmp1 (veth DOWN)"])
     );
     assert!(get("node-links").contains("hostleft"));
     assert_eq!(get("ip-reservations"), set(&["ipam/data/10.10.0.9"]));
