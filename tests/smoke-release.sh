@@ -12,7 +12,10 @@ echo "== multinet demo (release build)"
 
 echo "== release binary through the Kubernetes source, API unreachable"
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+# A pod network namespace of the smoke's own: the node's and multinet's own are refused.
+ns="mn-smoke-$$"
+ip netns add "$ns"
+trap 'ip netns del "$ns" 2>/dev/null; rm -rf "$tmp"' EXIT
 cat > "$tmp/kubeconfig" <<KC
 apiVersion: v1
 kind: Config
@@ -23,7 +26,7 @@ current-context: c
 KC
 conf='{"cniVersion":"1.0.0","name":"m","type":"multinet","clusterNetwork":"x","apiTimeoutSeconds":2,"kubeconfig":"'"$tmp"'/kubeconfig","cniDir":"'"$tmp"'/cni"}'
 set +e
-out=$(echo "$conf" | CNI_COMMAND=ADD CNI_CONTAINERID=smoke CNI_NETNS=/proc/self/ns/net CNI_IFNAME=eth0 \
+out=$(echo "$conf" | CNI_COMMAND=ADD CNI_CONTAINERID=smoke CNI_NETNS="/run/netns/$ns" CNI_IFNAME=eth0 \
   CNI_ARGS="K8S_POD_NAMESPACE=default;K8S_POD_NAME=p" CNI_PATH=/usr/lib/cni "$bin" 2>"$tmp/stderr")
 status=$?
 set -e

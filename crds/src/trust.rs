@@ -25,6 +25,9 @@ pub const NODE_PATH_KEYS: &[&str] = &[
     "devicePluginInfoDir",
 ];
 
+/// The key naming the device (VF PCI address) an attachment uses.
+pub const DEVICE_ID_KEY: &str = "deviceID";
+
 /// The runtimeConfig key naming the file a delegate writes its device info to.
 pub const DEVICE_INFO_FILE_KEY: &str = "CNIDeviceInfoFile";
 
@@ -45,14 +48,34 @@ pub fn is_meta_plugin_type(plugin_type: &str) -> bool {
     META_PLUGIN_TYPES.contains(&plugin_type)
 }
 
-/// True when a conf or conflist runs a meta-plugin (any of its plugins): such a file in a
-/// directory of configs is the meta-plugin's own config, never the cluster network.
+/// True when a conf or conflist runs a meta-plugin (any of its plugins, or their IPAM): such a
+/// file in a directory of configs is the meta-plugin's own config, never the cluster network.
 pub fn runs_a_meta_plugin(config: &Value) -> bool {
-    plugins(config).any(|(_, p)| {
-        p.get("type")
-            .and_then(Value::as_str)
-            .is_some_and(is_meta_plugin_type)
-    })
+    plugins(config).any(|(_, p)| plugin_types(p).any(|(_, t)| is_meta_plugin_type(t)))
+}
+
+/// The types a plugin object runs: its own and its IPAM's, with their location.
+pub fn plugin_types(plugin: &Value) -> impl Iterator<Item = (&'static str, &str)> {
+    let own = plugin
+        .get("type")
+        .and_then(Value::as_str)
+        .map(|t| ("type", t));
+    let ipam = plugin
+        .get("ipam")
+        .and_then(|i| i.get("type"))
+        .and_then(Value::as_str)
+        .map(|t| ("ipam.type", t));
+    own.into_iter().chain(ipam)
+}
+
+/// The value of `key` in `obj`, matched as delegates read keys: without regard to case.
+fn get_any_case<'a>(
+    obj: &'a serde_json::Map<String, Value>,
+    key: &str,
+) -> Option<(&'a str, &'a Value)> {
+    obj.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(k, v)| (k.as_str(), v))
 }
 
 /// The plugin objects of a conf (itself) or conflist (`plugins`), with their location.
@@ -71,17 +94,25 @@ fn plugins(config: &Value) -> impl Iterator<Item = (String, &Value)> {
 pub fn check_delegate_config(config: &Value) -> Result<(), TrustViolation> {
     let refuse = |at: String, msg: String| Err(TrustViolation { at, msg });
     for (at, plugin) in plugins(config) {
-        if let Some(t) = plugin.get("type").and_then(Value::as_str)
-            && is_meta_plugin_type(t)
-        {
+        if let Some((key, t)) = plugin_types(plugin).find(|(_, t)| is_meta_plugin_type(t)) {
             return refuse(
-                format!("{at}type"),
+                format!("{at}{key}"),
                 format!("{t:?} is a meta-plugin and cannot be a delegate of multinet"),
             );
         }
         let Some(obj) = plugin.as_object() else {
             continue;
         };
+        // The device is the kubelet's to give (multinet injects it from the pod's devices): a
+        // NAD naming one would take a VF outside device accounting.
+        if let Some((key, _)) = get_any_case(obj, DEVICE_ID_KEY) {
+            return refuse(
+                format!("{at}{key}"),
+                "is set by multinet from the devices the kubelet gave the pod, never by a \
+                 NetworkAttachmentDefinition"
+                    .into(),
+            );
+        }
         if let Some(key) = NODE_PATH_KEYS.iter().find(|k| obj.contains_key(**k)) {
             return refuse(
                 format!("{at}{key}"),
@@ -92,17 +123,16 @@ pub fn check_delegate_config(config: &Value) -> Result<(), TrustViolation> {
         }
         // runtimeConfig is the runtime's (multinet's) to fill; a path in it would have a
         // delegate write, and later delete, a node file of the NAD author's choosing.
-        if obj
-            .get("runtimeConfig")
-            .and_then(Value::as_object)
-            .is_some_and(|rc| rc.contains_key(DEVICE_INFO_FILE_KEY))
-        {
+        if let Some((rc_key, key)) = get_any_case(obj, "runtimeConfig").and_then(|(rc_key, rc)| {
+            let (key, _) = get_any_case(rc.as_object()?, DEVICE_INFO_FILE_KEY)?;
+            Some((rc_key, key))
+        }) {
             return refuse(
-                format!("{at}runtimeConfig.{DEVICE_INFO_FILE_KEY}"),
+                format!("{at}{rc_key}.{key}"),
                 "is set by multinet, never by a NetworkAttachmentDefinition".into(),
             );
         }
-        if let Some(log) = obj.get("logFile")
+        if let Some((_, log)) = get_any_case(obj, "logFile")
             && !is_allowed_log_file(log)
         {
             return refuse(
@@ -169,5 +199,21 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.at, "runtimeConfig.CNIDeviceInfoFile");
+        let err = check_delegate_config(
+            &json!({"type":"sriov","runtimeconfig":{"cnideviceinfofile":"/x"}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.at, "runtimeconfig.cnideviceinfofile");
+        for key in ["deviceID", "DeviceId"] {
+            let err =
+                check_delegate_config(&json!({"type":"sriov",key:"0000:af:06.3"})).unwrap_err();
+            assert_eq!(err.at, key);
+        }
+        let err = check_delegate_config(&json!({"plugins":[{"type":"macvlan",
+            "ipam":{"type":"multinet"}}]}))
+        .unwrap_err();
+        assert_eq!(err.at, "plugins[0].ipam.type");
+        let err = check_delegate_config(&json!({"type":"sriov","LOGFILE":"/etc/x"})).unwrap_err();
+        assert_eq!(err.at, "logFile");
     }
 }

@@ -118,7 +118,14 @@ async fn invoke(
     if let Some(delegate) = own::delegate_for(&path, &step.plugin_type, ctx.self_exe) {
         tracing::debug!(plugin = %step.plugin_type, verb = command.as_str(), "delegate in-process");
         let mut vars = env.to_vars();
-        vars.extend(ctx.extra_env.iter().cloned());
+        vars.extend(
+            ctx.extra_env
+                .iter()
+                .filter(|(k, _)| k != DELEGATE_MARKER)
+                .cloned(),
+        );
+        // What the delegate execs in turn (its IPAM) carries the marker too.
+        vars.push((DELEGATE_MARKER.into(), std::process::id().to_string()));
         let (stdout, status) = delegate.dispatch(vars, stdin).await;
         return if status == 0 {
             Ok(stdout)
@@ -164,22 +171,28 @@ pub fn preflight(conf: &Value, ctx: &CallContext<'_>) -> Result<(), CniError> {
     let (steps, _) = steps(conf)?;
     let own = ctx.self_exe.and_then(file_identity);
     for step in &steps {
-        if multinet_crds::is_meta_plugin_type(&step.plugin_type) {
-            return Err(CniError::invalid_config(format!(
-                "type {:?} is a meta-plugin and cannot be a delegate of multinet",
-                step.plugin_type
-            )));
-        }
-        let path = find_plugin(&step.plugin_type, &ctx.env.path)?;
-        if own.is_some()
-            && file_identity(&path) == own
-            && own::OwnDelegate::from_type(&step.plugin_type).is_none()
-        {
-            return Err(CniError::invalid_config(format!(
-                "type {:?}: {} is multinet's own executable, which is never a delegate of multinet",
-                step.plugin_type,
-                path.display()
-            )));
+        let conf = Value::Object(step.conf.clone());
+        for (key, plugin_type) in multinet_crds::trust::plugin_types(&conf) {
+            if multinet_crds::is_meta_plugin_type(plugin_type) {
+                return Err(CniError::invalid_config(format!(
+                    "{key} {plugin_type:?} is a meta-plugin and cannot be a delegate of multinet"
+                )));
+            }
+            let path = find_plugin(plugin_type, &ctx.env.path)
+                .map_err(|e| e.context(format!("{key} {plugin_type:?}")))?;
+            // Our own executable may only be what it is under that name: an interface plugin
+            // as `type`, host-local or static as `ipam.type`.
+            let allowed = match (key, own::OwnDelegate::from_type(plugin_type)) {
+                ("ipam.type", Some(d)) => d.is_ipam(),
+                (_, d) => d.is_some(),
+            };
+            if own.is_some() && file_identity(&path) == own && !allowed {
+                return Err(CniError::invalid_config(format!(
+                    "{key} {plugin_type:?}: {} is multinet's own executable, which is never a \
+                     delegate of multinet under that name",
+                    path.display()
+                )));
+            }
         }
     }
     Ok(())

@@ -378,6 +378,9 @@ impl MetaPlugin {
             if let Err(e) = delegate::del(&entry.conf, &entry.ifname, None, &ctx).await {
                 tracing::warn!(network = %entry.network, error = %e, "DEL after failed ADD");
             }
+            // A delegate killed mid-ADD (its IPAM, say) may have left a reservation it never
+            // reported, or an empty one.
+            crate::orphans::release_host_local(&entry.conf, &record.container_id);
             crate::devinfo::remove(entry.device_info_file.as_deref());
         }
         errors.reverse();

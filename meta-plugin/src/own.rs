@@ -26,6 +26,11 @@ impl OwnDelegate {
         }
     }
 
+    /// host-local and static: the ones that may be another plugin's `ipam.type`.
+    pub fn is_ipam(&self) -> bool {
+        matches!(self, OwnDelegate::HostLocal | OwnDelegate::Static)
+    }
+
     /// One full CNI invocation, exactly as the standalone binary would run it.
     pub async fn dispatch(&self, vars: Vec<(String, String)>, stdin: &[u8]) -> (Vec<u8>, i32) {
         match self {

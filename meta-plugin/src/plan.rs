@@ -55,8 +55,25 @@ pub fn requested_networks(
     if let Some(pod) = pod {
         if let Some(value) = pod.annotations.get(DEFAULT_NETWORK_ANNOTATION) {
             let sel = parse_default_network(value).map_err(|e| bad(pod, e.to_string()))?;
+            let ns = sel.namespace_or(&conf.multus_namespace);
+            // Under isolation the pod's own namespace, the multinet namespace and the global
+            // ones, as for the networks annotation.
+            if conf.namespace_isolation
+                && ns != pod.namespace
+                && ns != conf.multus_namespace
+                && !conf.global_namespace_list().contains(&ns)
+            {
+                return Err(bad(
+                    pod,
+                    format!(
+                        "{DEFAULT_NETWORK_ANNOTATION}: network {ns}/{} is in another namespace, \
+                         which namespaceIsolation forbids",
+                        sel.name
+                    ),
+                ));
+            }
             cluster = NetworkRef::Nad {
-                namespace: sel.namespace_or(&conf.multus_namespace).to_string(),
+                namespace: ns.to_string(),
                 name: sel.name.clone(),
             };
         }

@@ -137,11 +137,22 @@ impl AttachmentStore {
         }
     }
 
+    /// Compact JSON: pretty-printing multiplies a deeply nested config (a pod's cni-args, say)
+    /// many times over. A record larger than multinet reads back is refused before it is
+    /// written, so no ADD leaves a record its DEL could not read.
     fn encode(&self, record: &AttachmentRecord) -> Result<Vec<u8>, MetaError> {
-        serde_json::to_vec_pretty(record).map_err(|e| MetaError::Store {
+        let bytes = serde_json::to_vec(record).map_err(|e| MetaError::Store {
             path: self.path_for(&record.container_id),
             msg: e.to_string(),
-        })
+        })?;
+        if bytes.len() as u64 > MAX_RECORD_BYTES {
+            return Err(MetaError::InvalidConfig(format!(
+                "the attachment record would be {} bytes, more than the {MAX_RECORD_BYTES} a \
+                 record may hold: the pod's networks and their configs are too large",
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
     }
 
     /// Writes a new container's plan, durably, failing when the container already has a record:
@@ -239,13 +250,12 @@ impl AttachmentStore {
             path: path.clone(),
             msg,
         };
+        // Anything but "no record" that keeps the record from being read (not ours, a symlink,
+        // too large, unreadable) makes it unusable: DEL sets it aside instead of failing forever.
         let bytes = match files::read_trusted(&path, MAX_RECORD_BYTES) {
             Ok(Some(b)) => b,
             Ok(None) => return Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                return Err(corrupt(e.to_string()));
-            }
-            Err(e) => return Err(Self::store_err(&path)(e)),
+            Err(e) => return Err(corrupt(e.to_string())),
         };
         // serde's message says where (line, column) and what was expected, never the text itself.
         let mut record: AttachmentRecord =

@@ -77,6 +77,13 @@ fn a_nad_may_not_make_multinet_or_multus_its_delegate() {
             {"type":"tuning"},{"type":"multus-shim"}]}),
             "plugins[1].type",
         ),
+        // As IPAM: run by our own macvlan, it would be multinet again.
+        (
+            "asipam",
+            json!({"cniVersion":"1.0.0","type":"macvlan","master":"up0",
+                   "ipam":{"type":"multinet"}}),
+            "ipam.type",
+        ),
     ] {
         node.add_nad(nad, config);
         let (code, msg) = add_refused(&node, nad);
@@ -145,6 +152,8 @@ fn a_nad_may_not_name_node_paths_or_log_outside_var_log() {
         ("logFile", json!("/etc/shadow")),
         ("logFile", json!("/var/log/../../etc/shadow")),
         ("runtimeConfig", json!({"CNIDeviceInfoFile": "/etc/passwd"})),
+        // A VF outside device accounting.
+        ("deviceID", json!("0000:af:06.3")),
     ] {
         let mut config = node.macvlan_nad("bad", "up0", "10.10.0.0/24");
         config[key] = value.clone();
@@ -569,4 +578,61 @@ fn del_leaves_a_link_of_the_same_name_that_multinet_did_not_create() {
     // Everything multinet made is gone all the same.
     assert_eq!(node.allocated_ips(), Vec::<PathBuf>::new());
     assert_eq!(node.records(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn an_interface_plugin_of_multinet_is_never_ipam() {
+    require_root!();
+    let node = Node::new("1.0.0");
+    node.use_own("macvlan");
+    // Our macvlan as the IPAM of our macvlan: it would exec itself with the same config.
+    node.add_nad(
+        "loop",
+        json!({"cniVersion":"1.0.0","type":"macvlan","master":"up0","ipam":{"type":"macvlan"}}),
+    );
+    let (code, msg) = add_refused(&node, "loop");
+    assert_eq!(code, 7, "{msg}");
+    assert!(
+        msg.contains("ipam.type") && msg.contains("\"macvlan\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn the_default_network_annotation_obeys_namespace_isolation() {
+    require_root!();
+    let node = Node::new("1.0.0");
+    let mut conf = node.conf();
+    conf["namespaceIsolation"] = json!(true);
+    let pod_yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\n  namespace: team\n  uid: uid-p1\n  annotations:\n    v1.multus-cni.io/default-network: other-tenant/their-net\n";
+    fs::write(node.path("cluster/pods/p1.yaml"), pod_yaml).unwrap();
+    let pod = TestNetns::new();
+    let (code, msg) = node
+        .cni_with("ADD", "c1", "p1", pod.path_str(), &conf)
+        .err();
+    assert_eq!(code, 7, "{msg}");
+    assert!(
+        msg.contains("other-tenant/their-net") && msg.contains("namespaceIsolation"),
+        "{msg}"
+    );
+    assert_nothing_left(&node, &pod, "default-network");
+}
+
+#[test]
+fn a_record_that_is_a_symlink_is_set_aside_not_followed() {
+    require_root!();
+    let node = Node::new("1.0.0");
+    let store = node.path("cni/attachments");
+    fs::create_dir_all(&store).unwrap();
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
+    let target = node.path("elsewhere.json");
+    fs::write(&target, "{}").unwrap();
+    std::os::unix::fs::symlink(&target, store.join("c5.json")).unwrap();
+    node.cni("DEL", "c5", "p1", None).ok();
+    assert_eq!(node.records(), Vec::<PathBuf>::new());
+    assert_eq!(
+        fs::read_to_string(&target).unwrap(),
+        "{}",
+        "the link's target was touched"
+    );
 }

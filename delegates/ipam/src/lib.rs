@@ -76,12 +76,29 @@ fn external_stdin(ipam_conf: &Value, req: &Request) -> Result<Vec<u8>> {
         .map_err(|e| CniError::internal(format!("encoding IPAM config: {e}")))
 }
 
+/// Plugin types that are never IPAM: meta-plugins and multinet's own interface plugins.
+const NOT_IPAM: &[&str] = &[
+    "multinet",
+    "multus",
+    "multus-shim",
+    "macvlan",
+    "ipvlan",
+    "sriov",
+];
+
 async fn exec_external(
     plugin_type: &str,
     command: Command,
     ipam_conf: &Value,
     req: &Request,
 ) -> Result<Option<NetworkResult>> {
+    // A NAD's config could name a meta-plugin, or one of multinet's own interface plugins, as
+    // IPAM: run as IPAM with the same config it would exec itself again, without end.
+    if NOT_IPAM.contains(&plugin_type) {
+        return Err(CniError::invalid_config(format!(
+            "ipam.type {plugin_type:?} is not an IPAM plugin"
+        )));
+    }
     let path = find_plugin(plugin_type, &req.env.path)
         .map_err(|e| e.context(format!("ipam.type {plugin_type:?}")))?;
     let stdin = external_stdin(ipam_conf, req)?;

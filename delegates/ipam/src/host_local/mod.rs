@@ -202,6 +202,8 @@ pub fn release_container(data_dir_root: &std::path::Path, container_id: &str) ->
     entries
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        // Only folders that already are host-local stores: nothing is created anywhere else.
+        .filter(|e| e.path().join(store::LOCK_FILE).is_file())
         .filter_map(|e| e.file_name().to_str().map(str::to_owned))
         .filter_map(|network| Store::open_existing(data_dir_root, &network).ok().flatten())
         .map(|store| {

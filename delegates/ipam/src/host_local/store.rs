@@ -29,7 +29,7 @@ use crate::error::{IpamError, IpamResult};
 
 const LAST_IP_PREFIX: &str = "last_reserved_ip.";
 const LINE_BREAK: &str = "\r\n";
-const LOCK_FILE: &str = "lock";
+pub const LOCK_FILE: &str = "lock";
 /// Mode of the data and network directories (the reference's).
 pub const DIR_MODE: u32 = 0o755;
 /// Mode of address and last-reserved files (the reference's).
@@ -156,7 +156,9 @@ impl Store {
     /// Removes what writers that died left (we hold the lock, so no writer is at work): temp
     /// files, and empty address files (created, never written).
     fn sweep(&self) {
-        files::remove_stale_temps(&self.dir, std::time::Duration::ZERO);
+        // Only temps whose writer is dead: a dataDir shared with another writer's folder must not
+        // lose a live writer's file.
+        files::remove_stale_temps(&self.dir, std::time::Duration::MAX);
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
