@@ -29,6 +29,19 @@ fn assert_nothing_left(node: &Node, pod: &TestNetns, what: &str) {
     assert_eq!(node.records(), Vec::<PathBuf>::new(), "{what}: records");
 }
 
+/// Writes `script` to `path` and makes it executable.
+fn write_executable(path: &Path, script: &str) {
+    fs::write(path, script).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Installs `script` as the plugin `name` in the node's bin folder.
+fn write_plugin(node: &Node, name: &str, script: &str) -> PathBuf {
+    let path = node.bin().join(name);
+    write_executable(&path, script);
+    path
+}
+
 /// A plugin script that leaves `ran-<name>` in the node's folder if it is ever executed.
 fn tripwire(node: &Node, name: &str) -> PathBuf {
     let marker = node.path(&format!("ran-{name}"));
@@ -36,9 +49,7 @@ fn tripwire(node: &Node, name: &str) -> PathBuf {
         "#!/bin/sh\ntouch {}\necho '{{\"cniVersion\":\"1.0.0\"}}'\n",
         marker.display()
     );
-    let path = node.bin().join(name);
-    fs::write(&path, script).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    write_plugin(node, name, &script);
     marker
 }
 
@@ -128,9 +139,7 @@ fn multinet_run_again_by_a_delegate_fails_at_once() {
         "#!/bin/sh\ncat >/dev/null\necho '{nested_conf}' | exec {}\n",
         env!("CARGO_BIN_EXE_multinet")
     );
-    let path = node.bin().join("wrapper");
-    fs::write(&path, script).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    write_plugin(&node, "wrapper", &script);
     node.add_nad("wrapped", json!({"cniVersion":"1.0.0","type":"wrapper"}));
     node.add_pod("p1", "wrapped");
     let pod = TestNetns::new();
@@ -382,15 +391,11 @@ fn a_standard_key_of_the_wrong_type_is_named() {
 /// Runs multinet with umask 000, as a careless init system might start it.
 fn under_umask_000(node: &Node) -> PathBuf {
     let path = node.path("multinet-umask000");
-    fs::write(
-        &path,
-        format!(
-            "#!/bin/sh\numask 000\nexec {} \"$@\"\n",
-            env!("CARGO_BIN_EXE_multinet")
-        ),
-    )
-    .unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    let script = format!(
+        "#!/bin/sh\numask 000\nexec {} \"$@\"\n",
+        env!("CARGO_BIN_EXE_multinet")
+    );
+    write_executable(&path, &script);
     path
 }
 
@@ -513,9 +518,7 @@ esac
 "#,
         log = log.display()
     );
-    let spy = node.bin().join("spy");
-    fs::write(&spy, script).unwrap();
-    fs::set_permissions(&spy, fs::Permissions::from_mode(0o755)).unwrap();
+    write_plugin(&node, "spy", &script);
     node.add_nad(
         "watched",
         json!({"cniVersion":"1.1.0","name":"watched","type":"spy"}),

@@ -495,6 +495,13 @@ mod tests {
         response_of(&answer(&body, validate_nad))
     }
 
+    /// Checks that `response` refuses the object with a 400 and gives back its message.
+    fn denial_message(response: &Value) -> &str {
+        assert_eq!(response["allowed"], false);
+        assert_eq!(response["status"]["code"], 400);
+        response["status"]["message"].as_str().unwrap()
+    }
+
     #[test]
     fn reviews_deny_with_the_message_and_admit_with_uid() {
         let response = review("CREATE", NAD_KIND, with_config(MACVLAN));
@@ -502,14 +509,7 @@ mod tests {
         assert_eq!(response["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
 
         let response = review("UPDATE", NAD_KIND, with_config(r#"{"type":"../x"}"#));
-        assert_eq!(response["allowed"], false);
-        assert_eq!(response["status"]["code"], 400);
-        assert!(
-            response["status"]["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("spec.config.type \"../x\"")
-        );
+        assert!(denial_message(&response).starts_with("spec.config.type \"../x\""));
     }
 
     #[test]
@@ -525,14 +525,7 @@ mod tests {
         }
         // Through a whole review, as the API server sees it.
         let response = review("CREATE", NAD_KIND, with_config(r#"{"type":"multus"}"#));
-        assert_eq!(response["allowed"], false);
-        assert_eq!(response["status"]["code"], 400);
-        assert!(
-            response["status"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("meta-plugin")
-        );
+        assert!(denial_message(&response).contains("meta-plugin"));
     }
 
     #[test]

@@ -56,6 +56,23 @@ fn gc_conf(data_dir: &Path, subnet: &str, valid: Value) -> Value {
     c
 }
 
+/// GC that keeps only c2's eth0 in the network; it must succeed.
+fn gc_keeping_c2(bin: &Path, root: &Path, subnet: &str) -> Outcome {
+    let valid = json!([{"containerID": "c2", "ifname": "eth0"}]);
+    let gc = run(bin, &Call::new("GC", ""), &gc_conf(root, subnet, valid));
+    assert!(gc.ok, "{}", gc.stdout);
+    gc
+}
+
+/// ADD of c3, refused with code 5 and a message naming `path`; returns the message.
+fn add_refused_naming(bin: &Path, conf: &Value, path: &Path) -> String {
+    let add = run(bin, &Call::new("ADD", "c3"), conf);
+    assert_eq!(add.code(), 5, "{}", add.stdout);
+    let msg = add.msg();
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    msg
+}
+
 #[test]
 fn modes_are_the_references_whatever_the_umask_and_the_lock_is_private() {
     umask_000();
@@ -141,16 +158,7 @@ fn an_empty_reservation_left_by_a_dead_writer_is_free_and_cleaned() {
     assert_eq!(ip_files(&net), ["10.81.0.2", "10.81.0.3"]);
     // GC too, and it releases everything not listed.
     plant_empty("10.81.0.10");
-    let gc = run(
-        &bin,
-        &Call::new("GC", ""),
-        &gc_conf(
-            root,
-            subnet,
-            json!([{"containerID": "c2", "ifname": "eth0"}]),
-        ),
-    );
-    assert!(gc.ok, "{}", gc.stdout);
+    gc_keeping_c2(&bin, root, subnet);
     assert_eq!(ip_files(&net), ["10.81.0.3"]);
 }
 
@@ -186,17 +194,7 @@ fn store_files_another_uid_could_have_written_are_never_trusted() {
             );
         }
     }
-    let gc = run(
-        &bin,
-        &Call::new("GC", ""),
-        &gc_conf(
-            root,
-            subnet,
-            json!([{"containerID": "c2", "ifname": "eth0"}]),
-        ),
-    );
-    assert!(gc.ok, "{}", gc.stdout);
-    outputs.push(gc.stdout.to_string());
+    outputs.push(gc_keeping_c2(&bin, root, subnet).stdout.to_string());
     assert!(loose.exists() && net.join("10.82.0.4").exists());
     assert_eq!(std::fs::read(&secret).unwrap(), b"SECRET-CONTENT");
     for o in &outputs {
@@ -210,42 +208,20 @@ fn store_files_another_uid_could_have_written_are_never_trusted() {
     // A network directory others may write: refused (code 5 naming it), nothing written.
     std::fs::set_permissions(&net, std::fs::Permissions::from_mode(0o777)).unwrap();
     let before = snapshot(root);
-    let add = run(&bin, &Call::new("ADD", "c3"), &conf(root, subnet));
-    assert_eq!(add.code(), 5, "{}", add.stdout);
-    assert!(
-        add.msg().contains(&net.display().to_string()),
-        "{}",
-        add.msg()
-    );
-    assert!(
-        add.msg().contains("writable by other users"),
-        "{}",
-        add.msg()
-    );
+    let msg = add_refused_naming(&bin, &conf(root, subnet), &net);
+    assert!(msg.contains("writable by other users"), "{msg}");
     assert_eq!(snapshot(root), before);
     std::fs::set_permissions(&net, std::fs::Permissions::from_mode(0o755)).unwrap();
     // A lock file another uid owns: refused, naming it.
     let lock = net.join("lock");
     std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
-    let add = run(&bin, &Call::new("ADD", "c3"), &conf(root, subnet));
-    assert_eq!(add.code(), 5, "{}", add.stdout);
-    assert!(
-        add.msg().contains(&lock.display().to_string()),
-        "{}",
-        add.msg()
-    );
-    assert!(add.msg().contains("owned by uid 65534"), "{}", add.msg());
+    let msg = add_refused_naming(&bin, &conf(root, subnet), &lock);
+    assert!(msg.contains("owned by uid 65534"), "{msg}");
     assert_eq!(snapshot(root), before);
     // A dataDir that is a symlink is not followed.
     let link_root: PathBuf = dir.path().join("link-root");
     std::os::unix::fs::symlink(root.join("elsewhere-missing"), &link_root).unwrap();
-    let add = run(&bin, &Call::new("ADD", "c3"), &conf(&link_root, subnet));
-    assert_eq!(add.code(), 5, "{}", add.stdout);
-    assert!(
-        add.msg().contains(&link_root.display().to_string()),
-        "{}",
-        add.msg()
-    );
+    add_refused_naming(&bin, &conf(&link_root, subnet), &link_root);
     assert!(!root.join("elsewhere-missing").exists());
 }
 

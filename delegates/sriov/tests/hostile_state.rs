@@ -9,12 +9,12 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::{Lab, files_under, link_in};
+use common::{Answer, Lab, files_under, link_in};
 use multinet_netlink::{Netns, run_in_netns};
 use multinet_sriov::{AllocationRecord, release_container};
 use multinet_testbed::sysfs::SysfsLayout;
 use multinet_testbed::{TestNetns, require_root};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Every file multinet writes must get its mode whatever the umask: run with none.
 fn umask_000() {
@@ -46,14 +46,86 @@ fn plant_orphan_record(lab: &Lab, vf: &str, cid: &str, ifname: &str, netns: &str
     state.write_record(&lock, &record).unwrap();
 }
 
+/// A lab of `vfs` VFs, the test running under umask 000.
+fn new_lab(vfs: usize) -> Lab {
+    umask_000();
+    Lab::new(SysfsLayout::SriovCni, vfs, false)
+}
+
+/// The lab's first VF (PCI address and netdev name), a plain config for it, and a pod.
+fn first_vf(lab: &Lab) -> (String, String, Value, TestNetns) {
+    let (vf, vf_name) = lab.vfs[0].clone();
+    let conf = lab.conf(&vf, json!({}));
+    (vf, vf_name, conf, TestNetns::new())
+}
+
+/// The allocation record of `vf`, if any.
+fn record(lab: &Lab, vf: &str) -> Option<AllocationRecord> {
+    lab.state().read_record(&lab.pci(vf)).unwrap()
+}
+
+/// The containers that hold a VF record.
+fn owners(lab: &Lab) -> Vec<String> {
+    lab.state()
+        .records()
+        .into_iter()
+        .map(|r| r.container_id)
+        .collect()
+}
+
+fn assert_no_stray_state(lab: &Lab) {
+    assert!(
+        lab.stray_state_files().is_empty(),
+        "{:?}",
+        lab.stray_state_files()
+    );
+}
+
+/// `release_container` of `cid`, run in the node's netns.
+fn release_in(lab: &Lab, host: &Netns, cid: &str) -> usize {
+    run_in_netns(host, || {
+        release_container(
+            &lab.state(),
+            &multinet_sriov::Sysfs::new(lab.sysfs.root()),
+            cid,
+        )
+    })
+    .unwrap()
+}
+
+/// An ADD refused with code 7 naming `named`, that claimed, moved, allocated and wrote nothing;
+/// the DEL after it succeeds.
+fn refused_without_trace(
+    lab: &Lab,
+    vf_name: &str,
+    cid: &str,
+    pod: &TestNetns,
+    conf: &Value,
+    named: &str,
+) {
+    let (code, msg) = lab.add(cid, pod, "net1", conf).err();
+    assert_eq!(code, 7, "{msg}");
+    assert!(msg.contains(named), "{msg}");
+    // Nothing claimed, moved, allocated or written.
+    assert!(lab.stray_state_files().is_empty());
+    assert!(lab.ipam_allocations().is_empty());
+    assert!(lab.host_link(vf_name).is_some());
+    // DEL never fails on it (the warning goes to stderr).
+    lab.del(cid, pod.path_str(), "net1", conf).ok();
+}
+
+/// An ADD refused with code 5 (state it cannot trust); its message.
+fn refused_untrusted(answer: Answer) -> String {
+    let (code, msg) = answer.err();
+    assert_eq!(code, 5, "{msg}");
+    msg
+}
+
 #[test]
 fn state_files_get_private_modes_under_umask_000() {
     require_root!();
-    umask_000();
-    let lab = Lab::new(SysfsLayout::SriovCni, 1, false);
-    let (vf, _) = lab.vfs[0].clone();
-    let conf = lab.conf(&vf, json!({}));
-    let pod = TestNetns::new();
+    let lab = new_lab(1);
+    let (vf, _, conf, pod) = first_vf(&lab);
     lab.add("c-modes", &pod, "net1", &conf).ok();
     let state = lab.state();
     let root = lab.state_dir();
@@ -84,19 +156,14 @@ fn state_files_get_private_modes_under_umask_000() {
         assert_eq!(mode(&lab.ipam_dir().join(&f)), 0o644, "{}", f.display());
     }
     lab.del("c-modes", pod.path_str(), "net1", &conf).ok();
-    assert!(
-        lab.stray_state_files().is_empty(),
-        "{:?}",
-        lab.stray_state_files()
-    );
+    assert_no_stray_state(&lab);
     assert!(temp_files(lab.dir.path()).is_empty());
 }
 
 #[test]
 fn a_vf_of_another_container_is_refused_even_by_explicit_device_id() {
     require_root!();
-    umask_000();
-    let lab = Lab::new(SysfsLayout::SriovCni, 1, false);
+    let lab = new_lab(1);
     let (vf, _) = lab.vfs[0].clone();
     let pod_a = TestNetns::new();
     let pod_b = TestNetns::new();
@@ -107,7 +174,7 @@ fn a_vf_of_another_container_is_refused_even_by_explicit_device_id() {
         &lab.conf(&vf, json!({"mac": "02:00:00:00:0a:01"})),
     )
     .ok();
-    let record_before = lab.state().read_record(&lab.pci(&vf)).unwrap().unwrap();
+    let record_before = record(&lab, &vf).unwrap();
     let link_before = link_in(&pod_a, "net1").unwrap();
     // The hostile pod names the same VF, with settings of its own.
     let hostile = lab.conf(&vf, json!({"mac": "02:00:00:00:0b:02"}));
@@ -118,10 +185,7 @@ fn a_vf_of_another_container_is_refused_even_by_explicit_device_id() {
         "{msg}"
     );
     // Nothing changed on the VF or its record; nothing of the thief is left.
-    assert_eq!(
-        lab.state().read_record(&lab.pci(&vf)).unwrap().unwrap(),
-        record_before
-    );
+    assert_eq!(record(&lab, &vf).unwrap(), record_before);
     let link_after = link_in(&pod_a, "net1").unwrap();
     assert_eq!(link_after["address"], link_before["address"]);
     assert_eq!(link_after["ifindex"], link_before["ifindex"]);
@@ -142,10 +206,7 @@ fn a_vf_of_another_container_is_refused_even_by_explicit_device_id() {
     assert!(temp_files(lab.dir.path()).is_empty());
     // The thief's DEL (the runtime cleans up after the failed ADD) leaves the owner alone.
     lab.del("c-thief", pod_b.path_str(), "net9", &hostile).ok();
-    assert_eq!(
-        lab.state().read_record(&lab.pci(&vf)).unwrap().unwrap(),
-        record_before
-    );
+    assert_eq!(record(&lab, &vf).unwrap(), record_before);
     assert!(link_in(&pod_a, "net1").is_some());
     lab.del(
         "c-owner",
@@ -160,8 +221,7 @@ fn a_vf_of_another_container_is_refused_even_by_explicit_device_id() {
 #[test]
 fn a_log_file_outside_var_log_is_refused_and_never_written() {
     require_root!();
-    umask_000();
-    let lab = Lab::new(SysfsLayout::SriovCni, 1, false);
+    let lab = new_lab(1);
     let (vf, vf_name) = lab.vfs[0].clone();
     let pod = TestNetns::new();
     let outside = lab.dir.path().join("evil.log");
@@ -172,15 +232,7 @@ fn a_log_file_outside_var_log_is_refused_and_never_written() {
     ] {
         let mut conf = lab.conf(&vf, json!({"logFile": null}));
         conf[key] = json!(path);
-        let (code, msg) = lab.add("c-log", &pod, "net1", &conf).err();
-        assert_eq!(code, 7, "{msg}");
-        assert!(msg.contains(&format!("{key:?}")), "{msg}");
-        // Nothing claimed, moved, allocated or written.
-        assert!(lab.stray_state_files().is_empty());
-        assert!(lab.ipam_allocations().is_empty());
-        assert!(lab.host_link(&vf_name).is_some());
-        // DEL never fails on it (the warning goes to stderr).
-        lab.del("c-log", pod.path_str(), "net1", &conf).ok();
+        refused_without_trace(&lab, &vf_name, "c-log", &pod, &conf, &format!("{key:?}"));
     }
     assert!(!outside.exists());
     assert!(!Path::new("/etc/multinet-evil.log").exists());
@@ -189,8 +241,7 @@ fn a_log_file_outside_var_log_is_refused_and_never_written() {
 #[test]
 fn a_device_info_file_a_nad_points_at_a_node_file_is_refused() {
     require_root!();
-    umask_000();
-    let lab = Lab::new(SysfsLayout::SriovCni, 1, false);
+    let lab = new_lab(1);
     let (vf, vf_name) = lab.vfs[0].clone();
     let pod = TestNetns::new();
     // Outside the lab: the lab's own directory is its device-info tree.
@@ -202,13 +253,8 @@ fn a_device_info_file_a_nad_points_at_a_node_file_is_refused() {
         "/var/run/k8s.cni.cncf.io/devinfo/../../../../etc/multinet-evil".to_owned(),
     ] {
         let conf = lab.conf(&vf, json!({"runtimeConfig": {"CNIDeviceInfoFile": target}}));
-        let (code, msg) = lab.add("c-devinfo", &pod, "net1", &conf).err();
-        assert_eq!(code, 7, "{msg}");
-        assert!(msg.contains("runtimeConfig.CNIDeviceInfoFile"), "{msg}");
-        assert!(lab.stray_state_files().is_empty());
-        assert!(lab.ipam_allocations().is_empty());
-        assert!(lab.host_link(&vf_name).is_some());
-        lab.del("c-devinfo", pod.path_str(), "net1", &conf).ok();
+        let named = "runtimeConfig.CNIDeviceInfoFile";
+        refused_without_trace(&lab, &vf_name, "c-devinfo", &pod, &conf, named);
     }
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     assert!(!Path::new("/etc/multinet-evil").exists());
@@ -217,11 +263,8 @@ fn a_device_info_file_a_nad_points_at_a_node_file_is_refused() {
 #[test]
 fn del_releases_a_vf_whose_add_died_before_saving_its_state() {
     require_root!();
-    umask_000();
-    let lab = Lab::new(SysfsLayout::SriovCni, 1, false);
-    let (vf, vf_name) = lab.vfs[0].clone();
-    let conf = lab.conf(&vf, json!({}));
-    let pod = TestNetns::new();
+    let lab = new_lab(1);
+    let (vf, vf_name, conf, pod) = first_vf(&lab);
     // The ADD of c-crash claimed the VF and died; its netns still exists.
     plant_orphan_record(&lab, &vf, "c-crash", "net1", pod.path_str());
     // And writers that died mid-write left temp files.
@@ -246,7 +289,7 @@ fn del_releases_a_vf_whose_add_died_before_saving_its_state() {
     assert!(msg.contains(&vf), "{msg}");
     // DEL of the crashed container releases it and sweeps the temp files.
     lab.del("c-crash", pod.path_str(), "net1", &conf).ok();
-    assert!(lab.state().read_record(&lab.pci(&vf)).unwrap().is_none());
+    assert!(record(&lab, &vf).is_none());
     for t in &temps {
         assert!(!t.exists(), "{} left", t.display());
     }
@@ -259,23 +302,18 @@ fn del_releases_a_vf_whose_add_died_before_saving_its_state() {
     // A DEL of someone else does not release another container's orphan.
     plant_orphan_record(&lab, &vf, "c-crash2", "net1", pod.path_str());
     lab.del("c-other", pod.path_str(), "net1", &conf).ok();
-    assert!(lab.state().read_record(&lab.pci(&vf)).unwrap().is_some());
+    assert!(record(&lab, &vf).is_some());
     lab.del("c-crash2", pod.path_str(), "net1", &conf).ok();
     lab.add("c-next", &other, "net1", &conf).ok();
     lab.del("c-next", other.path_str(), "net1", &conf).ok();
-    assert!(
-        lab.stray_state_files().is_empty(),
-        "{:?}",
-        lab.stray_state_files()
-    );
+    assert_no_stray_state(&lab);
     assert!(lab.ipam_allocations().is_empty());
 }
 
 #[test]
 fn gc_releases_unlisted_attachments_and_interrupted_adds() {
     require_root!();
-    umask_000();
-    let lab = Lab::new(SysfsLayout::SriovCni, 3, false);
+    let lab = new_lab(3);
     let pods = [TestNetns::new(), TestNetns::new(), TestNetns::new()];
     for (i, pod) in pods.iter().enumerate().take(2) {
         lab.add(
@@ -294,13 +332,7 @@ fn gc_releases_unlisted_attachments_and_interrupted_adds() {
     assert_eq!(answer.code, 0, "{}", answer.out);
     assert!(lab.host_link(&lab.vfs[0].1).is_some(), "g0's VF back");
     assert!(link_in(&pods[1], "net1").is_some(), "g1 kept");
-    let owners: Vec<String> = lab
-        .state()
-        .records()
-        .into_iter()
-        .map(|r| r.container_id)
-        .collect();
-    assert_eq!(owners, ["g1"]);
+    assert_eq!(owners(&lab), ["g1"]);
     lab.del(
         "g1",
         pods[1].path_str(),
@@ -314,11 +346,8 @@ fn gc_releases_unlisted_attachments_and_interrupted_adds() {
 #[test]
 fn untrusted_state_is_refused_never_acted_on() {
     require_root!();
-    umask_000();
-    let lab = Lab::new(SysfsLayout::SriovCni, 2, false);
-    let (vf, vf_name) = lab.vfs[0].clone();
-    let conf = lab.conf(&vf, json!({}));
-    let pod = TestNetns::new();
+    let lab = new_lab(2);
+    let (vf, vf_name, conf, pod) = first_vf(&lab);
     lab.add("c-first", &pod, "net1", &conf).ok();
     lab.del("c-first", pod.path_str(), "net1", &conf).ok();
     let state = lab.state();
@@ -329,23 +358,20 @@ fn untrusted_state_is_refused_never_acted_on() {
     let planted = AllocationRecord::new(lab.pci(&vf), "c-gone", "net1", "/nonexistent");
     std::fs::write(&record_path, serde_json::to_vec(&planted).unwrap()).unwrap();
     std::fs::set_permissions(&record_path, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let (code, msg) = lab.add("c-x", &pod, "net1", &conf).err();
-    assert_eq!(code, 5, "{msg}");
+    let msg = refused_untrusted(lab.add("c-x", &pod, "net1", &conf));
     assert!(msg.contains(&record_path.display().to_string()), "{msg}");
     assert!(msg.contains("writable by other users"), "{msg}");
     // 2. Owned by another uid.
     std::fs::set_permissions(&record_path, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::os::unix::fs::chown(&record_path, Some(65534), Some(65534)).unwrap();
-    let (code, msg) = lab.add("c-x", &pod, "net1", &conf).err();
-    assert_eq!(code, 5, "{msg}");
+    let msg = refused_untrusted(lab.add("c-x", &pod, "net1", &conf));
     assert!(msg.contains("owned by uid 65534"), "{msg}");
     // 3. A symlink to a file that would parse.
     std::fs::remove_file(&record_path).unwrap();
     let elsewhere = lab.dir.path().join("elsewhere");
     std::fs::write(&elsewhere, serde_json::to_vec(&planted).unwrap()).unwrap();
     std::os::unix::fs::symlink(&elsewhere, &record_path).unwrap();
-    let (code, msg) = lab.add("c-x", &pod, "net1", &conf).err();
-    assert_eq!(code, 5, "{msg}");
+    let msg = refused_untrusted(lab.add("c-x", &pod, "net1", &conf));
     assert!(msg.contains(&record_path.display().to_string()), "{msg}");
     assert!(lab.host_link(&vf_name).is_some(), "the VF was not touched");
     assert!(!state.attachment_path("c-x", "net1").exists());
@@ -389,10 +415,7 @@ fn untrusted_state_is_refused_never_acted_on() {
 
     // 5. A state directory others may write is refused before anything is claimed.
     std::fs::set_permissions(lab.state_dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let (code, msg) = lab
-        .add("c-y", &pod, "net1", &lab.conf(&lab.vfs[1].0, json!({})))
-        .err();
-    assert_eq!(code, 5, "{msg}");
+    let msg = refused_untrusted(lab.add("c-y", &pod, "net1", &lab.conf(&lab.vfs[1].0, json!({}))));
     assert!(
         msg.contains(&lab.state_dir().display().to_string()),
         "{msg}"
@@ -400,11 +423,7 @@ fn untrusted_state_is_refused_never_acted_on() {
     assert!(state.records().is_empty());
     assert!(lab.host_link(&lab.vfs[1].1).is_some());
     std::fs::set_permissions(lab.state_dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    assert!(
-        lab.stray_state_files().is_empty(),
-        "{:?}",
-        lab.stray_state_files()
-    );
+    assert_no_stray_state(&lab);
     assert!(
         lab.ipam_allocations().is_empty(),
         "{:?}",
@@ -415,8 +434,7 @@ fn untrusted_state_is_refused_never_acted_on() {
 #[test]
 fn release_container_frees_every_vf_of_a_container_known_only_by_id() {
     require_root!();
-    umask_000();
-    let lab = Lab::new(SysfsLayout::SriovCni, 4, false);
+    let lab = new_lab(4);
     let pod = TestNetns::new();
     let other = TestNetns::new();
     let plain = |i: usize| lab.conf(&lab.vfs[i].0, json!({"ipam": null}));
@@ -430,14 +448,7 @@ fn release_container_frees_every_vf_of_a_container_known_only_by_id() {
     std::fs::set_permissions(&corrupt, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     let host = Netns::open(lab.host.path()).unwrap();
-    let released = run_in_netns(&host, || {
-        release_container(
-            &lab.state(),
-            &multinet_sriov::Sysfs::new(lab.sysfs.root()),
-            "c-lost",
-        )
-    })
-    .unwrap();
+    let released = release_in(&lab, &host, "c-lost");
     assert_eq!(released, 3);
     for i in 0..3 {
         assert!(
@@ -450,24 +461,11 @@ fn release_container_frees_every_vf_of_a_container_known_only_by_id() {
         link_in(&other, "net1").is_some(),
         "another container keeps its VF"
     );
-    let owners: Vec<String> = lab
-        .state()
-        .records()
-        .into_iter()
-        .map(|r| r.container_id)
-        .collect();
-    assert_eq!(owners, ["c-keep"]);
+    assert_eq!(owners(&lab), ["c-keep"]);
     assert!(!corrupt.exists());
     assert!(PathBuf::from(format!("{}.set-aside", corrupt.display())).exists());
     // Nothing left to do a second time.
-    let again = run_in_netns(&host, || {
-        release_container(
-            &lab.state(),
-            &multinet_sriov::Sysfs::new(lab.sysfs.root()),
-            "c-lost",
-        )
-    })
-    .unwrap();
+    let again = release_in(&lab, &host, "c-lost");
     assert_eq!(again, 0);
     lab.del("c-keep", other.path_str(), "net1", &plain(3)).ok();
 }
