@@ -6,9 +6,10 @@
 //!
 //! The node (a network namespace of its own):
 //! - cluster network: the reference `bridge` with the reference `host-local`, both exec'd;
-//! - `soak/data`: our macvlan with our host-local, in-process (binDir links to multinet);
-//! - `soak/storage`: the REFERENCE macvlan with the reference host-local, exec'd (installed in
-//!   binDir as `ref-macvlan` and `ref-host-local` so they sit beside our own);
+//! - `soak/data`: our macvlan with our host-local, in-process (binDir links to multinet; our
+//!   delegates run host-local in-process whatever CNI_PATH holds);
+//! - `soak/storage`: the REFERENCE macvlan with the reference host-local, exec'd (the macvlan
+//!   installed in binDir as `ref-macvlan` beside our own; binDir's `host-local` is the reference);
 //! - `soak/vfnet`: our SR-IOV delegate picking a VF from a pool on a fake NIC (fake sysfs whose
 //!   VF netdevs are veth ends), with our host-local and a device-info file.
 //!
@@ -50,7 +51,7 @@ const POD_LINKS: &[&str] = &["eth0", "net1", "net2", "net3"];
 const EXECD_DELEGATES: &[(&str, u64)] = &[
     ("bridge", 8_000),
     ("ref-macvlan", 8_000),
-    ("ref-host-local", 3_000),
+    ("host-local", 3_000),
 ];
 /// DEL is retried until it succeeds, at most this many times.
 const MAX_DEL_ATTEMPTS: u32 = 10;
@@ -498,13 +499,15 @@ impl Node {
             fs::create_dir_all(p(d)).unwrap();
         }
         // binDir: our delegates as links to multinet (in-process), the reference ones beside.
-        for own in ["multinet", "macvlan", "host-local", "sriov"] {
+        // host-local is the reference binary: exec'd plugins (bridge, ref-macvlan) run it, while
+        // our macvlan and sriov run their host-local in-process whatever CNI_PATH holds.
+        for own in ["multinet", "macvlan", "sriov"] {
             std::os::unix::fs::symlink(multinet, p("bin").join(own)).unwrap();
         }
         for (name, reference) in [
             ("bridge", "bridge"),
             ("ref-macvlan", "macvlan"),
-            ("ref-host-local", "host-local"),
+            ("host-local", "host-local"),
         ] {
             let src = Path::new("/usr/lib/cni").join(reference);
             assert!(
@@ -531,7 +534,7 @@ impl Node {
         let sysfs = FakeSysfs::builder(SysfsLayout::SriovCni).pf(spec).build();
 
         let ipam_dir = p("ipam");
-        let ref_ipam = |subnet: &str| json!({"type": "ref-host-local", "ranges": [[{"subnet": subnet}]], "dataDir": ipam_dir});
+        let ref_ipam = |subnet: &str| json!({"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": ipam_dir});
         let own_ipam = |subnet: &str| json!({"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": ipam_dir});
         let cluster = json!({"cniVersion": "1.0.0", "name": "cluster", "plugins": [
             {"type": "bridge", "bridge": "sk-cni0", "isGateway": true, "ipam": ref_ipam("10.99.0.0/24")}]});
