@@ -178,8 +178,15 @@ pub fn preflight(conf: &Value, ctx: &CallContext<'_>) -> Result<(), CniError> {
                     "{key} {plugin_type:?} is a meta-plugin and cannot be a delegate of multinet"
                 )));
             }
-            let path = find_plugin(plugin_type, &ctx.env.path)
-                .map_err(|e| e.context(format!("{key} {plugin_type:?}")))?;
+            let own_ipam = key == "ipam.type"
+                && own::OwnDelegate::from_type(plugin_type).is_some_and(|d| d.is_ipam());
+            let path = match find_plugin(plugin_type, &ctx.env.path) {
+                Ok(path) => path,
+                // Our delegates run host-local and static in-process, binary or not; an exec'd
+                // plugin reports a missing one itself.
+                Err(_) if own_ipam => continue,
+                Err(e) => return Err(e.context(format!("{key} {plugin_type:?}"))),
+            };
             // Our own executable may only be what it is under that name: an interface plugin
             // as `type`, host-local or static as `ipam.type`.
             let allowed = match (key, own::OwnDelegate::from_type(plugin_type)) {
