@@ -15,7 +15,9 @@ pub mod nad;
 pub mod selection;
 pub mod status;
 pub mod syntax;
-pub mod trust;
+/// What a NAD author may put in a delegate config: the rule lives with the CNI config types
+/// (multinet-cni), so delegates use it without this crate's Kubernetes dependencies.
+pub use multinet_cni::trust;
 
 pub use device_info::{
     DEVICE_INFO_VERSION, DeviceInfo, DeviceType, MemifDevice, PciDevice, VdpaDevice,

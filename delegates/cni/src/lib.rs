@@ -23,6 +23,7 @@ pub mod exec;
 pub mod files;
 pub mod plugin;
 pub mod result;
+pub mod trust;
 pub mod version;
 
 pub use config::{AnyConf, NetConf, NetConfList, json_kind, parse_any};

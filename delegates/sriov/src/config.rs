@@ -418,10 +418,10 @@ fn parse_link_state(map: &Map<String, Value>) -> Result<Option<VfLinkState>> {
 }
 
 /// `logFile` comes from a NAD author: it must obey the rule every delegate config written by one
-/// obeys (`multinet_crds::trust`: a file under /var/log/, no `..`). The key is looked up
+/// obeys (`multinet_cni::trust`: a file under /var/log/, no `..`). The key is looked up
 /// ignoring case, so "LOGFILE" is held to the same rule.
 fn check_log_file(key: &str, value: &Value) -> Result<()> {
-    multinet_crds::trust::check_delegate_config(&serde_json::json!({ "logFile": value }))
+    multinet_cni::trust::check_delegate_config(&serde_json::json!({ "logFile": value }))
         .map_err(|violation| SriovError::config(key, violation.msg))
 }
 

@@ -99,7 +99,7 @@ impl Logger {
 }
 
 /// The only directory a log file is opened in (the NAD rule's).
-pub const LOG_DIR: &str = multinet_crds::trust::LOG_DIR;
+pub const LOG_DIR: &str = multinet_cni::trust::LOG_DIR;
 /// Mode of a log file the delegate creates.
 pub const LOG_FILE_MODE: u32 = 0o600;
 
