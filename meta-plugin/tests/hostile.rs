@@ -63,6 +63,14 @@ fn add_refused(node: &Node, networks: &str) -> (u64, String) {
     err
 }
 
+/// ADD of pod `p1` with `conf` on stdin into a fresh netns: it must fail and leave nothing.
+fn add_refused_with(node: &Node, conf: &Value, what: &str) -> (u64, String) {
+    let pod = TestNetns::new();
+    let err = node.cni_with("ADD", "c1", "p1", pod.path_str(), conf).err();
+    assert_nothing_left(node, &pod, what);
+    err
+}
+
 #[test]
 fn a_nad_may_not_make_multinet_or_multus_its_delegate() {
     require_root!();
@@ -336,16 +344,12 @@ fn limits_are_clear_errors_naming_the_limit() {
     let mut conf = node.conf();
     conf["maxNetworksPerPod"] = json!(3);
     node.add_pod("p1", "data@a1,data@a2,data@a3");
-    let pod = TestNetns::new();
-    let (code, msg) = node
-        .cni_with("ADD", "c1", "p1", pod.path_str(), &conf)
-        .err();
+    let (code, msg) = add_refused_with(&node, &conf, "too many networks");
     assert_eq!(code, 7, "{msg}");
     assert!(
         msg.contains("maxNetworksPerPod (3)") && msg.contains("4 networks"),
         "{msg}"
     );
-    assert_nothing_left(&node, &pod, "too many networks");
     // The default is 32.
     let many: Vec<String> = (0..32).map(|i| format!("data@m{i}")).collect();
     let (code, msg) = add_refused(&node, &many.join(","));
@@ -364,12 +368,9 @@ fn limits_are_clear_errors_naming_the_limit() {
     // stdin larger than the 1 MiB a CNI config may be.
     let mut huge = node.conf();
     huge["padding"] = json!("x".repeat(1 << 20));
-    let (code, msg) = node
-        .cni_with("ADD", "c1", "p1", pod.path_str(), &huge)
-        .err();
+    let (code, msg) = add_refused_with(&node, &huge, "huge stdin");
     assert_eq!(code, 7);
     assert!(msg.contains("stdin") && msg.contains("1048576"), "{msg}");
-    assert_nothing_left(&node, &pod, "huge stdin");
 }
 
 #[test]
@@ -379,13 +380,9 @@ fn a_standard_key_of_the_wrong_type_is_named() {
     let mut conf = node.conf();
     conf["cniVersion"] = json!(5);
     node.add_pod("p1", "");
-    let pod = TestNetns::new();
-    let (code, msg) = node
-        .cni_with("ADD", "c1", "p1", pod.path_str(), &conf)
-        .err();
+    let (code, msg) = add_refused_with(&node, &conf, "cniVersion 5");
     assert!(code == 7 || code == 1, "{code}: {msg}");
     assert!(msg.contains("cniVersion"), "{msg}");
-    assert_nothing_left(&node, &pod, "cniVersion 5");
 }
 
 /// Runs multinet with umask 000, as a careless init system might start it.
@@ -609,16 +606,12 @@ fn the_default_network_annotation_obeys_namespace_isolation() {
     conf["namespaceIsolation"] = json!(true);
     let pod_yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\n  namespace: team\n  uid: uid-p1\n  annotations:\n    v1.multus-cni.io/default-network: other-tenant/their-net\n";
     fs::write(node.path("cluster/pods/p1.yaml"), pod_yaml).unwrap();
-    let pod = TestNetns::new();
-    let (code, msg) = node
-        .cni_with("ADD", "c1", "p1", pod.path_str(), &conf)
-        .err();
+    let (code, msg) = add_refused_with(&node, &conf, "default-network");
     assert_eq!(code, 7, "{msg}");
     assert!(
         msg.contains("other-tenant/their-net") && msg.contains("namespaceIsolation"),
         "{msg}"
     );
-    assert_nothing_left(&node, &pod, "default-network");
 }
 
 #[test]
