@@ -2,7 +2,7 @@
 //! delegate runs and updated after each one, so DEL needs neither the API server, the NAD, the pod
 //! nor the netns.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -162,35 +162,18 @@ impl AttachmentStore {
         let io = Self::store_err(&path);
         files::ensure_dir(&self.dir, files::PRIVATE_DIR).map_err(&io)?;
         let bytes = self.encode(record)?;
-        // The whole record goes to a temp file, then a hard link makes it the record only if no
-        // record exists: never a torn record, never a second one over the first.
-        let tmp = files::temp_path(&path);
-        let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(files::PRIVATE_FILE)
-                .open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::hard_link(&tmp, &path)?;
-            File::open(&self.dir)?.sync_all()
-        };
-        let outcome = write();
-        let _ = fs::remove_file(&tmp);
-        match outcome {
-            Ok(()) => {
+        // Never a torn record, never a second one over the first.
+        match files::create_exclusive(&path, &bytes, files::WriteOptions::PRIVATE_DURABLE) {
+            Ok(true) => {
                 let _ = fs::remove_file(self.journal_for(&record.container_id));
                 Ok(())
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Err(MetaError::Env(format!(
-                    "CNI_CONTAINERID {:?} already has attachments (record {}): ADD twice without \
+            Ok(false) => Err(MetaError::Env(format!(
+                "CNI_CONTAINERID {:?} already has attachments (record {}): ADD twice without \
                  DEL is an error; nothing was changed",
-                    record.container_id,
-                    path.display()
-                )))
-            }
+                record.container_id,
+                path.display()
+            ))),
             Err(e) => Err(io(e)),
         }
     }

@@ -174,6 +174,39 @@ pub fn write_atomic(path: &Path, bytes: &[u8], opts: WriteOptions) -> io::Result
     })
 }
 
+/// Creates `path` with `bytes` in one step as readers see it, only if it does not exist yet: the
+/// bytes go to a temp file (mode set at creation, synced), which is then hard-linked to `path`.
+/// The link fails when `path` exists (the exclusivity of O_EXCL), so a reader never sees an
+/// empty or partial file and a second writer never replaces the first. Returns false when `path`
+/// exists; the temp name is removed in every case. `durable` also syncs the directory.
+pub fn create_exclusive(path: &Path, bytes: &[u8], opts: WriteOptions) -> io::Result<bool> {
+    let tmp = temp_path(path);
+    let create = || -> io::Result<bool> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(opts.mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        if opts.durable
+            && let Some(dir) = path.parent()
+        {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(true)
+    };
+    let created = create();
+    let _ = fs::remove_file(&tmp);
+    created
+}
+
 /// Reads a file multinet wrote, refusing one that is not a regular file we own and alone may
 /// write, or that is larger than `max_len`. `Ok(None)` when it does not exist.
 pub fn read_trusted(path: &Path, max_len: u64) -> io::Result<Option<Vec<u8>>> {

@@ -17,7 +17,6 @@
 //! is taken.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -316,29 +315,17 @@ impl Store {
     }
 }
 
-/// Creates `path` with `content` in one step as readers see it: the content goes to a temp
-/// file (mode 0644, synced), which is then hard-linked to `path`; the link fails if `path`
-/// exists (the same exclusivity as O_EXCL), so a reader never sees an empty or partial file.
-/// Returns false when `path` exists. The temp name is removed in every case.
+/// Creates an address file in one step as readers see it, failing over an existing one
+/// (`files::create_exclusive`). Returns false when `path` exists.
 fn create_exclusive(path: &Path, content: &[u8]) -> std::io::Result<bool> {
-    let tmp = files::temp_path(path);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
-        f.write_all(content)?;
-        f.sync_all()?;
-        match std::fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(e),
-        }
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    result
+    files::create_exclusive(
+        path,
+        content,
+        files::WriteOptions {
+            mode: FILE_MODE,
+            durable: false,
+        },
+    )
 }
 
 #[cfg(test)]
