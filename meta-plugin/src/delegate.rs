@@ -27,6 +27,9 @@ pub struct CallContext<'a> {
     pub extra_env: &'a [(String, String)],
     /// Canonical path of the running executable, to recognise our own delegates.
     pub self_exe: Option<&'a Path>,
+    /// The call's lock on its container, inherited by every plugin it execs (see
+    /// `store::AttachmentStore::lock`).
+    pub container_lock: Option<std::os::fd::RawFd>,
 }
 
 /// One plugin object of a conf or conflist, ready to be run.
@@ -149,6 +152,7 @@ async fn invoke(
             extra_env: &extra_env,
             stdin,
             timeout: DELEGATE_TIMEOUT,
+            keep_fd: ctx.container_lock,
         },
     )
     .await

@@ -39,6 +39,9 @@ pub enum MetaError {
     Many(Vec<MetaError>),
     #[error("{0}")]
     NotReady(String),
+    /// Another call for the same container still runs.
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     Io(String),
     #[error("{0}")]
@@ -72,6 +75,7 @@ impl MetaError {
                 .map(|e| e.to_cni().code)
                 .unwrap_or(ErrorCode::Internal),
             MetaError::NotReady(_) => ErrorCode::NotAvailable,
+            MetaError::Busy(_) => ErrorCode::TryAgainLater,
             MetaError::Internal(_) => ErrorCode::Internal,
         };
         CniError::new(code, self.to_string())

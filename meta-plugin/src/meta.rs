@@ -17,11 +17,25 @@ use crate::podnet;
 use crate::resolve;
 use crate::source::{AnySource, ClusterSource, PodInfo, kube::KubeSource, local::LocalSource};
 use crate::status;
+use multinet_cni::files::LockFile;
+
 use crate::store::{AttachmentEntry, AttachmentRecord, AttachmentState, AttachmentStore, PodRef};
 use crate::waves;
 
+/// How long a call waits for another call on the same container (or the plugins of a killed
+/// one) to end. Plugins of a killed call die with it (their death signal) within milliseconds;
+/// this bounds a plugin's own children, which finish on their own.
+const CONTAINER_LOCK_WAIT: Duration = Duration::from_secs(10);
+
 /// How long ADD waits for the readiness indicator file, as Multus does.
 const READINESS_WAIT: Duration = Duration::from_secs(45);
+
+/// A wave of delegates in which some ADDs failed: the wave's range of attachments and the
+/// failures, by attachment index.
+struct FailedWave {
+    wave: std::ops::Range<usize>,
+    failed: Vec<(usize, CniError)>,
+}
 
 pub struct MetaPlugin {
     self_exe: Option<PathBuf>,
@@ -141,11 +155,12 @@ async fn wait_for_readiness(conf: &MultinetConf, wait: Duration) -> Result<(), M
 }
 
 impl MetaPlugin {
-    fn ctx<'a>(&'a self, req: &'a Request) -> CallContext<'a> {
+    fn ctx<'a>(&'a self, req: &'a Request, lock: Option<&LockFile>) -> CallContext<'a> {
         CallContext {
             env: &req.env,
             extra_env: &req.extra_env,
             self_exe: self.self_exe.as_deref(),
+            container_lock: lock.map(LockFile::fd),
         }
     }
 
@@ -156,6 +171,15 @@ impl MetaPlugin {
             podnet::refuse_host_netns(netns)?;
         }
         let store = AttachmentStore::new(&conf.cni_dir);
+        let lock = store
+            .lock(&req.env.container_id, CONTAINER_LOCK_WAIT)
+            .await?
+            .ok_or_else(|| {
+                MetaError::Busy(format!(
+                    "CNI_CONTAINERID {:?}: another call for this container is still running",
+                    req.env.container_id
+                ))
+            })?;
         // Checked before any wait or API call; `create` below makes it race-free.
         if store.path_for(&req.env.container_id).exists() {
             return Err(MetaError::Env(format!(
@@ -244,7 +268,7 @@ impl MetaPlugin {
 
         tracing::debug!("interface names checked");
         // Every plugin of every network is found and allowed before anything is created.
-        let ctx = self.ctx(req);
+        let ctx = self.ctx(req, Some(&lock));
         for p in &planned {
             delegate::preflight(&p.conf, &ctx).map_err(|e| MetaError::Delegate {
                 network: p.network.clone(),
@@ -310,7 +334,14 @@ impl MetaPlugin {
                 continue;
             }
             return Err(self
-                .undo_add(req, &conf, &store, &mut record, wave, failed)
+                .undo_add(
+                    req,
+                    &conf,
+                    &store,
+                    &mut record,
+                    FailedWave { wave, failed },
+                    &lock,
+                )
                 .await);
         }
 
@@ -362,10 +393,10 @@ impl MetaPlugin {
         conf: &MultinetConf,
         store: &AttachmentStore,
         record: &mut AttachmentRecord,
-        wave: std::ops::Range<usize>,
-        failed: Vec<(usize, CniError)>,
+        FailedWave { wave, failed }: FailedWave,
+        lock: &LockFile,
     ) -> MetaError {
-        let ctx = self.ctx(req);
+        let ctx = self.ctx(req, Some(lock));
         let mut errors = Vec::new();
         for (i, e) in failed.into_iter().rev() {
             let entry = record.attachments.remove(i);
@@ -390,7 +421,7 @@ impl MetaPlugin {
             crate::devinfo::remove(never_ran.device_info_file.as_deref());
         }
         if let Err(r) = self
-            .delete_attachments(req, conf, store, record, added)
+            .delete_attachments(req, conf, store, record, added, Some(lock))
             .await
         {
             errors.push(r);
@@ -411,8 +442,9 @@ impl MetaPlugin {
         store: &AttachmentStore,
         record: &mut AttachmentRecord,
         upto: usize,
+        lock: Option<&LockFile>,
     ) -> Result<(), MetaError> {
-        let ctx = self.ctx(req);
+        let ctx = self.ctx(req, lock);
         let upto = upto.min(record.attachments.len());
         let confs: Vec<&Value> = record.attachments[..upto].iter().map(|a| &a.conf).collect();
         let mut outcomes: Vec<Option<Result<(), CniError>>> = vec![None; upto];
@@ -473,6 +505,14 @@ impl MetaPlugin {
         let req = &with_bin_dir(req, &conf);
         let store = AttachmentStore::new(&conf.cni_dir);
         tracing::debug!("DEL started");
+        // DEL must end, so a lock still held after the wait (a plugin of a killed call that
+        // hangs) is waited for no longer: the delegates' DELs tolerate what they find.
+        let lock = store
+            .lock(&req.env.container_id, CONTAINER_LOCK_WAIT)
+            .await?;
+        if lock.is_none() {
+            tracing::warn!("another call for this container still runs; DEL goes on");
+        }
         // A writer of this store killed mid-write (an ADD, a DEL) left a temp file.
         store.remove_dead_writers_temps();
         let mut record = match store.load(&req.env.container_id) {
@@ -515,7 +555,7 @@ impl MetaPlugin {
         }
         let n = record.attachments.len();
         let result = self
-            .delete_attachments(&req, &conf, &store, &mut record, n)
+            .delete_attachments(&req, &conf, &store, &mut record, n, lock.as_ref())
             .await;
         tracing::debug!("DEL done");
         result
@@ -571,7 +611,7 @@ impl MetaPlugin {
                 pod: req.env.container_id.clone(),
                 msg: "no attachment record for this container".into(),
             })?;
-        let ctx = self.ctx(req);
+        let ctx = self.ctx(req, None);
         for entry in &record.attachments {
             if entry.state != AttachmentState::Added {
                 return Err(MetaError::network(
@@ -611,6 +651,15 @@ impl MetaPlugin {
             if valid.contains(id.as_str()) {
                 continue;
             }
+            // A container whose call still runs is not garbage, whatever the list says.
+            let lock = match store.lock(&id, Duration::ZERO).await {
+                Ok(Some(lock)) => lock,
+                Ok(None) => continue,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
             let mut record = match store.load(&id) {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,
@@ -636,7 +685,7 @@ impl MetaPlugin {
             del_req.env.args = record.cni_args.clone();
             let n = record.attachments.len();
             if let Err(e) = self
-                .delete_attachments(&del_req, &conf, &store, &mut record, n)
+                .delete_attachments(&del_req, &conf, &store, &mut record, n, Some(&lock))
                 .await
             {
                 errors.push(e);
@@ -644,6 +693,7 @@ impl MetaPlugin {
         }
         // Writers that died mid-write leave temp files nothing else would remove.
         store.remove_stale_temps();
+        store.remove_stale_locks();
         multinet_cni::files::remove_stale_temps(&conf.device_info_dir, Duration::from_secs(60));
         // GC goes on to every delegate config of every attachment still recorded, and to the
         // cluster network, which owns attachments we never recorded: each learns which
@@ -672,7 +722,7 @@ impl MetaPlugin {
         );
         for (network, target) in &targets {
             if let Err(e) =
-                delegate::status_or_gc(target, Command::Gc, &extra, &self.ctx(req)).await
+                delegate::status_or_gc(target, Command::Gc, &extra, &self.ctx(req, None)).await
             {
                 errors.push(MetaError::Delegate {
                     network: network.clone(),
@@ -696,14 +746,19 @@ impl MetaPlugin {
         let requested = plan::requested_networks(&conf, None)?;
         let source = cluster_source(&conf).await.ok().flatten();
         let cluster = resolve::load(&requested.cluster, &conf, source.as_ref()).await?;
-        delegate::status_or_gc(&cluster.conf, Command::Status, &Map::new(), &self.ctx(req))
-            .await
-            .map_err(|e| MetaError::Delegate {
-                network: cluster.key.clone(),
-                delegate: delegate_type(&cluster.conf),
-                ifname: String::new(),
-                source: Box::new(e),
-            })
+        delegate::status_or_gc(
+            &cluster.conf,
+            Command::Status,
+            &Map::new(),
+            &self.ctx(req, None),
+        )
+        .await
+        .map_err(|e| MetaError::Delegate {
+            network: cluster.key.clone(),
+            delegate: delegate_type(&cluster.conf),
+            ifname: String::new(),
+            source: Box::new(e),
+        })
     }
 }
 

@@ -6,6 +6,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use multinet_cni::files;
 
@@ -15,6 +16,8 @@ use serde_json::Value;
 use crate::error::MetaError;
 
 const RECORD_FORMAT: u32 = 1;
+/// The suffix of a container's lock file, beside its record.
+const LOCK: &str = ".lock";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -347,6 +350,59 @@ impl AttachmentStore {
             .collect();
         ids.sort();
         Ok(ids)
+    }
+
+    /// The lock file of a container's calls: its record's name with `.lock` for `.json`.
+    fn lock_path_for(&self, container_id: &str) -> PathBuf {
+        self.path_for(container_id).with_extension(&LOCK[1..])
+    }
+
+    /// Takes the container's lock, waiting at most `wait`; `Ok(None)` when it is still held
+    /// then. Every plugin the call execs inherits the lock (`CallContext::container_lock`), so
+    /// after a call was killed the next one (the runtime's DEL) waits until that call's plugins
+    /// are gone too, instead of deleting an interface one of them is still creating.
+    pub async fn lock(
+        &self,
+        container_id: &str,
+        wait: Duration,
+    ) -> Result<Option<files::LockFile>, MetaError> {
+        let path = self.lock_path_for(container_id);
+        let io = Self::store_err(&path);
+        files::ensure_dir(&self.dir, files::PRIVATE_DIR).map_err(&io)?;
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(lock) = files::LockFile::try_acquire(&path).map_err(&io)? {
+                return Ok(Some(lock));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Removes the lock files that calls killed while holding them left behind, once nothing
+    /// holds them any more and the container has no record (GC).
+    pub fn remove_stale_locks(&self) -> usize {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(LOCK)) else {
+                continue;
+            };
+            if self.dir.join(format!("{stem}.json")).exists() {
+                continue;
+            }
+            // Taken and dropped: the file goes with the lock.
+            if let Ok(Some(lock)) = files::LockFile::try_acquire(&entry.path()) {
+                drop(lock);
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Removes temp files of writers that died mid-write, and any older than a minute (GC).

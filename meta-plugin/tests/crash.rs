@@ -312,6 +312,56 @@ fn killed_while_a_delegate_runs_the_delegate_dies_too_and_del_cleans() {
     node.cni("DEL", CONTAINER, POD, None).ok();
 }
 
+/// Killed while a delegate's own child (not covered by the death signal) still builds the
+/// link: the DEL that follows at once waits for that child, which holds the container's lock it
+/// inherited, and then removes what it built. Without the wait the DEL would find nothing and
+/// the child would build an interface and take an IP behind it.
+#[test]
+fn killed_while_a_delegates_child_builds_the_link_del_waits_for_it() {
+    require_root!();
+    let node = node_with_pod();
+    let marker = node.path("in-delegate");
+    let built = node.path("child-done");
+    let wrapper = node.bin().join("forking-macvlan");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh
+             if [ \"$CNI_COMMAND\" = ADD ]; then
+               conf=$(cat)
+               ( sleep 1; printf '%s' \"$conf\" | /usr/lib/cni/macvlan; touch {built} ) >/dev/null 2>&1 &
+               echo $$ > {m}.tmp; mv {m}.tmp {m}
+               wait; exit 1
+             fi
+             exec /usr/lib/cni/macvlan
+",
+            m = marker.display(),
+            built = built.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut storage = node.macvlan_nad("storage", "up1", "10.20.0.0/24");
+    storage["type"] = "forking-macvlan".into();
+    node.add_nad("storage", storage);
+
+    let pod_ns = TestNetns::new();
+    let stopped = StoppedAdd::at_marker(&node, &pod_ns, &marker);
+    stopped.kill();
+    assert!(!built.exists(), "the child finished before the kill");
+    node.cni("DEL", CONTAINER, POD, Some(&pod_ns)).ok();
+    assert!(
+        built.exists(),
+        "DEL did not wait for the killed call's plugins"
+    );
+    node.assert_clean(&pod_ns);
+    assert_released(&node, "killed while a delegate's child ran");
+    let locks: Vec<_> = fs::read_dir(node.path("cni/attachments"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(locks.is_empty(), "left in the store: {locks:?}");
+}
+
 #[test]
 fn del_twice_after_a_normal_add_leaves_nothing() {
     require_root!();

@@ -15,7 +15,8 @@
 //!   forked exits: exec_raw waits for the child on the calling task, and multinet's runtimes keep
 //!   their threads for as long as a call runs. A plugin's own children are not covered by the
 //!   death signal (the kernel clears it on fork): after a SIGKILL of multinet only a plugin
-//!   that forked survives it, reparented to init.
+//!   that forked survives it, reparented to init. Such a child keeps the caller's container
+//!   lock (`ExecRequest::keep_fd`), so the next call for that container waits for it.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -67,6 +68,10 @@ pub struct ExecRequest<'a> {
     pub extra_env: &'a [(String, String)],
     pub stdin: &'a [u8],
     pub timeout: Duration,
+    /// A descriptor the plugin inherits and keeps for its whole life: the caller's lock on the
+    /// container (`files::LockFile`), so that a later call for the same container waits for the
+    /// plugins of a call that was killed instead of racing with them.
+    pub keep_fd: Option<std::os::fd::RawFd>,
 }
 
 /// Runs the plugin and returns its stdout on success.
@@ -80,7 +85,7 @@ pub async fn exec_raw(path: &Path, req: &ExecRequest<'_>) -> Result<Vec<u8>> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    die_with_caller(&mut cmd);
+    die_with_caller(&mut cmd, req.keep_fd);
     let shown = path.display();
     let mut child = spawn_retrying_busy(&mut cmd)
         .await
@@ -129,11 +134,11 @@ pub async fn exec_raw(path: &Path, req: &ExecRequest<'_>) -> Result<Vec<u8>> {
 /// Puts the child in its own process group and asks the kernel to SIGKILL it when its parent
 /// dies. The classic race: the parent may die between fork and prctl, in which case the signal
 /// never comes; checking getppid() after prctl catches that and the child gives up at once.
-fn die_with_caller(cmd: &mut tokio::process::Command) {
+fn die_with_caller(cmd: &mut tokio::process::Command, keep_fd: Option<std::os::fd::RawFd>) {
     cmd.process_group(0);
     let parent = std::process::id();
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
-    // functions (prctl, getppid); it allocates nothing (the error is a raw OS error).
+    // functions (prctl, getppid, fcntl); it allocates nothing (the error is a raw OS error).
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(
@@ -148,6 +153,12 @@ fn die_with_caller(cmd: &mut tokio::process::Command) {
             }
             if u32::try_from(libc::getppid()).ok() != Some(parent) {
                 return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            // Cleared in the child only: other plugins started meanwhile never get it.
+            if let Some(fd) = keep_fd
+                && libc::fcntl(fd, libc::F_SETFD, 0) != 0
+            {
+                return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });

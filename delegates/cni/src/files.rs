@@ -8,6 +8,7 @@
 
 use std::fs::{self, DirBuilder, File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -297,6 +298,68 @@ pub fn name_for(joined: &str, reserve: usize) -> String {
     format!("{head}-{hash}")
 }
 
+/// An exclusive lock held on a file of its own, which the holder removes when it lets go.
+///
+/// The lock is a flock on the open file, so it lasts as long as any process holds that open
+/// file: a plugin given the descriptor (see `exec::ExecRequest::keep_fd`) keeps the lock while
+/// it runs, even after the process that took it was killed. The next caller therefore waits
+/// until every plugin of a killed call is gone instead of racing with it.
+#[derive(Debug)]
+pub struct LockFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl LockFile {
+    /// Takes the lock at `path` (created 0600) if nobody holds it; `Ok(None)` while somebody
+    /// does. A file removed by its previous holder between our open and our flock is not the
+    /// lock any more: then the current file is tried again.
+    pub fn try_acquire(path: &Path) -> io::Result<Option<LockFile>> {
+        loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .mode(PRIVATE_FILE)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+                .open(path)?;
+            let meta = file.metadata()?;
+            check_trusted(path, &meta)?;
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::WouldBlock {
+                    return Ok(None);
+                }
+                return Err(err);
+            }
+            match fs::symlink_metadata(path) {
+                Ok(now) if now.dev() == meta.dev() && now.ino() == meta.ino() => {
+                    return Ok(Some(LockFile {
+                        file,
+                        path: path.to_path_buf(),
+                    }));
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The descriptor that holds the lock, for a child process to inherit.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+impl Drop for LockFile {
+    /// Removed while still held, so a waiter that opened it retries on a fresh file.
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
 /// 64-bit FNV-1a with a seed byte: two seeds give a 128-bit name hash. Names come from the
 /// runtime (container IDs) and are checked against the record they lead to, so the hash needs to
 /// spread, not to resist an attacker.
@@ -392,5 +455,36 @@ mod tests {
             1
         );
         assert!(!dead.exists() && live.exists());
+    }
+
+    #[test]
+    fn a_lock_is_exclusive_and_gone_once_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c1.lock");
+        let held = LockFile::try_acquire(&path).unwrap().expect("free");
+        assert!(LockFile::try_acquire(&path).unwrap().is_none(), "held");
+        // A child that inherited the descriptor keeps the lock after the holder let go of its
+        // own copy (here: a dup of the descriptor stands for the child's).
+        // SAFETY: dup of a descriptor we own; the copy is closed below.
+        let child_copy = unsafe { libc::dup(held.fd()) };
+        assert!(child_copy >= 0);
+        let file = std::mem::ManuallyDrop::new(held);
+        // SAFETY: closes the holder's own descriptor without running Drop (no removal), as a
+        // killed process would.
+        unsafe { libc::close(file.fd()) };
+        assert!(
+            LockFile::try_acquire(&path).unwrap().is_none(),
+            "the copy holds it"
+        );
+        unsafe { libc::close(child_copy) };
+        let again = LockFile::try_acquire(&path)
+            .unwrap()
+            .expect("free after the copy closed");
+        drop(again);
+        assert!(!path.exists(), "removed on release");
+        // A lock file another user could have written is refused.
+        fs::write(&path, b"").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(LockFile::try_acquire(&path).is_err());
     }
 }

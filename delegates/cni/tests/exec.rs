@@ -53,6 +53,7 @@ fn req<'a>(
         extra_env: extra,
         stdin,
         timeout: Duration::from_secs(10),
+        keep_fd: None,
     }
 }
 

@@ -110,6 +110,7 @@ async fn exec_external(
             extra_env: &req.extra_env,
             stdin: &stdin,
             timeout: DEFAULT_EXEC_TIMEOUT,
+            keep_fd: None,
         },
     )
     .await
