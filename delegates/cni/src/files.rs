@@ -158,6 +158,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8], opts: WriteOptions) -> io::Result
             // A temp name someone planted as a symlink is never followed.
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
+        // The umask may have narrowed the mode given at creation.
+        f.set_permissions(fs::Permissions::from_mode(opts.mode))?;
         f.write_all(bytes)?;
         if opts.durable {
             f.sync_all()?;
@@ -166,13 +168,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8], opts: WriteOptions) -> io::Result
         if opts.durable
             && let Some(dir) = path.parent()
         {
-            File::open(dir)?.sync_all()?;
+            sync_dir(dir)?;
         }
         Ok(())
     };
     write().inspect_err(|_| {
         let _ = fs::remove_file(&tmp);
     })
+}
+
+/// Flushes a directory's entries (a rename, link or removal in it) to disk.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Creates `path` with `bytes` in one step as readers see it, only if it does not exist yet: the
@@ -199,7 +206,7 @@ pub fn create_exclusive(path: &Path, bytes: &[u8], opts: WriteOptions) -> io::Re
         if opts.durable
             && let Some(dir) = path.parent()
         {
-            File::open(dir)?.sync_all()?;
+            sync_dir(dir)?;
         }
         Ok(true)
     };

@@ -25,14 +25,15 @@ pub use plan::{
 };
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
 use serde_json::Value;
+
+use multinet_cni::files;
 
 use crate::error::MetaError;
 
@@ -66,17 +67,7 @@ fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> MetaError {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), MetaError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(dir.display(), e))
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+    files::sync_dir(dir).map_err(|e| io_err(dir.display(), e))
 }
 
 fn same_content(path: &Path, bytes: &[u8], mode: u32) -> bool {
@@ -89,33 +80,21 @@ fn same_content(path: &Path, bytes: &[u8], mode: u32) -> bool {
         && fs::read(path).is_ok_and(|current| current == bytes)
 }
 
-/// Replaces `path` with `bytes` (temp file in the same directory, fsync, rename, fsync of the
-/// directory). Returns false, touching nothing, when the file already holds exactly these bytes.
+/// Replaces `path` with `bytes` durably (see `files::write_atomic`). Returns false, touching
+/// nothing, when the file already holds exactly these bytes with this mode.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<bool, MetaError> {
     if same_content(path, bytes, mode) {
         return Ok(false);
     }
-    let temp = temp_path(path);
-    let _ = fs::remove_file(&temp);
-    let written = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&temp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            // The umask may have narrowed the mode given at creation.
-            f.set_permissions(fs::Permissions::from_mode(mode))?;
-            f.sync_all()
-        })
-        .and_then(|()| fs::rename(&temp, path));
-    if let Err(e) = written {
-        let _ = fs::remove_file(&temp);
-        return Err(io_err(path.display(), e));
-    }
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
+    files::write_atomic(
+        path,
+        bytes,
+        files::WriteOptions {
+            mode,
+            durable: true,
+        },
+    )
+    .map_err(|e| io_err(path.display(), e))?;
     Ok(true)
 }
 
@@ -182,8 +161,7 @@ fn plan_links(args: &InstallArgs) -> Result<Vec<(&'static str, LinkAction)>, Met
 
 fn make_link(bin_dir: &Path, name: &str) -> Result<(), MetaError> {
     let path = bin_dir.join(name);
-    let temp = temp_path(&path);
-    let _ = fs::remove_file(&temp);
+    let temp = files::temp_path(&path);
     std::os::unix::fs::symlink(BINARY_NAME, &temp)
         .and_then(|()| fs::rename(&temp, &path))
         .map_err(|e| {
