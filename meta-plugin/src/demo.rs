@@ -639,9 +639,27 @@ fn find_examples() -> Option<PathBuf> {
         .find(|p| p.join("pods").is_dir() && p.join("nads").is_dir())
 }
 
+/// pods in network namespaces getting several interfaces, no cluster needed (root)
+#[derive(Debug, clap::Parser)]
+#[command(name = "multinet demo")]
+struct DemoArgs {
+    /// leave the namespaces and links in place to look at them afterwards
+    #[arg(long)]
+    keep: bool,
+}
+
 /// Entry point of `multinet demo [--keep]`; returns the exit status.
 pub fn main(args: &[String]) -> i32 {
-    let keep = args.iter().any(|a| a == "--keep");
+    let keep = match <DemoArgs as clap::Parser>::try_parse_from(
+        std::iter::once("multinet demo").chain(args.iter().map(String::as_str)),
+    ) {
+        Ok(a) => a.keep,
+        Err(e) => {
+            // --help prints to stdout and exits 0; a bad flag prints the usage and exits 2.
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
     if !nix_is_root() {
         eprintln!("multinet demo needs root (it creates network namespaces)");
         return 2;

@@ -17,7 +17,7 @@ mod args;
 mod plan;
 
 use args::bad_input;
-pub use args::{ConfigOptions, FLAGS, Flag, InstallArgs, help_text};
+pub use args::{ConfigOptions, InstallArgs, flag_names, help_text};
 pub use plan::{
     ClusterNetwork, ExistingPlugin, GeneratedConfig, LinkAction, WatchAction, candidate_files,
     cluster_network_from, is_meta_plugin, kubeconfig_yaml, parse_conf_file, plan_config, plan_link,
