@@ -7,11 +7,16 @@ use std::time::Duration;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, CommandFactory, Parser};
 
-use super::{
-    DEFAULT_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_DIR, DEFAULT_KUBECONFIG, DEFAULT_NAME,
-    DEFAULT_POLL_MILLIS, DEFAULT_SERVICE_ACCOUNT_DIR, DEFAULT_WAIT_SECONDS,
-};
 use crate::error::MetaError;
+
+pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
+pub const DEFAULT_CNI_CONF_DIR: &str = "/etc/cni/net.d";
+pub const DEFAULT_KUBECONFIG: &str = "/etc/cni/net.d/multinet.d/multinet.kubeconfig";
+pub const DEFAULT_SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+pub const DEFAULT_CNI_DIR: &str = "/var/lib/cni/multinet";
+pub const DEFAULT_NAME: &str = "multinet-cni-network";
+pub const DEFAULT_WAIT_SECONDS: u64 = 120;
+pub const DEFAULT_POLL_MILLIS: u64 = 1000;
 
 const LOG_LEVELS: &[&str] = &["debug", "verbose", "info", "warn", "error", "panic"];
 

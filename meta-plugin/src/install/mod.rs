@@ -17,11 +17,15 @@ mod args;
 mod plan;
 
 use args::bad_input;
-pub use args::{ConfigOptions, InstallArgs, flag_names, help_text};
+pub use args::{
+    ConfigOptions, DEFAULT_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_CNI_DIR, DEFAULT_KUBECONFIG,
+    DEFAULT_NAME, DEFAULT_POLL_MILLIS, DEFAULT_SERVICE_ACCOUNT_DIR, DEFAULT_WAIT_SECONDS,
+    InstallArgs, flag_names, help_text,
+};
 pub use plan::{
-    ClusterNetwork, ExistingPlugin, GeneratedConfig, LinkAction, WatchAction, candidate_files,
-    cluster_network_from, is_meta_plugin, kubeconfig_yaml, parse_conf_file, plan_config, plan_link,
-    server_url, wants_conflist, watch_action,
+    CONF_FILE, CONFLIST_FILE, ClusterNetwork, ExistingPlugin, GeneratedConfig, LinkAction,
+    WatchAction, candidate_files, cluster_network_from, is_meta_plugin, kubeconfig_yaml,
+    parse_conf_file, plan_config, plan_link, server_url, wants_conflist, watch_action,
 };
 
 use std::fs;
@@ -37,25 +41,10 @@ use multinet_cni::files;
 
 use crate::error::MetaError;
 
-/// Our config as a single conf (cluster network below CNI 1.0.0).
-pub const CONF_FILE: &str = "00-multinet.conf";
-/// Our config as a conflist (cluster network at CNI 1.0.0 or later).
-pub const CONFLIST_FILE: &str = "00-multinet.conflist";
 /// The binary's name in the bin dir.
 pub const BINARY_NAME: &str = "multinet";
 /// Delegates multinet implements; `--own-delegates` links these names to the binary.
 pub const OWN_DELEGATE_LINKS: &[&str] = &["macvlan", "ipvlan", "sriov", "host-local", "static"];
-/// Meta plugins are never taken for the cluster network (a leftover Multus config included).
-const META_PLUGIN_TYPES: &[&str] = &["multinet", "multus", "multus-shim"];
-
-pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
-pub const DEFAULT_CNI_CONF_DIR: &str = "/etc/cni/net.d";
-pub const DEFAULT_KUBECONFIG: &str = "/etc/cni/net.d/multinet.d/multinet.kubeconfig";
-pub const DEFAULT_SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-pub const DEFAULT_CNI_DIR: &str = "/var/lib/cni/multinet";
-pub const DEFAULT_NAME: &str = "multinet-cni-network";
-pub const DEFAULT_WAIT_SECONDS: u64 = 120;
-pub const DEFAULT_POLL_MILLIS: u64 = 1000;
 
 /// Exit codes of `multinet install`.
 pub const EXIT_FAILED: i32 = 1;

@@ -8,9 +8,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 
+use super::args::ConfigOptions;
 use super::args::bad_input;
-use super::{CONF_FILE, CONFLIST_FILE, ConfigOptions, META_PLUGIN_TYPES};
 use crate::error::MetaError;
+
+/// Our config as a single conf (cluster network below CNI 1.0.0).
+pub const CONF_FILE: &str = "00-multinet.conf";
+/// Our config as a conflist (cluster network at CNI 1.0.0 or later).
+pub const CONFLIST_FILE: &str = "00-multinet.conflist";
 
 /// Config files the runtime would consider, in its order: `.conf`/`.conflist`, not hidden, not ours.
 pub fn candidate_files<I: IntoIterator<Item = String>>(names: I) -> Vec<String> {
@@ -29,7 +34,7 @@ pub fn is_meta_plugin(conf: &Value) -> bool {
     let is_meta = |p: &Value| {
         p.get("type")
             .and_then(Value::as_str)
-            .is_some_and(|t| META_PLUGIN_TYPES.contains(&t))
+            .is_some_and(multinet_cni::trust::is_meta_plugin_type)
     };
     match conf.get("plugins").and_then(Value::as_array) {
         Some(plugins) => plugins.first().is_some_and(is_meta),
