@@ -227,8 +227,8 @@ fn absolute_path(module: &[String], used: &[String]) -> Option<Vec<String>> {
     Some(base)
 }
 
-/// Every `crate::a::b`, `super::x`, `self::y` path in `code`, as segments; a `{...}` group after
-/// `::` gives one path per first-level name in it.
+/// Every `crate::a::b`, `super::x`, `self::y` path in `code`, as segments (the groups of `use`
+/// declarations are read by [`use_trees`]).
 fn used_paths(code: &str) -> Vec<Vec<String>> {
     let bytes = code.as_bytes();
     let mut out = Vec::new();
@@ -249,22 +249,16 @@ fn used_paths(code: &str) -> Vec<Vec<String>> {
                     while j < bytes.len() && is_ident(bytes[j]) {
                         j += 1;
                     }
-                    if j > start {
-                        segs.push(code[start..j].to_string());
-                        if code[j..].starts_with("::") {
-                            j += 2;
-                            continue;
-                        }
-                        out.push(segs);
-                    } else if code[j..].starts_with('{') {
-                        for name in group_names(&code[j + 1..]) {
-                            let mut s = segs.clone();
-                            s.push(name);
-                            out.push(s);
-                        }
-                    } else {
-                        out.push(segs);
+                    // `crate::{...}`: a group, read with its `use` declaration.
+                    if j == start {
+                        break;
                     }
+                    segs.push(code[start..j].to_string());
+                    if code[j..].starts_with("::") {
+                        j += 2;
+                        continue;
+                    }
+                    out.push(segs);
                     break;
                 }
                 i = j.max(i + 1);
@@ -273,40 +267,6 @@ fn used_paths(code: &str) -> Vec<Vec<String>> {
         }
     }
     out
-}
-
-/// The first-level names of a `{a, b::c, d as e}` group (the text after its `{`).
-fn group_names(after_brace: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut depth = 0;
-    let mut item = String::new();
-    for c in after_brace.chars() {
-        match c {
-            '{' => depth += 1,
-            '}' if depth == 0 => break,
-            '}' => depth -= 1,
-            ',' if depth == 0 => {
-                names.extend(first_name(&item));
-                item.clear();
-                continue;
-            }
-            _ => {}
-        }
-        if depth == 0 {
-            item.push(c);
-        }
-    }
-    names.extend(first_name(&item));
-    names
-}
-
-fn first_name(item: &str) -> Option<String> {
-    let name: String = item
-        .trim()
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
-    (!name.is_empty() && name != "self").then_some(name)
 }
 
 fn is_ident(b: u8) -> bool {
