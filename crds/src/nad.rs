@@ -5,6 +5,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResource;
 use kube::CustomResourceExt;
+use multinet_cni::PluginList;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -170,8 +171,8 @@ fn config_with_name(config: &str, nad_name: &str) -> Result<Value, NadConfigErro
 /// A conflist needs a non-empty `plugins` array whose members each have a `type`; a single
 /// conf needs a top-level `type`.
 fn check_conf_or_conflist(object: &Map<String, Value>) -> Result<(), NadConfigError> {
-    match object.get("plugins") {
-        Some(Value::Array(plugins)) => {
+    match PluginList::of(object) {
+        PluginList::List(plugins) => {
             if plugins.is_empty() {
                 return Err(NadConfigError::NoPlugins);
             }
@@ -185,9 +186,9 @@ fn check_conf_or_conflist(object: &Map<String, Value>) -> Result<(), NadConfigEr
             }
             Ok(())
         }
-        Some(_) => Err(NadConfigError::PluginsNotArray),
-        None if has_type(object) => Ok(()),
-        None => Err(NadConfigError::NoType),
+        PluginList::NotAList => Err(NadConfigError::PluginsNotArray),
+        PluginList::Single if has_type(object) => Ok(()),
+        PluginList::Single => Err(NadConfigError::NoType),
     }
 }
 

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use multinet_cni::{
-    CniEnv, CniError, CniVersion, Command, ExecRequest, NetworkResult, exec_raw, find_plugin,
+    CniEnv, CniError, CniVersion, Command, ExecRequest, NetworkResult, PluginList, exec_raw,
+    find_plugin,
 };
 use serde_json::{Map, Value};
 
@@ -44,8 +45,8 @@ fn steps(conf: &Value) -> Result<(Vec<PluginStep>, CniVersion), CniError> {
     let version_str = obj.get("cniVersion").and_then(Value::as_str).unwrap_or("");
     let version = CniVersion::from_config_str(version_str)?;
     let name = obj.get("name").and_then(Value::as_str).unwrap_or("");
-    let plugins: Vec<Map<String, Value>> = match obj.get("plugins") {
-        Some(Value::Array(list)) => {
+    let plugins: Vec<Map<String, Value>> = match PluginList::of(obj) {
+        PluginList::List(list) => {
             if list.is_empty() {
                 return Err(CniError::invalid_config(format!(
                     "conflist {name:?}: \"plugins\" is empty"
@@ -61,12 +62,12 @@ fn steps(conf: &Value) -> Result<(Vec<PluginStep>, CniVersion), CniError> {
                 })
                 .collect::<Result<_, _>>()?
         }
-        Some(_) => {
+        PluginList::NotAList => {
             return Err(CniError::invalid_config(format!(
                 "conflist {name:?}: \"plugins\" is not a list"
             )));
         }
-        None => vec![obj.clone()],
+        PluginList::Single => vec![obj.clone()],
     };
     let steps = plugins
         .into_iter()

@@ -31,7 +31,8 @@ fn parse_conf(bytes: &[u8], what: &str, limit: usize) -> Result<Value, MetaError
         return Err(MetaError::network(what, "config is not a JSON object"));
     }
     let has_type = value.get("type").and_then(Value::as_str).is_some();
-    let has_plugins = value.get("plugins").is_some();
+    let has_plugins =
+        multinet_cni::PluginList::of_value(&value) != multinet_cni::PluginList::Single;
     if !has_type && !has_plugins {
         return Err(MetaError::network(
             what,

@@ -105,17 +105,17 @@ pub fn check_nad(object: &Value) -> Result<(), Denial> {
 fn check_runnable(config: &Value) -> Result<(), String> {
     check_delegate_config(config).map_err(|violation| format!("spec.config.{violation}"))?;
     check_version(config, "spec.config")?;
-    match config.get("plugins").and_then(Value::as_array) {
-        Some(plugins) => {
-            for (index, plugin) in plugins.iter().enumerate() {
+    for (index, plugin) in multinet_cni::config::plugins(config) {
+        match index {
+            Some(index) => {
                 let at = format!("spec.config.plugins[{index}]");
                 check_version(plugin, &at)?;
                 check_type(plugin, &at)?;
             }
-            Ok(())
+            None => check_type(plugin, "spec.config")?,
         }
-        None => check_type(config, "spec.config"),
     }
+    Ok(())
 }
 
 fn check_version(object: &Value, at: &str) -> Result<(), String> {

@@ -323,6 +323,65 @@ impl NetConfList {
     }
 }
 
+/// How a config holds its plugins, read without judging it: each caller decides what a config of
+/// the wrong shape means to it (a NAD is refused, a config being cleaned up is walked anyway).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PluginList<'a> {
+    /// No `plugins` key: a single plugin's config, its own one plugin.
+    Single,
+    /// A config list: the elements of `plugins`, as given.
+    List(&'a [Value]),
+    /// `plugins` is there but is not an array.
+    NotAList,
+}
+
+impl<'a> PluginList<'a> {
+    /// The shape of the config object `conf`.
+    pub fn of(conf: &'a Map<String, Value>) -> Self {
+        match conf.get("plugins") {
+            None => PluginList::Single,
+            Some(Value::Array(list)) => PluginList::List(list),
+            Some(_) => PluginList::NotAList,
+        }
+    }
+
+    /// The shape of `conf`, which may not be an object (then it is its own plugin).
+    pub fn of_value(conf: &'a Value) -> Self {
+        conf.as_object().map_or(PluginList::Single, PluginList::of)
+    }
+}
+
+/// The plugins of a conf or conflist, the one walk every step uses: a list's elements with their
+/// index, else the config itself (index `None`), also when its `plugins` is not a list.
+pub fn plugins(conf: &Value) -> impl Iterator<Item = (Option<usize>, &Value)> {
+    let list = match PluginList::of_value(conf) {
+        PluginList::List(list) => Some(list),
+        PluginList::Single | PluginList::NotAList => None,
+    };
+    let single = list.is_none().then_some((None, conf));
+    single.into_iter().chain(
+        list.into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, p)| (Some(i), p)),
+    )
+}
+
+/// The plugin objects of a conf (itself) or a conflist (the objects of its `plugins`), to edit
+/// them; nothing when `conf` is not an object.
+pub fn plugins_mut(conf: &mut Value) -> Vec<&mut Map<String, Value>> {
+    let Value::Object(obj) = conf else {
+        return Vec::new();
+    };
+    if !matches!(PluginList::of(obj), PluginList::List(_)) {
+        return vec![obj];
+    }
+    match obj.get_mut("plugins") {
+        Some(Value::Array(list)) => list.iter_mut().filter_map(Value::as_object_mut).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Either kind of config file.
 #[allow(clippy::large_enum_variant)] // Parsed once per call; boxing would only add noise.
 #[derive(Debug, Clone, PartialEq)]
@@ -334,7 +393,7 @@ pub enum AnyConf {
 /// Parses a `.conf` or a `.conflist`: an object with `plugins` is a list.
 pub fn parse_any(bytes: &[u8]) -> Result<AnyConf> {
     let obj = parse_object(bytes, "network config")?;
-    if obj.contains_key("plugins") {
+    if PluginList::of(&obj) != PluginList::Single {
         NetConfList::from_map(obj).map(AnyConf::List)
     } else {
         NetConf::from_map(obj).map(AnyConf::Single)
@@ -530,5 +589,30 @@ mod tests {
             parse_any(br#"{"cniVersion":"1.0.0","name":"n","type":"x"}"#),
             Ok(AnyConf::Single(_))
         ));
+    }
+
+    #[test]
+    fn plugins_walk_a_conf_or_a_conflist() {
+        let conf = json!({"type": "macvlan"});
+        assert_eq!(plugins(&conf).collect::<Vec<_>>(), [(None, &conf)]);
+        let list = json!({"plugins": [{"type": "a"}, "b"]});
+        let walked: Vec<_> = plugins(&list).collect();
+        assert_eq!(
+            walked,
+            [(Some(0), &json!({"type": "a"})), (Some(1), &json!("b"))]
+        );
+        // `plugins` that is not a list: the config is walked as its own plugin.
+        let odd = json!({"type": "x", "plugins": 5});
+        assert_eq!(plugins(&odd).collect::<Vec<_>>(), [(None, &odd)]);
+        assert_eq!(PluginList::of_value(&odd), PluginList::NotAList);
+        assert_eq!(PluginList::of_value(&json!([1])), PluginList::Single);
+
+        let mut list = json!({"plugins": [{"type": "a"}, "b", {"type": "c"}]});
+        for p in plugins_mut(&mut list) {
+            p.insert("seen".into(), json!(true));
+        }
+        assert_eq!(list["plugins"][2]["seen"], true);
+        assert_eq!(list["plugins"][1], "b");
+        assert!(plugins_mut(&mut json!("x")).is_empty());
     }
 }
