@@ -15,7 +15,8 @@ use crate::error::MetaError;
 use crate::plan::{self, LoadedNetwork, PlanInput};
 use crate::podnet;
 use crate::resolve;
-use crate::source::{AnySource, ClusterSource, PodInfo, kube::KubeSource, local::LocalSource};
+use crate::source::kube::{ClientReuse, KubeSource};
+use crate::source::{AnySource, ClusterSource, PodInfo, local::LocalSource};
 use crate::status;
 use crate::store::{AttachmentEntry, AttachmentRecord, AttachmentState, AttachmentStore, PodRef};
 use crate::waves;
@@ -25,13 +26,31 @@ const READINESS_WAIT: Duration = Duration::from_secs(45);
 
 pub struct MetaPlugin {
     self_exe: Option<PathBuf>,
+    /// Why the call runs here although its config names a daemon: logged once the call's log
+    /// is open.
+    no_daemon: Option<String>,
+    clients: ClientReuse,
 }
 
 impl MetaPlugin {
     pub fn new() -> Self {
         MetaPlugin {
             self_exe: delegate::self_exe(),
+            no_daemon: None,
+            clients: ClientReuse::PerCall,
         }
+    }
+
+    /// The call runs in the binary because the daemon its config names did not take it.
+    pub fn with_no_daemon_note(mut self, note: String) -> Self {
+        self.no_daemon = Some(note);
+        self
+    }
+
+    /// How the call's API clients are kept (the daemon keeps them per call thread).
+    pub fn with_client_reuse(mut self, clients: ClientReuse) -> Self {
+        self.clients = clients;
+        self
     }
 }
 
@@ -50,11 +69,11 @@ fn with_bin_dir(req: &Request, conf: &MultinetConf) -> Request {
     req
 }
 
-fn load_conf(req: &Request) -> Result<MultinetConf, MetaError> {
+fn load_conf(req: &Request, no_daemon: Option<&str>) -> Result<MultinetConf, MetaError> {
     refuse_nested_call(req)?;
     let (conf, unknown) = MultinetConf::parse(&req.stdin)?;
     crate::logging::init_from_conf(&conf);
-    if let Some(note) = crate::thick::shim::no_daemon_note() {
+    if let Some(note) = no_daemon {
         tracing::warn!("{note}");
     }
     if !unknown.is_empty() {
@@ -103,11 +122,14 @@ fn pod_ref(req: &Request) -> Result<Option<PodRef>, MetaError> {
     }))
 }
 
-async fn cluster_source(conf: &MultinetConf) -> Result<Option<AnySource>, MetaError> {
+async fn cluster_source(
+    conf: &MultinetConf,
+    clients: ClientReuse,
+) -> Result<Option<AnySource>, MetaError> {
     let budget = Duration::from_secs(conf.api_timeout_seconds);
     if let Some(path) = &conf.kubeconfig {
         return Ok(Some(AnySource::Kube(
-            KubeSource::connect(Some(path), budget).await?,
+            KubeSource::connect(Some(path), budget, clients).await?,
         )));
     }
     if let Some(dir) = &conf.local_dir {
@@ -115,7 +137,7 @@ async fn cluster_source(conf: &MultinetConf) -> Result<Option<AnySource>, MetaEr
     }
     if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
         return Ok(Some(AnySource::Kube(
-            KubeSource::connect(None, budget).await?,
+            KubeSource::connect(None, budget, clients).await?,
         )));
     }
     Ok(None)
@@ -150,7 +172,7 @@ impl MetaPlugin {
     }
 
     async fn do_add(&self, req: &Request) -> Result<NetworkResult, MetaError> {
-        let conf = load_conf(req)?;
+        let conf = load_conf(req, self.no_daemon.as_deref())?;
         let req = &with_bin_dir(req, &conf);
         if let Some(netns) = &req.env.netns {
             podnet::refuse_host_netns(netns)?;
@@ -168,7 +190,7 @@ impl MetaPlugin {
         let pod_ref = pod_ref(req)?;
         tracing::debug!("ADD started");
         let load_pod = async {
-            let source = cluster_source(&conf).await?;
+            let source = cluster_source(&conf, self.clients).await?;
             let pod =
                 match (&pod_ref, &source) {
                     (Some(r), Some(source)) => {
@@ -469,7 +491,7 @@ impl MetaPlugin {
     }
 
     async fn do_del(&self, req: &Request) -> Result<(), MetaError> {
-        let conf = load_conf(req)?;
+        let conf = load_conf(req, self.no_daemon.as_deref())?;
         let req = &with_bin_dir(req, &conf);
         let store = AttachmentStore::new(&conf.cni_dir);
         tracing::debug!("DEL started");
@@ -538,7 +560,7 @@ impl MetaPlugin {
         tracing::error!(error = %why, kept = %kept.display(), ?cleaned,
             "attachment record unusable: set aside, cleaned by container ID");
         if let Ok(Some(r)) = pod_ref(req)
-            && let Ok(Some(source)) = cluster_source(conf).await
+            && let Ok(Some(source)) = cluster_source(conf, self.clients).await
         {
             let pod = PodInfo {
                 namespace: r.namespace.clone(),
@@ -562,7 +584,7 @@ impl MetaPlugin {
     }
 
     async fn do_check(&self, req: &Request) -> Result<(), MetaError> {
-        let conf = load_conf(req)?;
+        let conf = load_conf(req, self.no_daemon.as_deref())?;
         let req = &with_bin_dir(req, &conf);
         let store = AttachmentStore::new(&conf.cni_dir);
         let record = store
@@ -598,7 +620,7 @@ impl MetaPlugin {
     }
 
     async fn do_gc(&self, req: &Request, gc: &GcRequest) -> Result<(), MetaError> {
-        let conf = load_conf(req)?;
+        let conf = load_conf(req, self.no_daemon.as_deref())?;
         let req = &with_bin_dir(req, &conf);
         let store = AttachmentStore::new(&conf.cni_dir);
         let valid: std::collections::BTreeSet<&str> = gc
@@ -690,11 +712,11 @@ impl MetaPlugin {
     }
 
     async fn do_status(&self, req: &Request) -> Result<(), MetaError> {
-        let conf = load_conf(req)?;
+        let conf = load_conf(req, self.no_daemon.as_deref())?;
         let req = &with_bin_dir(req, &conf);
         wait_for_readiness(&conf, Duration::ZERO).await?;
         let requested = plan::requested_networks(&conf, None)?;
-        let source = cluster_source(&conf).await.ok().flatten();
+        let source = cluster_source(&conf, self.clients).await.ok().flatten();
         let cluster = resolve::load(&requested.cluster, &conf, source.as_ref()).await?;
         delegate::status_or_gc(&cluster.conf, Command::Status, &Map::new(), &self.ctx(req))
             .await
