@@ -205,7 +205,7 @@ impl MetaPlugin {
                     }
                     _ => None,
                 };
-            Ok((source, pod))
+            Ok::<_, MetaError>((source, pod))
         };
         let pod_links = async {
             match &req.env.netns {
@@ -371,7 +371,7 @@ impl MetaPlugin {
             .next()
             .ok_or_else(|| MetaError::Internal("no cluster network result".into()))?
             .convert_to(req.version)
-            .map_err(MetaError::from_cni)
+            .map_err(MetaError::from)
     }
 
     /// Undoes an ADD whose wave `wave` had the delegate failures `failed`: each failed delegate gets
@@ -603,7 +603,7 @@ impl MetaPlugin {
             }
             let prev = match &entry.result {
                 Some(v) => {
-                    Some(NetworkResult::from_value(v, req.version).map_err(MetaError::from_cni)?)
+                    Some(NetworkResult::from_value(v, req.version).map_err(MetaError::from)?)
                 }
                 None => None,
             };
@@ -804,12 +804,6 @@ fn delegate_type(conf: &Value) -> String {
                 .join("+")
         })
         .unwrap_or_default()
-}
-
-impl MetaError {
-    pub fn from_cni(e: CniError) -> MetaError {
-        MetaError::Internal(e.to_string())
-    }
 }
 
 impl Plugin for MetaPlugin {
