@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use multinet_cni::{CniError, Command, GcRequest, NetworkResult, Plugin, Request};
 use serde_json::{Map, Value};
 
+use crate::attachment::{Attachment, AttachmentState};
 use crate::config::MultinetConf;
 use crate::delegate::{self, CallContext};
 use crate::error::MetaError;
@@ -18,7 +19,7 @@ use crate::resolve;
 use crate::source::kube::{ClientReuse, KubeSource};
 use crate::source::{AnySource, ClusterSource, PodInfo, local::LocalSource};
 use crate::status;
-use crate::store::{AttachmentEntry, AttachmentRecord, AttachmentState, AttachmentStore, PodRef};
+use crate::store::{AttachmentRecord, AttachmentStore, PodRef};
 use crate::waves;
 
 /// How long ADD waits for the readiness indicator file, as Multus does.
@@ -249,17 +250,15 @@ impl MetaPlugin {
         tracing::debug!("networks loaded");
         let device_ids =
             crate::devices::device_ids_for(pod.as_ref(), &cluster, &defaults, &selected).await?;
-        let resource_names = crate::devinfo::resource_names(&cluster, &defaults, &selected);
         let planned = plan::plan_attachments(PlanInput {
             conf: &conf,
+            container_id: &req.env.container_id,
             ifname: &req.env.ifname,
             cluster,
             defaults,
             selected,
             device_ids,
         })?;
-        let (planned, devinfo_files) =
-            crate::devinfo::prepare(&conf, &req.env.container_id, planned, &resource_names);
         if let (Some(netns), Some(existing)) = (&req.env.netns, &pod_links) {
             podnet::check_ifnames_free(netns, existing, planned.iter().map(|p| p.ifname.as_str()))?;
         }
@@ -276,7 +275,8 @@ impl MetaPlugin {
             })?;
         }
         // Record the whole plan before any delegate runs: a crash from here on leaves a record
-        // that the next DEL or GC cleans.
+        // that the next DEL or GC cleans (the device-info files included, even when the delegate
+        // does not remove them).
         let mut record = AttachmentRecord::new(
             &req.env.container_id,
             req.env.netns.as_ref().map(|p| p.display().to_string()),
@@ -284,40 +284,25 @@ impl MetaPlugin {
         );
         record.pod = pod_ref.clone();
         record.cni_args = req.env.args.clone();
-        record.attachments = planned
-            .iter()
-            .zip(&devinfo_files)
-            .map(|(p, devinfo)| AttachmentEntry {
-                network: p.network.clone(),
-                ifname: p.ifname.clone(),
-                is_default: p.is_default,
-                conf: p.conf.clone(),
-                state: AttachmentState::Planned,
-                result: None,
-                // Recorded so DEL removes the file even when the delegate does not.
-                device_info_file: devinfo.as_ref().map(|f| f.path.clone()),
-            })
-            .collect();
+        record.attachments = planned;
         store.create(&record)?;
         tracing::debug!("plan recorded");
         failpoint("after-record");
-        crate::devinfo::copy_from_device_plugin(&devinfo_files);
+        crate::devinfo::copy_from_device_plugin(
+            record.attachments.iter().map(|a| &a.device_info_file),
+        );
 
-        let confs: Vec<&Value> = planned.iter().map(|p| &p.conf).collect();
-        let mut results: Vec<NetworkResult> = Vec::with_capacity(planned.len());
-        for wave in waves::waves(&confs, conf.parallel_networks) {
-            let outcomes = delegate::at_once(&planned[wave.clone()], async |p| {
+        let confs: Vec<&Value> = record.attachments.iter().map(|p| &p.conf).collect();
+        let waves = waves::waves(&confs, conf.parallel_networks);
+        for wave in waves {
+            let outcomes = delegate::at_once(&record.attachments[wave.clone()], async |p| {
                 delegate::add(&p.conf, &p.ifname, &ctx).await
             })
             .await;
             let mut failed = Vec::new();
             for (i, outcome) in wave.clone().zip(outcomes) {
                 match outcome.and_then(|r| Ok((r.to_value(r.cni_version)?, r))) {
-                    Ok((value, result)) => {
-                        record.attachments[i].state = AttachmentState::Added;
-                        record.attachments[i].result = Some(value);
-                        results.push(result);
-                    }
+                    Ok((value, result)) => record.attachments[i].mark_added(value, result),
                     Err(e) => failed.push((i, e)),
                 }
             }
@@ -326,7 +311,7 @@ impl MetaPlugin {
                     store.journal_added(&record, i)?;
                 }
                 for i in wave {
-                    tracing::debug!(network = %planned[i].network, "attachment added");
+                    tracing::debug!(network = %record.attachments[i].network, "attachment added");
                     failpoint(&format!("after-delegate-{}", i + 1));
                 }
                 continue;
@@ -337,9 +322,9 @@ impl MetaPlugin {
         }
 
         if let Some(netns) = &req.env.netns {
-            for (p, result) in planned.iter().zip(&results) {
-                if !p.default_route.is_empty() {
-                    podnet::make_only_default(netns, &p.ifname, &p.default_route, result).await?;
+            for a in &record.attachments {
+                if let (false, Some(result)) = (a.default_route.is_empty(), &a.added) {
+                    podnet::make_only_default(netns, &a.ifname, &a.default_route, result).await?;
                 }
             }
         }
@@ -349,12 +334,14 @@ impl MetaPlugin {
         failpoint("before-status");
         if let (Some(r), Some(source)) = (&pod_ref, &source) {
             tracing::debug!("writing network-status");
-            let device_infos = crate::devinfo::read_for_status(&devinfo_files);
-            let status_json = status::network_status(&planned, &results, &device_infos);
+            let device_infos = crate::devinfo::read_for_status(
+                record.attachments.iter().map(|a| &a.device_info_file),
+            );
+            let status_json = status::network_status(&record.attachments, &device_infos);
             // The events go out beside the status write: one round trip for both.
             let events = async {
                 let Some(pod) = &pod else { return };
-                let events = status::added_interface_events(&planned, &results);
+                let events = status::added_interface_events(&record.attachments);
                 if let Err(e) = source.record_events(pod, &events).await {
                     tracing::warn!(error = %e, "AddedInterface events not recorded");
                 }
@@ -366,9 +353,11 @@ impl MetaPlugin {
             written?;
         }
         tracing::debug!("ADD done");
-        results
+        record
+            .attachments
             .into_iter()
             .next()
+            .and_then(|a| a.added)
             .ok_or_else(|| MetaError::Internal("no cluster network result".into()))?
             .convert_to(req.version)
             .map_err(MetaError::from)
@@ -403,13 +392,13 @@ impl MetaPlugin {
             // A delegate killed mid-ADD (its IPAM, say) may have left a reservation it never
             // reported, or an empty one.
             crate::orphans::release_host_local(&entry.conf, &record.container_id);
-            crate::devinfo::remove(entry.device_info_file.as_deref());
+            crate::devinfo::remove(entry.device_info_path());
         }
         errors.reverse();
         let added = wave.end - errors.len();
         // Networks after the wave never ran: only the device-info files copied for them remain.
         for never_ran in record.attachments.drain(added..) {
-            crate::devinfo::remove(never_ran.device_info_file.as_deref());
+            crate::devinfo::remove(never_ran.device_info_path());
         }
         if let Err(r) = self
             .delete_attachments(req, conf, store, record, added)
@@ -460,7 +449,7 @@ impl MetaPlugin {
             let entry = &mut record.attachments[i];
             match outcome {
                 Some(Ok(())) => {
-                    crate::devinfo::remove(entry.device_info_file.as_deref());
+                    crate::devinfo::remove(entry.device_info_path());
                     crate::orphans::release_host_local(&entry.conf, &record.container_id);
                     keep[i] = false;
                 }
@@ -757,7 +746,7 @@ fn gc_netns(recorded: Option<&str>) -> Option<PathBuf> {
 
 /// The MAC the delegate reported for the attachment's interface in the pod (its result's
 /// interface of that name with a sandbox).
-fn recorded_mac(entry: &AttachmentEntry) -> Option<String> {
+fn recorded_mac(entry: &Attachment) -> Option<String> {
     entry
         .result
         .as_ref()?
@@ -795,15 +784,14 @@ fn delegate_type(conf: &Value) -> String {
     if let Some(t) = conf.get("type").and_then(Value::as_str) {
         return t.to_string();
     }
-    conf.get("plugins")
-        .and_then(Value::as_array)
-        .map(|ps| {
-            ps.iter()
-                .filter_map(|p| p.get("type").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join("+")
-        })
-        .unwrap_or_default()
+    match multinet_cni::PluginList::of_value(conf) {
+        multinet_cni::PluginList::List(ps) => ps
+            .iter()
+            .filter_map(|p| p.get("type").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("+"),
+        multinet_cni::PluginList::Single | multinet_cni::PluginList::NotAList => String::new(),
+    }
 }
 
 impl Plugin for MetaPlugin {
