@@ -5,7 +5,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResource;
 use kube::CustomResourceExt;
-use multinet_cni::PluginList;
+use multinet_cni::{DelegateConf, PluginList};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -130,12 +130,14 @@ pub fn resource_name(nad: &NetworkAttachmentDefinition) -> Option<&str> {
 
 /// Parses `spec.config` (a conf or a conflist) and fills a missing `"name"` with the NAD name,
 /// as the multi-net spec requires.
-pub fn nad_config_with_name(nad: &NetworkAttachmentDefinition) -> Result<Value, CrdError> {
+pub fn nad_config_with_name(nad: &NetworkAttachmentDefinition) -> Result<DelegateConf, CrdError> {
     let nad_name = nad.metadata.name.as_deref().unwrap_or_default();
-    config_with_name(&nad.spec.config, nad_name).map_err(|source| CrdError::NadConfig {
-        nad: nad_ref(nad),
-        source,
-    })
+    config_with_name(&nad.spec.config, nad_name)
+        .map(DelegateConf::new)
+        .map_err(|source| CrdError::NadConfig {
+            nad: nad_ref(nad),
+            source,
+        })
 }
 
 fn nad_ref(nad: &NetworkAttachmentDefinition) -> String {

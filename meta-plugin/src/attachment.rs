@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use multinet_cni::NetworkResult;
+use multinet_cni::{DelegateConf, NetworkResult};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
@@ -16,7 +16,7 @@ pub struct LoadedNetwork {
     /// `namespace/name` of the NAD, or the network's CNI name.
     pub key: String,
     /// The conf or conflist; `name` already filled in.
-    pub conf: Value,
+    pub conf: DelegateConf,
     /// `k8s.v1.cni.cncf.io/resourceName` of the NAD, if any.
     pub resource_name: Option<String>,
 }
@@ -78,7 +78,7 @@ pub struct Attachment {
     #[serde(default)]
     pub is_default: bool,
     /// The delegate config (conf or conflist) exactly as invoked, runtimeConfig and args included.
-    pub conf: Value,
+    pub conf: DelegateConf,
     pub state: AttachmentState,
     /// The delegate's result, in the call's CNI version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,12 +98,16 @@ pub struct Attachment {
 
 impl Attachment {
     /// A planned attachment of `network` on `ifname` with its delegate config.
-    pub fn planned(network: impl Into<String>, ifname: impl Into<String>, conf: Value) -> Self {
+    pub fn planned(
+        network: impl Into<String>,
+        ifname: impl Into<String>,
+        conf: impl Into<DelegateConf>,
+    ) -> Self {
         Attachment {
             network: network.into(),
             ifname: ifname.into(),
             is_default: false,
-            conf,
+            conf: conf.into(),
             state: AttachmentState::Planned,
             result: None,
             device_info_file: None,

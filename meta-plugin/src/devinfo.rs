@@ -16,7 +16,6 @@ use std::path::Path;
 
 use multinet_cni::files;
 use multinet_crds::{DeviceInfo, NetworkSelection};
-use serde_json::Value;
 
 pub use crate::attachment::DeviceInfoFile;
 use crate::attachment::{Attachment, LoadedNetwork};
@@ -68,21 +67,17 @@ pub fn prepare(
     resources: &BTreeMap<String, String>,
 ) -> Vec<Attachment> {
     for p in &mut planned {
-        let declared = inject::declares_capability(&p.conf, inject::DEVICE_INFO_FILE_CAPABILITY);
+        let declared =
+            inject::declares_capability(p.conf.as_value(), inject::DEVICE_INFO_FILE_CAPABILITY);
         if !declared && p.device_id.is_none() {
             continue;
         }
         // The CNI network name, as Multus names the file; the NAD key when there is none.
-        let network = p
-            .conf
-            .get("name")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-            .unwrap_or(&p.network);
+        let network = p.conf.name().unwrap_or(&p.network);
         let path =
             conf.device_info_dir
                 .join(attachment_file_name(network, container_id, &p.ifname));
-        let given_to_plugin = inject::inject_device_info_file(&mut p.conf, &path);
+        let given_to_plugin = inject::inject_device_info_file(p.conf.as_value_mut(), &path);
         let from_device_plugin = match (&p.device_id, resources.get(&p.network)) {
             (Some(id), Some(resource)) => Some(
                 conf.device_plugin_info_dir
@@ -201,6 +196,7 @@ pub fn remove(path: Option<&Path>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use std::path::PathBuf;
 
     use serde_json::json;
@@ -302,7 +298,7 @@ mod tests {
     fn resource_names_come_from_every_kind_of_network() {
         let net = |key: &str, res: Option<&str>| LoadedNetwork {
             key: key.into(),
-            conf: json!({}),
+            conf: json!({}).into(),
             resource_name: res.map(str::to_string),
         };
         let names = resource_names(

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use multinet_cni::{CniError, Command, GcRequest, NetworkResult, Plugin, Request};
+use multinet_cni::{CniError, Command, DelegateConf, GcRequest, NetworkResult, Plugin, Request};
 use serde_json::{Map, Value};
 
 use crate::attachment::{Attachment, AttachmentState};
@@ -292,7 +292,11 @@ impl MetaPlugin {
             record.attachments.iter().map(|a| &a.device_info_file),
         );
 
-        let confs: Vec<&Value> = record.attachments.iter().map(|p| &p.conf).collect();
+        let confs: Vec<&Value> = record
+            .attachments
+            .iter()
+            .map(|p| p.conf.as_value())
+            .collect();
         let waves = waves::waves(&confs, conf.parallel_networks);
         for wave in waves {
             let outcomes = delegate::at_once(&record.attachments[wave.clone()], async |p| {
@@ -391,7 +395,7 @@ impl MetaPlugin {
             }
             // A delegate killed mid-ADD (its IPAM, say) may have left a reservation it never
             // reported, or an empty one.
-            crate::orphans::release_host_local(&entry.conf, &record.container_id);
+            crate::orphans::release_host_local(entry.conf.as_value(), &record.container_id);
             crate::devinfo::remove(entry.device_info_path());
         }
         errors.reverse();
@@ -425,7 +429,10 @@ impl MetaPlugin {
     ) -> Result<(), MetaError> {
         let ctx = self.ctx(req);
         let upto = upto.min(record.attachments.len());
-        let confs: Vec<&Value> = record.attachments[..upto].iter().map(|a| &a.conf).collect();
+        let confs: Vec<&Value> = record.attachments[..upto]
+            .iter()
+            .map(|a| a.conf.as_value())
+            .collect();
         let mut outcomes: Vec<Option<Result<(), CniError>>> = vec![None; upto];
         for wave in waves::waves(&confs, conf.parallel_networks)
             .into_iter()
@@ -450,7 +457,7 @@ impl MetaPlugin {
             match outcome {
                 Some(Ok(())) => {
                     crate::devinfo::remove(entry.device_info_path());
-                    crate::orphans::release_host_local(&entry.conf, &record.container_id);
+                    crate::orphans::release_host_local(entry.conf.as_value(), &record.container_id);
                     keep[i] = false;
                 }
                 Some(Err(e)) => {
@@ -510,7 +517,7 @@ impl MetaPlugin {
             let owned: Vec<podnet::OwnedLink> = record
                 .attachments
                 .iter()
-                .filter(|a| podnet::delegate_creates_its_link(&a.conf))
+                .filter(|a| podnet::delegate_creates_its_link(a.conf.as_value()))
                 .filter_map(|a| {
                     Some(podnet::OwnedLink {
                         ifname: &a.ifname,
@@ -659,7 +666,7 @@ impl MetaPlugin {
         // GC goes on to every delegate config of every attachment still recorded, and to the
         // cluster network, which owns attachments we never recorded: each learns which
         // attachments are valid and releases the rest (IPs, VFs) that no record names.
-        let mut targets: Vec<(String, Value)> = Vec::new();
+        let mut targets: Vec<(String, DelegateConf)> = Vec::new();
         for id in store.container_ids()? {
             if let Ok(Some(record)) = store.load(&id) {
                 for a in record.attachments {
@@ -780,11 +787,11 @@ fn check_uid(pod: &PodInfo, r: &PodRef) -> Result<(), MetaError> {
 }
 
 /// The plugin type(s) of a delegate config, for error messages.
-fn delegate_type(conf: &Value) -> String {
+fn delegate_type(conf: &DelegateConf) -> String {
     if let Some(t) = conf.get("type").and_then(Value::as_str) {
         return t.to_string();
     }
-    match multinet_cni::PluginList::of_value(conf) {
+    match conf.shape() {
         multinet_cni::PluginList::List(ps) => ps
             .iter()
             .filter_map(|p| p.get("type").and_then(Value::as_str))

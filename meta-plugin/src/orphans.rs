@@ -109,7 +109,7 @@ fn host_local_roots(store: &AttachmentStore) -> BTreeSet<PathBuf> {
             continue;
         };
         for a in &record.attachments {
-            roots.extend(multinet_cni::config::plugins(&a.conf).filter_map(|(_, p)| {
+            roots.extend(a.conf.plugins().filter_map(|(_, p)| {
                 let ipam = p.get("ipam")?;
                 (ipam.get("type")?.as_str()? == "host-local")
                     .then(|| ipam.get("dataDir")?.as_str().map(PathBuf::from))

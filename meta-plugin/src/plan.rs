@@ -230,10 +230,10 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaErr
     let mut out = Vec::new();
     let mut cluster_conf = input.cluster.conf.clone();
     // The runtime's own runtimeConfig (portMappings, bandwidth, ...) goes to the cluster network.
-    let _ = inject::inject_runtime_config(&mut cluster_conf, &input.conf.runtime_config);
+    let _ = inject::inject_runtime_config(cluster_conf.as_value_mut(), &input.conf.runtime_config);
     let cluster_device = take_device(&input.cluster)?;
     if let Some(id) = &cluster_device {
-        inject::inject_device_id(&mut cluster_conf, id);
+        inject::inject_device_id(cluster_conf.as_value_mut(), id);
     }
     let mut cluster = Attachment::planned(&input.cluster.key, input.ifname, cluster_conf);
     cluster.is_default = true;
@@ -253,7 +253,7 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaErr
         let mut conf = net.conf.clone();
         let device_id = take_device(net)?;
         if let Some(id) = &device_id {
-            inject::inject_device_id(&mut conf, id);
+            inject::inject_device_id(conf.as_value_mut(), id);
         }
         let mut default = Attachment::planned(&net.key, auto_name(&mut taken), conf);
         default.device_id = device_id;
@@ -290,7 +290,7 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaErr
         if let Some(id) = &device_id {
             runtime.insert("deviceID".into(), Value::String(id.clone()));
         }
-        let missing = inject::inject_runtime_config(&mut conf, &runtime);
+        let missing = inject::inject_runtime_config(conf.as_value_mut(), &runtime);
         // deviceID also travels as a top-level key, so a plugin need not declare the capability.
         let missing: Vec<String> = missing.into_iter().filter(|k| k != "deviceID").collect();
         if !missing.is_empty() {
@@ -304,10 +304,10 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaErr
             ));
         }
         if let Some(id) = &device_id {
-            inject::inject_device_id(&mut conf, id);
+            inject::inject_device_id(conf.as_value_mut(), id);
         }
         if let Some(args) = &sel.cni_args {
-            inject::inject_cni_args(&mut conf, args);
+            inject::inject_cni_args(conf.as_value_mut(), args);
         }
         let ifname = match &sel.interface {
             Some(name) => name.clone(),
@@ -374,7 +374,7 @@ mod tests {
     fn net(key: &str, conf: Value, resource: Option<&str>) -> LoadedNetwork {
         LoadedNetwork {
             key: key.into(),
-            conf,
+            conf: conf.into(),
             resource_name: resource.map(str::to_string),
         }
     }

@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use multinet_cni::DelegateConf;
 use serde_json::Value;
 
 use crate::config::MultinetConf;
@@ -129,7 +130,7 @@ fn from_nad(nad: &NadInfo, conf: &MultinetConf) -> Result<LoadedNetwork, MetaErr
     inject::ensure_name(conf, &nad.name);
     Ok(LoadedNetwork {
         key,
-        conf: value,
+        conf: DelegateConf::new(value),
         resource_name: nad.annotations.get(RESOURCE_NAME_ANNOTATION).cloned(),
     })
 }
@@ -149,7 +150,7 @@ pub async fn load<S: ClusterSource>(
             refuse_meta_plugin(&name, &value)?;
             Ok(LoadedNetwork {
                 key: name,
-                conf: value,
+                conf: DelegateConf::new(value),
                 resource_name: None,
             })
         }
@@ -180,7 +181,7 @@ pub async fn load<S: ClusterSource>(
             if let Some(value) = find_by_name(&conf.conf_dir, name, limit) {
                 return Ok(LoadedNetwork {
                     key: name.clone(),
-                    conf: value,
+                    conf: DelegateConf::new(value),
                     resource_name: None,
                 });
             }
@@ -214,7 +215,7 @@ pub async fn load<S: ClusterSource>(
             refuse_meta_plugin(&key, &value)?;
             Ok(LoadedNetwork {
                 key,
-                conf: value,
+                conf: DelegateConf::new(value),
                 resource_name: None,
             })
         }
