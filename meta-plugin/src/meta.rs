@@ -297,8 +297,7 @@ impl MetaPlugin {
             .iter()
             .map(|p| p.conf.as_value())
             .collect();
-        let waves = waves::waves(&confs, conf.parallel_networks);
-        for wave in waves {
+        for wave in waves::waves(&confs, conf.parallel_networks) {
             let outcomes = delegate::at_once(&record.attachments[wave.clone()], async |p| {
                 delegate::add(&p.conf, &p.ifname, &ctx).await
             })
