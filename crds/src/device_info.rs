@@ -139,7 +139,7 @@ impl DeviceInfo {
     pub fn from_json(text: &str) -> Result<Self, crate::CrdError> {
         let err = |e: serde_json::Error| crate::CrdError::DeviceInfo(e.to_string());
         let mut value: serde_json::Value = serde_json::from_str(text).map_err(err)?;
-        crate::status::strip_nulls(&mut value);
+        crate::json::strip_nulls(&mut value);
         serde_json::from_value(value).map_err(err)
     }
 }

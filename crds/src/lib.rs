@@ -11,6 +11,7 @@
 
 pub mod device_info;
 mod error;
+mod json;
 pub mod nad;
 pub mod selection;
 pub mod status;

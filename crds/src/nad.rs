@@ -5,6 +5,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResource;
 use kube::CustomResourceExt;
+use multinet_cni::{DelegateConf, PluginList};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -129,12 +130,14 @@ pub fn resource_name(nad: &NetworkAttachmentDefinition) -> Option<&str> {
 
 /// Parses `spec.config` (a conf or a conflist) and fills a missing `"name"` with the NAD name,
 /// as the multi-net spec requires.
-pub fn nad_config_with_name(nad: &NetworkAttachmentDefinition) -> Result<Value, CrdError> {
+pub fn nad_config_with_name(nad: &NetworkAttachmentDefinition) -> Result<DelegateConf, CrdError> {
     let nad_name = nad.metadata.name.as_deref().unwrap_or_default();
-    config_with_name(&nad.spec.config, nad_name).map_err(|source| CrdError::NadConfig {
-        nad: nad_ref(nad),
-        source,
-    })
+    config_with_name(&nad.spec.config, nad_name)
+        .map(DelegateConf::new)
+        .map_err(|source| CrdError::NadConfig {
+            nad: nad_ref(nad),
+            source,
+        })
 }
 
 fn nad_ref(nad: &NetworkAttachmentDefinition) -> String {
@@ -170,8 +173,8 @@ fn config_with_name(config: &str, nad_name: &str) -> Result<Value, NadConfigErro
 /// A conflist needs a non-empty `plugins` array whose members each have a `type`; a single
 /// conf needs a top-level `type`.
 fn check_conf_or_conflist(object: &Map<String, Value>) -> Result<(), NadConfigError> {
-    match object.get("plugins") {
-        Some(Value::Array(plugins)) => {
+    match PluginList::of(object) {
+        PluginList::List(plugins) => {
             if plugins.is_empty() {
                 return Err(NadConfigError::NoPlugins);
             }
@@ -185,9 +188,9 @@ fn check_conf_or_conflist(object: &Map<String, Value>) -> Result<(), NadConfigEr
             }
             Ok(())
         }
-        Some(_) => Err(NadConfigError::PluginsNotArray),
-        None if has_type(object) => Ok(()),
-        None => Err(NadConfigError::NoType),
+        PluginList::NotAList => Err(NadConfigError::PluginsNotArray),
+        PluginList::Single if has_type(object) => Ok(()),
+        PluginList::Single => Err(NadConfigError::NoType),
     }
 }
 

@@ -14,6 +14,7 @@ use serde_json::ser::{CharEscape, Formatter, PrettyFormatter};
 
 use crate::device_info::DeviceInfo;
 use crate::error::CrdError;
+use crate::json::strip_nulls;
 
 /// Pod annotation listing the attachments and their addresses.
 pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
@@ -110,19 +111,6 @@ pub fn parse_network_status(value: &str) -> Result<Vec<NetworkStatus>, CrdError>
     strip_nulls(&mut parsed);
     merge_gateway_spellings(&mut parsed);
     serde_json::from_value(parsed).map_err(err)
-}
-
-/// Go leaves a field at its zero value on `null`; removing null members gives serde the same
-/// reading through `#[serde(default)]`.
-pub(crate) fn strip_nulls(value: &mut Value) {
-    match value {
-        Value::Object(object) => {
-            object.retain(|_, v| !v.is_null());
-            object.values_mut().for_each(strip_nulls);
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip_nulls),
-        _ => {}
-    }
 }
 
 /// When an entry has both spellings, `gateway` (what Multus writes) wins.

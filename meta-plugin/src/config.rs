@@ -157,11 +157,16 @@ fn default_bin_dir() -> PathBuf {
 fn default_api_timeout() -> u64 {
     30
 }
+/// Where Multus puts the per-attachment device-info files.
+pub const DEFAULT_DEVICE_INFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/cni";
+/// Where device plugins write theirs.
+pub const DEFAULT_DEVICE_PLUGIN_INFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/dp";
+
 fn default_device_info_dir() -> PathBuf {
-    crate::devinfo::DEFAULT_DEVICE_INFO_DIR.into()
+    DEFAULT_DEVICE_INFO_DIR.into()
 }
 fn default_device_plugin_info_dir() -> PathBuf {
-    crate::devinfo::DEFAULT_DEVICE_PLUGIN_INFO_DIR.into()
+    DEFAULT_DEVICE_PLUGIN_INFO_DIR.into()
 }
 
 impl MultinetConf {

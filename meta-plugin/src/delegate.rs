@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use multinet_cni::{
-    CniEnv, CniError, CniVersion, Command, ExecRequest, NetworkResult, exec_raw, find_plugin,
+    CniEnv, CniError, CniVersion, Command, DelegateConf, ExecRequest, NetworkResult, PluginList,
+    exec_raw, find_plugin,
 };
 use serde_json::{Map, Value};
 
@@ -47,8 +48,8 @@ fn steps(conf: &Value) -> Result<(Vec<PluginStep>, CniVersion), CniError> {
     let version_str = obj.get("cniVersion").and_then(Value::as_str).unwrap_or("");
     let version = CniVersion::from_config_str(version_str)?;
     let name = obj.get("name").and_then(Value::as_str).unwrap_or("");
-    let plugins: Vec<Map<String, Value>> = match obj.get("plugins") {
-        Some(Value::Array(list)) => {
+    let plugins: Vec<Map<String, Value>> = match PluginList::of(obj) {
+        PluginList::List(list) => {
             if list.is_empty() {
                 return Err(CniError::invalid_config(format!(
                     "conflist {name:?}: \"plugins\" is empty"
@@ -64,12 +65,12 @@ fn steps(conf: &Value) -> Result<(Vec<PluginStep>, CniVersion), CniError> {
                 })
                 .collect::<Result<_, _>>()?
         }
-        Some(_) => {
+        PluginList::NotAList => {
             return Err(CniError::invalid_config(format!(
                 "conflist {name:?}: \"plugins\" is not a list"
             )));
         }
-        None => vec![obj.clone()],
+        PluginList::Single => vec![obj.clone()],
     };
     let steps = plugins
         .into_iter()
@@ -171,8 +172,8 @@ fn parse_error(stdout: &[u8], plugin_type: &str) -> CniError {
 /// found in CNI_PATH, and it is neither a meta-plugin by type nor this very executable under
 /// another plugin's name (a `macvlan -> multinet` link is our own delegate and fine; a
 /// `evil -> multinet` link would make multinet run itself as root with a NAD author's config).
-pub fn preflight(conf: &Value, ctx: &CallContext<'_>) -> Result<(), CniError> {
-    let (steps, _) = steps(conf)?;
+pub fn preflight(conf: &DelegateConf, ctx: &CallContext<'_>) -> Result<(), CniError> {
+    let (steps, _) = steps(conf.as_value())?;
     let own = ctx.self_exe.and_then(file_identity);
     for step in &steps {
         let conf = Value::Object(step.conf.clone());
@@ -217,11 +218,11 @@ fn file_identity(path: &Path) -> Option<(u64, u64)> {
 
 /// ADD: plugins in order, each getting the previous one's result.
 pub async fn add(
-    conf: &Value,
+    conf: &DelegateConf,
     ifname: &str,
     ctx: &CallContext<'_>,
 ) -> Result<NetworkResult, CniError> {
-    let (steps, version) = steps(conf)?;
+    let (steps, version) = steps(conf.as_value())?;
     let mut prev: Option<NetworkResult> = None;
     for step in &steps {
         let stdin = with_prev(&step.conf, prev.as_ref(), version)?;
@@ -237,12 +238,12 @@ pub async fn add(
 /// DEL: plugins in reverse order, each with the recorded result as prevResult. Every plugin is
 /// attempted; the first error is returned after all ran.
 pub async fn del(
-    conf: &Value,
+    conf: &DelegateConf,
     ifname: &str,
     prev: Option<&NetworkResult>,
     ctx: &CallContext<'_>,
 ) -> Result<(), CniError> {
-    let (steps, version) = steps(conf)?;
+    let (steps, version) = steps(conf.as_value())?;
     let mut first_error = None;
     for step in steps.iter().rev() {
         let stdin = with_prev(&step.conf, prev, version)?;
@@ -255,12 +256,12 @@ pub async fn del(
 
 /// CHECK: plugins in order with the recorded result. Versions before 0.4.0 have no CHECK.
 pub async fn check(
-    conf: &Value,
+    conf: &DelegateConf,
     ifname: &str,
     prev: Option<&NetworkResult>,
     ctx: &CallContext<'_>,
 ) -> Result<(), CniError> {
-    let (steps, version) = steps(conf)?;
+    let (steps, version) = steps(conf.as_value())?;
     if !version.has_check() || conf.get("disableCheck").and_then(Value::as_bool) == Some(true) {
         return Ok(());
     }
@@ -274,12 +275,12 @@ pub async fn check(
 /// STATUS or GC (verbs of 1.1.0): every plugin, with `extra` merged into its config (GC's
 /// `cni.dev/valid-attachments`).
 pub async fn status_or_gc(
-    conf: &Value,
+    conf: &DelegateConf,
     command: Command,
     extra: &Map<String, Value>,
     ctx: &CallContext<'_>,
 ) -> Result<(), CniError> {
-    let (steps, version) = steps(conf)?;
+    let (steps, version) = steps(conf.as_value())?;
     if !version.has_status_and_gc()
         || (command == Command::Gc && conf.get("disableGC").and_then(Value::as_bool) == Some(true))
     {

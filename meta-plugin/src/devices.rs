@@ -173,7 +173,7 @@ mod tests {
         fn net(resource: Option<&str>) -> LoadedNetwork {
             LoadedNetwork {
                 key: "team/vf".into(),
-                conf: serde_json::json!({"type": "sriov"}),
+                conf: serde_json::json!({"type": "sriov"}).into(),
                 resource_name: resource.map(str::to_string),
             }
         }

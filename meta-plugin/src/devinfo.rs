@@ -12,20 +12,18 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use multinet_cni::files;
 use multinet_crds::{DeviceInfo, NetworkSelection};
-use serde_json::Value;
 
+pub use crate::attachment::DeviceInfoFile;
+use crate::attachment::{Attachment, LoadedNetwork};
 use crate::config::MultinetConf;
 use crate::inject;
-use crate::plan::{LoadedNetwork, PlannedAttachment};
 
-/// Where Multus puts the per-attachment files.
-pub const DEFAULT_DEVICE_INFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/cni";
-/// Where device plugins write theirs.
-pub const DEFAULT_DEVICE_PLUGIN_INFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/dp";
+/// The default folders, kept with the config keys that choose them.
+pub use crate::config::{DEFAULT_DEVICE_INFO_DIR, DEFAULT_DEVICE_PLUGIN_INFO_DIR};
 
 /// The per-attachment file name: `<net>-<containerID>_<ifname>`, every `/` made `-` so the name
 /// stays one path component.
@@ -46,16 +44,6 @@ pub fn device_plugin_file_name(resource: &str, device_id: &str) -> String {
     )
 }
 
-/// The device-info file of one attachment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceInfoFile {
-    pub path: PathBuf,
-    /// The device plugin's file to copy to `path` before the delegate runs.
-    pub from_device_plugin: Option<PathBuf>,
-    /// Some plugin of the attachment got `path` as `CNIDeviceInfoFile` and should write it.
-    pub given_to_plugin: bool,
-}
-
 /// Network key → the `resourceName` of its NAD, for the networks that have one. Taken before the
 /// plan consumes the loaded networks.
 pub fn resource_names(
@@ -71,54 +59,45 @@ pub fn resource_names(
 }
 
 /// Decides each planned attachment's device-info file and hands its path to the plugins that
-/// declare `CNIDeviceInfoFile`. Pure: nothing is read or written. The returned list is parallel
-/// to the attachments.
+/// declare `CNIDeviceInfoFile`. Pure: nothing is read or written.
 pub fn prepare(
     conf: &MultinetConf,
     container_id: &str,
-    mut planned: Vec<PlannedAttachment>,
+    mut planned: Vec<Attachment>,
     resources: &BTreeMap<String, String>,
-) -> (Vec<PlannedAttachment>, Vec<Option<DeviceInfoFile>>) {
-    let files = planned
-        .iter_mut()
-        .map(|p| {
-            let declared =
-                inject::declares_capability(&p.conf, inject::DEVICE_INFO_FILE_CAPABILITY);
-            if !declared && p.device_id.is_none() {
-                return None;
-            }
-            // The CNI network name, as Multus names the file; the NAD key when there is none.
-            let network = p
-                .conf
-                .get("name")
-                .and_then(Value::as_str)
-                .filter(|n| !n.is_empty())
-                .unwrap_or(&p.network);
-            let path =
-                conf.device_info_dir
-                    .join(attachment_file_name(network, container_id, &p.ifname));
-            let given_to_plugin = inject::inject_device_info_file(&mut p.conf, &path);
-            let from_device_plugin = match (&p.device_id, resources.get(&p.network)) {
-                (Some(id), Some(resource)) => Some(
-                    conf.device_plugin_info_dir
-                        .join(device_plugin_file_name(resource, id)),
-                ),
-                _ => None,
-            };
-            Some(DeviceInfoFile {
-                path,
-                from_device_plugin,
-                given_to_plugin,
-            })
-        })
-        .collect();
-    (planned, files)
+) -> Vec<Attachment> {
+    for p in &mut planned {
+        let declared =
+            inject::declares_capability(p.conf.as_value(), inject::DEVICE_INFO_FILE_CAPABILITY);
+        if !declared && p.device_id.is_none() {
+            continue;
+        }
+        // The CNI network name, as Multus names the file; the NAD key when there is none.
+        let network = p.conf.name().unwrap_or(&p.network);
+        let path =
+            conf.device_info_dir
+                .join(attachment_file_name(network, container_id, &p.ifname));
+        let given_to_plugin = inject::inject_device_info_file(p.conf.as_value_mut(), &path);
+        let from_device_plugin = match (&p.device_id, resources.get(&p.network)) {
+            (Some(id), Some(resource)) => Some(
+                conf.device_plugin_info_dir
+                    .join(device_plugin_file_name(resource, id)),
+            ),
+            _ => None,
+        };
+        p.device_info_file = Some(DeviceInfoFile {
+            path,
+            from_device_plugin,
+            given_to_plugin,
+        });
+    }
+    planned
 }
 
 /// Copies the device plugins' files into place. A device plugin that wrote none is usual; a file
 /// that is not device info is not copied.
-pub fn copy_from_device_plugin(files: &[Option<DeviceInfoFile>]) {
-    for f in files.iter().flatten() {
+pub fn copy_from_device_plugin<'a>(files: impl IntoIterator<Item = &'a Option<DeviceInfoFile>>) {
+    for f in files.into_iter().flatten() {
         let Some(src) = &f.from_device_plugin else {
             continue;
         };
@@ -174,10 +153,12 @@ pub fn read(path: &Path) -> Result<Option<DeviceInfo>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The device info of each attachment, parallel to `files`, for the network-status.
-pub fn read_for_status(files: &[Option<DeviceInfoFile>]) -> Vec<Option<DeviceInfo>> {
+/// The device info of each attachment, in the order of `files`, for the network-status.
+pub fn read_for_status<'a>(
+    files: impl IntoIterator<Item = &'a Option<DeviceInfoFile>>,
+) -> Vec<Option<DeviceInfo>> {
     files
-        .iter()
+        .into_iter()
         .map(|f| {
             let f = f.as_ref()?;
             match read(&f.path) {
@@ -215,6 +196,8 @@ pub fn remove(path: Option<&Path>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+    use std::path::PathBuf;
 
     use serde_json::json;
 
@@ -227,20 +210,10 @@ mod tests {
         .0
     }
 
-    fn planned(
-        network: &str,
-        ifname: &str,
-        conf: Value,
-        device: Option<&str>,
-    ) -> PlannedAttachment {
-        PlannedAttachment {
-            network: network.into(),
-            ifname: ifname.into(),
-            is_default: false,
-            conf,
-            device_id: device.map(str::to_string),
-            default_route: Vec::new(),
-        }
+    fn planned(network: &str, ifname: &str, conf: Value, device: Option<&str>) -> Attachment {
+        let mut a = Attachment::planned(network, ifname, conf);
+        a.device_id = device.map(str::to_string);
+        a
     }
 
     fn sriov(name: &str) -> Value {
@@ -289,7 +262,8 @@ mod tests {
                 Some("0000:3b:02.2"),
             ),
         ];
-        let (out, files) = prepare(&conf(), "c1", input, &resources);
+        let out = prepare(&conf(), "c1", input, &resources);
+        let files: Vec<_> = out.iter().map(|a| a.device_info_file.clone()).collect();
         assert_eq!(files[0], None);
         assert_eq!(out[0].conf.get("runtimeConfig"), None);
 
@@ -324,7 +298,7 @@ mod tests {
     fn resource_names_come_from_every_kind_of_network() {
         let net = |key: &str, res: Option<&str>| LoadedNetwork {
             key: key.into(),
-            conf: json!({}),
+            conf: json!({}).into(),
             resource_name: res.map(str::to_string),
         };
         let names = resource_names(

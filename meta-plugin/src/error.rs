@@ -34,6 +34,10 @@ pub enum MetaError {
         ifname: String,
         source: Box<CniError>,
     },
+    /// A CNI protocol step of the call itself failed (reading or converting a result): its code
+    /// is kept.
+    #[error("{0}")]
+    Cni(#[source] Box<CniError>),
     /// Several failures, e.g. every attachment a DEL could not remove.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Many(Vec<MetaError>),
@@ -69,7 +73,7 @@ impl MetaError {
             MetaError::Store { .. } | MetaError::CorruptRecord { .. } | MetaError::Io(_) => {
                 ErrorCode::Io
             }
-            MetaError::Delegate { source, .. } => source.code,
+            MetaError::Delegate { source, .. } | MetaError::Cni(source) => source.code,
             MetaError::Many(errors) => errors
                 .first()
                 .map(|e| e.to_cni().code)
@@ -82,8 +86,38 @@ impl MetaError {
     }
 }
 
+impl From<CniError> for MetaError {
+    fn from(e: CniError) -> Self {
+        MetaError::Cni(Box::new(e))
+    }
+}
+
 impl From<MetaError> for CniError {
     fn from(e: MetaError) -> Self {
         e.to_cni()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn cni_errors_keep_their_code_and_source() {
+        let e = MetaError::from(CniError::new(ErrorCode::IncompatibleVersion, "no 0.1.0"));
+        let cni = e.to_cni();
+        assert_eq!(cni.code, ErrorCode::IncompatibleVersion);
+        assert_eq!(cni.msg, e.to_string());
+        assert!(e.source().is_some());
+
+        let delegate = MetaError::Delegate {
+            network: "team/a".into(),
+            delegate: "macvlan".into(),
+            ifname: "net1".into(),
+            source: Box::new(CniError::new(ErrorCode::ADDRESS_IN_USE, "taken")),
+        };
+        assert_eq!(delegate.to_cni().code.code(), 100);
+        assert!(delegate.source().is_some());
     }
 }

@@ -10,34 +10,16 @@ use serde_json::{Map, Value};
 /// The capability (and runtimeConfig key) naming the file a plugin writes its device info to.
 pub const DEVICE_INFO_FILE_CAPABILITY: &str = "CNIDeviceInfoFile";
 
-/// The plugin objects of a conf (itself) or a conflist (its `plugins`).
-fn plugins_mut(conf: &mut Value) -> Vec<&mut Map<String, Value>> {
-    let Value::Object(obj) = conf else {
-        return Vec::new();
-    };
-    if obj.get("plugins").is_some_and(Value::is_array) {
-        return match obj.get_mut("plugins") {
-            Some(Value::Array(list)) => list.iter_mut().filter_map(Value::as_object_mut).collect(),
-            _ => Vec::new(),
-        };
-    }
-    vec![obj]
-}
+use multinet_cni::config::plugins_mut;
 
 /// The plugin objects of a conf or a conflist, read-only.
-fn plugins(conf: &Value) -> Vec<&Map<String, Value>> {
-    let Some(obj) = conf.as_object() else {
-        return Vec::new();
-    };
-    match obj.get("plugins") {
-        Some(Value::Array(list)) => list.iter().filter_map(Value::as_object).collect(),
-        _ => vec![obj],
-    }
+fn plugins(conf: &Value) -> impl Iterator<Item = &Map<String, Value>> {
+    multinet_cni::config::plugins(conf).filter_map(|(_, p)| p.as_object())
 }
 
 /// True when at least one plugin of the conf or conflist declares `capability`.
 pub fn declares_capability(conf: &Value, capability: &str) -> bool {
-    plugins(conf).into_iter().any(|p| declares(p, capability))
+    plugins(conf).any(|p| declares(p, capability))
 }
 
 fn declares(plugin: &Map<String, Value>, capability: &str) -> bool {

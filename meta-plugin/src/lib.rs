@@ -1,6 +1,7 @@
 //! multinet: the multi-network meta CNI plugin. Module order follows one ADD:
 //! config → source (pod, NADs) → plan → resolve → store → delegate → routes → status.
 
+pub mod attachment;
 pub mod config;
 pub mod delegate;
 pub mod demo;

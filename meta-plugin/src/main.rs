@@ -67,9 +67,10 @@ fn run_cni_call() -> ! {
         }
     }
     multinet::logging::init_from_env();
+    let mut plugin = multinet::meta::MetaPlugin::new();
     if let (Some(socket), Some(e)) = (&socket, &no_daemon) {
         // Logged once the config's log is open (the first thing the call does).
-        thick::shim::remember_no_daemon(socket, e);
+        plugin = plugin.with_no_daemon_note(thick::shim::no_daemon_note(socket, e));
     }
-    multinet_cni::run_main_with_stdin(multinet::meta::MetaPlugin::new(), &stdin)
+    multinet_cni::run_main_with_stdin(plugin, &stdin)
 }

@@ -6,20 +6,21 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use multinet_cni::{CniError, Command, GcRequest, NetworkResult, Plugin, Request};
+use multinet_cni::files::LockFile;
+use multinet_cni::{CniError, Command, DelegateConf, GcRequest, NetworkResult, Plugin, Request};
 use serde_json::{Map, Value};
 
+use crate::attachment::{Attachment, AttachmentState};
 use crate::config::MultinetConf;
 use crate::delegate::{self, CallContext};
 use crate::error::MetaError;
 use crate::plan::{self, LoadedNetwork, PlanInput};
 use crate::podnet;
 use crate::resolve;
-use crate::source::{AnySource, ClusterSource, PodInfo, kube::KubeSource, local::LocalSource};
+use crate::source::kube::{ClientReuse, KubeSource};
+use crate::source::{AnySource, ClusterSource, PodInfo, local::LocalSource};
 use crate::status;
-use multinet_cni::files::LockFile;
-
-use crate::store::{AttachmentEntry, AttachmentRecord, AttachmentState, AttachmentStore, PodRef};
+use crate::store::{AttachmentRecord, AttachmentStore, PodRef};
 use crate::waves;
 
 /// How long a call waits for another call on the same container (or the plugins of a killed
@@ -39,13 +40,31 @@ struct FailedWave {
 
 pub struct MetaPlugin {
     self_exe: Option<PathBuf>,
+    /// Why the call runs here although its config names a daemon: logged once the call's log
+    /// is open.
+    no_daemon: Option<String>,
+    clients: ClientReuse,
 }
 
 impl MetaPlugin {
     pub fn new() -> Self {
         MetaPlugin {
             self_exe: delegate::self_exe(),
+            no_daemon: None,
+            clients: ClientReuse::PerCall,
         }
+    }
+
+    /// The call runs in the binary because the daemon its config names did not take it.
+    pub fn with_no_daemon_note(mut self, note: String) -> Self {
+        self.no_daemon = Some(note);
+        self
+    }
+
+    /// How the call's API clients are kept (the daemon keeps them per call thread).
+    pub fn with_client_reuse(mut self, clients: ClientReuse) -> Self {
+        self.clients = clients;
+        self
     }
 }
 
@@ -64,11 +83,11 @@ fn with_bin_dir(req: &Request, conf: &MultinetConf) -> Request {
     req
 }
 
-fn load_conf(req: &Request) -> Result<MultinetConf, MetaError> {
+fn load_conf(req: &Request, no_daemon: Option<&str>) -> Result<MultinetConf, MetaError> {
     refuse_nested_call(req)?;
     let (conf, unknown) = MultinetConf::parse(&req.stdin)?;
     crate::logging::init_from_conf(&conf);
-    if let Some(note) = crate::thick::shim::no_daemon_note() {
+    if let Some(note) = no_daemon {
         tracing::warn!("{note}");
     }
     if !unknown.is_empty() {
@@ -117,11 +136,14 @@ fn pod_ref(req: &Request) -> Result<Option<PodRef>, MetaError> {
     }))
 }
 
-async fn cluster_source(conf: &MultinetConf) -> Result<Option<AnySource>, MetaError> {
+async fn cluster_source(
+    conf: &MultinetConf,
+    clients: ClientReuse,
+) -> Result<Option<AnySource>, MetaError> {
     let budget = Duration::from_secs(conf.api_timeout_seconds);
     if let Some(path) = &conf.kubeconfig {
         return Ok(Some(AnySource::Kube(
-            KubeSource::connect(Some(path), budget).await?,
+            KubeSource::connect(Some(path), budget, clients).await?,
         )));
     }
     if let Some(dir) = &conf.local_dir {
@@ -129,7 +151,7 @@ async fn cluster_source(conf: &MultinetConf) -> Result<Option<AnySource>, MetaEr
     }
     if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
         return Ok(Some(AnySource::Kube(
-            KubeSource::connect(None, budget).await?,
+            KubeSource::connect(None, budget, clients).await?,
         )));
     }
     Ok(None)
@@ -165,7 +187,7 @@ impl MetaPlugin {
     }
 
     async fn do_add(&self, req: &Request) -> Result<NetworkResult, MetaError> {
-        let conf = load_conf(req)?;
+        let conf = load_conf(req, self.no_daemon.as_deref())?;
         let req = &with_bin_dir(req, &conf);
         if let Some(netns) = &req.env.netns {
             podnet::refuse_host_netns(netns)?;
@@ -192,7 +214,7 @@ impl MetaPlugin {
         let pod_ref = pod_ref(req)?;
         tracing::debug!("ADD started");
         let load_pod = async {
-            let source = cluster_source(&conf).await?;
+            let source = cluster_source(&conf, self.clients).await?;
             let pod =
                 match (&pod_ref, &source) {
                     (Some(r), Some(source)) => {
@@ -207,7 +229,7 @@ impl MetaPlugin {
                     }
                     _ => None,
                 };
-            Ok((source, pod))
+            Ok::<_, MetaError>((source, pod))
         };
         let pod_links = async {
             match &req.env.netns {
@@ -251,17 +273,15 @@ impl MetaPlugin {
         tracing::debug!("networks loaded");
         let device_ids =
             crate::devices::device_ids_for(pod.as_ref(), &cluster, &defaults, &selected).await?;
-        let resource_names = crate::devinfo::resource_names(&cluster, &defaults, &selected);
         let planned = plan::plan_attachments(PlanInput {
             conf: &conf,
+            container_id: &req.env.container_id,
             ifname: &req.env.ifname,
             cluster,
             defaults,
             selected,
             device_ids,
         })?;
-        let (planned, devinfo_files) =
-            crate::devinfo::prepare(&conf, &req.env.container_id, planned, &resource_names);
         if let (Some(netns), Some(existing)) = (&req.env.netns, &pod_links) {
             podnet::check_ifnames_free(netns, existing, planned.iter().map(|p| p.ifname.as_str()))?;
         }
@@ -278,7 +298,8 @@ impl MetaPlugin {
             })?;
         }
         // Record the whole plan before any delegate runs: a crash from here on leaves a record
-        // that the next DEL or GC cleans.
+        // that the next DEL or GC cleans (the device-info files included, even when the delegate
+        // does not remove them).
         let mut record = AttachmentRecord::new(
             &req.env.container_id,
             req.env.netns.as_ref().map(|p| p.display().to_string()),
@@ -286,40 +307,28 @@ impl MetaPlugin {
         );
         record.pod = pod_ref.clone();
         record.cni_args = req.env.args.clone();
-        record.attachments = planned
-            .iter()
-            .zip(&devinfo_files)
-            .map(|(p, devinfo)| AttachmentEntry {
-                network: p.network.clone(),
-                ifname: p.ifname.clone(),
-                is_default: p.is_default,
-                conf: p.conf.clone(),
-                state: AttachmentState::Planned,
-                result: None,
-                // Recorded so DEL removes the file even when the delegate does not.
-                device_info_file: devinfo.as_ref().map(|f| f.path.clone()),
-            })
-            .collect();
+        record.attachments = planned;
         store.create(&record)?;
         tracing::debug!("plan recorded");
         failpoint("after-record");
-        crate::devinfo::copy_from_device_plugin(&devinfo_files);
+        crate::devinfo::copy_from_device_plugin(
+            record.attachments.iter().map(|a| &a.device_info_file),
+        );
 
-        let confs: Vec<&Value> = planned.iter().map(|p| &p.conf).collect();
-        let mut results: Vec<NetworkResult> = Vec::with_capacity(planned.len());
+        let confs: Vec<&Value> = record
+            .attachments
+            .iter()
+            .map(|p| p.conf.as_value())
+            .collect();
         for wave in waves::waves(&confs, conf.parallel_networks) {
-            let outcomes = delegate::at_once(&planned[wave.clone()], async |p| {
+            let outcomes = delegate::at_once(&record.attachments[wave.clone()], async |p| {
                 delegate::add(&p.conf, &p.ifname, &ctx).await
             })
             .await;
             let mut failed = Vec::new();
             for (i, outcome) in wave.clone().zip(outcomes) {
                 match outcome.and_then(|r| Ok((r.to_value(r.cni_version)?, r))) {
-                    Ok((value, result)) => {
-                        record.attachments[i].state = AttachmentState::Added;
-                        record.attachments[i].result = Some(value);
-                        results.push(result);
-                    }
+                    Ok((value, result)) => record.attachments[i].mark_added(value, result),
                     Err(e) => failed.push((i, e)),
                 }
             }
@@ -328,7 +337,7 @@ impl MetaPlugin {
                     store.journal_added(&record, i)?;
                 }
                 for i in wave {
-                    tracing::debug!(network = %planned[i].network, "attachment added");
+                    tracing::debug!(network = %record.attachments[i].network, "attachment added");
                     failpoint(&format!("after-delegate-{}", i + 1));
                 }
                 continue;
@@ -346,9 +355,9 @@ impl MetaPlugin {
         }
 
         if let Some(netns) = &req.env.netns {
-            for (p, result) in planned.iter().zip(&results) {
-                if !p.default_route.is_empty() {
-                    podnet::make_only_default(netns, &p.ifname, &p.default_route, result).await?;
+            for a in &record.attachments {
+                if let (false, Some(result)) = (a.default_route.is_empty(), &a.added) {
+                    podnet::make_only_default(netns, &a.ifname, &a.default_route, result).await?;
                 }
             }
         }
@@ -358,12 +367,14 @@ impl MetaPlugin {
         failpoint("before-status");
         if let (Some(r), Some(source)) = (&pod_ref, &source) {
             tracing::debug!("writing network-status");
-            let device_infos = crate::devinfo::read_for_status(&devinfo_files);
-            let status_json = status::network_status(&planned, &results, &device_infos);
+            let device_infos = crate::devinfo::read_for_status(
+                record.attachments.iter().map(|a| &a.device_info_file),
+            );
+            let status_json = status::network_status(&record.attachments, &device_infos);
             // The events go out beside the status write: one round trip for both.
             let events = async {
                 let Some(pod) = &pod else { return };
-                let events = status::added_interface_events(&planned, &results);
+                let events = status::added_interface_events(&record.attachments);
                 if let Err(e) = source.record_events(pod, &events).await {
                     tracing::warn!(error = %e, "AddedInterface events not recorded");
                 }
@@ -375,12 +386,14 @@ impl MetaPlugin {
             written?;
         }
         tracing::debug!("ADD done");
-        results
+        record
+            .attachments
             .into_iter()
             .next()
+            .and_then(|a| a.added)
             .ok_or_else(|| MetaError::Internal("no cluster network result".into()))?
             .convert_to(req.version)
-            .map_err(MetaError::from_cni)
+            .map_err(MetaError::from)
     }
 
     /// Undoes an ADD whose wave `wave` had the delegate failures `failed`: each failed delegate gets
@@ -411,14 +424,14 @@ impl MetaPlugin {
             }
             // A delegate killed mid-ADD (its IPAM, say) may have left a reservation it never
             // reported, or an empty one.
-            crate::orphans::release_host_local(&entry.conf, &record.container_id);
-            crate::devinfo::remove(entry.device_info_file.as_deref());
+            crate::orphans::release_host_local(entry.conf.as_value(), &record.container_id);
+            crate::devinfo::remove(entry.device_info_path());
         }
         errors.reverse();
         let added = wave.end - errors.len();
         // Networks after the wave never ran: only the device-info files copied for them remain.
         for never_ran in record.attachments.drain(added..) {
-            crate::devinfo::remove(never_ran.device_info_file.as_deref());
+            crate::devinfo::remove(never_ran.device_info_path());
         }
         if let Err(r) = self
             .delete_attachments(req, conf, store, record, added, Some(lock))
@@ -446,7 +459,10 @@ impl MetaPlugin {
     ) -> Result<(), MetaError> {
         let ctx = self.ctx(req, lock);
         let upto = upto.min(record.attachments.len());
-        let confs: Vec<&Value> = record.attachments[..upto].iter().map(|a| &a.conf).collect();
+        let confs: Vec<&Value> = record.attachments[..upto]
+            .iter()
+            .map(|a| a.conf.as_value())
+            .collect();
         let mut outcomes: Vec<Option<Result<(), CniError>>> = vec![None; upto];
         for wave in waves::waves(&confs, conf.parallel_networks)
             .into_iter()
@@ -470,8 +486,8 @@ impl MetaPlugin {
             let entry = &mut record.attachments[i];
             match outcome {
                 Some(Ok(())) => {
-                    crate::devinfo::remove(entry.device_info_file.as_deref());
-                    crate::orphans::release_host_local(&entry.conf, &record.container_id);
+                    crate::devinfo::remove(entry.device_info_path());
+                    crate::orphans::release_host_local(entry.conf.as_value(), &record.container_id);
                     keep[i] = false;
                 }
                 Some(Err(e)) => {
@@ -501,7 +517,7 @@ impl MetaPlugin {
     }
 
     async fn do_del(&self, req: &Request) -> Result<(), MetaError> {
-        let conf = load_conf(req)?;
+        let conf = load_conf(req, self.no_daemon.as_deref())?;
         let req = &with_bin_dir(req, &conf);
         let store = AttachmentStore::new(&conf.cni_dir);
         tracing::debug!("DEL started");
@@ -539,7 +555,7 @@ impl MetaPlugin {
             let owned: Vec<podnet::OwnedLink> = record
                 .attachments
                 .iter()
-                .filter(|a| podnet::delegate_creates_its_link(&a.conf))
+                .filter(|a| podnet::delegate_creates_its_link(a.conf.as_value()))
                 .filter_map(|a| {
                     Some(podnet::OwnedLink {
                         ifname: &a.ifname,
@@ -578,7 +594,7 @@ impl MetaPlugin {
         tracing::error!(error = %why, kept = %kept.display(), ?cleaned,
             "attachment record unusable: set aside, cleaned by container ID");
         if let Ok(Some(r)) = pod_ref(req)
-            && let Ok(Some(source)) = cluster_source(conf).await
+            && let Ok(Some(source)) = cluster_source(conf, self.clients).await
         {
             let pod = PodInfo {
                 namespace: r.namespace.clone(),
@@ -602,7 +618,7 @@ impl MetaPlugin {
     }
 
     async fn do_check(&self, req: &Request) -> Result<(), MetaError> {
-        let conf = load_conf(req)?;
+        let conf = load_conf(req, self.no_daemon.as_deref())?;
         let req = &with_bin_dir(req, &conf);
         let store = AttachmentStore::new(&conf.cni_dir);
         let record = store
@@ -621,7 +637,7 @@ impl MetaPlugin {
             }
             let prev = match &entry.result {
                 Some(v) => {
-                    Some(NetworkResult::from_value(v, req.version).map_err(MetaError::from_cni)?)
+                    Some(NetworkResult::from_value(v, req.version).map_err(MetaError::from)?)
                 }
                 None => None,
             };
@@ -638,7 +654,7 @@ impl MetaPlugin {
     }
 
     async fn do_gc(&self, req: &Request, gc: &GcRequest) -> Result<(), MetaError> {
-        let conf = load_conf(req)?;
+        let conf = load_conf(req, self.no_daemon.as_deref())?;
         let req = &with_bin_dir(req, &conf);
         let store = AttachmentStore::new(&conf.cni_dir);
         let valid: std::collections::BTreeSet<&str> = gc
@@ -698,7 +714,7 @@ impl MetaPlugin {
         // GC goes on to every delegate config of every attachment still recorded, and to the
         // cluster network, which owns attachments we never recorded: each learns which
         // attachments are valid and releases the rest (IPs, VFs) that no record names.
-        let mut targets: Vec<(String, Value)> = Vec::new();
+        let mut targets: Vec<(String, DelegateConf)> = Vec::new();
         for id in store.container_ids()? {
             if let Ok(Some(record)) = store.load(&id) {
                 for a in record.attachments {
@@ -740,11 +756,11 @@ impl MetaPlugin {
     }
 
     async fn do_status(&self, req: &Request) -> Result<(), MetaError> {
-        let conf = load_conf(req)?;
+        let conf = load_conf(req, self.no_daemon.as_deref())?;
         let req = &with_bin_dir(req, &conf);
         wait_for_readiness(&conf, Duration::ZERO).await?;
         let requested = plan::requested_networks(&conf, None)?;
-        let source = cluster_source(&conf).await.ok().flatten();
+        let source = cluster_source(&conf, self.clients).await.ok().flatten();
         let cluster = resolve::load(&requested.cluster, &conf, source.as_ref()).await?;
         delegate::status_or_gc(
             &cluster.conf,
@@ -790,7 +806,7 @@ fn gc_netns(recorded: Option<&str>) -> Option<PathBuf> {
 
 /// The MAC the delegate reported for the attachment's interface in the pod (its result's
 /// interface of that name with a sandbox).
-fn recorded_mac(entry: &AttachmentEntry) -> Option<String> {
+fn recorded_mac(entry: &Attachment) -> Option<String> {
     entry
         .result
         .as_ref()?
@@ -824,24 +840,17 @@ fn check_uid(pod: &PodInfo, r: &PodRef) -> Result<(), MetaError> {
 }
 
 /// The plugin type(s) of a delegate config, for error messages.
-fn delegate_type(conf: &Value) -> String {
+fn delegate_type(conf: &DelegateConf) -> String {
     if let Some(t) = conf.get("type").and_then(Value::as_str) {
         return t.to_string();
     }
-    conf.get("plugins")
-        .and_then(Value::as_array)
-        .map(|ps| {
-            ps.iter()
-                .filter_map(|p| p.get("type").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join("+")
-        })
-        .unwrap_or_default()
-}
-
-impl MetaError {
-    pub fn from_cni(e: CniError) -> MetaError {
-        MetaError::Internal(e.to_string())
+    match conf.shape() {
+        multinet_cni::PluginList::List(ps) => ps
+            .iter()
+            .filter_map(|p| p.get("type").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("+"),
+        multinet_cni::PluginList::Single | multinet_cni::PluginList::NotAList => String::new(),
     }
 }
 

@@ -74,7 +74,7 @@ pub async fn clean(
 /// of a writer killed mid-ADD (removed under the store's lock, where no live writer can be).
 pub fn release_host_local(conf: &Value, container_id: &str) {
     let name = conf.get("name").and_then(Value::as_str).unwrap_or_default();
-    for plugin in plugins(conf) {
+    for (_, plugin) in multinet_cni::config::plugins(conf) {
         let Some(ipam) = plugin
             .get("ipam")
             .filter(|i| i.get("type").and_then(Value::as_str) == Some("host-local"))
@@ -100,13 +100,6 @@ pub fn release_host_local(conf: &Value, container_id: &str) {
     }
 }
 
-fn plugins(conf: &Value) -> Vec<&Value> {
-    match conf.get("plugins").and_then(Value::as_array) {
-        Some(list) => list.iter().collect(),
-        None => vec![conf],
-    }
-}
-
 /// Where host-local keeps reservations on this node: its default folder, and every `dataDir` the
 /// other records of this node name (the same NADs usually serve every pod).
 fn host_local_roots(store: &AttachmentStore) -> BTreeSet<PathBuf> {
@@ -116,7 +109,7 @@ fn host_local_roots(store: &AttachmentStore) -> BTreeSet<PathBuf> {
             continue;
         };
         for a in &record.attachments {
-            roots.extend(plugins(&a.conf).into_iter().filter_map(|p| {
+            roots.extend(a.conf.plugins().filter_map(|(_, p)| {
                 let ipam = p.get("ipam")?;
                 (ipam.get("type")?.as_str()? == "host-local")
                     .then(|| ipam.get("dataDir")?.as_str().map(PathBuf::from))

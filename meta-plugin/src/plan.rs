@@ -3,7 +3,6 @@
 //! Nothing here touches the network, the disk or the API.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 
 use multinet_crds::{
     DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION, NetworkSelection, parse_default_network,
@@ -11,6 +10,8 @@ use multinet_crds::{
 };
 use serde_json::{Map, Value, json};
 
+use crate::attachment::Attachment;
+pub use crate::attachment::LoadedNetwork;
 use crate::config::MultinetConf;
 use crate::error::MetaError;
 use crate::inject;
@@ -126,32 +127,10 @@ pub fn requested_networks(
     })
 }
 
-/// A network whose config has been loaded.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoadedNetwork {
-    /// `namespace/name` of the NAD, or the network's CNI name.
-    pub key: String,
-    /// The conf or conflist; `name` already filled in.
-    pub conf: Value,
-    /// `k8s.v1.cni.cncf.io/resourceName` of the NAD, if any.
-    pub resource_name: Option<String>,
-}
-
-/// One delegate invocation, in order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlannedAttachment {
-    pub network: String,
-    pub ifname: String,
-    pub is_default: bool,
-    /// The delegate config with runtimeConfig, args and deviceID injected.
-    pub conf: Value,
-    pub device_id: Option<String>,
-    /// Gateways that must become the pod's only default route for their family.
-    pub default_route: Vec<IpAddr>,
-}
-
 pub struct PlanInput<'a> {
     pub conf: &'a MultinetConf,
+    /// CNI_CONTAINERID: names the attachments' device-info files.
+    pub container_id: &'a str,
     /// CNI_IFNAME: the cluster network's interface.
     pub ifname: &'a str,
     pub cluster: LoadedNetwork,
@@ -164,8 +143,11 @@ pub struct PlanInput<'a> {
 
 /// Orders the attachments (cluster network, then defaultNetworks, then the annotation's networks),
 /// names their interfaces (explicit, else net1, net2, ... skipping taken names) and prepares their
-/// configs. Any duplicate name or unsatisfiable request fails here, before anything is created.
-pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<PlannedAttachment>, MetaError> {
+/// configs (device-info files included): the attachments come out finished. Any duplicate name or
+/// unsatisfiable request fails here, before anything is created.
+pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaError> {
+    let resources =
+        crate::devinfo::resource_names(&input.cluster, &input.defaults, &input.selected);
     let mut taken: BTreeSet<String> = BTreeSet::new();
     taken.insert(input.ifname.to_string());
     // Explicit names first, so automatic names never take them.
@@ -248,19 +230,15 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<PlannedAttachment>, 
     let mut out = Vec::new();
     let mut cluster_conf = input.cluster.conf.clone();
     // The runtime's own runtimeConfig (portMappings, bandwidth, ...) goes to the cluster network.
-    let _ = inject::inject_runtime_config(&mut cluster_conf, &input.conf.runtime_config);
+    let _ = inject::inject_runtime_config(cluster_conf.as_value_mut(), &input.conf.runtime_config);
     let cluster_device = take_device(&input.cluster)?;
     if let Some(id) = &cluster_device {
-        inject::inject_device_id(&mut cluster_conf, id);
+        inject::inject_device_id(cluster_conf.as_value_mut(), id);
     }
-    out.push(PlannedAttachment {
-        network: input.cluster.key.clone(),
-        ifname: input.ifname.to_string(),
-        is_default: true,
-        conf: cluster_conf,
-        device_id: cluster_device,
-        default_route: Vec::new(),
-    });
+    let mut cluster = Attachment::planned(&input.cluster.key, input.ifname, cluster_conf);
+    cluster.is_default = true;
+    cluster.device_id = cluster_device;
+    out.push(cluster);
 
     let mut next_index = 1usize;
     let mut auto_name = |taken: &mut BTreeSet<String>| loop {
@@ -275,16 +253,11 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<PlannedAttachment>, 
         let mut conf = net.conf.clone();
         let device_id = take_device(net)?;
         if let Some(id) = &device_id {
-            inject::inject_device_id(&mut conf, id);
+            inject::inject_device_id(conf.as_value_mut(), id);
         }
-        out.push(PlannedAttachment {
-            network: net.key.clone(),
-            ifname: auto_name(&mut taken),
-            is_default: false,
-            conf,
-            device_id,
-            default_route: Vec::new(),
-        });
+        let mut default = Attachment::planned(&net.key, auto_name(&mut taken), conf);
+        default.device_id = device_id;
+        out.push(default);
     }
 
     for (sel, net) in &input.selected {
@@ -317,7 +290,7 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<PlannedAttachment>, 
         if let Some(id) = &device_id {
             runtime.insert("deviceID".into(), Value::String(id.clone()));
         }
-        let missing = inject::inject_runtime_config(&mut conf, &runtime);
+        let missing = inject::inject_runtime_config(conf.as_value_mut(), &runtime);
         // deviceID also travels as a top-level key, so a plugin need not declare the capability.
         let missing: Vec<String> = missing.into_iter().filter(|k| k != "deviceID").collect();
         if !missing.is_empty() {
@@ -331,25 +304,26 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<PlannedAttachment>, 
             ));
         }
         if let Some(id) = &device_id {
-            inject::inject_device_id(&mut conf, id);
+            inject::inject_device_id(conf.as_value_mut(), id);
         }
         if let Some(args) = &sel.cni_args {
-            inject::inject_cni_args(&mut conf, args);
+            inject::inject_cni_args(conf.as_value_mut(), args);
         }
         let ifname = match &sel.interface {
             Some(name) => name.clone(),
             None => auto_name(&mut taken),
         };
-        out.push(PlannedAttachment {
-            network: net.key.clone(),
-            ifname,
-            is_default: false,
-            conf,
-            device_id,
-            default_route: sel.default_route.clone(),
-        });
+        let mut selected = Attachment::planned(&net.key, ifname, conf);
+        selected.device_id = device_id;
+        selected.default_route = sel.default_route.clone();
+        out.push(selected);
     }
-    Ok(out)
+    Ok(crate::devinfo::prepare(
+        input.conf,
+        input.container_id,
+        out,
+        &resources,
+    ))
 }
 
 /// `portMappings` as the CNI capability convention spells it (what the portmap plugin reads).
@@ -400,7 +374,7 @@ mod tests {
     fn net(key: &str, conf: Value, resource: Option<&str>) -> LoadedNetwork {
         LoadedNetwork {
             key: key.into(),
-            conf,
+            conf: conf.into(),
             resource_name: resource.map(str::to_string),
         }
     }
@@ -413,7 +387,7 @@ mod tests {
         c: &MultinetConf,
         p: &PodInfo,
         defaults: Vec<LoadedNetwork>,
-    ) -> Result<Vec<PlannedAttachment>, MetaError> {
+    ) -> Result<Vec<Attachment>, MetaError> {
         let req = requested_networks(c, Some(p))?;
         let selected = req
             .selections
@@ -431,6 +405,7 @@ mod tests {
         );
         plan_attachments(PlanInput {
             conf: c,
+            container_id: "c1",
             ifname: "eth0",
             cluster: net(
                 "cluster",

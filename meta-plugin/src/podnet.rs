@@ -109,7 +109,10 @@ const CREATES_ITS_LINK: &[&str] = &[
 
 /// True when the first plugin of a delegate config creates the pod's link itself.
 pub fn delegate_creates_its_link(conf: &serde_json::Value) -> bool {
-    let first = conf.get("plugins").and_then(|p| p.get(0)).unwrap_or(conf);
+    let first = match multinet_cni::PluginList::of_value(conf) {
+        multinet_cni::PluginList::List(list) => list.first().unwrap_or(conf),
+        multinet_cni::PluginList::Single | multinet_cni::PluginList::NotAList => conf,
+    };
     first
         .get("type")
         .and_then(serde_json::Value::as_str)

@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use multinet_cni::DelegateConf;
 use serde_json::Value;
 
 use crate::config::MultinetConf;
@@ -31,7 +32,8 @@ fn parse_conf(bytes: &[u8], what: &str, limit: usize) -> Result<Value, MetaError
         return Err(MetaError::network(what, "config is not a JSON object"));
     }
     let has_type = value.get("type").and_then(Value::as_str).is_some();
-    let has_plugins = value.get("plugins").is_some();
+    let has_plugins =
+        multinet_cni::PluginList::of_value(&value) != multinet_cni::PluginList::Single;
     if !has_type && !has_plugins {
         return Err(MetaError::network(
             what,
@@ -128,7 +130,7 @@ fn from_nad(nad: &NadInfo, conf: &MultinetConf) -> Result<LoadedNetwork, MetaErr
     inject::ensure_name(conf, &nad.name);
     Ok(LoadedNetwork {
         key,
-        conf: value,
+        conf: DelegateConf::new(value),
         resource_name: nad.annotations.get(RESOURCE_NAME_ANNOTATION).cloned(),
     })
 }
@@ -148,7 +150,7 @@ pub async fn load<S: ClusterSource>(
             refuse_meta_plugin(&name, &value)?;
             Ok(LoadedNetwork {
                 key: name,
-                conf: value,
+                conf: DelegateConf::new(value),
                 resource_name: None,
             })
         }
@@ -179,7 +181,7 @@ pub async fn load<S: ClusterSource>(
             if let Some(value) = find_by_name(&conf.conf_dir, name, limit) {
                 return Ok(LoadedNetwork {
                     key: name.clone(),
-                    conf: value,
+                    conf: DelegateConf::new(value),
                     resource_name: None,
                 });
             }
@@ -213,7 +215,7 @@ pub async fn load<S: ClusterSource>(
             refuse_meta_plugin(&key, &value)?;
             Ok(LoadedNetwork {
                 key,
-                conf: value,
+                conf: DelegateConf::new(value),
                 resource_name: None,
             })
         }

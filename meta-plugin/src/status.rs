@@ -4,21 +4,25 @@
 use multinet_cni::{IpConfig, NetworkResult};
 use multinet_crds::{DeviceInfo, Dns, NetworkStatus, format_network_status, status_ip};
 
-use crate::plan::PlannedAttachment;
+use crate::attachment::Attachment;
 use crate::source::PodEvent;
 
-/// One status entry per attachment. The interface is the first one the delegate placed in a
-/// sandbox; IPs are those of that interface, plus any the result did not tie to an interface
+/// The attachments the delegates added, with their results, in order.
+fn added(attachments: &[Attachment]) -> impl Iterator<Item = (&Attachment, &NetworkResult)> {
+    attachments
+        .iter()
+        .filter_map(|a| Some((a, a.added.as_ref()?)))
+}
+
+/// One status entry per added attachment. The interface is the first one the delegate placed in
+/// a sandbox; IPs are those of that interface, plus any the result did not tie to an interface
 /// (a strict filter would drop them, as one widely used client does). `device_infos[i]`, when
 /// there, is attachment i's `device-info`.
 pub fn status_entries(
-    planned: &[PlannedAttachment],
-    results: &[NetworkResult],
+    attachments: &[Attachment],
     device_infos: &[Option<DeviceInfo>],
 ) -> Vec<NetworkStatus> {
-    planned
-        .iter()
-        .zip(results)
+    added(attachments)
         .enumerate()
         .map(|(i, (p, r))| {
             let iface_idx = sandbox_interface(r);
@@ -61,13 +65,8 @@ fn ips_of(r: &NetworkResult, iface: Option<usize>) -> impl Iterator<Item = &IpCo
 
 /// One `AddedInterface` event per attachment, worded as Multus words it
 /// ("Add net1 [10.10.0.5/24] from team/data"), so `kubectl describe pod` reads the same.
-pub fn added_interface_events(
-    planned: &[PlannedAttachment],
-    results: &[NetworkResult],
-) -> Vec<PodEvent> {
-    planned
-        .iter()
-        .zip(results)
+pub fn added_interface_events(attachments: &[Attachment]) -> Vec<PodEvent> {
+    added(attachments)
         .map(|(p, r)| {
             let iface_idx = sandbox_interface(r);
             let ifname = iface_idx.map_or(p.ifname.as_str(), |i| r.interfaces[i].name.as_str());
@@ -82,12 +81,8 @@ pub fn added_interface_events(
         .collect()
 }
 
-pub fn network_status(
-    planned: &[PlannedAttachment],
-    results: &[NetworkResult],
-    device_infos: &[Option<DeviceInfo>],
-) -> String {
-    format_network_status(&status_entries(planned, results, device_infos))
+pub fn network_status(attachments: &[Attachment], device_infos: &[Option<DeviceInfo>]) -> String {
+    format_network_status(&status_entries(attachments, device_infos))
 }
 
 #[cfg(test)]
@@ -97,15 +92,11 @@ mod tests {
     use multinet_crds::PciDevice;
     use serde_json::{Value, json};
 
-    fn planned(network: &str, ifname: &str) -> PlannedAttachment {
-        PlannedAttachment {
-            network: network.into(),
-            ifname: ifname.into(),
-            is_default: false,
-            conf: json!({"type": "x"}),
-            device_id: None,
-            default_route: Vec::new(),
-        }
+    /// An attachment whose delegate added `result`.
+    fn added(network: &str, ifname: &str, result: NetworkResult) -> Attachment {
+        let mut a = Attachment::planned(network, ifname, json!({"type": "x"}));
+        a.mark_added(Value::Null, result);
+        a
     }
 
     fn result(ifname: &str) -> NetworkResult {
@@ -127,10 +118,10 @@ mod tests {
             serde_json::from_value(json!({"address": "fd00::5/64", "interface": 0})).unwrap(),
             serde_json::from_value(json!({"address": "10.9.9.9/24", "interface": 1})).unwrap(),
         ];
-        let events = added_interface_events(
-            &[planned("team/data", "net1"), planned("cluster", "eth0")],
-            &[r, NetworkResult::default()],
-        );
+        let events = added_interface_events(&[
+            added("team/data", "net1", r),
+            added("cluster", "eth0", NetworkResult::default()),
+        ]);
         assert_eq!(
             events,
             vec![
@@ -153,8 +144,10 @@ mod tests {
             ..Default::default()
         });
         let text = network_status(
-            &[planned("team/mac", "net1"), planned("team/vf", "net2")],
-            &[result("net1"), result("net2")],
+            &[
+                added("team/mac", "net1", result("net1")),
+                added("team/vf", "net2", result("net2")),
+            ],
             &[None, Some(vf)],
         );
         let entries: Vec<Value> = serde_json::from_str(&text).unwrap();
@@ -164,7 +157,7 @@ mod tests {
             json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": "0000:3b:02.1"}})
         );
         // Fewer device infos than attachments (none read at all) is no device info.
-        let entries = status_entries(&[planned("team/mac", "net1")], &[result("net1")], &[]);
+        let entries = status_entries(&[added("team/mac", "net1", result("net1"))], &[]);
         assert_eq!(entries[0].device_info, None);
     }
 }

@@ -13,6 +13,7 @@ use multinet_cni::files;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::attachment::{Attachment, AttachmentState};
 use crate::error::MetaError;
 
 const RECORD_FORMAT: u32 = 1;
@@ -28,35 +29,6 @@ pub struct PodRef {
     pub uid: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum AttachmentState {
-    /// Recorded before the delegate ran: DEL must still run it, the delegate may have half-built.
-    Planned,
-    /// The delegate's ADD succeeded.
-    Added,
-    /// A DEL was attempted and failed: the next DEL retries it.
-    DeleteFailed,
-}
-
-/// One network of one container, as it was (or is about to be) handed to its delegate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AttachmentEntry {
-    /// `namespace/name` of the NAD, or the CNI network name of the cluster network.
-    pub network: String,
-    pub ifname: String,
-    #[serde(default)]
-    pub is_default: bool,
-    /// The delegate config (conf or conflist) exactly as invoked, runtimeConfig and args included.
-    pub conf: Value,
-    pub state: AttachmentState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device_info_file: Option<PathBuf>,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AttachmentRecord {
@@ -70,7 +42,7 @@ pub struct AttachmentRecord {
     /// CNI_ARGS of the ADD, handed again to every delegate on DEL.
     #[serde(default)]
     pub cni_args: Vec<(String, String)>,
-    pub attachments: Vec<AttachmentEntry>,
+    pub attachments: Vec<Attachment>,
 }
 
 impl AttachmentRecord {
@@ -423,15 +395,11 @@ mod tests {
 
     fn record() -> AttachmentRecord {
         let mut r = AttachmentRecord::new("c1", Some("/run/netns/p1".into()), "1.0.0");
-        r.attachments.push(AttachmentEntry {
-            network: "default/macvlan-a".into(),
-            ifname: "net1".into(),
-            is_default: false,
-            conf: json!({"cniVersion":"1.0.0","name":"macvlan-a","type":"macvlan"}),
-            state: AttachmentState::Planned,
-            result: None,
-            device_info_file: None,
-        });
+        r.attachments.push(Attachment::planned(
+            "default/macvlan-a",
+            "net1",
+            json!({"cniVersion":"1.0.0","name":"macvlan-a","type":"macvlan"}),
+        ));
         r
     }
 
@@ -456,8 +424,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = AttachmentStore::new(dir.path());
         let mut r = record();
-        r.attachments[0].device_info_file =
-            Some("/var/run/k8s.cni.cncf.io/devinfo/cni/macvlan-a-c1_net1".into());
+        r.attachments[0].device_info_file = Some(crate::attachment::DeviceInfoFile::at(
+            "/var/run/k8s.cni.cncf.io/devinfo/cni/macvlan-a-c1_net1",
+        ));
         store.save(&r).unwrap();
         let text = fs::read_to_string(store.path_for("c1")).unwrap();
         assert!(text.contains("\"deviceInfoFile\""), "{text}");
@@ -491,5 +460,46 @@ mod tests {
             store.load("c2"),
             Err(MetaError::CorruptRecord { .. })
         ));
+    }
+
+    /// A record as multinet wrote it before the attachment was one type (format 1, every key
+    /// it had) still loads: a DEL after an upgrade finds what the ADD created.
+    #[test]
+    fn a_record_written_by_earlier_versions_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AttachmentStore::new(dir.path());
+        fs::create_dir_all(store.dir()).unwrap();
+        let text = r#"{"format":1,"containerId":"c1","netns":"/run/netns/p1","cniVersion":"1.0.0","pod":{"namespace":"team","name":"p","uid":"u1"},"cniArgs":[["K8S_POD_NAMESPACE","team"],["K8S_POD_NAME","p"]],"attachments":[{"network":"cluster","ifname":"eth0","isDefault":true,"conf":{"cniVersion":"1.0.0","name":"cluster","type":"bridge"},"state":"added","result":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","mac":"02:00:00:00:00:01","sandbox":"/run/netns/p1"}],"ips":[{"address":"10.0.0.5/24","interface":0}]}},{"network":"team/vf","ifname":"net1","isDefault":false,"conf":{"cniVersion":"1.0.0","name":"vf","type":"sriov","deviceID":"0000:3b:02.1"},"state":"deleteFailed","deviceInfoFile":"/var/run/k8s.cni.cncf.io/devinfo/cni/vf-c1_net1"},{"network":"team/b","ifname":"net2","conf":{"cniVersion":"1.0.0","name":"b","type":"macvlan"},"state":"planned"}]}"#;
+        fs::write(store.path_for("c1"), text).unwrap();
+        let r = store.load("c1").unwrap().unwrap();
+        assert_eq!(r.container_id, "c1");
+        assert_eq!(r.netns.as_deref(), Some("/run/netns/p1"));
+        assert_eq!(r.pod.as_ref().unwrap().uid.as_deref(), Some("u1"));
+        assert_eq!(r.cni_args.len(), 2);
+        let [cluster, vf, planned] = &r.attachments[..] else {
+            panic!("{r:?}")
+        };
+        assert!(cluster.is_default);
+        assert_eq!(cluster.state, AttachmentState::Added);
+        assert_eq!(
+            cluster.result.as_ref().unwrap()["ips"][0]["address"],
+            "10.0.0.5/24"
+        );
+        assert_eq!(vf.state, AttachmentState::DeleteFailed);
+        assert_eq!(vf.conf["deviceID"], "0000:3b:02.1");
+        assert_eq!(
+            vf.device_info_path(),
+            Some(std::path::Path::new(
+                "/var/run/k8s.cni.cncf.io/devinfo/cni/vf-c1_net1"
+            ))
+        );
+        assert!(!planned.is_default);
+        assert_eq!(planned.state, AttachmentState::Planned);
+        assert_eq!(planned.result, None);
+        // Written back, it is the same record.
+        let back: Value = serde_json::to_value(&r).unwrap();
+        let mut orig: Value = serde_json::from_str(text).unwrap();
+        orig["attachments"][2]["isDefault"] = json!(false);
+        assert_eq!(back, orig);
     }
 }

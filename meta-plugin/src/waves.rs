@@ -22,10 +22,10 @@ const INDEPENDENT_IPAM: &[&str] = &["host-local", "static", "dhcp", "whereabouts
 /// independent kinds: its main type and IPAM type are known, and its master is not inside the
 /// pod (`linkInContainer`), where an earlier network may have made it.
 pub fn is_independent(conf: &Value) -> bool {
-    let plugin = match conf.get("plugins") {
-        Some(Value::Array(list)) if list.len() == 1 => &list[0],
-        Some(_) => return false,
-        None => conf,
+    let plugin = match multinet_cni::PluginList::of_value(conf) {
+        multinet_cni::PluginList::List([only]) => only,
+        multinet_cni::PluginList::List(_) | multinet_cni::PluginList::NotAList => return false,
+        multinet_cni::PluginList::Single => conf,
     };
     let main_ok = plugin
         .get("type")

@@ -8,7 +8,7 @@
 //! meta-plugin as a delegate, none of multinet's node-path keys, `logFile` only under /var/log/).
 
 use kube::core::admission::{AdmissionResponse, Operation};
-use multinet_cni::{CniVersion, SUPPORTED_VERSIONS};
+use multinet_cni::{CniVersion, DelegateConf, SUPPORTED_VERSIONS};
 use multinet_crds::syntax::is_dns1123_subdomain;
 use multinet_crds::{
     CrdError, NadConfigError, NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec,
@@ -102,20 +102,21 @@ pub fn check_nad(object: &Value) -> Result<(), Denial> {
 /// The checks beyond structure: what a NAD author may put in a delegate config (the plugin's own
 /// rule, in its words), versions multinet speaks, and plugin types that cannot name a file
 /// outside the CNI binary directories.
-fn check_runnable(config: &Value) -> Result<(), String> {
-    check_delegate_config(config).map_err(|violation| format!("spec.config.{violation}"))?;
-    check_version(config, "spec.config")?;
-    match config.get("plugins").and_then(Value::as_array) {
-        Some(plugins) => {
-            for (index, plugin) in plugins.iter().enumerate() {
+fn check_runnable(config: &DelegateConf) -> Result<(), String> {
+    check_delegate_config(config.as_value())
+        .map_err(|violation| format!("spec.config.{violation}"))?;
+    check_version(config.as_value(), "spec.config")?;
+    for (index, plugin) in config.plugins() {
+        match index {
+            Some(index) => {
                 let at = format!("spec.config.plugins[{index}]");
                 check_version(plugin, &at)?;
                 check_type(plugin, &at)?;
             }
-            Ok(())
+            None => check_type(plugin, "spec.config")?,
         }
-        None => check_type(config, "spec.config"),
     }
+    Ok(())
 }
 
 fn check_version(object: &Value, at: &str) -> Result<(), String> {

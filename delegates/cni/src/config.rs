@@ -323,6 +323,139 @@ impl NetConfList {
     }
 }
 
+/// How a config holds its plugins, read without judging it: each caller decides what a config of
+/// the wrong shape means to it (a NAD is refused, a config being cleaned up is walked anyway).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PluginList<'a> {
+    /// No `plugins` key: a single plugin's config, its own one plugin.
+    Single,
+    /// A config list: the elements of `plugins`, as given.
+    List(&'a [Value]),
+    /// `plugins` is there but is not an array.
+    NotAList,
+}
+
+impl<'a> PluginList<'a> {
+    /// The shape of the config object `conf`.
+    pub fn of(conf: &'a Map<String, Value>) -> Self {
+        match conf.get("plugins") {
+            None => PluginList::Single,
+            Some(Value::Array(list)) => PluginList::List(list),
+            Some(_) => PluginList::NotAList,
+        }
+    }
+
+    /// The shape of `conf`, which may not be an object (then it is its own plugin).
+    pub fn of_value(conf: &'a Value) -> Self {
+        conf.as_object().map_or(PluginList::Single, PluginList::of)
+    }
+}
+
+/// The plugins of a conf or conflist, the one walk every step uses: a list's elements with their
+/// index, else the config itself (index `None`), also when its `plugins` is not a list.
+pub fn plugins(conf: &Value) -> impl Iterator<Item = (Option<usize>, &Value)> {
+    let list = match PluginList::of_value(conf) {
+        PluginList::List(list) => Some(list),
+        PluginList::Single | PluginList::NotAList => None,
+    };
+    let single = list.is_none().then_some((None, conf));
+    single.into_iter().chain(
+        list.into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, p)| (Some(i), p)),
+    )
+}
+
+/// The plugin objects of a conf (itself) or a conflist (the objects of its `plugins`), to edit
+/// them; nothing when `conf` is not an object.
+pub fn plugins_mut(conf: &mut Value) -> Vec<&mut Map<String, Value>> {
+    let Value::Object(obj) = conf else {
+        return Vec::new();
+    };
+    if !matches!(PluginList::of(obj), PluginList::List(_)) {
+        return vec![obj];
+    }
+    match obj.get_mut("plugins") {
+        Some(Value::Array(list)) => list.iter_mut().filter_map(Value::as_object_mut).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A delegate config (a conf or a conflist) as multinet read it where it came in: a NAD's
+/// `spec.config`, a file, an inline delegate, or a record read back. The JSON is kept verbatim,
+/// key order and unknown keys included (so a delegate gets byte for byte what it was given, apart
+/// from multinet's documented injections), which [`NetConf`] and [`NetConfList`] would not do:
+/// they write their own keys first. The checks a config passes depend on who wrote it and stay
+/// with the reader; what every step reads of it (its plugins, its name) is read here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DelegateConf(Value);
+
+impl DelegateConf {
+    /// The config as read.
+    pub fn new(value: Value) -> Self {
+        DelegateConf(value)
+    }
+
+    pub fn as_value(&self) -> &Value {
+        &self.0
+    }
+
+    /// For multinet's documented injections (runtimeConfig, args, deviceID, a missing name).
+    pub fn as_value_mut(&mut self) -> &mut Value {
+        &mut self.0
+    }
+
+    pub fn into_value(self) -> Value {
+        self.0
+    }
+
+    /// How it holds its plugins.
+    pub fn shape(&self) -> PluginList<'_> {
+        PluginList::of_value(&self.0)
+    }
+
+    /// Its plugins: see [`plugins`].
+    pub fn plugins(&self) -> impl Iterator<Item = (Option<usize>, &Value)> {
+        plugins(&self.0)
+    }
+
+    /// The value of a top-level key.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.get(key)
+    }
+
+    /// Its CNI network name, when it has a non-empty one.
+    pub fn name(&self) -> Option<&str> {
+        self.0
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+    }
+}
+
+impl std::ops::Index<&str> for DelegateConf {
+    type Output = Value;
+
+    /// The value of a top-level key, `null` when there is none (as for a [`Value`]).
+    fn index(&self, key: &str) -> &Value {
+        &self.0[key]
+    }
+}
+
+impl PartialEq<Value> for DelegateConf {
+    fn eq(&self, other: &Value) -> bool {
+        self.0 == *other
+    }
+}
+
+impl From<Value> for DelegateConf {
+    fn from(value: Value) -> Self {
+        DelegateConf(value)
+    }
+}
+
 /// Either kind of config file.
 #[allow(clippy::large_enum_variant)] // Parsed once per call; boxing would only add noise.
 #[derive(Debug, Clone, PartialEq)]
@@ -334,7 +467,7 @@ pub enum AnyConf {
 /// Parses a `.conf` or a `.conflist`: an object with `plugins` is a list.
 pub fn parse_any(bytes: &[u8]) -> Result<AnyConf> {
     let obj = parse_object(bytes, "network config")?;
-    if obj.contains_key("plugins") {
+    if PluginList::of(&obj) != PluginList::Single {
         NetConfList::from_map(obj).map(AnyConf::List)
     } else {
         NetConf::from_map(obj).map(AnyConf::Single)
@@ -530,5 +663,54 @@ mod tests {
             parse_any(br#"{"cniVersion":"1.0.0","name":"n","type":"x"}"#),
             Ok(AnyConf::Single(_))
         ));
+    }
+
+    #[test]
+    fn plugins_walk_a_conf_or_a_conflist() {
+        let conf = json!({"type": "macvlan"});
+        assert_eq!(plugins(&conf).collect::<Vec<_>>(), [(None, &conf)]);
+        let list = json!({"plugins": [{"type": "a"}, "b"]});
+        let walked: Vec<_> = plugins(&list).collect();
+        assert_eq!(
+            walked,
+            [(Some(0), &json!({"type": "a"})), (Some(1), &json!("b"))]
+        );
+        // `plugins` that is not a list: the config is walked as its own plugin.
+        let odd = json!({"type": "x", "plugins": 5});
+        assert_eq!(plugins(&odd).collect::<Vec<_>>(), [(None, &odd)]);
+        assert_eq!(PluginList::of_value(&odd), PluginList::NotAList);
+        assert_eq!(PluginList::of_value(&json!([1])), PluginList::Single);
+
+        let mut list = json!({"plugins": [{"type": "a"}, "b", {"type": "c"}]});
+        for p in plugins_mut(&mut list) {
+            p.insert("seen".into(), json!(true));
+        }
+        assert_eq!(list["plugins"][2]["seen"], true);
+        assert_eq!(list["plugins"][1], "b");
+        assert!(plugins_mut(&mut json!("x")).is_empty());
+    }
+
+    #[test]
+    fn a_delegate_conf_is_kept_verbatim() {
+        let text = r#"{"type":"macvlan","x-custom":{"b":1,"a":2},"cniVersion":"1.0.0","name":"n","master":"eth1"}"#;
+        let conf: DelegateConf = serde_json::from_str(text).unwrap();
+        // Key order and unknown keys as given: NetConf would write its own keys first.
+        assert_eq!(serde_json::to_string(&conf).unwrap(), text);
+        assert_eq!(conf.name(), Some("n"));
+        assert_eq!(conf["master"], "eth1");
+        assert_eq!(conf.shape(), PluginList::Single);
+        assert_eq!(conf.plugins().count(), 1);
+
+        let mut list = DelegateConf::new(json!({"name": "", "plugins": [{"type": "a"}]}));
+        assert_eq!(list.name(), None);
+        assert_eq!(
+            list.plugins().map(|(i, _)| i).collect::<Vec<_>>(),
+            [Some(0)]
+        );
+        list.as_value_mut()["plugins"][0]["runtimeConfig"] = json!({"mac": "x"});
+        assert_eq!(
+            list,
+            json!({"name": "", "plugins": [{"type": "a", "runtimeConfig": {"mac": "x"}}]})
+        );
     }
 }

@@ -80,14 +80,10 @@ fn get_any_case<'a>(
 
 /// The plugin objects of a conf (itself) or conflist (`plugins`), with their location.
 fn plugins(config: &Value) -> impl Iterator<Item = (String, &Value)> {
-    let list = config.get("plugins").and_then(Value::as_array);
-    let single = list.is_none().then_some(("".to_string(), config));
-    single.into_iter().chain(
-        list.into_iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, p)| (format!("plugins[{i}]."), p)),
-    )
+    crate::config::plugins(config).map(|(i, p)| match i {
+        Some(i) => (format!("plugins[{i}]."), p),
+        None => (String::new(), p),
+    })
 }
 
 /// Checks a delegate config that a NAD author wrote (a conf or a conflist).

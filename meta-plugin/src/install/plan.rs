@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use multinet_cni::PluginList;
 use serde_json::{Map, Value, json};
 
 use super::args::ConfigOptions;
@@ -36,9 +37,9 @@ pub fn is_meta_plugin(conf: &Value) -> bool {
             .and_then(Value::as_str)
             .is_some_and(multinet_cni::trust::is_meta_plugin_type)
     };
-    match conf.get("plugins").and_then(Value::as_array) {
-        Some(plugins) => plugins.first().is_some_and(is_meta),
-        None => is_meta(conf),
+    match PluginList::of_value(conf) {
+        PluginList::List(plugins) => plugins.first().is_some_and(is_meta),
+        PluginList::Single | PluginList::NotAList => is_meta(conf),
     }
 }
 
@@ -77,16 +78,16 @@ pub fn cluster_network_from(path: &Path, conf: &Value) -> Result<ClusterNetwork,
         .filter(|v| !v.is_empty())
         .ok_or_else(|| bad_input(format!("{}: has no \"cniVersion\"", what())))?
         .to_string();
-    let plugins: Vec<&Value> = match conf.get("plugins") {
-        Some(Value::Array(list)) if !list.is_empty() => list.iter().collect(),
-        Some(_) => {
+    let plugins: Vec<&Value> = match PluginList::of_value(conf) {
+        PluginList::List(list) if !list.is_empty() => list.iter().collect(),
+        PluginList::List(_) | PluginList::NotAList => {
             return Err(bad_input(format!(
                 "{}: \"plugins\" is not a non-empty list",
                 what()
             )));
         }
-        None if conf.get("type").and_then(Value::as_str).is_some() => vec![conf],
-        None => {
+        PluginList::Single if conf.get("type").and_then(Value::as_str).is_some() => vec![conf],
+        PluginList::Single => {
             return Err(bad_input(format!(
                 "{}: has neither \"type\" nor \"plugins\"",
                 what()

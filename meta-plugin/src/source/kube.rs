@@ -9,7 +9,6 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -40,10 +39,18 @@ fn nad_resource() -> ApiResource {
     )
 }
 
-/// Set by the node daemon: its call threads keep their API clients between calls. A client and
-/// its connections belong to the runtime they were made on, and each call thread keeps one
-/// runtime for all its calls, so clients are kept per thread.
-static KEEP_CLIENTS: AtomicBool = AtomicBool::new(false);
+/// Whether a call keeps its API client for the next call on the same thread. The node daemon
+/// asks for it: a client and its connections belong to the runtime they were made on, and each
+/// of its call threads keeps one runtime for all its calls, so clients are kept per thread. A
+/// one-shot process has nothing to keep them for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClientReuse {
+    /// A new client for each call.
+    #[default]
+    PerCall,
+    /// The thread's kept client, while its kubeconfig is unchanged.
+    PerThread,
+}
 
 /// A kept client and what it was built from: a rewritten kubeconfig (token rotation, a new
 /// server) gets a new client.
@@ -58,12 +65,6 @@ thread_local! {
     static KEPT: RefCell<Vec<KeptClient>> = const { RefCell::new(Vec::new()) };
 }
 
-/// From now on, each thread keeps the API clients its calls build (the node daemon, whose call
-/// threads each keep one runtime for good).
-pub fn keep_clients_per_thread() {
-    KEEP_CLIENTS.store(true, Ordering::Relaxed);
-}
-
 fn modified(kubeconfig: Option<&Path>) -> Option<SystemTime> {
     std::fs::metadata(kubeconfig?)
         .and_then(|m| m.modified())
@@ -72,9 +73,13 @@ fn modified(kubeconfig: Option<&Path>) -> Option<SystemTime> {
 
 impl KubeSource {
     /// From a kubeconfig file, or the in-cluster service account when `kubeconfig` is `None`.
-    pub async fn connect(kubeconfig: Option<&Path>, budget: Duration) -> Result<Self, MetaError> {
+    pub async fn connect(
+        kubeconfig: Option<&Path>,
+        budget: Duration,
+        reuse: ClientReuse,
+    ) -> Result<Self, MetaError> {
         let deadline = Instant::now() + budget;
-        if !KEEP_CLIENTS.load(Ordering::Relaxed) {
+        if reuse == ClientReuse::PerCall {
             let client = build_client(kubeconfig, budget).await?;
             return Ok(KubeSource { client, deadline });
         }
@@ -437,7 +442,9 @@ mod tests {
         let path = dir.path().join("multinet.kubeconfig");
         std::fs::write(&path, text).unwrap();
         let err = runtime().block_on(async {
-            match KubeSource::connect(Some(&path), Duration::from_secs(2)).await {
+            match KubeSource::connect(Some(&path), Duration::from_secs(2), ClientReuse::PerCall)
+                .await
+            {
                 Err(e) => e,
                 Ok(src) => src.pod("default", "p").await.unwrap_err(),
             }

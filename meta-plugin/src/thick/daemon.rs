@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 use super::wire;
 use crate::meta::MetaPlugin;
+use crate::source::kube::ClientReuse;
 
 /// Where the daemon listens unless told otherwise; `daemonSocket` in the config names the same.
 pub const DEFAULT_SOCKET: &str = "/run/multinet/multinet.sock";
@@ -311,7 +312,6 @@ pub async fn serve(
     limits: Limits,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    crate::source::kube::keep_clients_per_thread();
     let threads = Arc::new(CallThreads::new(limits));
     let peers = Arc::new(peers);
     tracing::info!(
@@ -754,7 +754,8 @@ impl Worker {
                             container = var_of(&call, "CNI_CONTAINERID"),
                             "call runs"
                         );
-                        let plugin = MetaPlugin::new();
+                        // Each call thread keeps one runtime for good, so its API client too.
+                        let plugin = MetaPlugin::new().with_client_reuse(ClientReuse::PerThread);
                         let (out, code) =
                             rt.block_on(multinet_cni::dispatch(&plugin, call.vars, &call.stdin));
                         (code, out)

@@ -5,7 +5,6 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use multinet_cni::{CniError, error_bytes, error_version};
 use serde::Deserialize;
@@ -26,19 +25,12 @@ pub fn daemon_socket(stdin: &[u8]) -> Option<PathBuf> {
         .filter(|p| !p.as_os_str().is_empty())
 }
 
-/// Why this call runs here although its config names a daemon, for the call's log.
-static NO_DAEMON: OnceLock<String> = OnceLock::new();
-
-/// Notes that no daemon listened on `socket`; the call logs it once its log is open.
-pub fn remember_no_daemon(socket: &Path, err: &std::io::Error) {
-    let _ = NO_DAEMON.set(format!(
+/// Why a call runs here although its config names a daemon, for the call's log.
+pub fn no_daemon_note(socket: &Path, err: &std::io::Error) -> String {
+    format!(
         "no multinet daemon at {} ({err}); running the call here",
         socket.display()
-    ));
-}
-
-pub fn no_daemon_note() -> Option<&'static str> {
-    NO_DAEMON.get().map(String::as_str)
+    )
 }
 
 /// What became of a call handed to the daemon.
