@@ -35,8 +35,9 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// The kubelet's own limit on a pod-resources message; a longer answer is refused unread.
 pub const MAX_MESSAGE: usize = 16 << 20;
 
-/// The gRPC methods asked, as they appear on the wire.
+/// The gRPC method asked first, as it appears on the wire.
 pub const GET_PATH: &str = "/v1.PodResourcesLister/Get";
+/// The method asked when the kubelet has no `Get`.
 pub const LIST_PATH: &str = "/v1.PodResourcesLister/List";
 
 /// Resource name → device IDs of one pod (all its containers), sorted, without duplicates.
@@ -206,6 +207,9 @@ impl std::fmt::Display for GrpcStatus {
 /// The status a failed call of `path` carries, if the server sent it. tonic also reports
 /// failures on this side (transport, an answer that does not decode) as a `Status`, with the
 /// cause as its source: those are errors of the exchange, never a reason to ask `List`.
+/// (tonic's own checks, such as the size limit or a missing `grpc-status`, carry no source and
+/// read as statuses; of those only an HTTP 404 without gRPC status leads to `List`, as
+/// Unimplemented, which is the gRPC mapping of that HTTP status.)
 fn server_status(path: &str, status: tonic::Status) -> Result<GrpcStatus, QueryError> {
     if std::error::Error::source(&status).is_some() {
         let text = chain(status.message(), std::error::Error::source(&status));

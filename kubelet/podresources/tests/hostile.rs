@@ -29,6 +29,8 @@ enum Answer {
     Body(Vec<u8>, bool),
     /// A frame header announcing `len` bytes, then zeros without end.
     Endless(u32),
+    /// This HTTP status, no gRPC status, no body.
+    Http(u16),
 }
 
 fn ok_trailers() -> HeaderMap {
@@ -47,6 +49,12 @@ fn respond(answer: Answer) -> Response<Body> {
             } else {
                 body.boxed()
             }
+        }
+        Answer::Http(code) => {
+            return Response::builder()
+                .status(code)
+                .body(Full::new(Bytes::new()).boxed())
+                .unwrap();
         }
         Answer::Endless(len) => {
             let mut head = vec![0];
@@ -191,6 +199,18 @@ async fn an_answer_without_a_status_is_an_error() {
     let s = grpc_server(Answer::Body(frame(&[]), false));
     let err = failure(&s).await;
     assert!(err.contains("grpc-status"), "{err}");
+}
+
+#[tokio::test]
+async fn an_http_error_without_grpc_status_is_an_error() {
+    // gRPC maps HTTP 404 to Unimplemented, so List is tried too, and both are named.
+    let s = grpc_server(Answer::Http(404));
+    let err = failure(&s).await;
+    assert!(err.contains("Get:") && err.contains("List:"), "{err}");
+    assert!(err.contains("HTTP status code 404"), "{err}");
+    let s = grpc_server(Answer::Http(500));
+    let err = failure(&s).await;
+    assert!(err.contains("HTTP status code 500"), "{err}");
 }
 
 #[tokio::test]
