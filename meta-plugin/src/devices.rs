@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use crate::error::MetaError;
 use crate::plan::LoadedNetwork;
-use crate::podresources::{self, QueryError};
 use crate::source::PodInfo;
+use multinet_podresources::{self as podresources, QueryError};
 
 pub const DEFAULT_CHECKPOINT: &str = "/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint";
 
@@ -121,7 +121,7 @@ pub async fn device_ids_from(
                 tracing::warn!(socket = %socket.display(), error = %e,
                     "kubelet pod-resources API unreachable, reading the checkpoint");
             }
-            Err(e) => return Err(e.to_meta_error(socket)),
+            Err(e) => return Err(MetaError::Io(e.describe(socket))),
         }
     }
     let Some(uid) = pod.uid.as_deref() else {
@@ -156,8 +156,8 @@ mod tests {
 
     mod sources {
         use super::super::*;
-        use crate::podresources::fake::{Behavior, FakeKubelet};
-        use crate::podresources::proto::{ContainerDevices, ContainerResources, PodResources};
+        use multinet_podresources::proto::{ContainerDevices, ContainerResources, PodResources};
+        use multinet_podresources::testing::{Behavior, FakeKubelet};
 
         const RESOURCE: &str = "intel.com/sriov";
 

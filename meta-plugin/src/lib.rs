@@ -16,7 +16,6 @@ pub mod orphans;
 pub mod own;
 pub mod plan;
 pub mod podnet;
-pub mod podresources;
 pub mod resolve;
 pub mod source;
 pub mod status;

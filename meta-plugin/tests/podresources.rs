@@ -1,100 +1,64 @@
 //! Device IDs from the kubelet pod-resources API, through the multinet binary: a fake kubelet
-//! (gRPC over HTTP/2 on a unix socket, built from multinet's own codec) gives the pod a VF, and
+//! (the generated pod-resources gRPC server on a unix socket) gives the pod a VF, and
 //! the network whose NAD names that resource gets it as `deviceID`. A kubelet that answers with
 //! an error fails ADD with a message naming the socket, and leaves nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::convert::Infallible;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use common::{Answer, Node};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
-use hyper::Response;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use multinet::podresources::proto::{ContainerDevices, ContainerResources, PodResources};
-use multinet::podresources::{GET_PATH, grpc, proto};
+use multinet_podresources::proto::{ContainerDevices, ContainerResources, PodResources};
+use multinet_podresources::testing::{Behavior, FakeKubelet};
 use multinet_testbed::{TestNetns, require_root};
 use serde_json::{Value, json};
 
 const RESOURCE: &str = "intel.com/sriov";
 
-/// What the fake kubelet answers to Get.
-#[derive(Clone)]
-enum KubeletAnswer {
-    Devices(Vec<&'static str>),
-    Status(u32, &'static str),
+/// The fake kubelet (the generated pod-resources server) and the runtime serving it while the
+/// test runs the plugin binary.
+struct Kubelet {
+    fake: Option<FakeKubelet>,
+    _runtime: tokio::runtime::Runtime,
 }
 
-async fn handle(
-    req: hyper::Request<Incoming>,
-    answer: KubeletAnswer,
-) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
-    let path = req.uri().path().to_string();
-    let body = req.into_body().collect().await.unwrap().to_bytes();
-    let (name, namespace) = proto::decode_get_request(&grpc::unframe(&body).unwrap()).unwrap();
-    let (message, trailers) = match (&answer, path == GET_PATH) {
-        (KubeletAnswer::Devices(ids), true) => {
-            let pod = PodResources {
-                name,
-                namespace,
-                containers: vec![ContainerResources {
-                    name: "app".into(),
-                    devices: vec![ContainerDevices {
-                        resource_name: RESOURCE.into(),
-                        device_ids: ids.iter().map(|s| s.to_string()).collect(),
-                    }],
-                }],
-            };
-            (
-                grpc::frame(&proto::encode_get_response(Some(&pod))),
-                grpc::status_headers(0, ""),
-            )
+impl Kubelet {
+    fn start(behavior: Behavior) -> Kubelet {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let fake = runtime.block_on(FakeKubelet::start(behavior));
+        Kubelet {
+            fake: Some(fake),
+            _runtime: runtime,
         }
-        (KubeletAnswer::Status(code, text), _) => (Bytes::new(), grpc::status_headers(*code, text)),
-        (_, false) => (Bytes::new(), grpc::status_headers(12, "unknown method")),
-    };
-    Ok(Response::builder()
-        .header("content-type", "application/grpc")
-        .body(
-            Full::new(message)
-                .with_trailers(async move { Some(Ok(trailers)) })
-                .boxed(),
-        )
-        .unwrap())
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.fake.as_ref().unwrap().socket.clone()
+    }
 }
 
-/// Serves on `socket` from a thread of its own until the test process ends.
-fn start_fake_kubelet(socket: &Path, answer: KubeletAnswer) {
-    let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::UnixListener::from_std(listener).unwrap();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let answer = answer.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(req, answer.clone()));
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-    });
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        // The server task is stopped while its runtime still runs.
+        self.fake.take();
+    }
+}
+
+/// Pod team/web holding these devices of the resource.
+fn kubelet_pod(ids: &[&str]) -> PodResources {
+    PodResources {
+        name: "web".into(),
+        namespace: "team".into(),
+        containers: vec![ContainerResources {
+            name: "app".into(),
+            devices: vec![ContainerDevices {
+                resource_name: RESOURCE.into(),
+                device_ids: ids.iter().map(|s| s.to_string()).collect(),
+            }],
+        }],
+    }
 }
 
 /// A node whose `vf` NAD (a macvlan, standing in for SR-IOV) names the resource.
@@ -151,11 +115,11 @@ fn recorded_device_id(node: &Node) -> Value {
 fn the_network_naming_a_resource_gets_the_device_the_kubelet_gave_the_pod() {
     require_root!();
     let node = node_with_vf_network();
-    let socket = socket_in(&node);
-    start_fake_kubelet(
-        &socket,
-        KubeletAnswer::Devices(vec!["0000:af:06.3", "0000:af:06.1"]),
-    );
+    let kubelet = Kubelet::start(Behavior::Pods(vec![kubelet_pod(&[
+        "0000:af:06.3",
+        "0000:af:06.1",
+    ])]));
+    let socket = kubelet.socket();
     write_checkpoint(&node);
     let pod_ns = TestNetns::new();
     cni(&node, "ADD", &pod_ns, &socket).ok();
@@ -170,11 +134,8 @@ fn the_network_naming_a_resource_gets_the_device_the_kubelet_gave_the_pod() {
 fn a_kubelet_error_fails_add_naming_the_socket_and_leaves_nothing() {
     require_root!();
     let node = node_with_vf_network();
-    let socket = socket_in(&node);
-    start_fake_kubelet(
-        &socket,
-        KubeletAnswer::Status(2, "pod web in namespace team not found"),
-    );
+    let kubelet = Kubelet::start(Behavior::Status(2, "pod web in namespace team not found"));
+    let socket = kubelet.socket();
     let pod_ns = TestNetns::new();
     let (code, msg) = cni(&node, "ADD", &pod_ns, &socket).err();
     assert_eq!(code, 5, "{msg}");
