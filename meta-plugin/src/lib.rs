@@ -1,24 +1,14 @@
-//! multinet: the multi-network meta CNI plugin. Module order follows one ADD:
-//! config → source (pod, NADs) → plan → resolve → store → delegate → routes → status.
+//! multinet: the multi-network meta CNI plugin.
+//!
+//! `call` is one CNI call from the runtime, in the order of an ADD: its verbs (`call::verbs`),
+//! loading (config, source of pods and NADs, resolve), planning (plan, devices, devinfo, inject,
+//! waves), the record (store, orphans), running delegates (delegate, own, podnet) and the
+//! network-status. Around it stand the programs: the thick-mode node daemon (`thick`),
+//! `multinet install`, `multinet demo`, and logging.
 
-pub mod attachment;
-pub mod config;
-pub mod delegate;
+pub mod call;
 pub mod demo;
-pub mod devices;
-pub mod devinfo;
 pub mod error;
-pub mod inject;
 pub mod install;
 pub mod logging;
-pub mod meta;
-pub mod orphans;
-pub mod own;
-pub mod plan;
-pub mod podnet;
-pub mod resolve;
-pub mod source;
-pub mod status;
-pub mod store;
 pub mod thick;
-pub mod waves;

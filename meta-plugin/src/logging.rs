@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use crate::config::MultinetConf;
+use crate::call::config::MultinetConf;
 
 static INSTALLED: OnceLock<()> = OnceLock::new();
 

@@ -2,7 +2,7 @@
 //! one of its delegates' names (a symlink in /opt/cni/bin) it is that delegate; `multinet demo`
 //! runs the demo; `multinet install` puts it on a node and writes its config.
 
-use multinet::own::OwnDelegate;
+use multinet::call::own::OwnDelegate;
 use multinet::thick;
 
 fn main() {
@@ -67,7 +67,7 @@ fn run_cni_call() -> ! {
         }
     }
     multinet::logging::init_from_env();
-    let mut plugin = multinet::meta::MetaPlugin::new();
+    let mut plugin = multinet::call::verbs::MetaPlugin::new();
     if let (Some(socket), Some(e)) = (&socket, &no_daemon) {
         // Logged once the config's log is open (the first thing the call does).
         plugin = plugin.with_no_daemon_note(thick::shim::no_daemon_note(socket, e));

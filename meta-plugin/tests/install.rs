@@ -1106,7 +1106,7 @@ fn thick_daemonset_points_the_config_at_its_daemon() {
         "netns made after start are seen"
     );
     assert!(mounted(Path::new(
-        multinet::devinfo::DEFAULT_DEVICE_INFO_DIR
+        multinet::call::devinfo::DEFAULT_DEVICE_INFO_DIR
     )));
 
     let installs = spec["initContainers"].as_array().unwrap().iter().chain(

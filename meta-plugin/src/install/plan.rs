@@ -453,7 +453,7 @@ mod tests {
             })
         );
         // The plugin reads every key it was given.
-        let (conf, unknown) = crate::config::MultinetConf::parse(&config.bytes).unwrap();
+        let (conf, unknown) = crate::call::config::MultinetConf::parse(&config.bytes).unwrap();
         assert!(unknown.is_empty(), "{unknown:?}");
         assert!(conf.namespace_isolation);
         assert_eq!(conf.global_namespace_list(), vec!["default", "shared"]);

@@ -20,8 +20,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Notify;
 
 use super::wire;
-use crate::meta::MetaPlugin;
-use crate::source::kube::ClientReuse;
+use crate::call::source::kube::ClientReuse;
+use crate::call::verbs::MetaPlugin;
 
 /// Where the daemon listens unless told otherwise; `daemonSocket` in the config names the same.
 pub const DEFAULT_SOCKET: &str = "/run/multinet/multinet.sock";

@@ -4,8 +4,8 @@
 use multinet_cni::{IpConfig, NetworkResult};
 use multinet_crds::{DeviceInfo, Dns, NetworkStatus, format_network_status, status_ip};
 
-use crate::attachment::Attachment;
-use crate::source::PodEvent;
+use crate::call::attachment::Attachment;
+use crate::call::source::PodEvent;
 
 /// The attachments the delegates added, with their results, in order.
 fn added(attachments: &[Attachment]) -> impl Iterator<Item = (&Attachment, &NetworkResult)> {

@@ -10,12 +10,12 @@ use multinet_crds::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::attachment::Attachment;
-pub use crate::attachment::LoadedNetwork;
-use crate::config::MultinetConf;
+use crate::call::attachment::Attachment;
+pub use crate::call::attachment::LoadedNetwork;
+use crate::call::config::MultinetConf;
+use crate::call::inject;
+use crate::call::source::PodInfo;
 use crate::error::MetaError;
-use crate::inject;
-use crate::source::PodInfo;
 
 /// A reference to a network that must be loaded before planning.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,7 +147,7 @@ pub struct PlanInput<'a> {
 /// unsatisfiable request fails here, before anything is created.
 pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaError> {
     let resources =
-        crate::devinfo::resource_names(&input.cluster, &input.defaults, &input.selected);
+        crate::call::devinfo::resource_names(&input.cluster, &input.defaults, &input.selected);
     let mut taken: BTreeSet<String> = BTreeSet::new();
     taken.insert(input.ifname.to_string());
     // Explicit names first, so automatic names never take them.
@@ -318,7 +318,7 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaErr
         selected.default_route = sel.default_route.clone();
         out.push(selected);
     }
-    Ok(crate::devinfo::prepare(
+    Ok(crate::call::devinfo::prepare(
         input.conf,
         input.container_id,
         out,

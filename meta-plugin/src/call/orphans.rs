@@ -12,8 +12,8 @@ use multinet_ipam::host_local::config::DEFAULT_DATA_DIR;
 use multinet_ipam::host_local::store::Store;
 use serde_json::Value;
 
-use crate::config::MultinetConf;
-use crate::store::AttachmentStore;
+use crate::call::config::MultinetConf;
+use crate::call::store::AttachmentStore;
 
 /// What a clean-up by container ID removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -17,13 +17,13 @@ use std::path::Path;
 use multinet_cni::files;
 use multinet_crds::{DeviceInfo, NetworkSelection};
 
-pub use crate::attachment::DeviceInfoFile;
-use crate::attachment::{Attachment, LoadedNetwork};
-use crate::config::MultinetConf;
-use crate::inject;
+pub use crate::call::attachment::DeviceInfoFile;
+use crate::call::attachment::{Attachment, LoadedNetwork};
+use crate::call::config::MultinetConf;
+use crate::call::inject;
 
 /// The default folders, kept with the config keys that choose them.
-pub use crate::config::{DEFAULT_DEVICE_INFO_DIR, DEFAULT_DEVICE_PLUGIN_INFO_DIR};
+pub use crate::call::config::{DEFAULT_DEVICE_INFO_DIR, DEFAULT_DEVICE_PLUGIN_INFO_DIR};
 
 /// The per-attachment file name: `<net>-<containerID>_<ifname>`, every `/` made `-` so the name
 /// stays one path component.

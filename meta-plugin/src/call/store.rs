@@ -13,7 +13,7 @@ use multinet_cni::files;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use crate::attachment::{Attachment, AttachmentState};
+pub use crate::call::attachment::{Attachment, AttachmentState};
 use crate::error::MetaError;
 
 const RECORD_FORMAT: u32 = 1;
@@ -424,7 +424,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = AttachmentStore::new(dir.path());
         let mut r = record();
-        r.attachments[0].device_info_file = Some(crate::attachment::DeviceInfoFile::at(
+        r.attachments[0].device_info_file = Some(crate::call::attachment::DeviceInfoFile::at(
             "/var/run/k8s.cni.cncf.io/devinfo/cni/macvlan-a-c1_net1",
         ));
         store.save(&r).unwrap();

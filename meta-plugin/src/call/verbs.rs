@@ -10,18 +10,18 @@ use multinet_cni::files::LockFile;
 use multinet_cni::{CniError, Command, DelegateConf, GcRequest, NetworkResult, Plugin, Request};
 use serde_json::{Map, Value};
 
-use crate::attachment::{Attachment, AttachmentState};
-use crate::config::MultinetConf;
-use crate::delegate::{self, CallContext};
+use crate::call::attachment::{Attachment, AttachmentState};
+use crate::call::config::MultinetConf;
+use crate::call::delegate::{self, CallContext};
+use crate::call::plan::{self, LoadedNetwork, PlanInput};
+use crate::call::podnet;
+use crate::call::resolve;
+use crate::call::source::kube::{ClientReuse, KubeSource};
+use crate::call::source::{AnySource, ClusterSource, PodInfo, local::LocalSource};
+use crate::call::status;
+use crate::call::store::{AttachmentRecord, AttachmentStore, PodRef};
+use crate::call::waves;
 use crate::error::MetaError;
-use crate::plan::{self, LoadedNetwork, PlanInput};
-use crate::podnet;
-use crate::resolve;
-use crate::source::kube::{ClientReuse, KubeSource};
-use crate::source::{AnySource, ClusterSource, PodInfo, local::LocalSource};
-use crate::status;
-use crate::store::{AttachmentRecord, AttachmentStore, PodRef};
-use crate::waves;
 
 /// How long a call waits for another call on the same container (or the plugins of a killed
 /// one) to end. Plugins of a killed call die with it (their death signal) within milliseconds;
@@ -272,7 +272,8 @@ impl MetaPlugin {
             futures::try_join!(load_networks, pod_links)?;
         tracing::debug!("networks loaded");
         let device_ids =
-            crate::devices::device_ids_for(pod.as_ref(), &cluster, &defaults, &selected).await?;
+            crate::call::devices::device_ids_for(pod.as_ref(), &cluster, &defaults, &selected)
+                .await?;
         let planned = plan::plan_attachments(PlanInput {
             conf: &conf,
             container_id: &req.env.container_id,
@@ -311,7 +312,7 @@ impl MetaPlugin {
         store.create(&record)?;
         tracing::debug!("plan recorded");
         failpoint("after-record");
-        crate::devinfo::copy_from_device_plugin(
+        crate::call::devinfo::copy_from_device_plugin(
             record.attachments.iter().map(|a| &a.device_info_file),
         );
 
@@ -367,7 +368,7 @@ impl MetaPlugin {
         failpoint("before-status");
         if let (Some(r), Some(source)) = (&pod_ref, &source) {
             tracing::debug!("writing network-status");
-            let device_infos = crate::devinfo::read_for_status(
+            let device_infos = crate::call::devinfo::read_for_status(
                 record.attachments.iter().map(|a| &a.device_info_file),
             );
             let status_json = status::network_status(&record.attachments, &device_infos);
@@ -424,14 +425,14 @@ impl MetaPlugin {
             }
             // A delegate killed mid-ADD (its IPAM, say) may have left a reservation it never
             // reported, or an empty one.
-            crate::orphans::release_host_local(entry.conf.as_value(), &record.container_id);
-            crate::devinfo::remove(entry.device_info_path());
+            crate::call::orphans::release_host_local(entry.conf.as_value(), &record.container_id);
+            crate::call::devinfo::remove(entry.device_info_path());
         }
         errors.reverse();
         let added = wave.end - errors.len();
         // Networks after the wave never ran: only the device-info files copied for them remain.
         for never_ran in record.attachments.drain(added..) {
-            crate::devinfo::remove(never_ran.device_info_path());
+            crate::call::devinfo::remove(never_ran.device_info_path());
         }
         if let Err(r) = self
             .delete_attachments(req, conf, store, record, added, Some(lock))
@@ -486,8 +487,11 @@ impl MetaPlugin {
             let entry = &mut record.attachments[i];
             match outcome {
                 Some(Ok(())) => {
-                    crate::devinfo::remove(entry.device_info_path());
-                    crate::orphans::release_host_local(entry.conf.as_value(), &record.container_id);
+                    crate::call::devinfo::remove(entry.device_info_path());
+                    crate::call::orphans::release_host_local(
+                        entry.conf.as_value(),
+                        &record.container_id,
+                    );
                     keep[i] = false;
                 }
                 Some(Err(e)) => {
@@ -579,7 +583,7 @@ impl MetaPlugin {
 
     /// DEL when the container's record cannot be used (torn, not ours, written by another uid):
     /// its delegates are never run from it. The record is set aside for inspection, what can be
-    /// found by container ID alone is cleaned (see [`crate::orphans`]), the pod gets an event,
+    /// found by container ID alone is cleaned (see [`crate::call::orphans`]), the pod gets an event,
     /// and DEL succeeds, so the sandbox is never stuck.
     async fn del_without_record(
         &self,
@@ -590,7 +594,7 @@ impl MetaPlugin {
     ) -> Result<(), MetaError> {
         let id = &req.env.container_id;
         let kept = store.set_aside(id)?;
-        let cleaned = crate::orphans::clean(conf, store, id, req.env.netns.as_deref()).await;
+        let cleaned = crate::call::orphans::clean(conf, store, id, req.env.netns.as_deref()).await;
         tracing::error!(error = %why, kept = %kept.display(), ?cleaned,
             "attachment record unusable: set aside, cleaned by container ID");
         if let Ok(Some(r)) = pod_ref(req)
@@ -602,7 +606,7 @@ impl MetaPlugin {
                 uid: r.uid.clone(),
                 annotations: Default::default(),
             };
-            let event = crate::source::PodEvent {
+            let event = crate::call::source::PodEvent {
                 reason: "AttachmentRecordSetAside",
                 message: format!(
                     "multinet could not use the attachment record of container {id} ({why}); it \

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+use crate::call::plan::LoadedNetwork;
+use crate::call::source::PodInfo;
 use crate::error::MetaError;
-use crate::plan::LoadedNetwork;
-use crate::source::PodInfo;
 use multinet_podresources::{self as podresources, QueryError};
 
 pub const DEFAULT_CHECKPOINT: &str = "/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint";

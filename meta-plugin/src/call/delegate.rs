@@ -12,7 +12,7 @@ use multinet_cni::{
 };
 use serde_json::{Map, Value};
 
-use crate::own;
+use crate::call::own;
 
 /// How long one delegate may run before it is killed and the call fails.
 pub const DELEGATE_TIMEOUT: Duration = Duration::from_secs(120);

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use multinet_cni::DelegateConf;
 use serde_json::Value;
 
-use crate::config::MultinetConf;
+use crate::call::config::MultinetConf;
+use crate::call::inject;
+use crate::call::plan::{LoadedNetwork, NetworkRef};
+use crate::call::source::{ClusterSource, NadInfo};
 use crate::error::MetaError;
-use crate::inject;
-use crate::plan::{LoadedNetwork, NetworkRef};
-use crate::source::{ClusterSource, NadInfo};
 
 use multinet_crds::{RESOURCE_NAME_ANNOTATION, check_delegate_config, runs_a_meta_plugin};
 
