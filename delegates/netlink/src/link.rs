@@ -2,7 +2,7 @@
 
 use futures::TryStreamExt;
 use netlink_packet_route::link::{
-    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, Prop, State,
 };
 use rtnetlink::LinkUnspec;
 
@@ -39,6 +39,8 @@ pub struct Link {
     pub alias: Option<String>,
     /// Number of VFs, for a PF that reports it.
     pub num_vf: Option<u32>,
+    /// Alternative names (`IFLA_PROP_LIST`); a VF moved into a pod keeps its host name here.
+    pub altnames: Vec<String>,
 }
 
 impl Link {
@@ -67,6 +69,7 @@ impl Link {
             link_netnsid: None,
             alias: None,
             num_vf: None,
+            altnames: Vec::new(),
         };
         for attr in &msg.attributes {
             match attr {
@@ -79,6 +82,15 @@ impl Link {
                 LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(*id),
                 LinkAttribute::IfAlias(a) => link.alias = Some(a.clone()),
                 LinkAttribute::NumVf(n) => link.num_vf = Some(*n),
+                LinkAttribute::PropList(props) => {
+                    link.altnames = props
+                        .iter()
+                        .filter_map(|p| match p {
+                            Prop::AltIfName(n) => Some(n.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                }
                 LinkAttribute::LinkInfo(infos) => {
                     link.kind = infos.iter().find_map(|i| match i {
                         LinkInfo::Kind(k) => Some(kind_name(k)),

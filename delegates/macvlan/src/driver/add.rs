@@ -10,12 +10,12 @@ use crate::driver::ipam::{Ipam, PendingAdd};
 use crate::driver::kernel::{IfaceSysctls, child_message, created_up};
 use crate::driver::plan::{IfacePlan, plan_iface};
 use crate::driver::result::{build_result, interface_entry};
-use crate::driver::rtnl::{
-    KernelError, Socket, add_address_message, add_route_message, set_up_message,
-};
 use crate::driver::{kernel, netns_path, open_netns, socket_in};
 use crate::error::{Error, Result};
 use multinet_netlink::packet::RouteNetlinkMessage;
+use multinet_netlink::{
+    KernelError, Socket, add_address_message, add_route_message, set_up_message,
+};
 
 /// How long ADD waits for IPv6 duplicate address detection, as the reference does.
 pub const DAD_TIMEOUT: Duration = Duration::from_secs(5);

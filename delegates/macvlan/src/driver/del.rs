@@ -6,9 +6,9 @@ use multinet_netlink::{Netns, link_tag};
 
 use crate::driver::ipam::Ipam;
 use crate::driver::owner::{Expected, Ownership, judge, recorded_mac};
-use crate::driver::rtnl::KernelError;
 use crate::driver::{kernel, socket_in};
 use crate::error::{Error, Result};
+use multinet_netlink::KernelError;
 
 /// DEL: releases the addresses first, then deletes the link of kind `kind` (macvlan or
 /// ipvlan) if it is ours. Succeeds when there is no netns, the netns is gone, the link is gone,

@@ -3,12 +3,12 @@
 
 use std::os::fd::RawFd;
 
-use multinet_netlink::{
-    IpvlanFlag, IpvlanSpec, MacvlanSpec, ipvlan_message, macvlan_message, read_sysctl, write_sysctl,
-};
-use netlink_packet_route::link::{
+use multinet_netlink::packet::link::{
     InfoData, InfoIpVlan, InfoMacVlan, IpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
     MacVlanMode,
+};
+use multinet_netlink::{
+    IpvlanFlag, IpvlanSpec, MacvlanSpec, ipvlan_message, macvlan_message, read_sysctl, write_sysctl,
 };
 
 use crate::driver::conf::ChildKind;

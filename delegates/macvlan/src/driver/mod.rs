@@ -35,15 +35,14 @@ pub mod keys;
 pub mod owner;
 pub mod plan;
 pub mod result;
-pub mod rtnl;
 mod verify;
 
 use multinet_cni::{GcRequest, Request};
 use multinet_netlink::Netns;
 
 use crate::driver::ipam::Ipam;
-use crate::driver::rtnl::{KernelError, Socket};
 use crate::error::{BoxError, Error, Result};
+use multinet_netlink::{KernelError, Socket};
 
 pub use add::{DAD_TIMEOUT, add};
 pub use conf::{ChildKind, CommonKeys, IPVLAN_KIND, LinkConf, MACVLAN_KIND};

@@ -100,6 +100,7 @@ mod tests {
             link_netnsid: None,
             alias: alias.map(str::to_owned),
             num_vf: None,
+            altnames: Vec::new(),
         }
     }
 

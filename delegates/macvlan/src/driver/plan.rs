@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use multinet_cni::NetworkResult;
 use multinet_netlink::Route;
-use netlink_packet_route::route::RouteScope;
+use multinet_netlink::packet::route::RouteScope;
 
 /// What to do to the interface, in order: sysctls, addresses, up, DAD wait, routes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

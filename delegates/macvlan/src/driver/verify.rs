@@ -10,9 +10,9 @@ use crate::driver::check::{
 use crate::driver::conf::{LinkConf, Master};
 use crate::driver::ipam::Ipam;
 use crate::driver::kernel::link_mode;
-use crate::driver::rtnl::Socket;
 use crate::driver::{kernel, netns_path, open_netns, socket_in};
 use crate::error::{Error, Result};
+use multinet_netlink::Socket;
 
 /// CHECK: IPAM's check, then the link, its addresses and routes against prevResult.
 pub async fn check(req: &Request, conf: &LinkConf, prev: &NetworkResult) -> Result<()> {
