@@ -5,12 +5,11 @@
 //! with a host name. The one partial outcome the kernel allows (moved, but the new name is
 //! taken) is detected and undone.
 
-use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
 use multinet_cni::NetworkResult;
-use multinet_netlink::packet::route::RouteScope;
-use multinet_netlink::{KernelError, KernelResult, Link, Netns, Route, Socket, run_in_netns};
+use multinet_link::iface::{self, Apply, IfaceSysctls, Ipv6Dad, plan_iface};
+use multinet_netlink::{KernelError, KernelResult, Link, Netns, Socket, run_in_netns};
 
 use crate::config::MacAddr;
 use crate::error::{Result, SriovError};
@@ -83,15 +82,15 @@ fn prepare_in_pod(
         // The host name would stay reserved in the pod and block a later move back.
         let _ = pod_nl.del_altname(link.index, host_name);
     }
-    // Announce address changes at once (as the reference does); best effort, like it.
+    // Announce address changes at once and use IPv6 addresses before DAD ends (as the
+    // reference does); best effort, like it.
     let _ = run_in_netns(pod, || {
-        for key in [
-            format!("ipv4/conf/{ifname}/arp_notify"),
-            format!("ipv6/conf/{ifname}/ndisc_notify"),
-            format!("ipv6/conf/{ifname}/optimistic_dad"),
-        ] {
-            let _ = std::fs::write(format!("/proc/sys/net/{key}"), "1");
+        IfaceSysctls {
+            ifname,
+            enable_ipv6: false,
+            dad: DAD,
         }
+        .apply()
     });
     if let Some(mac) = mac {
         pod_nl
@@ -266,41 +265,26 @@ pub fn release_in_host(
     Ok(Returned::AsOriginal(name.to_owned()))
 }
 
-/// Adds the IPAM result's addresses and routes to link `index` (in the pod), as the reference
-/// ConfigureIface does: a route without gateway uses the gateway of its family.
-pub fn configure_ips(pod_nl: &Socket, index: u32, result: &NetworkResult) -> Result<()> {
-    for ip in &result.ips {
-        match pod_nl.add_address(index, ip.address) {
-            Err(e) if !matches!(e, KernelError::Exists) => {
-                return Err(nl_err(format!("adding address {}", ip.address))(e));
-            }
-            _ => {}
-        }
-    }
-    for route in &result.routes {
-        let v4 = route.dst.addr().is_ipv4();
-        let gw = route.gw.or_else(|| {
-            result
-                .ips
-                .iter()
-                .filter_map(|ip| ip.gateway)
-                .find(|g: &IpAddr| g.is_ipv4() == v4)
-        });
-        let mut want = Route::new(route.dst).dev(index);
-        want.scope = Some(if gw.is_some() {
-            RouteScope::Universe
-        } else {
-            RouteScope::Link
-        });
-        if let Some(gw) = gw {
-            want = want.via(gw);
-        }
-        match pod_nl.add_route(&want) {
-            Err(e) if !matches!(e, KernelError::Exists) => {
-                return Err(nl_err(format!("adding route {}", route.dst))(e));
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+/// IPv6 as the reference SR-IOV plugin brings it up: optimistic DAD, no wait.
+const DAD: Ipv6Dad = Ipv6Dad::Optimistic;
+
+/// Adds the IPAM result's addresses and routes to link `index` (in the pod, already up), with
+/// the interface step macvlan and ipvlan use ([`multinet_link::iface`]).
+pub async fn configure_ips(
+    pod_nl: &Socket,
+    ifname: &str,
+    index: u32,
+    result: &NetworkResult,
+) -> Result<()> {
+    let plan = plan_iface(result, DAD);
+    let how = Apply {
+        ifname,
+        set_up: false,
+        // Never used: optimistic DAD does not wait.
+        dad_timeout: std::time::Duration::ZERO,
+        existing_ok: true,
+    };
+    iface::apply(pod_nl, index, Some(&plan), how)
+        .await
+        .map_err(|e| nl_err(e.what)(e.source))
 }

@@ -660,8 +660,8 @@ impl AddCtx<'_> {
                     "IPAM plugin returned no IP addresses",
                 )));
             }
-            if let (Some(nl), Some(link)) = (pod_nl.as_mut(), &done.moved) {
-                attach::configure_ips(nl, link.index, &ipam_result)?;
+            if let (Some(nl), Some(link)) = (pod_nl.as_ref(), &done.moved) {
+                attach::configure_ips(nl, &env.ifname, link.index, &ipam_result).await?;
             }
             result.ips = ipam_result.ips;
             for ip in &mut result.ips {

@@ -1,5 +1,4 @@
-//! The child link's RTM_NEWLINK (everything in one request), its mode read back for CHECK, and
-//! the per-interface sysctls written from inside the container's namespace.
+//! The child link's RTM_NEWLINK (everything in one request) and its mode read back for CHECK.
 
 use std::os::fd::RawFd;
 
@@ -7,11 +6,9 @@ use multinet_netlink::packet::link::{
     InfoData, InfoIpVlan, InfoMacVlan, IpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
     MacVlanMode,
 };
-use multinet_netlink::{
-    IpvlanFlag, IpvlanSpec, MacvlanSpec, ipvlan_message, macvlan_message, read_sysctl, write_sysctl,
-};
+use multinet_netlink::{IpvlanFlag, IpvlanSpec, MacvlanSpec, ipvlan_message, macvlan_message};
 
-use crate::driver::conf::ChildKind;
+use crate::conf::ChildKind;
 
 /// The RTM_NEWLINK for a child of link `parent_index`, named `name`, created in the namespace
 /// `netns_fd` (the handle's own when None), down.
@@ -109,37 +106,6 @@ pub fn link_mode(msg: &LinkMessage) -> Option<String> {
         }),
         _ => None,
     })
-}
-
-/// Per-interface sysctls the reference plugins set; [`IfaceSysctls::apply`] must run inside
-/// the container's namespace.
-pub struct IfaceSysctls<'a> {
-    pub ifname: &'a str,
-    /// Also make sure IPv6 works on `lo` and the interface and keeps addresses when down.
-    pub enable_ipv6: bool,
-}
-
-impl IfaceSysctls<'_> {
-    /// Writes the sysctls. arp_notify and ndisc_notify are best effort (as in the reference:
-    /// a kernel without IPv6 has no ndisc_notify); enabling IPv6 is required when asked.
-    pub fn apply(&self) -> multinet_netlink::Result<()> {
-        let ifname = self.ifname;
-        let _ = write_sysctl(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1");
-        let _ = write_sysctl(&format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1");
-        if self.enable_ipv6 {
-            for dev in ["lo", ifname] {
-                let key = format!("net/ipv6/conf/{dev}/disable_ipv6");
-                match read_sysctl(&key) {
-                    // Without the file IPv6 is off in this kernel; adding the address will tell.
-                    Err(_) => continue,
-                    Ok(v) if v.trim() == "0" => continue,
-                    Ok(_) => write_sysctl(&key, "0")?,
-                }
-            }
-            write_sysctl(&format!("net/ipv6/conf/{ifname}/keep_addr_on_down"), "1")?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
