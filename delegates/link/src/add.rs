@@ -9,9 +9,10 @@ use crate::conf::{self, Addressing, LinkConf, Master, check_mtu};
 use crate::error::{Error, Result};
 use crate::iface::{self, Apply, IfacePlan, IfaceSysctls, Ipv6Dad, plan_iface};
 use crate::ipam::{Ipam, PendingAdd};
-use crate::kernel::{child_message, created_up};
+use crate::kernel::child_message;
 use crate::result::{build_result, interface_entry};
 use crate::{kernel, netns_path, open_netns, socket_in};
+use multinet_netlink::created_up;
 use multinet_netlink::{KernelError, Socket};
 
 /// How long ADD waits for IPv6 duplicate address detection, as the reference does.

@@ -1,12 +1,11 @@
-//! The child link's RTM_NEWLINK (everything in one request) and its mode read back for CHECK.
+//! The child link's RTM_NEWLINK (everything in one request), from multinet-netlink's builders.
 
 use std::os::fd::RawFd;
 
-use multinet_netlink::packet::link::{
-    InfoData, InfoIpVlan, InfoMacVlan, IpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
-    MacVlanMode,
+use multinet_netlink::packet::link::LinkMessage;
+use multinet_netlink::{
+    IpvlanFlag, IpvlanSpec, MacvlanSpec, ipvlan_message, macvlan_message, set_macvlan_bcqueuelen,
 };
-use multinet_netlink::{IpvlanFlag, IpvlanSpec, MacvlanSpec, ipvlan_message, macvlan_message};
 
 use crate::conf::ChildKind;
 
@@ -34,7 +33,7 @@ pub fn child_message(
             };
             let mut msg = macvlan_message(&spec, netns_fd);
             if let Some(len) = bcqueuelen {
-                push_info_data(&mut msg, InfoMacVlan::BcQueueLen(*len));
+                set_macvlan_bcqueuelen(&mut msg, *len);
             }
             msg
         }
@@ -51,67 +50,14 @@ pub fn child_message(
     }
 }
 
-fn push_info_data(msg: &mut LinkMessage, attr: InfoMacVlan) {
-    for a in &mut msg.attributes {
-        if let LinkAttribute::LinkInfo(infos) = a {
-            for i in infos.iter_mut() {
-                if let LinkInfo::Data(InfoData::MacVlan(data)) = i {
-                    data.push(attr);
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Asks for the link to be created administratively up (for links that get no address, so
-/// nothing needs to happen before they come up).
-pub fn created_up(mut msg: LinkMessage) -> LinkMessage {
-    msg.header.flags |= LinkFlags::Up;
-    msg.header.change_mask |= LinkFlags::Up;
-    msg
-}
-
-/// The macvlan or ipvlan mode of a link message, named as in configs.
-pub fn link_mode(msg: &LinkMessage) -> Option<String> {
-    msg.attributes.iter().find_map(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-            LinkInfo::Data(InfoData::MacVlan(data)) => data.iter().find_map(|d| match d {
-                InfoMacVlan::Mode(m) => Some(
-                    match m {
-                        MacVlanMode::Bridge => "bridge",
-                        MacVlanMode::Private => "private",
-                        MacVlanMode::Vepa => "vepa",
-                        MacVlanMode::Passthrough => "passthru",
-                        MacVlanMode::Source => "source",
-                        _ => "other",
-                    }
-                    .to_owned(),
-                ),
-                _ => None,
-            }),
-            LinkInfo::Data(InfoData::IpVlan(data)) => data.iter().find_map(|d| match d {
-                InfoIpVlan::Mode(m) => Some(
-                    match m {
-                        IpVlanMode::L2 => "l2",
-                        IpVlanMode::L3 => "l3",
-                        IpVlanMode::L3S => "l3s",
-                        _ => "other",
-                    }
-                    .to_owned(),
-                ),
-                _ => None,
-            }),
-            _ => None,
-        }),
-        _ => None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use multinet_netlink::packet::link::{
+        InfoData, InfoMacVlan, LinkAttribute, LinkFlags, LinkInfo, MacVlanMode,
+    };
     use multinet_netlink::{IpvlanMode, MacvlanMode};
+    use multinet_netlink::{created_up, link_mode};
 
     fn data(msg: &LinkMessage) -> &InfoData {
         msg.attributes
@@ -164,6 +110,5 @@ mod tests {
                 .iter()
                 .any(|a| matches!(a, LinkAttribute::NetNsFd(_) | LinkAttribute::Mtu(_)))
         );
-        assert_eq!(link_mode(&LinkMessage::default()), None);
     }
 }

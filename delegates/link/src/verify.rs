@@ -8,9 +8,9 @@ use crate::check::{ExpectedLink, Observed, ObservedLink, compare, find_interface
 use crate::conf::{LinkConf, Master};
 use crate::error::{Error, Result};
 use crate::ipam::Ipam;
-use crate::kernel::link_mode;
 use crate::{kernel, netns_path, open_netns, socket_in};
 use multinet_netlink::Socket;
+use multinet_netlink::link_mode;
 
 /// CHECK: IPAM's check, then the link, its addresses and routes against prevResult.
 pub async fn check(req: &Request, conf: &LinkConf, prev: &NetworkResult) -> Result<()> {

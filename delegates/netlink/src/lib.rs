@@ -53,8 +53,8 @@ mod vf;
 
 pub use addr::{Address, address_message};
 pub use create::{
-    IpvlanFlag, IpvlanMode, IpvlanSpec, MacvlanMode, MacvlanSpec, VethSpec, ipvlan_message,
-    macvlan_message, veth_message,
+    IpvlanFlag, IpvlanMode, IpvlanSpec, MacvlanMode, MacvlanSpec, VethSpec, created_up,
+    ipvlan_message, link_mode, macvlan_message, set_macvlan_bcqueuelen, veth_message,
 };
 pub use error::{Error, LinkRef, Missing, Result};
 pub use handle::NetlinkHandle;
