@@ -50,6 +50,7 @@ mod socket;
 mod sysctl;
 mod tag;
 mod vf;
+mod wire;
 
 pub use addr::{Address, address_message};
 pub use create::{
@@ -63,8 +64,8 @@ pub use mac::{MacAddr, MacParseError};
 pub use netns::{Netns, run_in_netns};
 pub use route::{Family, MAIN_TABLE, Route, RouteOp, route_message};
 pub use socket::{
-    KernelError, KernelResult, Socket, add_address_message, add_route_message, encode_request,
-    set_alias_message, set_up_message,
+    KernelError, KernelResult, Socket, add_address_message, add_route_message, set_alias_message,
+    set_up_message,
 };
 pub use sysctl::{read_sysctl, read_sysctl_in, sysctl_path, write_sysctl, write_sysctl_in};
 pub use tag::{MAX_ALIAS_LEN, TAG_PREFIX, delete_links_tagged, is_multinet_tag, link_tag};
@@ -72,6 +73,7 @@ pub use vf::{
     PfVfState, VfLinkState, VfSetting, VlanProto, vf_request, vf_request_bytes,
     vf_states_from_message,
 };
+pub use wire::encode_request;
 
 /// The netlink message types, for callers that need the raw kernel representation.
 pub use netlink_packet_route as packet;

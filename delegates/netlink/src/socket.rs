@@ -22,8 +22,7 @@ use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage, Pro
 use netlink_packet_route::route::{RouteMessage, RouteType};
 use rtnetlink::LinkUnspec;
 use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
 };
 use rtnetlink::sys::{Socket as RawSocket, protocols::NETLINK_ROUTE};
 
@@ -33,6 +32,7 @@ use crate::mac::MacAddr;
 use crate::netns::Netns;
 use crate::route::{Family, MAIN_TABLE, Route, RouteOp, route_message};
 use crate::vf::{PfVfState, VfSetting, vf_request, vf_states_from_message};
+use crate::wire::encode_request;
 
 /// What the kernel said to a request, reduced to what callers act on.
 #[derive(Debug, thiserror::Error)]
@@ -96,19 +96,6 @@ type Res<T> = KernelResult<T>;
 /// (a dump takes several), and only the pages written are touched. A PF's reply with its VF
 /// list can be larger: it is read at its full size ([`Socket::vf_states`]).
 const RECV_BUFFER: usize = 32 * 1024;
-
-/// Serialises `msg` as a request with the given flags and sequence number (port 0), exactly
-/// the bytes sent.
-pub fn encode_request(msg: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
-    let mut header = NetlinkHeader::default();
-    header.flags = flags;
-    header.sequence_number = seq;
-    let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
-    packet.finalize();
-    let mut bytes = vec![0; packet.buffer_len()];
-    packet.serialize(&mut bytes);
-    bytes
-}
 
 /// A route netlink socket bound to one namespace.
 pub struct Socket {

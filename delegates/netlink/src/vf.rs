@@ -15,7 +15,7 @@ use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST};
 use serde::{Deserialize, Serialize};
 
 use crate::mac::MacAddr;
-use crate::socket::encode_request;
+use crate::wire::encode_request;
 
 /// The VLAN tag protocol of a VF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
