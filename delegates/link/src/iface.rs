@@ -144,8 +144,8 @@ pub struct Apply<'a> {
     /// How long to wait for DAD when the plan asks for it.
     pub dad_timeout: Duration,
     /// An address or route that exists already is not an error. The SR-IOV delegate has always
-    /// tolerated it (its VF may keep state the kernel recreates, such as a prefix route); the
-    /// macvlan and ipvlan drivers make a fresh link and report it, as their reference does.
+    /// tolerated it (its VF netdev is not made fresh for the pod); the macvlan and ipvlan
+    /// drivers make a fresh link and report it, as their reference does.
     pub existing_ok: bool,
 }
 
