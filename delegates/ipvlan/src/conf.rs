@@ -3,11 +3,11 @@
 //! addresses are reused; otherwise IPAM is required.
 
 use multinet_cni::{Command, NetworkResult, Request};
-use multinet_macvlan::driver::conf::{
+use multinet_link::conf::{
     Addressing, ChildKind, LinkConf, Master, common_keys, config_dns, ipvlan_mode,
 };
-use multinet_macvlan::driver::keys::Keys;
-use multinet_macvlan::{Error, Result};
+use multinet_link::keys::Keys;
+use multinet_link::{Error, Result};
 
 /// The plugin's name, in messages and VERSION.
 pub const PLUGIN: &str = "ipvlan";
@@ -74,14 +74,14 @@ fn chained_master(keys: &Keys<'_>, prev: &NetworkResult) -> Result<String> {
 
 /// `ipam.type` only, for DEL, STATUS and GC.
 pub fn ipvlan_ipam_type(req: &Request) -> Result<Option<String>> {
-    multinet_macvlan::driver::conf::ipam_type(&Keys::new(PLUGIN, &req.config.extra), req)
+    multinet_link::conf::ipam_type(&Keys::new(PLUGIN, &req.config.extra), req)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use multinet_cni::CniEnv;
-    use multinet_macvlan::driver::conf::Master;
+    use multinet_link::conf::Master;
     use multinet_netlink::IpvlanMode;
     use serde_json::{Value, json};
 

@@ -1,5 +1,5 @@
 //! The ipvlan delegate, drop-in for the reference ipvlan plugin. It shares its driver with
-//! macvlan ([`multinet_macvlan::driver`]); only the config differs.
+//! macvlan ([`multinet_link`]); only the config differs.
 //!
 //! Config keys: `master`, `mode` (l2, l3, l3s), `mtu`, `linkInContainer`, `ipam`. Chained
 //! after another plugin, a missing `master` is prevResult's single interface and a missing
@@ -8,7 +8,8 @@
 pub mod conf;
 
 use multinet_cni::{Command, GcRequest, NetworkResult, Plugin, Request};
-use multinet_macvlan::{driver, prev_result};
+use multinet_link as driver;
+use multinet_link::prev_result;
 
 pub use conf::{PLUGIN, ipvlan_conf};
 

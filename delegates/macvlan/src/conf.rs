@@ -4,12 +4,12 @@
 use multinet_cni::Request;
 use serde_json::Value;
 
-use crate::driver::conf::{
+use multinet_link::Result;
+use multinet_link::conf::{
     Addressing, ChildKind, LinkConf, MacSource, Master, common_keys, config_dns, macvlan_mode,
     resolve_mac,
 };
-use crate::driver::keys::Keys;
-use crate::error::Result;
+use multinet_link::keys::Keys;
 
 /// The plugin's name, in messages and VERSION.
 pub const PLUGIN: &str = "macvlan";
@@ -65,7 +65,7 @@ pub fn macvlan_conf(req: &Request) -> Result<LinkConf> {
 
 /// `ipam.type` only, for DEL, STATUS and GC, which must work whatever else the config says.
 pub fn macvlan_ipam_type(req: &Request) -> Result<Option<String>> {
-    crate::driver::conf::ipam_type(&Keys::new(PLUGIN, &req.config.extra), req)
+    multinet_link::conf::ipam_type(&Keys::new(PLUGIN, &req.config.extra), req)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The macvlan delegate, drop-in for the reference macvlan plugin, and the driver it shares
-//! with ipvlan ([`driver`]).
+//! The macvlan delegate, drop-in for the reference macvlan plugin: its config only; the driver
+//! it shares with ipvlan is `multinet_link`.
 //!
 //! [`MacvlanPlugin`] implements [`multinet_cni::Plugin`], so the meta-plugin runs it
 //! in-process; the `macvlan` binary is the same plugin behind [`multinet_cni::run_main`].
@@ -10,13 +10,12 @@
 //! only). MAC precedence: `mac` < CNI_ARGS `MAC` < `runtimeConfig.mac`.
 
 pub mod conf;
-pub mod driver;
-pub mod error;
 
 use multinet_cni::{GcRequest, NetworkResult, Plugin, Request};
+use multinet_link as driver;
+use multinet_link::prev_result;
 
 pub use conf::{PLUGIN, macvlan_conf};
-pub use error::{Error, Result};
 
 /// The macvlan plugin.
 #[derive(Debug, Clone, Copy, Default)]
@@ -58,16 +57,4 @@ impl Plugin for MacvlanPlugin {
         let ipam = conf::macvlan_ipam_type(req)?;
         Ok(driver::gc(PLUGIN, req, gc, ipam.as_deref()).await?)
     }
-}
-
-/// The request's prevResult, required for `verb`.
-pub fn prev_result(
-    plugin: &'static str,
-    req: &Request,
-    verb: &'static str,
-) -> Result<NetworkResult> {
-    req.config
-        .prev_result()
-        .map_err(|source| Error::Protocol { plugin, source })?
-        .ok_or(Error::MissingPrevResult { plugin, verb })
 }

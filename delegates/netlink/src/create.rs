@@ -9,7 +9,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::str::FromStr;
 
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, IpVlanFlags, IpVlanMode, LinkMessage, MacVlanMode,
+    InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, IpVlanFlags, IpVlanMode, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
 use rtnetlink::{LinkIpVlan, LinkMacVlan, LinkMessageBuilder, LinkUnspec};
 
@@ -307,9 +308,73 @@ fn place(target: Option<&Netns>) -> String {
         .unwrap_or_default()
 }
 
+/// Adds the broadcast queue length (`bcqueuelen`) to a macvlan's RTM_NEWLINK.
+pub fn set_macvlan_bcqueuelen(msg: &mut LinkMessage, len: u32) {
+    let attr = InfoMacVlan::BcQueueLen(len);
+    for a in &mut msg.attributes {
+        if let LinkAttribute::LinkInfo(infos) = a {
+            for i in infos.iter_mut() {
+                if let LinkInfo::Data(InfoData::MacVlan(data)) = i {
+                    data.push(attr);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Asks for the link to be created administratively up (for links that get no address, so
+/// nothing needs to happen before they come up).
+pub fn created_up(mut msg: LinkMessage) -> LinkMessage {
+    msg.header.flags |= LinkFlags::Up;
+    msg.header.change_mask |= LinkFlags::Up;
+    msg
+}
+
+/// The macvlan or ipvlan mode of a link message, named as in configs.
+pub fn link_mode(msg: &LinkMessage) -> Option<String> {
+    msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Data(InfoData::MacVlan(data)) => data.iter().find_map(|d| match d {
+                InfoMacVlan::Mode(m) => Some(
+                    match m {
+                        MacVlanMode::Bridge => "bridge",
+                        MacVlanMode::Private => "private",
+                        MacVlanMode::Vepa => "vepa",
+                        MacVlanMode::Passthrough => "passthru",
+                        MacVlanMode::Source => "source",
+                        _ => "other",
+                    }
+                    .to_owned(),
+                ),
+                _ => None,
+            }),
+            LinkInfo::Data(InfoData::IpVlan(data)) => data.iter().find_map(|d| match d {
+                InfoIpVlan::Mode(m) => Some(
+                    match m {
+                        IpVlanMode::L2 => "l2",
+                        IpVlanMode::L3 => "l3",
+                        IpVlanMode::L3S => "l3s",
+                        _ => "other",
+                    }
+                    .to_owned(),
+                ),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_without_link_info_has_no_mode() {
+        assert_eq!(link_mode(&LinkMessage::default()), None);
+    }
     use netlink_packet_route::link::{InfoIpVlan, InfoMacVlan, LinkAttribute, LinkInfo};
 
     fn info_data(msg: &LinkMessage) -> Option<&InfoData> {

@@ -2,7 +2,7 @@
 
 use futures::TryStreamExt;
 use netlink_packet_route::link::{
-    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, Prop, State,
 };
 use rtnetlink::LinkUnspec;
 
@@ -39,6 +39,8 @@ pub struct Link {
     pub alias: Option<String>,
     /// Number of VFs, for a PF that reports it.
     pub num_vf: Option<u32>,
+    /// Alternative names (`IFLA_PROP_LIST`); a VF moved into a pod keeps its host name here.
+    pub altnames: Vec<String>,
 }
 
 impl Link {
@@ -67,6 +69,7 @@ impl Link {
             link_netnsid: None,
             alias: None,
             num_vf: None,
+            altnames: Vec::new(),
         };
         for attr in &msg.attributes {
             match attr {
@@ -79,6 +82,15 @@ impl Link {
                 LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(*id),
                 LinkAttribute::IfAlias(a) => link.alias = Some(a.clone()),
                 LinkAttribute::NumVf(n) => link.num_vf = Some(*n),
+                LinkAttribute::PropList(props) => {
+                    link.altnames = props
+                        .iter()
+                        .filter_map(|p| match p {
+                            Prop::AltIfName(n) => Some(n.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                }
                 LinkAttribute::LinkInfo(infos) => {
                     link.kind = infos.iter().find_map(|i| match i {
                         LinkInfo::Kind(k) => Some(kind_name(k)),
@@ -253,6 +265,27 @@ impl NetlinkHandle {
                 .missing_link(LinkRef::Index(index))
                 .map(e)
         })
+    }
+
+    /// Deletes links `indices` with one RTM_DELLINK: each is put in group `group` first, then
+    /// the group is deleted. Each link deletion waits for an RCU grace period (13-22 ms);
+    /// deleted as a group they share one. `group` must be one no other link uses.
+    pub async fn delete_links_as_group(&self, indices: &[u32], group: u32) -> Result<()> {
+        for index in indices {
+            let mut msg = LinkMessage::default();
+            msg.header.index = *index;
+            msg.attributes.push(LinkAttribute::Group(group));
+            self.set_link(*index, msg, format!("mark link {index} for deletion"))
+                .await?;
+        }
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::Group(group));
+        self.raw()
+            .link()
+            .del_with_message(msg)
+            .execute()
+            .await
+            .map_err(|e| ErrorMap::new(format!("delete links {indices:?}")).map(e))
     }
 
     /// Deletes the link named `name`.

@@ -3,16 +3,25 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::Error;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A 48-bit Ethernet MAC address.
+/// A 48-bit Ethernet MAC address. Serialised as its text form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {
+    /// All zeroes, as a VF's MAC reads when none was set.
+    pub const ZERO: MacAddr = MacAddr([0; 6]);
+
     /// The address from a hardware address of exactly 6 bytes.
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
         <[u8; 6]>::try_from(bytes).ok().map(MacAddr)
+    }
+
+    /// The address from a netlink attribute: 6 bytes, or a longer zero-padded buffer (a VF's
+    /// MAC comes in 32 bytes).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        bytes.get(..6).and_then(Self::from_slice)
     }
 
     /// The six bytes.
@@ -38,28 +47,46 @@ impl fmt::Display for MacAddr {
     }
 }
 
+/// Why a text is not a MAC address; the message names the text and the part at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct MacParseError(String);
+
 impl FromStr for MacAddr {
-    type Err = Error;
+    type Err = MacParseError;
 
     /// Parses `aa:bb:cc:dd:ee:ff` (also with `-` separators, any case).
-    fn from_str(s: &str) -> Result<Self, Error> {
-        let invalid = || Error::Invalid {
-            what: "MAC address",
-            value: s.to_owned(),
-        };
-        let mut out = [0u8; 6];
-        let mut parts = s.split([':', '-']);
-        for byte in &mut out {
-            let part = parts.next().ok_or_else(invalid)?;
-            if part.len() != 2 {
-                return Err(invalid());
-            }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| invalid())?;
+    fn from_str(s: &str) -> Result<Self, MacParseError> {
+        let parts: Vec<&str> = s.split([':', '-']).collect();
+        if parts.len() != 6 {
+            return Err(MacParseError(format!(
+                "{s:?} is not a MAC address (want 6 bytes, e.g. 02:00:00:00:00:01)"
+            )));
         }
-        if parts.next().is_some() {
-            return Err(invalid());
+        let bad_byte =
+            |part: &str| MacParseError(format!("{s:?} is not a MAC address (byte {part:?})"));
+        let mut out = [0u8; 6];
+        for (byte, part) in out.iter_mut().zip(&parts) {
+            if part.len() != 2 {
+                return Err(bad_byte(part));
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| bad_byte(part))?;
         }
         Ok(MacAddr(out))
+    }
+}
+
+impl Serialize for MacAddr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -104,5 +131,16 @@ mod tests {
                 .is_multicast()
         );
         assert_eq!(MacAddr::from_slice(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn reads_padded_netlink_bytes_and_round_trips_as_text() {
+        let mut padded = [0u8; 32];
+        padded[..6].copy_from_slice(&[2, 0, 0, 0, 0, 7]);
+        let mac = MacAddr::from_bytes(&padded).unwrap();
+        assert_eq!(mac.to_string(), "02:00:00:00:00:07");
+        let json = serde_json::to_string(&mac).unwrap();
+        assert_eq!(json, "\"02:00:00:00:00:07\"");
+        assert_eq!(serde_json::from_str::<MacAddr>(&json).unwrap(), mac);
     }
 }

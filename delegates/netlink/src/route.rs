@@ -30,7 +30,7 @@ impl Family {
         if ip.is_ipv4() { Family::V4 } else { Family::V6 }
     }
 
-    fn address_family(self) -> AddressFamily {
+    pub(crate) fn address_family(self) -> AddressFamily {
         match self {
             Family::V4 => AddressFamily::Inet,
             Family::V6 => AddressFamily::Inet6,

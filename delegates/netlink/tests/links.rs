@@ -488,3 +488,25 @@ async fn delete_links_tagged_refuses_a_path_that_is_no_namespace() {
     assert!(!e.is_not_found(), "{e}");
     assert!(e.to_string().contains("/proc/self/status"), "{e}");
 }
+
+#[tokio::test]
+async fn links_deleted_as_a_group_go_in_one_request() {
+    require_root!();
+    let ns = TestNetns::new();
+    ns.ip(&["link", "add", "ga", "type", "veth", "peer", "name", "gb"]);
+    ns.ip(&["link", "add", "gc", "type", "veth", "peer", "name", "gd"]);
+    ns.ip(&[
+        "link", "add", "keep", "type", "veth", "peer", "name", "kept",
+    ]);
+    let nl = handle(&ns);
+    let a = nl.link_by_name("ga").await.unwrap().index;
+    let c = nl.link_by_name("gc").await.unwrap().index;
+    nl.delete_links_as_group(&[a, c], 0x6d6e_6574)
+        .await
+        .unwrap();
+    for name in ["ga", "gb", "gc", "gd"] {
+        let e = nl.link_by_name(name).await.unwrap_err();
+        assert!(e.is_not_found(), "{name}: {e}");
+    }
+    assert!(nl.link_by_name("keep").await.is_ok(), "other links stay");
+}

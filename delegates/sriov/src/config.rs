@@ -3,12 +3,11 @@
 //! config changes nothing. Keys match case-insensitively (an exact match wins), as the
 //! reference's decoder does.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use multinet_cni::{CniEnv, NetConf};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Result, SriovError};
@@ -18,102 +17,7 @@ use crate::selector::PoolSpec;
 /// runtimeConfig key (capability) naming where to write the device-info file.
 pub const DEVICE_INFO_FILE_KEY: &str = "CNIDeviceInfoFile";
 
-/// An Ethernet MAC address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl MacAddr {
-    pub const ZERO: MacAddr = MacAddr([0; 6]);
-
-    pub fn is_zero(&self) -> bool {
-        self.0 == [0; 6]
-    }
-
-    pub fn is_multicast(&self) -> bool {
-        self.0[0] & 1 == 1
-    }
-
-    /// From a netlink address attribute (6 bytes, or a longer zero-padded buffer).
-    pub fn from_bytes(b: &[u8]) -> Option<MacAddr> {
-        b.get(..6)?.try_into().ok().map(MacAddr)
-    }
-}
-
-impl FromStr for MacAddr {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let parts: Vec<&str> = s.split([':', '-']).collect();
-        if parts.len() != 6 {
-            return Err(format!(
-                "{s:?} is not a MAC address (want 6 bytes, e.g. 02:00:00:00:00:01)"
-            ));
-        }
-        let mut out = [0u8; 6];
-        for (byte, part) in out.iter_mut().zip(&parts) {
-            if part.len() != 2 {
-                return Err(format!("{s:?} is not a MAC address (byte {part:?})"));
-            }
-            *byte = u8::from_str_radix(part, 16)
-                .map_err(|_| format!("{s:?} is not a MAC address (byte {part:?})"))?;
-        }
-        Ok(MacAddr(out))
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
-
-impl Serialize for MacAddr {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for MacAddr {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// The VLAN tag protocol of a VF.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum VlanProto {
-    #[default]
-    #[serde(rename = "802.1q")]
-    Dot1Q,
-    #[serde(rename = "802.1ad")]
-    Dot1AD,
-}
-
-impl VlanProto {
-    /// The ethertype sent over netlink.
-    pub fn ethertype(&self) -> u16 {
-        match self {
-            VlanProto::Dot1Q => 0x8100,
-            VlanProto::Dot1AD => 0x88a8,
-        }
-    }
-
-    /// From the ethertype the kernel reports; 0 (not reported) is 802.1q.
-    pub fn from_ethertype(t: u16) -> Option<VlanProto> {
-        match t {
-            0 | 0x8100 => Some(VlanProto::Dot1Q),
-            0x88a8 => Some(VlanProto::Dot1AD),
-            _ => None,
-        }
-    }
-}
+pub use multinet_netlink::{MacAddr, VfLinkState, VlanProto};
 
 /// VLAN, QoS and protocol of a VF, as `ip link set PF vf N vlan V qos Q proto P` sets them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -128,35 +32,6 @@ pub struct VlanConfig {
 pub struct TxRate {
     pub min: u32,
     pub max: u32,
-}
-
-/// Administrative link state of a VF.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VfLinkState {
-    Auto,
-    Enable,
-    Disable,
-}
-
-impl VfLinkState {
-    /// IFLA_VF_LINK_STATE_* value.
-    pub fn as_u32(&self) -> u32 {
-        match self {
-            VfLinkState::Auto => 0,
-            VfLinkState::Enable => 1,
-            VfLinkState::Disable => 2,
-        }
-    }
-
-    pub fn from_u32(v: u32) -> Option<VfLinkState> {
-        match v {
-            0 => Some(VfLinkState::Auto),
-            1 => Some(VfLinkState::Enable),
-            2 => Some(VfLinkState::Disable),
-            _ => None,
-        }
-    }
 }
 
 /// The PF-side VF settings a config asks for; None leaves a setting alone.
@@ -285,7 +160,7 @@ fn parse_mac(key: &str, s: &str) -> Result<MacAddr> {
     let mac: MacAddr = s
         .to_ascii_lowercase()
         .parse()
-        .map_err(|e: String| SriovError::config(key, e))?;
+        .map_err(|e: multinet_netlink::MacParseError| SriovError::config(key, e.to_string()))?;
     if mac.is_multicast() {
         return Err(SriovError::config(
             key,

@@ -22,7 +22,6 @@ pub mod error;
 pub mod ipam;
 pub mod list;
 pub mod log;
-pub mod nl;
 pub mod pci;
 pub mod plugin;
 pub mod selector;

@@ -20,7 +20,7 @@ use multinet_cni::files;
 use multinet_cni::{
     CniError, GcRequest, Interface, NetworkResult, Plugin, Request, Result as CniResult,
 };
-use multinet_netlink::Netns;
+use multinet_netlink::{KernelError, Link, Netns, Socket};
 
 use crate::allocator::{Claim, Owner, VfAllocator};
 use crate::attach::{self, Returned};
@@ -29,7 +29,6 @@ use crate::devinfo;
 use crate::error::{Result, SriovError};
 use crate::ipam;
 use crate::log::Logger;
-use crate::nl::{LinkInfo, Netlink};
 use crate::state::{
     AllocationRecord, AttachmentState, DEFAULT_LOCK_TIMEOUT, OriginalVfState, StateDir, VfMode,
 };
@@ -93,11 +92,12 @@ fn netns_err(path: &Path, e: impl std::fmt::Display) -> SriovError {
     }
 }
 
-fn nl_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SriovError {
+fn nl_err(what: impl Into<String>) -> impl FnOnce(KernelError) -> SriovError {
     let what = what.into();
+    // As the OS words it ("File exists (os error 17)"), as before the shared socket.
     move |e| SriovError::Netlink {
         what,
-        msg: e.to_string(),
+        msg: std::io::Error::from(e).to_string(),
     }
 }
 
@@ -105,7 +105,7 @@ fn nl_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SriovError 
 #[derive(Default)]
 struct Done {
     pf_programmed: bool,
-    moved: Option<LinkInfo>,
+    moved: Option<Link>,
     ipam: bool,
     devinfo: Option<PathBuf>,
 }
@@ -117,7 +117,7 @@ struct AddCtx<'a> {
     log: &'a Logger,
     host: Netns,
     pod: Netns,
-    host_nl: Netlink,
+    host_nl: Socket,
 }
 
 impl SriovPlugin {
@@ -173,9 +173,9 @@ impl SriovPlugin {
             }
             (None, Some(pool)) => {
                 // A free VF whose netdev is not in the host is in use outside multinet.
-                let mut nl = Netlink::new().map_err(nl_err("opening a netlink socket"))?;
+                let nl = Socket::here().map_err(nl_err("opening a netlink socket"))?;
                 allocator.claim_from_pool_where(pool, &owner, |vf| match &vf.netdev {
-                    Some(name) => nl.link_by_name(name, false).is_ok_and(|l| l.is_some()),
+                    Some(name) => nl.link_named(name).is_ok_and(|l| l.is_some()),
                     None => vf.is_dpdk(),
                 })?
             }
@@ -196,7 +196,7 @@ impl SriovPlugin {
             claim.vf.pf_netdev.as_deref().unwrap_or("?"),
             claim.vf.index
         ));
-        let host_nl = Netlink::new().map_err(nl_err("opening a netlink socket"))?;
+        let host_nl = Socket::here().map_err(nl_err("opening a netlink socket"))?;
         let mut ctx = AddCtx {
             req,
             paths: &paths,
@@ -268,19 +268,19 @@ impl SriovPlugin {
                 .clone()
                 .ok_or_else(|| SriovError::Internal("CHECK without CNI_NETNS".to_owned()))?;
             let pod = Netns::open(&netns).map_err(|e| netns_err(&netns, e))?;
-            let mut pod_nl = attach::netlink_in(&pod)?;
+            let pod_nl = attach::netlink_in(&pod)?;
             let link = pod_nl
-                .link_by_name(ifname, false)
+                .link_named(ifname)
                 .map_err(nl_err(format!("reading {ifname}")))?
                 .ok_or_else(|| {
                     SriovError::Check(format!("{ifname} is not in {}", netns.display()))
                 })?;
             if let Some(mac) = state.result_mac
-                && link.mac != Some(mac)
+                && link.mac() != Some(mac)
             {
                 return Err(SriovError::Check(format!(
                     "{ifname} has MAC {}, expected {mac}",
-                    link.mac.map_or("none".to_owned(), |m| m.to_string())
+                    link.mac().map_or("none".to_owned(), |m| m.to_string())
                 )));
             }
         }
@@ -541,13 +541,14 @@ impl AddCtx<'_> {
             None
         } else {
             self.host_nl
-                .link_by_name(&pf_name, true)
+                .link_with_vfs(&pf_name)
                 .map_err(nl_err(format!("reading PF {pf_name}")))?
         };
         let pf_side = pf_link
             .as_ref()
-            .and_then(|l| l.vfs.as_ref())
+            .and_then(|(_, vfs)| vfs.as_ref())
             .and_then(|vfs| vfs.iter().find(|s| s.vf == vf.index).copied());
+        let pf_link = pf_link.map(|(link, _)| link);
         if pf_side.is_none()
             && let Some(key) = self.conf.settings.pf_only_keys().first()
         {
@@ -567,7 +568,7 @@ impl AddCtx<'_> {
         let vf_link = match (&mode, &vf.netdev) {
             (VfMode::Kernel, Some(name)) => Some(
                 self.host_nl
-                    .link_by_name(name, false)
+                    .link_named(name)
                     .map_err(nl_err(format!("reading VF netdev {name}")))?
                     .ok_or_else(|| {
                         SriovError::config(
@@ -584,8 +585,8 @@ impl AddCtx<'_> {
         let original = OriginalVfState {
             host_ifname: vf_link.as_ref().map(|l| l.name.clone()),
             ifindex: vf_link.as_ref().map(|l| l.index),
-            effective_mac: vf_link.as_ref().and_then(|l| l.mac),
-            mtu: vf_link.as_ref().and_then(|l| l.mtu),
+            effective_mac: vf_link.as_ref().and_then(Link::mac),
+            mtu: vf_link.as_ref().map(|l| l.mtu),
             pf_side,
         };
         let mut applied = self.conf.settings;
@@ -641,8 +642,8 @@ impl AddCtx<'_> {
                 self.conf.settings.mac,
                 &original,
             )?;
-            mtu = in_pod.mtu;
-            netdev_mac = in_pod.mac;
+            mtu = Some(in_pod.mtu);
+            netdev_mac = in_pod.mac();
             done.moved = Some(in_pod);
             pod_nl = Some(nl);
         }
@@ -659,8 +660,8 @@ impl AddCtx<'_> {
                     "IPAM plugin returned no IP addresses",
                 )));
             }
-            if let (Some(nl), Some(link)) = (pod_nl.as_mut(), &done.moved) {
-                attach::configure_ips(nl, link.index, &ipam_result)?;
+            if let (Some(nl), Some(link)) = (pod_nl.as_ref(), &done.moved) {
+                attach::configure_ips(nl, &env.ifname, link.index, &ipam_result).await?;
             }
             result.ips = ipam_result.ips;
             for ip in &mut result.ips {
@@ -734,14 +735,8 @@ impl AddCtx<'_> {
             clean = false;
         }
         if let Some(link) = &done.moved {
-            let back = attach::netlink_in(&self.pod).and_then(|mut pod_nl| {
-                attach::return_to_host(
-                    &mut pod_nl,
-                    &mut self.host_nl,
-                    &self.host,
-                    link,
-                    &state.original,
-                )
+            let back = attach::netlink_in(&self.pod).and_then(|pod_nl| {
+                attach::return_to_host(&pod_nl, &self.host_nl, &self.host, link, &state.original)
             });
             if let Err(e) = back {
                 log.error(format_args!(
@@ -753,7 +748,7 @@ impl AddCtx<'_> {
         if done.pf_programmed
             && let Some(orig) = &state.original.pf_side
         {
-            let pf = self.host_nl.link_by_name(&state.pf_netdev, false);
+            let pf = self.host_nl.link_named(&state.pf_netdev);
             let restored = match pf {
                 Ok(Some(pf)) => vf::restore(
                     &mut self.host_nl,
@@ -796,7 +791,7 @@ fn restore_vf(
     netns: Option<&Path>,
     log: &Logger,
 ) -> Result<()> {
-    let mut host_nl = Netlink::new().map_err(nl_err("opening a netlink socket"))?;
+    let mut host_nl = Socket::here().map_err(nl_err("opening a netlink socket"))?;
     // The PF's current name, in case it was renamed since ADD.
     let pf_name = paths
         .sysfs
@@ -805,7 +800,7 @@ fn restore_vf(
         .unwrap_or_else(|| state.pf_netdev.clone());
     if let Some(orig) = &state.original.pf_side {
         match host_nl
-            .link_by_name(&pf_name, false)
+            .link_named(&pf_name)
             .map_err(nl_err(format!("reading PF {pf_name}")))?
         {
             Some(pf) => vf::restore(&mut host_nl, pf.index, &pf_name, &state.applied, orig)?,
@@ -823,13 +818,12 @@ fn restore_vf(
         .filter(|p| !p.as_os_str().is_empty())
         .and_then(|p| Netns::open(p).ok());
     if let Some(pod) = &pod {
-        let mut pod_nl = attach::netlink_in(pod)?;
+        let pod_nl = attach::netlink_in(pod)?;
         if let Some(link) = pod_nl
-            .link_by_name(&state.ifname, false)
+            .link_named(&state.ifname)
             .map_err(nl_err(format!("reading {}", state.ifname)))?
         {
-            let back =
-                attach::return_to_host(&mut pod_nl, &mut host_nl, &host, &link, &state.original)?;
+            let back = attach::return_to_host(&pod_nl, &host_nl, &host, &link, &state.original)?;
             log_returned(log, state, &back);
             return Ok(());
         }
@@ -844,10 +838,10 @@ fn restore_vf(
     candidates.extend(state.original.host_ifname.clone());
     for name in candidates {
         if let Some(link) = host_nl
-            .link_by_name(&name, false)
+            .link_named(&name)
             .map_err(nl_err(format!("reading {name}")))?
         {
-            let back = attach::release_in_host(&mut host_nl, &link, &state.original)?;
+            let back = attach::release_in_host(&host_nl, &link, &state.original)?;
             log_returned(log, state, &back);
             return Ok(());
         }

@@ -1,80 +1,19 @@
 //! PF-side VF settings: save, apply in the reference order (vlan/qos/proto, MAC, rate,
 //! spoofchk, trust, link state), roll back a half-applied set, restore on DEL.
 //!
-//! The logic runs against [`VfControl`], which the netlink client implements and unit tests
+//! The logic runs against [`VfControl`], which the netlink socket implements and unit tests
 //! fake, so ordering, rollback and restore are tested without hardware.
 
 use std::io;
 use std::thread::sleep;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use multinet_netlink::Socket;
 
-use crate::config::{MacAddr, VfLinkState, VfSettings, VlanProto};
+use crate::config::{VfSettings, VlanProto};
 use crate::error::{Result, SriovError};
-use crate::nl::Netlink;
 
-/// The PF's view of one VF (IFLA_VF_INFO), as saved before ADD changes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct PfVfState {
-    pub vf: u32,
-    pub admin_mac: MacAddr,
-    pub vlan: u16,
-    pub qos: u8,
-    pub proto: VlanProto,
-    /// None when the PF does not report it.
-    pub spoofchk: Option<bool>,
-    pub trust: Option<bool>,
-    pub min_tx_rate: u32,
-    pub max_tx_rate: u32,
-    pub link_state: Option<VfLinkState>,
-}
-
-/// One netlink VF setting, what one `ip link set PF vf N ...` clause sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VfSetting {
-    Vlan {
-        vf: u32,
-        vlan: u16,
-        qos: u8,
-        proto: VlanProto,
-    },
-    Mac {
-        vf: u32,
-        mac: MacAddr,
-    },
-    Rate {
-        vf: u32,
-        min: u32,
-        max: u32,
-    },
-    Spoofchk {
-        vf: u32,
-        on: bool,
-    },
-    Trust {
-        vf: u32,
-        on: bool,
-    },
-    LinkState {
-        vf: u32,
-        state: VfLinkState,
-    },
-}
-
-impl VfSetting {
-    /// The config key that asks for this setting (for messages).
-    pub fn key(&self) -> &'static str {
-        match self {
-            VfSetting::Vlan { .. } => "vlan",
-            VfSetting::Mac { .. } => "mac",
-            VfSetting::Rate { .. } => "max_tx_rate",
-            VfSetting::Spoofchk { .. } => "spoofchk",
-            VfSetting::Trust { .. } => "trust",
-            VfSetting::LinkState { .. } => "link_state",
-        }
-    }
-}
+pub use multinet_netlink::{PfVfState, VfSetting};
 
 /// What programs and reads VFs on a PF.
 pub trait VfControl {
@@ -83,15 +22,14 @@ pub trait VfControl {
     fn read_vf(&mut self, pf_index: u32, vf: u32) -> io::Result<Option<PfVfState>>;
 }
 
-impl VfControl for Netlink {
+impl VfControl for Socket {
     fn set_vf(&mut self, pf_index: u32, setting: &VfSetting) -> io::Result<()> {
-        Netlink::set_vf(self, pf_index, setting)
+        Ok(Socket::set_vf(self, pf_index, setting)?)
     }
 
     fn read_vf(&mut self, pf_index: u32, vf: u32) -> io::Result<Option<PfVfState>> {
         Ok(self
-            .link_by_index(pf_index, true)?
-            .and_then(|l| l.vfs)
+            .vf_states(pf_index)?
             .and_then(|vfs| vfs.into_iter().find(|s| s.vf == vf)))
     }
 }
@@ -259,7 +197,7 @@ pub fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{TxRate, VlanConfig};
+    use crate::config::{MacAddr, TxRate, VfLinkState, VlanConfig};
 
     /// Applies settings to an in-memory VF and records every call.
     #[derive(Default)]

@@ -5,20 +5,20 @@ use std::time::Duration;
 use multinet_cni::{Interface, NetworkResult, Request};
 use multinet_netlink::{Link, Netns, link_tag};
 
-use crate::driver::conf::{self, Addressing, LinkConf, Master, check_mtu};
-use crate::driver::ipam::{Ipam, PendingAdd};
-use crate::driver::kernel::{IfaceSysctls, child_message, created_up};
-use crate::driver::plan::{IfacePlan, plan_iface};
-use crate::driver::result::{build_result, interface_entry};
-use crate::driver::rtnl::{
-    KernelError, Socket, add_address_message, add_route_message, set_up_message,
-};
-use crate::driver::{kernel, netns_path, open_netns, socket_in};
+use crate::conf::{self, Addressing, LinkConf, Master, check_mtu};
 use crate::error::{Error, Result};
-use multinet_netlink::packet::RouteNetlinkMessage;
+use crate::iface::{self, Apply, IfacePlan, IfaceSysctls, Ipv6Dad, plan_iface};
+use crate::ipam::{Ipam, PendingAdd};
+use crate::kernel::child_message;
+use crate::result::{build_result, interface_entry};
+use crate::{kernel, netns_path, open_netns, socket_in};
+use multinet_netlink::created_up;
+use multinet_netlink::{KernelError, Socket};
 
 /// How long ADD waits for IPv6 duplicate address detection, as the reference does.
 pub const DAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// IPv6 as the reference macvlan and ipvlan plugins bring it up.
+const DAD: Ipv6Dad = Ipv6Dad::EnableAndWait;
 /// ADD: creates and configures the link; returns the result.
 pub async fn add(req: &Request, conf: &LinkConf) -> Result<NetworkResult> {
     let plugin = conf.plugin;
@@ -183,7 +183,7 @@ impl LinkMaker<'_> {
         // What the sysctls need before the addresses are known: whether IPv6 is coming.
         let (l3, ipv6) = match &addresses {
             Addresses::None => (false, false),
-            Addresses::Ready(r) => (true, plan_iface(r).enable_ipv6),
+            Addresses::Ready(r) => (true, plan_iface(r, DAD).enable_ipv6),
             Addresses::Pending(p) => (true, p.ipv6),
         };
         // A link without addresses has nothing to wait for: it is created up.
@@ -204,7 +204,7 @@ impl LinkMaker<'_> {
             // IPAM comes first in a CNI ADD, so its error is the one to report.
             (Err(_), Err(e)) => return (Err(e), None),
         };
-        let plan = allocated.as_ref().map(plan_iface);
+        let plan = allocated.as_ref().map(|r| plan_iface(r, DAD));
         let configured = async {
             if plan.as_ref().is_some_and(|p| p.enable_ipv6 && !ipv6) {
                 self.set_sysctls(true)?;
@@ -237,6 +237,7 @@ impl LinkMaker<'_> {
             IfaceSysctls {
                 ifname,
                 enable_ipv6: ipv6,
+                dad: DAD,
             }
             .apply()
         }
@@ -404,91 +405,20 @@ impl LinkMaker<'_> {
         is_up: bool,
     ) -> Result<Interface> {
         let ifname = self.ifname();
-        let index = link.index;
-        let mut steps: Vec<Step> = plan
-            .iter()
-            .flat_map(|p| p.addresses.iter().map(|a| Step::Address(*a)))
-            .collect();
-        if !is_up {
-            steps.push(Step::Up);
-        }
-        let routes = plan
-            .iter()
-            .flat_map(|p| p.routes.iter().map(|r| Step::Route(r.clone().dev(index))));
-        if plan.is_some_and(|p| p.wait_for_dad) {
-            self.in_order(inside, index, steps)?;
-            self.wait_for_dad(inside, index).await?;
-            self.in_order(inside, index, routes.collect())?;
-        } else {
-            steps.extend(routes);
-            self.in_order(inside, index, steps)?;
-        }
+        let how = Apply {
+            ifname,
+            set_up: !is_up,
+            dad_timeout: DAD_TIMEOUT,
+            existing_ok: false,
+        };
+        iface::apply(inside, link.index, plan, how)
+            .await
+            .map_err(|e| kernel(self.plugin(), e.what)(e.source))?;
         Ok(interface_entry(
             ifname,
             link.mac().map(|m| m.to_string()),
             self.path,
         ))
-    }
-
-    /// Sends `steps` back to back on one socket: the kernel handles a socket's requests in
-    /// order, so each sees the effect of those before it, and no reply is waited for in
-    /// between. The first failure (in order) is reported.
-    fn in_order(&self, inside: &Socket, index: u32, steps: Vec<Step>) -> Result<()> {
-        let replies = inside.batch(steps.iter().map(|s| s.message(index)).collect());
-        for (step, reply) in steps.iter().zip(replies) {
-            reply.map_err(kernel(self.plugin(), step.describe(self.ifname())))?;
-        }
-        Ok(())
-    }
-
-    /// Waits for DAD; like the reference, a link that is not operationally up when the wait
-    /// times out (no carrier, so DAD cannot run) is not an error.
-    async fn wait_for_dad(&self, inside: &Socket, index: u32) -> Result<()> {
-        let plugin = self.plugin();
-        match inside.wait_for_dad(index, DAD_TIMEOUT).await {
-            Ok(()) => Ok(()),
-            Err(KernelError::DadTimeout(after)) => {
-                let link = inside
-                    .link_by_index(index)
-                    .map_err(kernel(plugin, "look up link after DAD timeout"))?;
-                let oper_up =
-                    link.is_some_and(|l| l.oper_state == multinet_netlink::packet::link::State::Up);
-                if oper_up {
-                    Err(kernel(plugin, "wait for IPv6 DAD")(
-                        KernelError::DadTimeout(after),
-                    ))
-                } else {
-                    Ok(())
-                }
-            }
-            Err(e) => Err(kernel(plugin, "wait for IPv6 DAD")(e)),
-        }
-    }
-}
-
-/// One request that configures the container's link.
-enum Step {
-    Address(ipnet::IpNet),
-    Up,
-    /// With its output link set.
-    Route(multinet_netlink::Route),
-}
-
-impl Step {
-    fn message(&self, index: u32) -> (RouteNetlinkMessage, u16) {
-        match self {
-            Step::Address(a) => add_address_message(index, *a),
-            Step::Up => set_up_message(index),
-            Step::Route(r) => add_route_message(r),
-        }
-    }
-
-    fn describe(&self, ifname: &str) -> String {
-        match self {
-            Step::Address(a) => format!("add address {a} to {ifname:?}"),
-            Step::Up => format!("set {ifname:?} up"),
-            Step::Route(r) => format!("add route {r}"),
-        }
     }
 }
 

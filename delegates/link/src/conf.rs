@@ -4,8 +4,8 @@
 use multinet_cni::{Dns, NetworkResult, Request};
 use multinet_netlink::{IpvlanMode, MacAddr, MacvlanMode};
 
-use crate::driver::keys::Keys;
 use crate::error::{Error, Result};
+use crate::keys::Keys;
 
 /// Which link the child hangs off.
 #[derive(Debug, Clone, PartialEq, Eq)]

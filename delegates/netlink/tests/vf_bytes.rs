@@ -4,9 +4,7 @@
 //! refuses the request (a veth has no VFs), but it has been sent by then.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use multinet_sriov::config::{MacAddr, VfLinkState, VlanProto};
-use multinet_sriov::nl::vf_request_bytes;
-use multinet_sriov::vf::VfSetting;
+use multinet_netlink::{MacAddr, VfLinkState, VfSetting, VlanProto, vf_request_bytes};
 use multinet_testbed::{TestNetns, VethPair, require_root, unique_link_name};
 
 const RTM_NEWLINK: u16 = 16;

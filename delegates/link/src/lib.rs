@@ -1,7 +1,10 @@
-//! The driver shared by macvlan and ipvlan: a child link of a master, made straight inside the
-//! container's namespace, addressed by IPAM (or prevResult), checked, and removed.
+//! The link driver shared by the macvlan and ipvlan delegates: a child link of a master, made
+//! straight inside the container's namespace, addressed by IPAM (or prevResult), checked, and
+//! removed; and the interface step ([`iface`]: an IPAM result becomes sysctls, addresses, up,
+//! DAD wait and routes) that the SR-IOV delegate uses for its VF too.
 //!
 //! Each plugin only reads its config into a [`LinkConf`]; everything from there on is here.
+//! All kernel requests go through `multinet_netlink::Socket`.
 //!
 //! ADD order, chosen so the common failures cost least to undo and the slow parts overlap:
 //! 1. config checks that need no kernel state (done by the plugin), including the IPAM
@@ -29,21 +32,23 @@ mod add;
 pub mod check;
 pub mod conf;
 mod del;
+pub mod error;
+pub mod iface;
 pub mod ipam;
 pub mod kernel;
 pub mod keys;
 pub mod owner;
-pub mod plan;
 pub mod result;
-pub mod rtnl;
 mod verify;
 
-use multinet_cni::{GcRequest, Request};
+use multinet_cni::{GcRequest, NetworkResult, Request};
 use multinet_netlink::Netns;
 
-use crate::driver::ipam::Ipam;
-use crate::driver::rtnl::{KernelError, Socket};
-use crate::error::{BoxError, Error, Result};
+use multinet_netlink::{KernelError, Socket};
+
+use crate::ipam::Ipam;
+
+pub use error::{BoxError, CHECK_MISMATCH_CODE, Error, Result};
 
 pub use add::{DAD_TIMEOUT, add};
 pub use conf::{ChildKind, CommonKeys, IPVLAN_KIND, LinkConf, MACVLAN_KIND};
@@ -128,4 +133,16 @@ pub async fn gc(
         }
         None => Ok(()),
     }
+}
+
+/// The request's prevResult, required for `verb`.
+pub fn prev_result(
+    plugin: &'static str,
+    req: &Request,
+    verb: &'static str,
+) -> Result<NetworkResult> {
+    req.config
+        .prev_result()
+        .map_err(|source| Error::Protocol { plugin, source })?
+        .ok_or(Error::MissingPrevResult { plugin, verb })
 }

@@ -1,18 +1,16 @@
 //! CHECK: the container's state read from the kernel and compared with prevResult
-//! ([`crate::driver::check`] holds the comparison).
+//! ([`crate::check`] holds the comparison).
 
 use multinet_cni::{NetworkResult, Request};
 use multinet_netlink::Family;
 
-use crate::driver::check::{
-    ExpectedLink, Observed, ObservedLink, compare, find_interface, tables_to_read,
-};
-use crate::driver::conf::{LinkConf, Master};
-use crate::driver::ipam::Ipam;
-use crate::driver::kernel::link_mode;
-use crate::driver::rtnl::Socket;
-use crate::driver::{kernel, netns_path, open_netns, socket_in};
+use crate::check::{ExpectedLink, Observed, ObservedLink, compare, find_interface, tables_to_read};
+use crate::conf::{LinkConf, Master};
 use crate::error::{Error, Result};
+use crate::ipam::Ipam;
+use crate::{kernel, netns_path, open_netns, socket_in};
+use multinet_netlink::Socket;
+use multinet_netlink::link_mode;
 
 /// CHECK: IPAM's check, then the link, its addresses and routes against prevResult.
 pub async fn check(req: &Request, conf: &LinkConf, prev: &NetworkResult) -> Result<()> {

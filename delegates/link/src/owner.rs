@@ -100,6 +100,7 @@ mod tests {
             link_netnsid: None,
             alias: alias.map(str::to_owned),
             num_vf: None,
+            altnames: Vec::new(),
         }
     }
 
@@ -108,7 +109,7 @@ mod tests {
 
     fn expect(mac: Option<[u8; 6]>) -> Expected<'static> {
         Expected {
-            kind: crate::driver::MACVLAN_KIND,
+            kind: crate::MACVLAN_KIND,
             tag: TAG,
             mac: mac.map(MacAddr),
         }
@@ -153,7 +154,7 @@ mod tests {
     #[test]
     fn ipvlan_is_judged_by_its_own_kind() {
         let ipvlan = Expected {
-            kind: crate::driver::IPVLAN_KIND,
+            kind: crate::IPVLAN_KIND,
             ..expect(Some(MAC))
         };
         assert_eq!(

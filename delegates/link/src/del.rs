@@ -4,11 +4,11 @@
 use multinet_cni::{NetworkResult, Request};
 use multinet_netlink::{Netns, link_tag};
 
-use crate::driver::ipam::Ipam;
-use crate::driver::owner::{Expected, Ownership, judge, recorded_mac};
-use crate::driver::rtnl::KernelError;
-use crate::driver::{kernel, socket_in};
 use crate::error::{Error, Result};
+use crate::ipam::Ipam;
+use crate::owner::{Expected, Ownership, judge, recorded_mac};
+use crate::{kernel, socket_in};
+use multinet_netlink::KernelError;
 
 /// DEL: releases the addresses first, then deletes the link of kind `kind` (macvlan or
 /// ipvlan) if it is ours. Succeeds when there is no netns, the netns is gone, the link is gone,
@@ -38,7 +38,7 @@ pub async fn del(
     released.and(deleted)
 }
 
-/// Deletes the link named CNI_IFNAME in the container if it is ours (see [`crate::driver::owner`]);
+/// Deletes the link named CNI_IFNAME in the container if it is ours (see [`crate::owner`]);
 /// a link of that name that is not ours is left, and that is no error.
 fn delete_in_container(plugin: &'static str, kind: &'static str, req: &Request) -> Result<()> {
     let Some(path) = req.env.netns.as_ref() else {
