@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 use crate::iface::{self, Apply, IfacePlan, IfaceSysctls, Ipv6Dad, plan_iface};
 use crate::ipam::{Ipam, PendingAdd};
 use crate::kernel::child_message;
+use crate::ns::{kernel, netns_path, open_netns, socket_in};
 use crate::result::{build_result, interface_entry};
-use crate::{kernel, netns_path, open_netns, socket_in};
 use multinet_netlink::created_up;
 use multinet_netlink::{KernelError, Socket};
 

@@ -6,8 +6,8 @@ use multinet_netlink::{Netns, link_tag};
 
 use crate::error::{Error, Result};
 use crate::ipam::Ipam;
+use crate::ns::{kernel, socket_in};
 use crate::owner::{Expected, Ownership, judge, recorded_mac};
-use crate::{kernel, socket_in};
 use multinet_netlink::KernelError;
 
 /// DEL: releases the addresses first, then deletes the link of kind `kind` (macvlan or

@@ -37,14 +37,12 @@ pub mod iface;
 pub mod ipam;
 pub mod kernel;
 pub mod keys;
+mod ns;
 pub mod owner;
 pub mod result;
 mod verify;
 
 use multinet_cni::{GcRequest, NetworkResult, Request};
-use multinet_netlink::Netns;
-
-use multinet_netlink::{KernelError, Socket};
 
 use crate::ipam::Ipam;
 
@@ -54,49 +52,6 @@ pub use add::{DAD_TIMEOUT, add};
 pub use conf::{ChildKind, CommonKeys, IPVLAN_KIND, LinkConf, MACVLAN_KIND};
 pub use del::del;
 pub use verify::check;
-
-/// Wraps a kernel error with what was being done.
-pub(crate) fn kernel(
-    plugin: &'static str,
-    op: impl Into<String>,
-) -> impl FnOnce(KernelError) -> Error {
-    let op = op.into();
-    move |source| Error::Kernel {
-        plugin,
-        op,
-        source: BoxError::from(source),
-    }
-}
-
-pub(crate) fn netns_path(plugin: &'static str, req: &Request) -> Result<String> {
-    req.env
-        .netns
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .ok_or_else(|| Error::Netns {
-            plugin,
-            path: String::new(),
-            source: Box::new(multinet_netlink::Error::Invalid {
-                what: "netns path",
-                value: "(empty)".into(),
-            }),
-        })
-}
-
-pub(crate) fn open_netns(plugin: &'static str, path: &str) -> Result<Netns> {
-    Netns::open(path).map_err(|source| Error::Netns {
-        plugin,
-        path: path.to_owned(),
-        source: Box::new(source),
-    })
-}
-
-/// A socket inside the container (nothing else done there).
-pub(crate) fn socket_in(plugin: &'static str, netns: &Netns) -> Result<Socket> {
-    Socket::inside(netns, || ())
-        .map(|(s, ())| s)
-        .map_err(kernel(plugin, "open a netlink socket in the container"))
-}
 
 /// STATUS: the IPAM plugin's status (the master is not checked: it may differ per pod).
 pub async fn status(plugin: &'static str, req: &Request, ipam_type: Option<&str>) -> Result<()> {

@@ -8,7 +8,7 @@ use crate::check::{ExpectedLink, Observed, ObservedLink, compare, find_interface
 use crate::conf::{LinkConf, Master};
 use crate::error::{Error, Result};
 use crate::ipam::Ipam;
-use crate::{kernel, netns_path, open_netns, socket_in};
+use crate::ns::{kernel, netns_path, open_netns, socket_in};
 use multinet_netlink::Socket;
 use multinet_netlink::link_mode;
 
