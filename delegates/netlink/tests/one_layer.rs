@@ -60,11 +60,8 @@ const MARKERS: &[&str] = &[
     "LinkUnspec",
 ];
 
-/// Files outside this crate allowed a marker, each with the reason. meta-plugin/src/podnet.rs
-/// still deletes a pod's links as one group by hand through `NetlinkHandle::raw`; the same
-/// operation is `NetlinkHandle::delete_links_as_group`, and this entry goes when podnet.rs
-/// calls it.
-const ALLOWED: &[(&str, &str)] = &[("meta-plugin/src/podnet.rs", "LinkMessage::default")];
+/// Files outside this crate allowed a marker, each with the reason: none.
+const ALLOWED: &[(&str, &str)] = &[];
 
 #[test]
 fn no_netlink_socket_or_message_building_outside_this_crate() {

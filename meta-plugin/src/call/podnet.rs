@@ -8,7 +8,6 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use multinet_cni::NetworkResult;
-use multinet_netlink::packet::link::{LinkAttribute, LinkMessage};
 use multinet_netlink::{Family, NetlinkHandle, Netns, Route};
 
 use crate::error::MetaError;
@@ -201,24 +200,10 @@ pub async fn delete_links_together(
         // Nothing to share a grace period with: the delegate deletes its own link.
         return Ok(0);
     }
-    let raw = handle.raw();
-    for index in &doomed {
-        let mut msg = LinkMessage::default();
-        msg.header.index = *index;
-        msg.attributes.push(LinkAttribute::Group(TEARDOWN_GROUP));
-        raw.link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(|e| MetaError::Io(format!("mark link {index} for deletion: {e}")))?;
-    }
-    let mut msg = LinkMessage::default();
-    msg.attributes.push(LinkAttribute::Group(TEARDOWN_GROUP));
-    raw.link()
-        .del_with_message(msg)
-        .execute()
+    handle
+        .delete_links_as_group(&doomed, TEARDOWN_GROUP)
         .await
-        .map_err(|e| MetaError::Io(format!("delete links {doomed:?}: {e}")))?;
+        .map_err(|e| netlink_err("delete the pod's links together", e))?;
     Ok(doomed.len())
 }
 
