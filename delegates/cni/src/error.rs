@@ -39,7 +39,7 @@ pub enum ErrorCode {
     /// 999: an internal error, or a delegate that failed without a parsable error.
     Internal,
     /// 100 and above: plugin-specific codes. multinet's own are
-    /// [`ErrorCode::ADDRESS_IN_USE`] (100) and [`ErrorCode::NOT_FOUND`] (101). Any other code
+    /// [`ErrorCode::ADDRESS_IN_USE`] (100) and [`ErrorCode::CHECK_FAILED`] (101). Any other code
     /// reported by a delegate (0, 9, 10, 12-49, 52-99, 102-998, 1000+) is also carried here so
     /// it is passed on unchanged.
     Plugin(u32),
@@ -49,8 +49,9 @@ impl ErrorCode {
     /// 100: the address asked for is held by another attachment, or this attachment already
     /// holds one in the range (a second ADD without a DEL).
     pub const ADDRESS_IN_USE: ErrorCode = ErrorCode::Plugin(100);
-    /// 101: CHECK found that state recorded by ADD (an IP allocation, a link) is missing.
-    pub const NOT_FOUND: ErrorCode = ErrorCode::Plugin(101);
+    /// 101: CHECK found the container's state differs from what ADD recorded: an IP
+    /// allocation or a link is missing, or a link, address or route is not as ADD left it.
+    pub const CHECK_FAILED: ErrorCode = ErrorCode::Plugin(101);
 }
 
 impl ErrorCode {

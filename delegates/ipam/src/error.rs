@@ -54,7 +54,7 @@ impl From<IpamError> for CniError {
             IpamError::Config { .. } => CniError::new(ErrorCode::InvalidConfig, msg),
             IpamError::Exhausted(_) => CniError::new(ErrorCode::TryAgainLater, msg),
             IpamError::AddressInUse(_) => CniError::new(ErrorCode::ADDRESS_IN_USE, msg),
-            IpamError::NotFound(_) => CniError::new(ErrorCode::NOT_FOUND, msg),
+            IpamError::NotFound(_) => CniError::new(ErrorCode::CHECK_FAILED, msg),
             IpamError::NotAvailable(_) => CniError::new(ErrorCode::NotAvailable, msg),
             IpamError::Io { .. } => CniError::new(ErrorCode::Io, msg),
             IpamError::Cni(c) => c,

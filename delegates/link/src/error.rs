@@ -16,9 +16,6 @@ use multinet_cni::{CniError, ErrorCode};
 /// Any error from the kernel side (netlink, sysctl files).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Plugin-specific code for a CHECK that found the container's state differs from prevResult.
-pub const CHECK_MISMATCH_CODE: u32 = 101;
-
 /// Errors of the macvlan and ipvlan drivers.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -100,7 +97,7 @@ impl Error {
             Error::IfnameTaken { .. } => ErrorCode::InvalidEnvironment,
             Error::Kernel { .. } => ErrorCode::Io,
             Error::Ipam { source, .. } | Error::Protocol { source, .. } => source.code,
-            Error::Mismatch { .. } => ErrorCode::Plugin(CHECK_MISMATCH_CODE),
+            Error::Mismatch { .. } => ErrorCode::CHECK_FAILED,
         }
     }
 
@@ -143,7 +140,7 @@ mod tests {
             plugin: "ipvlan",
             differences: vec!["a".into(), "b".into()],
         });
-        assert_eq!(m.code.code(), CHECK_MISMATCH_CODE);
+        assert_eq!(m.code, ErrorCode::CHECK_FAILED);
         assert_eq!(m.msg, "ipvlan: CHECK: a; b");
 
         let i = CniError::from(Error::Ipam {

@@ -46,7 +46,7 @@ use multinet_cni::{GcRequest, NetworkResult, Request};
 
 use crate::ipam::Ipam;
 
-pub use error::{BoxError, CHECK_MISMATCH_CODE, Error, Result};
+pub use error::{BoxError, Error, Result};
 
 pub use add::{DAD_TIMEOUT, add};
 pub use conf::{ChildKind, CommonKeys, IPVLAN_KIND, LinkConf, MACVLAN_KIND};

@@ -61,11 +61,6 @@ pub enum SriovError {
     Internal(String),
 }
 
-/// Plugin-specific code: the attachment exists already.
-pub const DUPLICATE_CODE: u32 = 100;
-/// Plugin-specific code: CHECK found a difference.
-pub const CHECK_FAILED_CODE: u32 = 101;
-
 /// The crate's result type.
 pub type Result<T, E = SriovError> = std::result::Result<T, E>;
 
@@ -98,8 +93,8 @@ impl SriovError {
             SriovError::Netns { .. } => ErrorCode::InvalidNetns,
             SriovError::Io { .. } | SriovError::Netlink { .. } => ErrorCode::Io,
             SriovError::Ipam(e) => e.code,
-            SriovError::Duplicate(_) => ErrorCode::Plugin(DUPLICATE_CODE),
-            SriovError::Check(_) => ErrorCode::Plugin(CHECK_FAILED_CODE),
+            SriovError::Duplicate(_) => ErrorCode::ADDRESS_IN_USE,
+            SriovError::Check(_) => ErrorCode::CHECK_FAILED,
             SriovError::Internal(_) => ErrorCode::Internal,
         }
     }
