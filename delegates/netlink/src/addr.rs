@@ -1,18 +1,10 @@
 //! IP addresses on links, and waiting for IPv6 duplicate address detection.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use rtnetlink::AddressMessageBuilder;
-
-use crate::error::{Error, ErrorMap, LinkRef, Missing, Result};
-use crate::handle::NetlinkHandle;
-
-/// How often [`NetlinkHandle::wait_for_dad`] looks at the addresses.
-const DAD_POLL: Duration = Duration::from_millis(50);
 
 /// An address on a link, as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,84 +67,6 @@ pub fn address_message(index: u32, address: IpNet) -> AddressMessage {
             .index(index)
             .address(ip, address.prefix_len())
             .build(),
-    }
-}
-
-impl NetlinkHandle {
-    /// Adds `address` (e.g. 10.1.0.5/24) to link `index`; [`Error::AlreadyExists`] when the
-    /// link has it already.
-    pub async fn add_address(&self, index: u32, address: IpNet) -> Result<()> {
-        let mut request = self
-            .raw()
-            .address()
-            .add(index, address.addr(), address.prefix_len());
-        *request.message_mut() = address_message(index, address);
-        request.execute().await.map_err(|e| {
-            ErrorMap::new(format!("add address {address} to link {index}"))
-                .missing_link(LinkRef::Index(index))
-                .exists(format!("address {address} on link {index}"))
-                .map(e)
-        })
-    }
-
-    /// Removes `address` from link `index`; [`Error::NotFound`] when it is not there.
-    pub async fn delete_address(&self, index: u32, address: IpNet) -> Result<()> {
-        self.raw()
-            .address()
-            .del(address_message(index, address))
-            .execute()
-            .await
-            .map_err(|e| {
-                let missing = Missing::Address {
-                    link: index,
-                    address,
-                };
-                // EADDRNOTAVAIL: no such address; ENODEV: no such link.
-                ErrorMap::new(format!("delete address {address} from link {index}"))
-                    .missing(missing, &[libc::EADDRNOTAVAIL, libc::ENODEV])
-                    .map(e)
-            })
-    }
-
-    /// Addresses of link `index`, or of every link when None.
-    pub async fn addresses(&self, index: Option<u32>) -> Result<Vec<Address>> {
-        let mut request = self.raw().address().get();
-        if let Some(index) = index {
-            request = request.set_link_index_filter(index);
-        }
-        let messages: Vec<AddressMessage> = request
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| ErrorMap::new("list addresses").map(e))?;
-        Ok(messages.iter().filter_map(Address::from_message).collect())
-    }
-
-    /// Waits until no IPv6 address of link `index` is tentative, so a pod can use its
-    /// addresses at once. Fails with [`Error::DadFailed`] when an address turns out to be a
-    /// duplicate and [`Error::Timeout`] after `timeout`. Links that are down never finish DAD;
-    /// call this after setting the link up. Needs a runtime with time enabled.
-    pub async fn wait_for_dad(&self, index: u32, timeout: Duration) -> Result<()> {
-        let start = Instant::now();
-        loop {
-            let addrs = self.addresses(Some(index)).await?;
-            if let Some(dup) = addrs.iter().find(|a| a.is_dad_failed()) {
-                return Err(Error::DadFailed {
-                    link: index,
-                    address: dup.address.addr(),
-                });
-            }
-            if !addrs.iter().any(Address::is_tentative) {
-                return Ok(());
-            }
-            if start.elapsed() >= timeout {
-                return Err(Error::Timeout {
-                    what: format!("IPv6 duplicate address detection on link {index}"),
-                    after: timeout,
-                });
-            }
-            tokio::time::sleep(DAD_POLL).await;
-        }
     }
 }
 

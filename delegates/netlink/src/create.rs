@@ -5,7 +5,7 @@
 //! and nothing to clean there if the call fails. `IFLA_LINK` (the parent) is an index in the
 //! namespace of the handle used.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::str::FromStr;
 
 use netlink_packet_route::link::{
@@ -14,10 +14,8 @@ use netlink_packet_route::link::{
 };
 use rtnetlink::{LinkIpVlan, LinkMacVlan, LinkMessageBuilder, LinkUnspec};
 
-use crate::error::{Error, ErrorMap, LinkRef, Result};
-use crate::handle::NetlinkHandle;
+use crate::error::{Error, Result};
 use crate::mac::MacAddr;
-use crate::netns::Netns;
 
 /// Macvlan modes, named as in CNI configurations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -224,88 +222,6 @@ pub fn veth_message(
         .name(spec.name.clone())
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
     with_common(builder, spec.mtu, spec.mac, netns_fd).build()
-}
-
-impl NetlinkHandle {
-    async fn add_link(
-        &self,
-        msg: LinkMessage,
-        op: String,
-        what: String,
-        parent: Option<u32>,
-    ) -> Result<()> {
-        self.raw().link().add(msg).execute().await.map_err(|e| {
-            let map = ErrorMap::new(op).exists(what);
-            match parent {
-                Some(p) => map.missing_link(LinkRef::Index(p)),
-                None => map,
-            }
-            .map(e)
-        })
-    }
-
-    /// Sends `msg`, which creates the `kind` link `name` on link `parent` into `target`.
-    async fn add_link_on_parent(
-        &self,
-        msg: LinkMessage,
-        kind: &str,
-        name: &str,
-        parent: u32,
-        target: Option<&Netns>,
-    ) -> Result<()> {
-        let place = place(target);
-        self.add_link(
-            msg,
-            format!("create {kind} {name} on link {parent}{place}"),
-            format!("link {name}{place}"),
-            Some(parent),
-        )
-        .await
-    }
-
-    /// Creates a macvlan on `spec.parent_index` (a link in this handle's namespace), straight
-    /// into `target` (this namespace when None), under `spec.name`.
-    /// A taken name gives [`Error::AlreadyExists`], a missing parent [`Error::NotFound`].
-    pub async fn create_macvlan(&self, spec: &MacvlanSpec, target: Option<&Netns>) -> Result<()> {
-        let msg = macvlan_message(spec, target.map(AsRawFd::as_raw_fd));
-        self.add_link_on_parent(msg, "macvlan", &spec.name, spec.parent_index, target)
-            .await
-    }
-
-    /// Creates an ipvlan on `spec.parent_index`, straight into `target`, under `spec.name`.
-    pub async fn create_ipvlan(&self, spec: &IpvlanSpec, target: Option<&Netns>) -> Result<()> {
-        let msg = ipvlan_message(spec, target.map(AsRawFd::as_raw_fd));
-        self.add_link_on_parent(msg, "ipvlan", &spec.name, spec.parent_index, target)
-            .await
-    }
-
-    /// Creates a veth pair: `spec.name` in `target`, `spec.peer_name` in `peer_target`
-    /// (each in this handle's namespace when None).
-    pub async fn create_veth(
-        &self,
-        spec: &VethSpec,
-        target: Option<&Netns>,
-        peer_target: Option<&Netns>,
-    ) -> Result<()> {
-        let msg = veth_message(
-            spec,
-            target.map(AsRawFd::as_raw_fd),
-            peer_target.map(AsRawFd::as_raw_fd),
-        );
-        self.add_link(
-            msg,
-            format!("create veth {} / {}", spec.name, spec.peer_name),
-            format!("link {} or {}", spec.name, spec.peer_name),
-            None,
-        )
-        .await
-    }
-}
-
-fn place(target: Option<&Netns>) -> String {
-    target
-        .map(|ns| format!(" in {}", ns.path().display()))
-        .unwrap_or_default()
 }
 
 /// Adds the broadcast queue length (`bcqueuelen`) to a macvlan's RTM_NEWLINK.

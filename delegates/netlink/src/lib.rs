@@ -1,27 +1,29 @@
-//! Network namespaces and rtnetlink link operations used by every multinet delegate.
+//! The one route-netlink layer of multinet: network namespaces and the synchronous netlink
+//! socket every multinet crate talks to the kernel through.
 //!
 //! - [`Netns`]: a network namespace opened by path, checked to really be one; a missing path
 //!   is [`Error::NotFound`], which DEL treats as success.
 //! - [`run_in_netns`]: runs a closure inside a namespace on a thread of its own, so the
 //!   caller's thread never changes namespace, even on early return or panic.
-//! - [`NetlinkHandle`]: an rtnetlink socket created inside one namespace and driven by the
-//!   caller's tokio runtime (current-thread runtimes work), with typed operations: create
-//!   macvlan / ipvlan / veth straight into a namespace, move, rename, MAC, MTU, up/down, alias,
-//!   addresses, routes, IPv6 DAD wait, delete, lookups.
-//! - [`Socket`]: the synchronous route netlink socket the delegates use (one request is
-//!   handled by the kernel inside `send`, so blocking costs nothing), with the same
-//!   operations plus the SR-IOV VF request codec ([`vf_request`], byte-compared with `ip`).
+//! - [`Socket`]: the synchronous route netlink socket (the kernel handles a request inside
+//!   `send`, so blocking costs nothing), made in the caller's namespace ([`Socket::here`]) or
+//!   inside another ([`Socket::inside`]), with typed operations: create macvlan / ipvlan /
+//!   veth straight into a namespace ([`macvlan_message`], ...), move, rename, MAC, MTU,
+//!   up/down, alias, addresses, routes, IPv6 DAD wait, delete (one link, or several as one
+//!   group), lookups and dumps, and the SR-IOV VF request codec ([`vf_request`], byte-compared
+//!   with `ip`). Its requests are encoded in one place ([`encode_request`]).
 //! - [`write_sysctl_in`]: network sysctls inside a namespace.
 //! - [`link_tag`]: the alias multinet gives every link it creates for a container, and
 //!   [`delete_links_tagged`], which deletes exactly those links of a container.
 //!
 //! ```no_run
-//! # async fn demo() -> multinet_netlink::Result<()> {
-//! use multinet_netlink::{MacvlanMode, MacvlanSpec, NetlinkHandle, Netns};
+//! # fn demo() -> Result<(), multinet_netlink::KernelError> {
+//! use std::os::fd::AsRawFd;
+//! use multinet_netlink::{MacvlanMode, MacvlanSpec, Netns, Socket, macvlan_message};
 //!
 //! let pod = Netns::open("/run/netns/pod")?;
-//! let host = NetlinkHandle::current()?;
-//! let parent = host.link_by_name("eth1").await?;
+//! let host = Socket::here()?;
+//! let Some((parent, _)) = host.link_by_name("eth1")? else { return Ok(()) };
 //! let spec = MacvlanSpec {
 //!     name: "net1".into(),
 //!     parent_index: parent.index,
@@ -29,11 +31,12 @@
 //!     mtu: None,
 //!     mac: None,
 //! };
-//! host.create_macvlan(&spec, Some(&pod)).await?;
-//! let inside = NetlinkHandle::for_netns(&pod)?;
-//! let link = inside.link_by_name("net1").await?;
-//! inside.add_address(link.index, "10.1.0.5/24".parse().unwrap()).await?;
-//! inside.set_up(link.index).await?;
+//! host.create_link(macvlan_message(&spec, Some(pod.as_raw_fd())))?;
+//! let (inside, ()) = Socket::inside(&pod, || ())?;
+//! if let Some(link) = inside.link_named("net1")? {
+//!     inside.add_address(link.index, "10.1.0.5/24".parse().unwrap())?;
+//!     inside.set_up(link.index)?;
+//! }
 //! # Ok(())
 //! # }
 //! ```
@@ -41,7 +44,6 @@
 mod addr;
 mod create;
 mod error;
-mod handle;
 mod link;
 mod mac;
 mod netns;
@@ -57,8 +59,7 @@ pub use create::{
     IpvlanFlag, IpvlanMode, IpvlanSpec, MacvlanMode, MacvlanSpec, VethSpec, created_up,
     ipvlan_message, link_mode, macvlan_message, set_macvlan_bcqueuelen, veth_message,
 };
-pub use error::{Error, LinkRef, Missing, Result};
-pub use handle::NetlinkHandle;
+pub use error::{Error, Missing, Result};
 pub use link::Link;
 pub use mac::{MacAddr, MacParseError};
 pub use netns::{Netns, run_in_netns};

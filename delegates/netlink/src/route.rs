@@ -2,15 +2,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
-
-use crate::error::{ErrorMap, LinkRef, Missing, Result};
-use crate::handle::NetlinkHandle;
 
 /// The main routing table.
 pub const MAIN_TABLE: u32 = RouteHeader::RT_TABLE_MAIN as u32;
@@ -237,92 +233,6 @@ pub fn route_message(route: &Route, op: RouteOp) -> RouteMessage {
         msg.attributes.push(RouteAttribute::Priority(metric));
     }
     msg
-}
-
-impl NetlinkHandle {
-    /// Adds `route`; [`crate::Error::AlreadyExists`] when an equal route exists.
-    pub async fn add_route(&self, route: &Route) -> Result<()> {
-        self.raw()
-            .route()
-            .add(route_message(route, RouteOp::Add))
-            .execute()
-            .await
-            .map_err(|e| {
-                route_errors("add", route)
-                    .exists(format!("route {route}"))
-                    .map(e)
-            })
-    }
-
-    /// Adds or replaces `route` (NLM_F_REPLACE): the route to the same destination with the
-    /// same metric is replaced.
-    pub async fn replace_route(&self, route: &Route) -> Result<()> {
-        self.raw()
-            .route()
-            .add(route_message(route, RouteOp::Add))
-            .replace()
-            .execute()
-            .await
-            .map_err(|e| route_errors("replace", route).map(e))
-    }
-
-    /// Deletes `route`. Unset fields (gateway, oif, metric, protocol, scope) match any
-    /// value. [`crate::Error::NotFound`] when no route matches.
-    pub async fn delete_route(&self, route: &Route) -> Result<()> {
-        self.raw()
-            .route()
-            .del(route_message(route, RouteOp::Delete))
-            .execute()
-            .await
-            .map_err(|e| {
-                ErrorMap::new(format!("delete route {route}"))
-                    .missing(
-                        Missing::Route(route.to_string()),
-                        &[libc::ESRCH, libc::ENOENT],
-                    )
-                    .map(e)
-            })
-    }
-
-    /// Unicast routes of `family` in the main table.
-    pub async fn routes(&self, family: Family) -> Result<Vec<Route>> {
-        self.routes_in_table(family, MAIN_TABLE).await
-    }
-
-    /// Unicast routes of `family` in `table`.
-    pub async fn routes_in_table(&self, family: Family, table: u32) -> Result<Vec<Route>> {
-        let mut query = RouteMessage::default();
-        query.header.address_family = family.address_family();
-        let messages: Vec<RouteMessage> = self
-            .raw()
-            .route()
-            .get(query)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| ErrorMap::new("list routes").map(e))?;
-        Ok(messages
-            .iter()
-            .filter(|m| m.header.kind == RouteType::Unicast)
-            .filter_map(Route::from_message)
-            .filter(|r| r.table == table)
-            .collect())
-    }
-
-    /// Default routes of `family` in the main table.
-    pub async fn default_routes(&self, family: Family) -> Result<Vec<Route>> {
-        let mut routes = self.routes(family).await?;
-        routes.retain(Route::is_default);
-        Ok(routes)
-    }
-}
-
-fn route_errors(verb: &str, route: &Route) -> ErrorMap {
-    let map = ErrorMap::new(format!("{verb} route {route}"));
-    match route.oif {
-        Some(oif) => map.missing_link(LinkRef::Index(oif)),
-        None => map,
-    }
 }
 
 #[cfg(test)]

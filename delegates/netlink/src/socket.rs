@@ -22,7 +22,8 @@ use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage, Pro
 use netlink_packet_route::route::{RouteMessage, RouteType};
 use rtnetlink::LinkUnspec;
 use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
+    NetlinkPayload,
 };
 use rtnetlink::sys::{Socket as RawSocket, protocols::NETLINK_ROUTE};
 
@@ -66,6 +67,12 @@ impl KernelError {
             KernelError::Errno(e) => e.raw_os_error(),
             _ => None,
         }
+    }
+
+    /// True when the object the request named is not there: a link (ENODEV / ENOENT) or a
+    /// route (ENOENT / ESRCH).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, KernelError::NoSuchLink) || self.errno() == Some(libc::ESRCH)
     }
 }
 
@@ -268,6 +275,33 @@ impl Socket {
         }
     }
 
+    /// Every link of the namespace.
+    pub fn links(&self) -> Res<Vec<Link>> {
+        let replies = self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+        Ok(replies
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(Link::from_message(l)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Deletes the links `indices` with one RTM_DELLINK: each is put in link group `group`
+    /// first, then the group is deleted, so the links share one RCU grace period instead of
+    /// waiting for one each. `group` must be one no other link of the namespace is in.
+    pub fn delete_links_as_group(&self, indices: &[u32], group: u32) -> Res<()> {
+        for index in indices {
+            let mut msg = LinkMessage::default();
+            msg.header.index = *index;
+            msg.attributes.push(LinkAttribute::Group(group));
+            self.request(RouteNetlinkMessage::SetLink(msg), 0)?;
+        }
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::Group(group));
+        self.request(RouteNetlinkMessage::DelLink(msg), 0).map(drop)
+    }
+
     /// RTM_NEWLINK, exclusive create.
     pub fn create_link(&self, msg: LinkMessage) -> Res<()> {
         self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
@@ -354,6 +388,27 @@ impl Socket {
     pub fn add_route(&self, route: &Route) -> Res<()> {
         let (msg, flags) = add_route_message(route);
         self.request(msg, flags).map(drop)
+    }
+
+    /// Adds `route`, or replaces the route to the same destination (`ip route replace`).
+    pub fn replace_route(&self, route: &Route) -> Res<()> {
+        let msg = RouteNetlinkMessage::NewRoute(route_message(route, RouteOp::Add));
+        self.request(msg, NLM_F_CREATE | NLM_F_REPLACE).map(drop)
+    }
+
+    /// Deletes the route matching `route` (fields left unset match any value). A route that
+    /// is not there is [`KernelError::NoSuchLink`] (ENOENT) or errno ESRCH, see
+    /// [`KernelError::is_not_found`].
+    pub fn delete_route(&self, route: &Route) -> Res<()> {
+        let msg = RouteNetlinkMessage::DelRoute(route_message(route, RouteOp::Delete));
+        self.request(msg, 0).map(drop)
+    }
+
+    /// The default routes of `family` in the main table.
+    pub fn default_routes(&self, family: Family) -> Res<Vec<Route>> {
+        let mut routes = self.routes(family, MAIN_TABLE)?;
+        routes.retain(Route::is_default);
+        Ok(routes)
     }
 
     /// Addresses of link `index`.

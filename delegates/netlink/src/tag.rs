@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use crate::error::Result;
-use crate::handle::NetlinkHandle;
+use crate::error::{Error, Result};
 use crate::link::Link;
 use crate::netns::Netns;
+use crate::socket::{KernelError, Socket};
 
 /// What every tag starts with.
 pub const TAG_PREFIX: &str = "multinet:";
@@ -73,23 +73,28 @@ fn fnv1a(s: &str, seed: u8) -> u64 {
 ///
 /// A namespace that is gone (missing path, unmounted leftover) has nothing to delete: 0. A
 /// link that disappears between the listing and its deletion is not counted and no error.
-/// Must be called within a tokio runtime context (see [`NetlinkHandle`]).
-pub async fn delete_links_tagged(netns: &Path, container_id: &str) -> Result<usize> {
+pub fn delete_links_tagged(netns: &Path, container_id: &str) -> Result<usize> {
     let ns = match Netns::open(netns) {
         Ok(ns) => ns,
         Err(e) if e.is_not_found() => return Ok(0),
         Err(e) => return Err(e),
     };
-    let handle = NetlinkHandle::for_netns(&ns)?;
+    let failed = |what: String, e: KernelError| match e {
+        KernelError::Netns(e) => e,
+        other => Error::io(format!("{what} in {}", netns.display()), other.into()),
+    };
+    let (socket, ()) =
+        Socket::inside(&ns, || ()).map_err(|e| failed("open netlink socket".into(), e))?;
+    let links = socket.links().map_err(|e| failed("list links".into(), e))?;
     let mut deleted = 0;
-    for link in handle.links().await? {
+    for link in links {
         if !link.tagged_for(container_id) {
             continue;
         }
-        match handle.delete_link(link.index).await {
+        match socket.delete_link(link.index) {
             Ok(()) => deleted += 1,
             Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(failed(format!("delete link {}", link.name), e)),
         }
     }
     Ok(deleted)

@@ -1,11 +1,13 @@
-//! Link operations against the real kernel, checked with `ip -j`.
+//! Link operations of the netlink socket against the real kernel, checked with `ip -j`.
 
 mod common;
 
-use common::{handle, has_flag, link_json, open};
+use std::os::fd::AsRawFd;
+
+use common::{handle, has_flag, link, link_json, open};
 use multinet_netlink::{
-    Error, LinkRef, MacAddr, MacvlanMode, MacvlanSpec, Missing, NetlinkHandle, VethSpec,
-    delete_links_tagged, link_tag,
+    KernelError, MacAddr, MacvlanMode, MacvlanSpec, Socket, VethSpec, delete_links_tagged,
+    link_tag, macvlan_message, veth_message,
 };
 use multinet_testbed::{TestNetns, VethPair, require_root, unique_link_name};
 
@@ -19,14 +21,27 @@ fn macvlan(name: &str, parent_index: u32) -> MacvlanSpec {
     }
 }
 
-#[tokio::test]
-async fn macvlan_is_created_straight_into_the_target_namespace() {
+/// Creates the macvlan `spec` through `nl`, into `target` (the socket's namespace when None).
+fn create_macvlan(
+    nl: &Socket,
+    spec: &MacvlanSpec,
+    target: Option<&TestNetns>,
+) -> Result<(), KernelError> {
+    let target = target.map(open);
+    nl.create_link(macvlan_message(
+        spec,
+        target.as_ref().map(AsRawFd::as_raw_fd),
+    ))
+}
+
+#[test]
+fn macvlan_is_created_straight_into_the_target_namespace() {
     require_root!();
     let host = TestNetns::new();
     let pod = TestNetns::new();
     let veth = VethPair::in_netns(&host);
     let nl = handle(&host);
-    let parent = nl.link_by_name(veth.a_name()).await.unwrap();
+    let parent = link(&nl, veth.a_name());
     let name = unique_link_name("mv");
     let spec = MacvlanSpec {
         mode: MacvlanMode::Private,
@@ -34,19 +49,19 @@ async fn macvlan_is_created_straight_into_the_target_namespace() {
         mac: Some("02:42:ac:11:00:09".parse().unwrap()),
         ..macvlan(&name, parent.index)
     };
-    nl.create_macvlan(&spec, Some(&open(&pod))).await.unwrap();
+    create_macvlan(&nl, &spec, Some(&pod)).unwrap();
 
     assert!(
         !host.has_link(&name),
         "the macvlan must never appear in the parent's netns"
     );
-    let link = link_json(&pod, &name);
-    assert_eq!(link["linkinfo"]["info_kind"], "macvlan");
-    assert_eq!(link["linkinfo"]["info_data"]["mode"], "private");
-    assert_eq!(link["mtu"], 1400);
-    assert_eq!(link["address"], "02:42:ac:11:00:09");
+    let json = link_json(&pod, &name);
+    assert_eq!(json["linkinfo"]["info_kind"], "macvlan");
+    assert_eq!(json["linkinfo"]["info_data"]["mode"], "private");
+    assert_eq!(json["mtu"], 1400);
+    assert_eq!(json["address"], "02:42:ac:11:00:09");
 
-    let inside = handle(&pod).link_by_name(&name).await.unwrap();
+    let inside = link(&handle(&pod), &name);
     assert_eq!(inside.kind.as_deref(), Some("macvlan"));
     assert_eq!(inside.mtu, 1400);
     assert_eq!(inside.mac(), spec.mac);
@@ -59,59 +74,45 @@ async fn macvlan_is_created_straight_into_the_target_namespace() {
     assert!(!inside.is_up());
 }
 
-#[tokio::test]
-async fn macvlan_in_the_same_namespace_and_duplicate_names() {
+#[test]
+fn macvlan_in_the_same_namespace_and_duplicate_names() {
     require_root!();
     let ns = TestNetns::new();
     let veth = VethPair::in_netns(&ns);
     let nl = handle(&ns);
-    let parent = nl.link_by_name(veth.a_name()).await.unwrap();
+    let parent = link(&nl, veth.a_name());
     let name = unique_link_name("mv");
-    nl.create_macvlan(&macvlan(&name, parent.index), None)
-        .await
-        .unwrap();
+    create_macvlan(&nl, &macvlan(&name, parent.index), None).unwrap();
     assert_eq!(
         link_json(&ns, &name)["linkinfo"]["info_data"]["mode"],
         "bridge"
     );
 
-    let e = nl
-        .create_macvlan(&macvlan(&name, parent.index), None)
-        .await
-        .unwrap_err();
-    assert!(e.is_already_exists(), "{e}");
-    let e = nl
-        .create_macvlan(&macvlan(veth.b_name(), parent.index), None)
-        .await
-        .unwrap_err();
-    assert!(e.is_already_exists(), "{e}");
+    let e = create_macvlan(&nl, &macvlan(&name, parent.index), None).unwrap_err();
+    assert!(matches!(e, KernelError::Exists), "{e}");
+    let e = create_macvlan(&nl, &macvlan(veth.b_name(), parent.index), None).unwrap_err();
+    assert!(matches!(e, KernelError::Exists), "{e}");
 
     let pod = TestNetns::new();
     pod.add_veth(&name, &unique_link_name("p"), None);
-    let e = nl
-        .create_macvlan(&macvlan(&name, parent.index), Some(&open(&pod)))
-        .await
-        .unwrap_err();
-    assert!(e.is_already_exists(), "name taken in the target netns: {e}");
-}
-
-#[tokio::test]
-async fn macvlan_on_a_missing_parent_is_not_found() {
-    require_root!();
-    let ns = TestNetns::new();
-    let nl = handle(&ns);
-    let e = nl
-        .create_macvlan(&macvlan(&unique_link_name("mv"), 4242), None)
-        .await
-        .unwrap_err();
+    let e = create_macvlan(&nl, &macvlan(&name, parent.index), Some(&pod)).unwrap_err();
     assert!(
-        matches!(e, Error::NotFound(Missing::Link(LinkRef::Index(4242)))),
-        "{e}"
+        matches!(e, KernelError::Exists),
+        "name taken in the target netns: {e}"
     );
 }
 
-#[tokio::test]
-async fn lookups_report_kernel_state() {
+#[test]
+fn macvlan_on_a_missing_parent_is_not_found() {
+    require_root!();
+    let ns = TestNetns::new();
+    let nl = handle(&ns);
+    let e = create_macvlan(&nl, &macvlan(&unique_link_name("mv"), 4242), None).unwrap_err();
+    assert!(matches!(e, KernelError::NoSuchLink), "{e}");
+}
+
+#[test]
+fn lookups_report_kernel_state() {
     require_root!();
     let ns = TestNetns::new();
     let veth = VethPair::in_netns(&ns);
@@ -120,7 +121,7 @@ async fn lookups_report_kernel_state() {
     ns.ip(&["link", "set", veth.a_name(), "master", &bridge]);
     let nl = handle(&ns);
 
-    let a = nl.link_by_name(veth.a_name()).await.unwrap();
+    let a = link(&nl, veth.a_name());
     let json = link_json(&ns, veth.a_name());
     assert_eq!(a.index, json["ifindex"].as_u64().unwrap() as u32);
     assert_eq!(
@@ -129,20 +130,15 @@ async fn lookups_report_kernel_state() {
     );
     assert_eq!(a.mtu, 1500);
     assert_eq!(a.kind.as_deref(), Some("veth"));
-    let br = nl.link_by_name(&bridge).await.unwrap();
+    let br = link(&nl, &bridge);
     assert_eq!(br.kind.as_deref(), Some("bridge"));
     assert_eq!(a.master, Some(br.index));
-    let b = nl.link_by_name(veth.b_name()).await.unwrap();
+    let b = link(&nl, veth.b_name());
     assert_eq!(a.link, Some(b.index), "a veth's IFLA_LINK is its peer");
 
-    assert_eq!(nl.link_by_index(a.index).await.unwrap(), a);
-    let names: Vec<String> = nl
-        .links()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.name)
-        .collect();
+    assert_eq!(nl.link_by_index(a.index).unwrap(), Some(a.clone()));
+    assert_eq!(nl.link_named(veth.a_name()).unwrap(), Some(a));
+    let names: Vec<String> = nl.links().unwrap().into_iter().map(|l| l.name).collect();
     assert!(
         names.contains(&"lo".to_owned()) && names.contains(&bridge),
         "{names:?}"
@@ -153,163 +149,124 @@ async fn lookups_report_kernel_state() {
         "lo, bridge and the veth pair only: {names:?}"
     );
 
-    let e = nl.link_by_name("nosuchlink").await.unwrap_err();
-    assert!(
-        matches!(e, Error::NotFound(Missing::Link(LinkRef::Name(ref n))) if n == "nosuchlink"),
-        "{e}"
-    );
-    let e = nl.link_by_index(99999).await.unwrap_err();
-    assert!(e.is_not_found(), "{e}");
+    assert!(nl.link_by_name("nosuchlink").unwrap().is_none());
+    assert!(nl.link_by_index(99999).unwrap().is_none());
 }
 
-#[tokio::test]
-async fn rename_mac_mtu_alias_up_down() {
+#[test]
+fn rename_mac_mtu_alias_up_down() {
     require_root!();
     let ns = TestNetns::new();
     let veth = VethPair::in_netns(&ns);
     let nl = handle(&ns);
-    let link = nl.link_by_name(veth.a_name()).await.unwrap();
+    let l = link(&nl, veth.a_name());
     let new_name = unique_link_name("rn");
 
-    nl.rename(link.index, &new_name).await.unwrap();
+    nl.rename(l.index, &new_name).unwrap();
     assert!(!ns.has_link(veth.a_name()));
-    assert_eq!(link_json(&ns, &new_name)["ifindex"], link.index);
-    let e = nl.rename(link.index, veth.b_name()).await.unwrap_err();
-    assert!(e.is_already_exists(), "{e}");
+    assert_eq!(link_json(&ns, &new_name)["ifindex"], l.index);
+    let e = nl.rename(l.index, veth.b_name()).unwrap_err();
+    assert!(matches!(e, KernelError::Exists), "{e}");
 
     let mac: MacAddr = "02:aa:bb:cc:dd:01".parse().unwrap();
-    nl.set_mac(link.index, mac).await.unwrap();
-    nl.set_mtu(link.index, 1280).await.unwrap();
-    nl.set_alias(link.index, "pod-x/net1").await.unwrap();
+    nl.set_mac(l.index, mac).unwrap();
+    nl.set_mtu(l.index, 1280).unwrap();
+    nl.set_alias(l.index, "pod-x/net1").unwrap();
     let json = link_json(&ns, &new_name);
     assert_eq!(json["address"], "02:aa:bb:cc:dd:01");
     assert_eq!(json["mtu"], 1280);
     assert_eq!(json["ifalias"], "pod-x/net1");
-    let read = nl.link_by_index(link.index).await.unwrap();
+    let read = nl.link_by_index(l.index).unwrap().unwrap();
     assert_eq!(
         (read.mac(), read.mtu, read.alias.as_deref()),
         (Some(mac), 1280, Some("pod-x/net1"))
     );
 
-    nl.set_up(link.index).await.unwrap();
+    nl.set_up(l.index).unwrap();
     assert!(has_flag(&link_json(&ns, &new_name), "UP"));
-    assert!(nl.link_by_index(link.index).await.unwrap().is_up());
-    let e = nl.rename(link.index, &unique_link_name("rn")).await;
+    assert!(nl.link_by_index(l.index).unwrap().unwrap().is_up());
+    let e = nl.rename(l.index, &unique_link_name("rn"));
     // Renaming a running link is refused by most kernels; either way it must not be "not found".
     if let Err(e) = e {
         assert!(!e.is_not_found(), "{e}");
     }
-    nl.set_down(link.index).await.unwrap();
+    nl.set_down(l.index).unwrap();
     assert!(!has_flag(
-        &link_json(&ns, &nl.link_by_index(link.index).await.unwrap().name),
+        &link_json(&ns, &nl.link_by_index(l.index).unwrap().unwrap().name),
         "UP"
     ));
 
-    let e = nl.set_mtu(link.index, 40).await.unwrap_err();
+    let e = nl.set_mtu(l.index, 40).unwrap_err();
     assert!(
-        matches!(e, Error::Netlink { .. }),
+        matches!(e, KernelError::Errno(_)),
         "MTU below the minimum: {e}"
     );
     assert_eq!(e.errno(), Some(libc::EINVAL));
 }
 
-#[tokio::test]
-async fn operations_on_a_missing_link_are_not_found() {
+#[test]
+fn operations_on_a_missing_link_are_not_found() {
     require_root!();
     let ns = TestNetns::new();
     let nl = handle(&ns);
     let missing = 31337;
     for result in [
-        nl.set_up(missing).await,
-        nl.set_down(missing).await,
-        nl.set_mtu(missing, 1400).await,
-        nl.set_mac(missing, "02:00:00:00:00:01".parse().unwrap())
-            .await,
-        nl.rename(missing, "x").await,
-        nl.delete_link(missing).await,
-        nl.add_address(missing, "10.9.9.9/24".parse().unwrap())
-            .await,
+        nl.set_up(missing),
+        nl.set_down(missing),
+        nl.set_mtu(missing, 1400),
+        nl.set_mac(missing, "02:00:00:00:00:01".parse().unwrap()),
+        nl.rename(missing, "x"),
+        nl.delete_link(missing),
+        nl.add_address(missing, "10.9.9.9/24".parse().unwrap()),
     ] {
         let e = result.unwrap_err();
-        assert!(
-            matches!(e, Error::NotFound(Missing::Link(LinkRef::Index(31337)))),
-            "{e}"
-        );
+        assert!(matches!(e, KernelError::NoSuchLink), "{e}");
     }
 }
 
-#[tokio::test]
-async fn move_between_namespaces_with_rename() {
+#[test]
+fn move_between_namespaces_with_rename() {
     require_root!();
     let a = TestNetns::new();
     let b = TestNetns::new();
     let veth = VethPair::in_netns(&a);
     let nl_a = handle(&a);
-    let link = nl_a.link_by_name(veth.a_name()).await.unwrap();
+    let l = link(&nl_a, veth.a_name());
     let new_name = unique_link_name("mvd");
 
-    nl_a.move_to_netns(link.index, &open(&b), Some(&new_name))
-        .await
+    nl_a.move_to_netns(l.index, open(&b).as_raw_fd(), &new_name)
         .unwrap();
     assert!(!a.has_link(veth.a_name()));
     assert!(b.has_link(&new_name));
     assert!(!b.has_link(veth.a_name()), "moved and renamed in one step");
-    let moved = handle(&b).link_by_name(&new_name).await.unwrap();
+    let nl_b = handle(&b);
+    let moved = link(&nl_b, &new_name);
     assert_eq!(moved.kind.as_deref(), Some("veth"));
 
-    // Back without rename.
-    let nl_b = handle(&b);
-    nl_b.move_to_netns(moved.index, &open(&a), None)
-        .await
+    // Back, keeping its name.
+    nl_b.move_to_netns(moved.index, open(&a).as_raw_fd(), &new_name)
         .unwrap();
     assert!(a.has_link(&new_name));
 
     // A name taken in the target.
-    let peer = nl_a.link_by_name(veth.b_name()).await.unwrap();
+    let peer = link(&nl_a, veth.b_name());
     let e = nl_a
-        .move_to_netns(peer.index, &open(&a), Some(&new_name))
-        .await
+        .move_to_netns(peer.index, open(&a).as_raw_fd(), &new_name)
         .unwrap_err();
-    assert!(e.is_already_exists(), "{e}");
-    let taken = unique_link_name("tk");
-    b.add_veth(&taken, &unique_link_name("tp"), None);
-    let e = nl_a
-        .move_to_netns(peer.index, &open(&b), Some(&taken))
-        .await
-        .unwrap_err();
-    assert!(e.is_already_exists(), "{e}");
+    assert!(matches!(e, KernelError::Exists), "{e}");
     assert!(
         a.has_link(veth.b_name()),
-        "a refused move leaves the link where it was"
+        "a refused rename leaves the link as it was"
     );
 
-    let e = nl_a.move_to_netns(4242, &open(&b), None).await.unwrap_err();
+    let e = nl_a
+        .move_to_netns(4242, open(&b).as_raw_fd(), "x")
+        .unwrap_err();
     assert!(e.is_not_found(), "{e}");
 }
 
-#[tokio::test]
-async fn failed_rename_after_move_moves_the_link_back() {
-    require_root!();
-    let a = TestNetns::new();
-    let b = TestNetns::new();
-    let veth = VethPair::in_netns(&a);
-    let nl_a = handle(&a);
-    let link = nl_a.link_by_name(veth.a_name()).await.unwrap();
-    // The kernel moves first and renames after; an invalid name fails only at the rename.
-    let e = nl_a
-        .move_to_netns(link.index, &open(&b), Some("bad/name"))
-        .await
-        .unwrap_err();
-    assert_eq!(e.errno(), Some(libc::EINVAL), "{e}");
-    assert!(
-        !b.has_link(veth.a_name()),
-        "nothing may be left in the target"
-    );
-    assert!(a.has_link(veth.a_name()), "the link is back where it was");
-}
-
-#[tokio::test]
-async fn veth_pair_across_namespaces_and_delete() {
+#[test]
+fn veth_pair_across_namespaces_and_delete() {
     require_root!();
     let a = TestNetns::new();
     let b = TestNetns::new();
@@ -322,9 +279,13 @@ async fn veth_pair_across_namespaces_and_delete() {
         mac: Some("02:00:00:00:0a:01".parse().unwrap()),
         peer_mac: Some("02:00:00:00:0a:02".parse().unwrap()),
     };
-    nl.create_veth(&spec, Some(&open(&b)), Some(&open(&c)))
-        .await
-        .unwrap();
+    let (nb, nc) = (open(&b), open(&c));
+    nl.create_link(veth_message(
+        &spec,
+        Some(nb.as_raw_fd()),
+        Some(nc.as_raw_fd()),
+    ))
+    .unwrap();
     assert!(!a.has_link(&spec.name) && !a.has_link(&spec.peer_name));
     let end = link_json(&b, &spec.name);
     let peer = link_json(&c, &spec.peer_name);
@@ -338,34 +299,36 @@ async fn veth_pair_across_namespaces_and_delete() {
     );
 
     let nl_b = handle(&b);
-    let e = nl_b.create_veth(&spec, None, None).await.unwrap_err();
-    assert!(e.is_already_exists(), "{e}");
+    let e = nl_b
+        .create_link(veth_message(&spec, None, None))
+        .unwrap_err();
+    assert!(matches!(e, KernelError::Exists), "{e}");
 
-    nl_b.delete_link_by_name(&spec.name).await.unwrap();
+    let end = link(&nl_b, &spec.name);
+    nl_b.delete_link(end.index).unwrap();
     assert!(!b.has_link(&spec.name));
     assert!(
         !c.has_link(&spec.peer_name),
         "deleting one end removes the pair"
     );
-    let e = nl_b.delete_link_by_name(&spec.name).await.unwrap_err();
-    assert!(e.is_not_found(), "{e}");
+    assert!(nl_b.link_named(&spec.name).unwrap().is_none());
 }
 
-#[tokio::test]
-async fn delete_by_index_then_not_found() {
+#[test]
+fn delete_by_index_then_not_found() {
     require_root!();
     let ns = TestNetns::new();
     let veth = VethPair::in_netns(&ns);
     let nl = handle(&ns);
-    let link = nl.link_by_name(veth.a_name()).await.unwrap();
-    nl.delete_link(link.index).await.unwrap();
+    let l = link(&nl, veth.a_name());
+    nl.delete_link(l.index).unwrap();
     assert!(!ns.has_link(veth.a_name()));
-    let e = nl.delete_link(link.index).await.unwrap_err();
-    assert!(matches!(e, Error::NotFound(Missing::Link(_))), "{e}");
+    let e = nl.delete_link(l.index).unwrap_err();
+    assert!(matches!(e, KernelError::NoSuchLink), "{e}");
 }
 
-#[tokio::test]
-async fn handle_keeps_working_after_the_namespace_path_is_deleted() {
+#[test]
+fn socket_keeps_working_after_the_namespace_path_is_deleted() {
     require_root!();
     let ns = TestNetns::new();
     let veth = VethPair::in_netns(&ns);
@@ -374,72 +337,32 @@ async fn handle_keeps_working_after_the_namespace_path_is_deleted() {
     drop(veth);
     drop(ns);
     // The socket holds the namespace; lookups answer "not found", never act elsewhere.
-    let e = nl.link_by_name(&name).await.unwrap_err();
-    assert!(e.is_not_found(), "{e}");
-    assert_eq!(nl.links().await.unwrap().len(), 1, "only lo is left");
+    assert!(nl.link_by_name(&name).unwrap().is_none());
+    assert_eq!(nl.links().unwrap().len(), 1, "only lo is left");
 }
 
 #[test]
-fn handles_need_a_runtime() {
-    let e = NetlinkHandle::current().unwrap_err();
-    assert!(matches!(e, Error::Runtime(_)), "{e}");
-}
-
-#[test]
-fn runtime_without_io_is_an_error_not_a_panic() {
-    require_root!();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let e = rt.block_on(async { NetlinkHandle::current().unwrap_err() });
-    assert!(matches!(e, Error::Runtime(_)), "{e}");
-    assert!(e.to_string().contains("IO is disabled"), "{e}");
-}
-
-#[test]
-fn current_thread_runtime_is_enough() {
-    require_root!();
-    let ns = TestNetns::new();
-    let veth = VethPair::in_netns(&ns);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let link = rt.block_on(async {
-        let nl = handle(&ns);
-        nl.link_by_name(veth.b_name()).await.unwrap()
-    });
-    assert_eq!(link.name, veth.b_name());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn multi_thread_runtime_and_current_netns_handle() {
+fn sockets_here_and_inside_a_namespace() {
     require_root!();
     let ns = TestNetns::new();
     let nl = handle(&ns);
-    let host = NetlinkHandle::current().unwrap();
-    let pod_links: Vec<String> = nl
-        .links()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.name)
-        .collect();
+    let host = Socket::here().unwrap();
+    let pod_links: Vec<String> = nl.links().unwrap().into_iter().map(|l| l.name).collect();
     assert_eq!(pod_links, vec!["lo".to_owned()]);
-    let host_links = host.links().await.unwrap();
+    let host_links = host.links().unwrap();
     let expected = multinet_testbed::host_ip_json(&["link", "show"]);
     assert_eq!(host_links.len(), expected.as_array().unwrap().len());
 }
 
 /// Teardown without a record deletes exactly the links tagged for the container: not those
 /// tagged for another container, not a look-alike alias, not an untagged link.
-#[tokio::test]
-async fn delete_links_tagged_removes_ours_only() {
+#[test]
+fn delete_links_tagged_removes_ours_only() {
     require_root!();
     let pod = TestNetns::new();
     let veth = VethPair::in_netns(&pod);
     let nl = handle(&pod);
-    let parent = nl.link_by_name(veth.a_name()).await.unwrap();
+    let parent = link(&nl, veth.a_name());
     let id = "ctr-a";
     let aliases = [
         ("ours1", Some(link_tag(id))),
@@ -450,18 +373,16 @@ async fn delete_links_tagged_removes_ours_only() {
         ("plain", None),
     ];
     for (name, alias) in &aliases {
-        nl.create_macvlan(&macvlan(name, parent.index), None)
-            .await
-            .unwrap();
+        create_macvlan(&nl, &macvlan(name, parent.index), None).unwrap();
         if let Some(alias) = alias {
-            let link = nl.link_by_name(name).await.unwrap();
-            nl.set_alias(link.index, alias).await.unwrap();
+            let l = link(&nl, name);
+            nl.set_alias(l.index, alias).unwrap();
         }
     }
     // A veth end of another plugin, with an alias of its own.
-    nl.set_alias(parent.index, "multinet:ctr-b").await.unwrap();
+    nl.set_alias(parent.index, "multinet:ctr-b").unwrap();
 
-    let deleted = delete_links_tagged(pod.path(), id).await.unwrap();
+    let deleted = delete_links_tagged(pod.path(), id).unwrap();
     assert_eq!(deleted, 2);
     for (name, _) in &aliases {
         assert_eq!(pod.has_link(name), !name.starts_with("ours"), "{name}");
@@ -473,24 +394,22 @@ async fn delete_links_tagged_removes_ours_only() {
         "left untouched"
     );
     // Nothing more to delete; a namespace that is gone has nothing either.
-    assert_eq!(delete_links_tagged(pod.path(), id).await.unwrap(), 0);
+    assert_eq!(delete_links_tagged(pod.path(), id).unwrap(), 0);
     let gone = std::path::Path::new("/run/netns/multinet-no-such-netns");
-    assert_eq!(delete_links_tagged(gone, id).await.unwrap(), 0);
+    assert_eq!(delete_links_tagged(gone, id).unwrap(), 0);
 }
 
 /// A path that is not a namespace is an error, not "nothing to delete".
-#[tokio::test]
-async fn delete_links_tagged_refuses_a_path_that_is_no_namespace() {
+#[test]
+fn delete_links_tagged_refuses_a_path_that_is_no_namespace() {
     require_root!();
-    let e = delete_links_tagged(std::path::Path::new("/proc/self/status"), "ctr-a")
-        .await
-        .unwrap_err();
+    let e = delete_links_tagged(std::path::Path::new("/proc/self/status"), "ctr-a").unwrap_err();
     assert!(!e.is_not_found(), "{e}");
     assert!(e.to_string().contains("/proc/self/status"), "{e}");
 }
 
-#[tokio::test]
-async fn links_deleted_as_a_group_go_in_one_request() {
+#[test]
+fn links_deleted_as_a_group_go_in_one_request() {
     require_root!();
     let ns = TestNetns::new();
     ns.ip(&["link", "add", "ga", "type", "veth", "peer", "name", "gb"]);
@@ -499,14 +418,11 @@ async fn links_deleted_as_a_group_go_in_one_request() {
         "link", "add", "keep", "type", "veth", "peer", "name", "kept",
     ]);
     let nl = handle(&ns);
-    let a = nl.link_by_name("ga").await.unwrap().index;
-    let c = nl.link_by_name("gc").await.unwrap().index;
-    nl.delete_links_as_group(&[a, c], 0x6d6e_6574)
-        .await
-        .unwrap();
+    let a = link(&nl, "ga").index;
+    let c = link(&nl, "gc").index;
+    nl.delete_links_as_group(&[a, c], 0x6d6e_6574).unwrap();
     for name in ["ga", "gb", "gc", "gd"] {
-        let e = nl.link_by_name(name).await.unwrap_err();
-        assert!(e.is_not_found(), "{name}: {e}");
+        assert!(nl.link_by_name(name).unwrap().is_none(), "{name}");
     }
-    assert!(nl.link_by_name("keep").await.is_ok(), "other links stay");
+    assert!(nl.link_named("keep").unwrap().is_some(), "other links stay");
 }

@@ -44,12 +44,12 @@ pub async fn clean(
     netns: Option<&Path>,
 ) -> Cleaned {
     let links = match netns {
-        Some(netns) => multinet_netlink::delete_links_tagged(netns, container_id)
-            .await
-            .unwrap_or_else(|e| {
+        Some(netns) => {
+            multinet_netlink::delete_links_tagged(netns, container_id).unwrap_or_else(|e| {
                 tracing::warn!(netns = %netns.display(), error = %e, "deleting tagged links");
                 0
-            }),
+            })
+        }
         None => 0,
     };
     let addresses = host_local_roots(store)

@@ -8,12 +8,20 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use multinet_cni::NetworkResult;
-use multinet_netlink::{Family, NetlinkHandle, Netns, Route};
+use multinet_netlink::{Family, Netns, Route, Socket};
 
 use crate::error::MetaError;
 
-fn netlink_err(what: &str, e: multinet_netlink::Error) -> MetaError {
+fn netlink_err(what: &str, e: impl std::fmt::Display) -> MetaError {
     MetaError::Io(format!("{what}: {e}"))
+}
+
+/// A netlink socket inside `ns`. Its requests are answered within the system call (well under
+/// a millisecond), so the async callers use it directly.
+fn socket_in(ns: &Netns) -> Result<Socket, MetaError> {
+    Socket::inside(ns, || ())
+        .map(|(socket, ())| socket)
+        .map_err(|e| netlink_err("netns", e))
 }
 
 /// The names of the links in the pod's namespace; None when the namespace cannot be opened (the
@@ -22,10 +30,9 @@ pub async fn link_names(netns: &Path) -> Result<Option<BTreeSet<String>>, MetaEr
     let Ok(ns) = Netns::open(netns) else {
         return Ok(None);
     };
-    let handle = NetlinkHandle::for_netns(&ns).map_err(|e| netlink_err("netns", e))?;
-    let names = handle
+    let socket = socket_in(&ns)?;
+    let names = socket
         .links()
-        .await
         .map_err(|e| netlink_err("list links", e))?
         .into_iter()
         .map(|l| l.name)
@@ -60,31 +67,35 @@ pub async fn make_only_default(
     _result: &NetworkResult,
 ) -> Result<(), MetaError> {
     let ns = Netns::open(netns).map_err(|e| netlink_err("netns", e))?;
-    let handle = NetlinkHandle::for_netns(&ns).map_err(|e| netlink_err("netns", e))?;
-    let link = handle
+    let socket = socket_in(&ns)?;
+    let link = socket
         .link_by_name(ifname)
-        .await
-        .map_err(|e| netlink_err(&format!("default-route: interface {ifname}"), e))?;
+        .map_err(|e| netlink_err(&format!("default-route: interface {ifname}"), e))?
+        .map(|(link, _)| link)
+        .ok_or_else(|| {
+            netlink_err(
+                &format!("default-route: interface {ifname}"),
+                format!("link {ifname} not found"),
+            )
+        })?;
     for gw in gateways {
         let family = Family::of(*gw);
-        for old in handle
+        for old in socket
             .default_routes(family)
-            .await
             .map_err(|e| netlink_err("list default routes", e))?
         {
             if old.gateway == Some(*gw) && old.oif == Some(link.index) {
                 continue;
             }
-            match handle.delete_route(&old).await {
+            match socket.delete_route(&old) {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(netlink_err("delete default route", e)),
             }
         }
         let want = Route::default_route(family).via(*gw).dev(link.index);
-        handle
+        socket
             .replace_route(&want)
-            .await
             .map_err(|e| netlink_err(&format!("default route via {gw} dev {ifname}"), e))?;
     }
     Ok(())
@@ -169,10 +180,9 @@ pub async fn delete_links_together(
     let Ok(ns) = Netns::open(netns) else {
         return Ok(0);
     };
-    let handle = NetlinkHandle::for_netns(&ns).map_err(|e| netlink_err("netns", e))?;
-    let doomed: Vec<u32> = handle
+    let socket = socket_in(&ns)?;
+    let doomed: Vec<u32> = socket
         .links()
-        .await
         .map_err(|e| netlink_err("list links", e))?
         .into_iter()
         .filter(|l| {
@@ -200,9 +210,8 @@ pub async fn delete_links_together(
         // Nothing to share a grace period with: the delegate deletes its own link.
         return Ok(0);
     }
-    handle
+    socket
         .delete_links_as_group(&doomed, TEARDOWN_GROUP)
-        .await
         .map_err(|e| netlink_err("delete the pod's links together", e))?;
     Ok(doomed.len())
 }

@@ -2,7 +2,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use multinet_netlink::{NetlinkHandle, Netns};
+use multinet_netlink::{Link, Netns, Socket};
 use multinet_testbed::TestNetns;
 use serde_json::Value;
 
@@ -11,9 +11,14 @@ pub fn open(ns: &TestNetns) -> Netns {
     Netns::open(ns.path()).unwrap()
 }
 
-/// A netlink handle bound to the test namespace.
-pub fn handle(ns: &TestNetns) -> NetlinkHandle {
-    NetlinkHandle::for_netns(&open(ns)).unwrap()
+/// A netlink socket bound to the test namespace.
+pub fn handle(ns: &TestNetns) -> Socket {
+    Socket::inside(&open(ns), || ()).unwrap().0
+}
+
+/// The link named `name` (or one whose altname is `name`), which must exist.
+pub fn link(nl: &Socket, name: &str) -> Link {
+    nl.link_by_name(name).unwrap().unwrap().0
 }
 
 /// `ip -d -j link show dev <name>` inside `ns`, the single entry.
