@@ -1,10 +1,10 @@
 //! IP addresses on links, and waiting for IPv6 duplicate address detection.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
+use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
-use rtnetlink::AddressMessageBuilder;
 
 /// An address on a link, as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,18 +56,38 @@ impl Address {
     }
 }
 
-/// The RTM_NEWADDR / RTM_DELADDR message for `address` on link `index`.
+/// The RTM_NEWADDR / RTM_DELADDR message for `address` on link `index`, as `ip addr add`
+/// sends it: IFA_ADDRESS and IFA_LOCAL both the address, and for IPv4 prefixes shorter than
+/// /31 the broadcast address (`brd +`); a multicast address is IFA_MULTICAST (IPv6) or
+/// nothing (IPv4).
 pub fn address_message(index: u32, address: IpNet) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.index = index;
+    msg.header.prefix_len = address.prefix_len();
+    let prefix_len = address.prefix_len();
     match address.addr() {
-        IpAddr::V4(ip) => AddressMessageBuilder::<Ipv4Addr>::new()
-            .index(index)
-            .address(ip, address.prefix_len())
-            .build(),
-        IpAddr::V6(ip) => AddressMessageBuilder::<Ipv6Addr>::new()
-            .index(index)
-            .address(ip, address.prefix_len())
-            .build(),
+        IpAddr::V4(ip) => {
+            msg.header.family = AddressFamily::Inet;
+            if !ip.is_multicast() {
+                msg.attributes.push(AddressAttribute::Address(ip.into()));
+                msg.attributes.push(AddressAttribute::Local(ip.into()));
+                if prefix_len < 31 {
+                    let brd = Ipv4Addr::from(u32::MAX >> u32::from(prefix_len) | u32::from(ip));
+                    msg.attributes.push(AddressAttribute::Broadcast(brd));
+                }
+            }
+        }
+        IpAddr::V6(ip) => {
+            msg.header.family = AddressFamily::Inet6;
+            if ip.is_multicast() {
+                msg.attributes.push(AddressAttribute::Multicast(ip));
+            } else {
+                msg.attributes.push(AddressAttribute::Address(ip.into()));
+                msg.attributes.push(AddressAttribute::Local(ip.into()));
+            }
+        }
     }
+    msg
 }
 
 #[cfg(test)]

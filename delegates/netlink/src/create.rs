@@ -12,10 +12,10 @@ use netlink_packet_route::link::{
     InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, IpVlanFlags, IpVlanMode, LinkAttribute,
     LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
-use rtnetlink::{LinkIpVlan, LinkMacVlan, LinkMessageBuilder, LinkUnspec};
 
 use crate::error::{Error, Result};
 use crate::mac::MacAddr;
+use crate::wire::link_message;
 
 /// Macvlan modes, named as in CNI configurations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -169,59 +169,85 @@ pub struct VethSpec {
     pub peer_mac: Option<MacAddr>,
 }
 
-fn with_common<T>(
-    mut builder: LinkMessageBuilder<T>,
+/// A new link's attributes: its name, its parent (`IFLA_LINK`), then the optional MTU, MAC and
+/// target namespace, then its kind and kind data.
+fn new_link(
+    name: &str,
+    parent_index: Option<u32>,
     mtu: Option<u32>,
     mac: Option<MacAddr>,
     netns_fd: Option<RawFd>,
-) -> LinkMessageBuilder<T> {
-    if let Some(mtu) = mtu {
-        builder = builder.mtu(mtu);
+    info: Vec<LinkInfo>,
+) -> LinkMessage {
+    let mut attributes = vec![LinkAttribute::IfName(name.to_owned())];
+    attributes.extend(parent_index.map(LinkAttribute::Link));
+    attributes.extend(mtu.map(LinkAttribute::Mtu));
+    attributes.extend(mac.map(|m| LinkAttribute::Address(m.0.to_vec())));
+    attributes.extend(netns_fd.map(LinkAttribute::NetNsFd));
+    if !info.is_empty() {
+        attributes.push(LinkAttribute::LinkInfo(info));
     }
-    if let Some(mac) = mac {
-        builder = builder.address(mac.0.to_vec());
-    }
-    if let Some(fd) = netns_fd {
-        builder = builder.setns_by_fd(fd);
-    }
-    builder
+    link_message(0, attributes)
 }
 
 /// The RTM_NEWLINK message for a macvlan; `netns_fd` is the target namespace.
 pub fn macvlan_message(spec: &MacvlanSpec, netns_fd: Option<RawFd>) -> LinkMessage {
-    let builder = LinkMacVlan::new(&spec.name, spec.parent_index, spec.mode.into());
-    with_common(builder, spec.mtu, spec.mac, netns_fd).build()
+    let info = vec![
+        LinkInfo::Kind(InfoKind::MacVlan),
+        LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(spec.mode.into())])),
+    ];
+    new_link(
+        &spec.name,
+        Some(spec.parent_index),
+        spec.mtu,
+        spec.mac,
+        netns_fd,
+        info,
+    )
 }
 
 /// The RTM_NEWLINK message for an ipvlan; `netns_fd` is the target namespace.
 pub fn ipvlan_message(spec: &IpvlanSpec, netns_fd: Option<RawFd>) -> LinkMessage {
-    let mut builder = LinkIpVlan::new(&spec.name, spec.parent_index, spec.mode.into());
-    builder = match spec.flag {
-        IpvlanFlag::Bridge => builder,
-        IpvlanFlag::Private => builder.flag(IpVlanFlags::Private),
-        IpvlanFlag::Vepa => builder.flag(IpVlanFlags::Vepa),
-    };
-    with_common(builder, spec.mtu, None, netns_fd).build()
+    let mut data = vec![InfoIpVlan::Mode(spec.mode.into())];
+    match spec.flag {
+        IpvlanFlag::Bridge => {}
+        IpvlanFlag::Private => data.push(InfoIpVlan::Flags(IpVlanFlags::Private)),
+        IpvlanFlag::Vepa => data.push(InfoIpVlan::Flags(IpVlanFlags::Vepa)),
+    }
+    let info = vec![
+        LinkInfo::Kind(InfoKind::IpVlan),
+        LinkInfo::Data(InfoData::IpVlan(data)),
+    ];
+    new_link(
+        &spec.name,
+        Some(spec.parent_index),
+        spec.mtu,
+        None,
+        netns_fd,
+        info,
+    )
 }
 
 /// The RTM_NEWLINK message for a veth pair: the first end goes to `netns_fd`, the peer to
-/// `peer_netns_fd` (None = the handle's namespace).
+/// `peer_netns_fd` (None = the socket's namespace).
 pub fn veth_message(
     spec: &VethSpec,
     netns_fd: Option<RawFd>,
     peer_netns_fd: Option<RawFd>,
 ) -> LinkMessage {
-    let peer = with_common(
-        LinkUnspec::new_with_name(&spec.peer_name),
+    let peer = new_link(
+        &spec.peer_name,
+        None,
         spec.mtu,
         spec.peer_mac,
         peer_netns_fd,
-    )
-    .build();
-    let builder = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
-        .name(spec.name.clone())
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
-    with_common(builder, spec.mtu, spec.mac, netns_fd).build()
+        Vec::new(),
+    );
+    let info = vec![
+        LinkInfo::Kind(InfoKind::Veth),
+        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+    ];
+    new_link(&spec.name, None, spec.mtu, spec.mac, netns_fd, info)
 }
 
 /// Adds the broadcast queue length (`bcqueuelen`) to a macvlan's RTM_NEWLINK.

@@ -16,16 +16,15 @@ use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
+    NetlinkPayload,
+};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage, Prop};
 use netlink_packet_route::route::{RouteMessage, RouteType};
-use rtnetlink::LinkUnspec;
-use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
-    NetlinkPayload,
-};
-use rtnetlink::sys::{Socket as RawSocket, protocols::NETLINK_ROUTE};
+use netlink_sys::{Socket as RawSocket, protocols::NETLINK_ROUTE};
 
 use crate::addr::{Address, address_message};
 use crate::link::Link;
@@ -33,7 +32,7 @@ use crate::mac::MacAddr;
 use crate::netns::Netns;
 use crate::route::{Family, MAIN_TABLE, Route, RouteOp, route_message};
 use crate::vf::{PfVfState, VfSetting, vf_request, vf_states_from_message};
-use crate::wire::encode_request;
+use crate::wire::{encode_request, link_admin_state, link_message};
 
 /// What the kernel said to a request, reduced to what callers act on.
 #[derive(Debug, thiserror::Error)]
@@ -322,7 +321,7 @@ impl Socket {
     }
 
     pub fn set_down(&self, index: u32) -> Res<()> {
-        let msg = LinkUnspec::new_with_index(index).down().build();
+        let msg = link_admin_state(index, false);
         self.request(RouteNetlinkMessage::SetLink(msg), 0).map(drop)
     }
 
@@ -333,19 +332,17 @@ impl Socket {
     }
 
     pub fn rename(&self, index: u32, name: &str) -> Res<()> {
-        let msg = LinkUnspec::new_with_index(index).name(name).build();
+        let msg = link_message(index, vec![LinkAttribute::IfName(name.to_owned())]);
         self.request(RouteNetlinkMessage::SetLink(msg), 0).map(drop)
     }
 
     pub fn set_mac(&self, index: u32, mac: MacAddr) -> Res<()> {
-        let msg = LinkUnspec::new_with_index(index)
-            .address(mac.0.to_vec())
-            .build();
+        let msg = link_message(index, vec![LinkAttribute::Address(mac.0.to_vec())]);
         self.request(RouteNetlinkMessage::SetLink(msg), 0).map(drop)
     }
 
     pub fn set_mtu(&self, index: u32, mtu: u32) -> Res<()> {
-        let msg = LinkUnspec::new_with_index(index).mtu(mtu).build();
+        let msg = link_message(index, vec![LinkAttribute::Mtu(mtu)]);
         self.request(RouteNetlinkMessage::SetLink(msg), 0).map(drop)
     }
 
@@ -354,10 +351,13 @@ impl Socket {
     /// kernel moves first and renames second: on EEXIST the link may have arrived under its
     /// old name.
     pub fn move_to_netns(&self, index: u32, netns_fd: RawFd, name: &str) -> Res<()> {
-        let msg = LinkUnspec::new_with_index(index)
-            .setns_by_fd(netns_fd)
-            .name(name)
-            .build();
+        let msg = link_message(
+            index,
+            vec![
+                LinkAttribute::NetNsFd(netns_fd),
+                LinkAttribute::IfName(name.to_owned()),
+            ],
+        );
         self.request(RouteNetlinkMessage::SetLink(msg), 0).map(drop)
     }
 
@@ -475,14 +475,14 @@ impl Socket {
 
 /// RTM_SETLINK for "link `index` up".
 pub fn set_up_message(index: u32) -> (RouteNetlinkMessage, u16) {
-    let msg = LinkUnspec::new_with_index(index).up().build();
+    let msg = link_admin_state(index, true);
     (RouteNetlinkMessage::SetLink(msg), 0)
 }
 
 /// RTM_SETLINK giving link `index` the alias (`IFLA_IFALIAS`) `alias`. The kernel ignores an
 /// alias in the RTM_NEWLINK that creates a link, so it takes a request of its own.
 pub fn set_alias_message(index: u32, alias: &str) -> (RouteNetlinkMessage, u16) {
-    let msg = LinkUnspec::new_with_index(index).alias(alias).build();
+    let msg = link_message(index, vec![LinkAttribute::IfAlias(alias.to_owned())]);
     (RouteNetlinkMessage::SetLink(msg), 0)
 }
 

@@ -5,13 +5,13 @@
 //! driver refused (many drivers lack trust or rate limits). The requests are compared byte for
 //! byte with `ip`'s (tests/vf_bytes.rs, and in the kernel lab against netdevsim).
 
+use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
     LinkAttribute, LinkMessage, LinkVfInfo, VfInfo, VfInfoLinkState, VfInfoMac, VfInfoRate,
     VfInfoSpoofCheck, VfInfoTrust, VfInfoVlan, VfLinkState as NlVfLinkState, VfVlan, VfVlanInfo,
     VlanProtocol,
 };
-use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST};
 use serde::{Deserialize, Serialize};
 
 use crate::mac::MacAddr;
@@ -227,7 +227,7 @@ pub fn vf_states_from_message(msg: &LinkMessage) -> Option<Vec<PfVfState>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rtnetlink::packet_core::{Emitable, Parseable};
+    use netlink_packet_core::{Emitable, Parseable};
 
     #[test]
     fn vf_requests_have_the_expected_layout() {

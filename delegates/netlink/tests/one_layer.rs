@@ -1,5 +1,6 @@
 //! The workspace talks to the kernel's route netlink through this crate only: no other crate
-//! opens a netlink socket or builds rtnetlink messages, none depends on the netlink crates, the
+//! opens a netlink socket or builds rtnetlink messages, none depends on the netlink crates, no
+//! crate (this one included) depends on the async `rtnetlink` stack or holds an async handle, the
 //! delegates and the meta-plugin use this crate (directly or through multinet-link), and
 //! ipvlan does not depend on macvlan (they are side by side on multinet-link).
 //!
@@ -58,6 +59,7 @@ const MARKERS: &[&str] = &[
     "RouteMessage::default",
     "RouteNetlinkMessage::",
     "LinkUnspec",
+    "NetlinkHandle",
 ];
 
 /// Files outside this crate allowed a marker, each with the reason: none.
@@ -138,6 +140,45 @@ fn only_this_crate_depends_on_the_netlink_crates() {
     assert!(
         found.is_empty(),
         "netlink crates used directly:\n{}",
+        found.join("\n")
+    );
+}
+
+/// One socket type: the synchronous [`multinet_netlink::Socket`]. No manifest, the workspace's
+/// and this crate's included, names the async `rtnetlink` stack, and this crate's sources hold
+/// no async netlink connection.
+#[test]
+fn no_crate_depends_on_the_async_netlink_stack() {
+    let root = root();
+    let mut manifests = Vec::new();
+    files(&root, "Cargo.toml", &mut manifests);
+    let mut found = Vec::new();
+    for manifest in &manifests {
+        let text = std::fs::read_to_string(manifest).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let key = line.trim().split(['=', ' ']).next().unwrap_or_default();
+            if key == "rtnetlink" || key == "netlink-proto" {
+                found.push(format!("{}:{}: {line}", manifest.display(), n + 1));
+            }
+        }
+    }
+    let mut own = Vec::new();
+    files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        ".rs",
+        &mut own,
+    );
+    for file in &own {
+        let text = std::fs::read_to_string(file).unwrap();
+        for marker in ["rtnetlink::", "new_connection(", "NetlinkHandle"] {
+            if text.contains(marker) {
+                found.push(format!("{}: {marker}", file.display()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "a second, async netlink stack:\n{}",
         found.join("\n")
     );
 }
