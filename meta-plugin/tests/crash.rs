@@ -362,6 +362,30 @@ fn killed_while_a_delegates_child_builds_the_link_del_waits_for_it() {
     assert!(locks.is_empty(), "left in the store: {locks:?}");
 }
 
+/// A duplicate ADD for a container whose ADD is still running (a runtime retrying too soon)
+/// waits for the container's lock, then fails with code 11 naming the container, and changes
+/// nothing of the running call: its record and attachments stay, and DEL cleans them as usual.
+#[test]
+fn a_second_add_while_the_first_runs_is_refused_and_changes_nothing() {
+    require_root!();
+    let node = node_with_pod();
+    let pod_ns = TestNetns::new();
+    let stopped = StoppedAdd::at_failpoint(&node, &pod_ns, "after-delegate-1", false);
+    let before = states(&node);
+    let (code, msg) = node.cni("ADD", CONTAINER, POD, Some(&pod_ns)).err();
+    assert_eq!(code, 11, "{msg}");
+    assert!(
+        msg.contains(CONTAINER) && msg.contains("another call"),
+        "{msg}"
+    );
+    assert_eq!(states(&node), before, "the running call's record changed");
+    assert_eq!(node.allocated_ips().len(), 1);
+    stopped.kill();
+    node.cni("DEL", CONTAINER, POD, Some(&pod_ns)).ok();
+    node.assert_clean(&pod_ns);
+    assert_released(&node, "duplicate ADD");
+}
+
 #[test]
 fn del_twice_after_a_normal_add_leaves_nothing() {
     require_root!();
