@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use multinet_cni::{Interface, NetworkResult, Request};
-use multinet_netlink::{Link, Netns, link_tag};
+use multinet_netlink::{Link, Netns, link_tag, pending_link_name};
 
 use crate::conf::{self, Addressing, LinkConf, Master, check_mtu};
 use crate::error::{Error, Result};
@@ -12,7 +12,6 @@ use crate::ipam::{Ipam, PendingAdd};
 use crate::kernel::child_message;
 use crate::ns::{kernel, netns_path, open_netns, socket_in};
 use crate::result::{build_result, interface_entry};
-use multinet_netlink::created_up;
 use multinet_netlink::{KernelError, Socket};
 
 /// How long ADD waits for IPv6 duplicate address detection, as the reference does.
@@ -218,15 +217,8 @@ impl LinkMaker<'_> {
         (configured, allocated)
     }
 
-    /// Deletes the link made by a failed ADD: by its index, so only the link this ADD made.
     fn undo(&self, inside: &Socket, index: u32) {
-        if let Err(del) = inside.delete_link(index) {
-            eprintln!(
-                "{}: deleting {} after a failed ADD: {del}",
-                self.plugin(),
-                self.ifname()
-            );
-        }
+        undo(self.plugin(), self.ifname(), inside, index);
     }
 
     /// The interface's sysctls (arp_notify, ndisc_notify, and with `ipv6` what IPv6 needs),
@@ -250,153 +242,62 @@ impl LinkMaker<'_> {
             .map_err(|e| kernel(self.plugin(), "set sysctls")(e.into()))
     }
 
-    /// Creates the link under its final name straight in the container's namespace, tags it,
-    /// and returns a socket inside that namespace (after the sysctls are written there) and
-    /// the link.
+    /// Creates the link under its pending name straight in the container's namespace; then,
+    /// on one thread inside the container, names and tags it and writes its sysctls. Returns a
+    /// socket inside the container and the link.
     ///
-    /// Creating with the final name is safe: the request is exclusive (NLM_F_EXCL), so an
-    /// existing link is never modified. Kernels before 6.13 look the name up in the
-    /// *caller's* namespace first and answer EEXIST when the host has a link of that name;
-    /// then, if the container really has no such link, the link is made under a temporary
-    /// name and renamed inside the container, as the reference always does.
+    /// The kernel ignores an alias in the creating request, so until the request that names
+    /// and tags the link, its pending name ([`pending_link_name`], from the container ID, set
+    /// by the creating request itself) is what marks it as this container's: a call killed in
+    /// between leaves a link that DEL, and teardown without a record, still remove. Both
+    /// requests are safe against links made by others: creation is exclusive (NLM_F_EXCL),
+    /// and the rename fails rather than replace a link of the final name.
     fn create(&self, up: bool, ipv6: bool) -> Result<(Socket, Link)> {
         let plugin = self.plugin();
         let ifname = self.ifname();
+        let pending = pending_link_name(&self.req.env.container_id, ifname);
         let fd =
             (!self.conf.link_in_container).then(|| std::os::fd::AsRawFd::as_raw_fd(self.netns));
+        // Created down whatever `up` says: a link that is up cannot be renamed.
         let msg = child_message(
             &self.conf.kind,
-            ifname,
+            &pending,
             self.master.index,
             self.conf.mtu,
             fd,
         );
-        let msg = if up { created_up(msg) } else { msg };
         let kind = self.conf.kind.kind_name();
-        // The socket inside, and how writing the sysctls went (the link exists by then, so a
-        // failure there must delete it, which takes the link's index first).
-        let (inside, sysctls) = match self.master_side.create_link(msg) {
-            Ok(()) if self.conf.link_in_container => {
-                let inside = socket_in(plugin, self.netns)?;
-                (inside, self.set_sysctls(ipv6))
-            }
-            Ok(()) => {
-                let (socket, sysctls) = Socket::inside(self.netns, self.sysctls(ipv6))
-                    .map_err(kernel(plugin, "open a netlink socket in the container"))?;
-                (
-                    socket,
-                    sysctls.map_err(|e| kernel(plugin, "set sysctls")(e.into())),
-                )
-            }
-            Err(KernelError::Exists) => {
-                if self.conf.link_in_container {
-                    return Err(self.taken());
-                }
-                let inside = socket_in(plugin, self.netns)?;
-                match inside.link_by_name(ifname) {
-                    Ok(None) => {}
-                    Ok(Some(_)) => return Err(self.taken()),
-                    Err(e) => return Err(kernel(plugin, format!("look up {ifname:?}"))(e)),
-                }
-                self.create_and_rename(&inside, up)?;
-                let sysctls = self.set_sysctls(ipv6);
-                (inside, sysctls)
-            }
-            Err(e) => {
-                return Err(kernel(
-                    plugin,
-                    format!(
-                        "create {kind} {ifname:?} on {:?} in {}",
-                        self.master.name, self.path
-                    ),
-                )(e));
-            }
+        self.master_side.create_link(msg).map_err(kernel(
+            plugin,
+            format!(
+                "create {kind} {pending:?} (to be named {ifname:?}) on {:?} in {}",
+                self.master.name, self.path
+            ),
+        ))?;
+        let claim = Claim {
+            plugin,
+            kind,
+            pending: &pending,
+            ifname,
+            netns: self.path,
+            tag: link_tag(&self.req.env.container_id),
+            up,
         };
-        let link = self.claim(&inside)?;
-        if let Err(e) = sysctls {
-            self.undo(&inside, link.index);
-            return Err(e);
-        }
-        Ok((inside, link))
-    }
-
-    /// Finds the link just made and tags it ([`link_tag`]), so DEL, and teardown without a
-    /// record, can tell it from links of the same name made by others. The kernel ignores an
-    /// alias in the creating RTM_NEWLINK, so the tag takes a request of its own, sent at once
-    /// rather than with the addresses, to leave as short a time as possible when an
-    /// interrupted ADD would leave an untagged link.
-    fn claim(&self, inside: &Socket) -> Result<Link> {
-        let plugin = self.plugin();
-        let ifname = self.ifname();
-        let (link, _) = inside
-            .link_by_name(ifname)
-            .and_then(|l| l.ok_or(KernelError::NoSuchLink))
-            .map_err(kernel(
-                plugin,
-                format!("look up {ifname:?} after creating it"),
-            ))?;
-        // Only the container could have swapped the link in between; what is there now is
-        // not ours to tag or delete.
-        if link.kind.as_deref() != Some(self.conf.kind.kind_name()) {
-            return Err(self.taken());
-        }
-        let tag = link_tag(&self.req.env.container_id);
-        if let Err(e) = inside.set_alias(link.index, &tag) {
-            self.undo(inside, link.index);
-            return Err(kernel(plugin, format!("tag {ifname:?}"))(e));
-        }
-        Ok(link)
-    }
-
-    fn taken(&self) -> Error {
-        Error::IfnameTaken {
-            plugin: self.plugin(),
-            ifname: self.ifname().to_owned(),
-            netns: self.path.to_owned(),
-        }
-    }
-
-    /// The fallback for kernels that check the new name in the caller's namespace.
-    fn create_and_rename(&self, inside: &Socket, up: bool) -> Result<()> {
-        let plugin = self.plugin();
-        let ifname = self.ifname();
-        let tmp = temporary_name();
-        eprintln!(
-            "{plugin}: the kernel checked {ifname:?} against the host's links (before Linux \
-             6.13 it does); creating the link as {tmp:?} and renaming it in the container"
-        );
-        let fd = std::os::fd::AsRawFd::as_raw_fd(self.netns);
-        let msg = child_message(
-            &self.conf.kind,
-            &tmp,
-            self.master.index,
-            self.conf.mtu,
-            Some(fd),
-        );
-        self.master_side
-            .create_link(msg)
-            .map_err(kernel(plugin, format!("create {tmp:?} in {}", self.path)))?;
-        let (link, _) = inside
-            .link_by_name(&tmp)
-            .and_then(|l| l.ok_or(KernelError::NoSuchLink))
-            .map_err(kernel(plugin, format!("look up {tmp:?} after creating it")))?;
-        let renamed = inside.rename(link.index, ifname).and_then(|()| {
-            if up {
-                inside.set_up(link.index)
-            } else {
-                Ok(())
+        let sysctls = self.sysctls(ipv6);
+        // Should entering the container fail, the pending link stays for DEL to remove.
+        let (inside, claimed) = Socket::inside(self.netns, move |inside| {
+            let link = claim.run(inside)?;
+            match sysctls() {
+                Ok(()) => Ok(link),
+                Err(e) => {
+                    undo(plugin, ifname, inside, link.index);
+                    Err(kernel(plugin, "set sysctls")(e.into()))
+                }
             }
-        });
-        if let Err(e) = renamed {
-            self.undo(inside, link.index);
-            return Err(match e {
-                KernelError::Exists => self.taken(),
-                e => kernel(plugin, format!("rename {tmp:?} to {ifname:?}"))(e),
-            });
-        }
-        Ok(())
+        })
+        .map_err(kernel(plugin, "open a netlink socket in the container"))?;
+        Ok((inside, claimed?))
     }
-
     async fn configure(
         &self,
         inside: &Socket,
@@ -422,10 +323,65 @@ impl LinkMaker<'_> {
     }
 }
 
-/// A name unlikely to be taken anywhere: "mnt" and 10 hex digits from the OS's randomness.
-fn temporary_name() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    format!("mnt{:010x}", h.finish() & 0xff_ffff_ffff)
+/// Deletes the link made by a failed ADD: by its index, so only the link this ADD made.
+fn undo(plugin: &str, ifname: &str, inside: &Socket, index: u32) {
+    if let Err(del) = inside.delete_link(index) {
+        eprintln!("{plugin}: deleting {ifname} after a failed ADD: {del}");
+    }
+}
+
+/// The step that makes a just-created link the container's interface: found under its
+/// pending name, then named and tagged ([`link_tag`]) in one request, and set up when it
+/// needs no addresses.
+struct Claim<'a> {
+    plugin: &'static str,
+    kind: &'static str,
+    pending: &'a str,
+    ifname: &'a str,
+    netns: &'a str,
+    tag: String,
+    up: bool,
+}
+
+impl Claim<'_> {
+    /// Runs through `inside`, a socket in the container; deletes the link when it fails.
+    fn run(&self, inside: &Socket) -> Result<Link> {
+        let Claim {
+            plugin,
+            kind,
+            pending,
+            ifname,
+            ..
+        } = *self;
+        let (mut link, _) = inside
+            .link_by_name(pending)
+            .and_then(|l| l.ok_or(KernelError::NoSuchLink))
+            .map_err(kernel(
+                plugin,
+                format!("look up {pending:?} after creating it"),
+            ))?;
+        // Only the container could have swapped the link in between; what is there now is
+        // not ours to name or delete.
+        if link.kind.as_deref() != Some(kind) {
+            return Err(self.taken());
+        }
+        if let Err(e) = inside.name_and_tag(link.index, ifname, &self.tag, self.up) {
+            undo(plugin, ifname, inside, link.index);
+            return Err(match e {
+                KernelError::Exists => self.taken(),
+                e => kernel(plugin, format!("name {pending:?} {ifname:?} and tag it"))(e),
+            });
+        }
+        link.name = ifname.to_owned();
+        link.alias = Some(self.tag.clone());
+        Ok(link)
+    }
+
+    fn taken(&self) -> Error {
+        Error::IfnameTaken {
+            plugin: self.plugin,
+            ifname: self.ifname.to_owned(),
+            netns: self.netns.to_owned(),
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! name that multinet did not create is left alone.
 
 use multinet_cni::{NetworkResult, Request};
-use multinet_netlink::{Netns, link_tag};
+use multinet_netlink::{Link, Netns, link_tag, pending_link_name};
 
 use crate::error::{Error, Result};
 use crate::ipam::Ipam;
@@ -38,8 +38,9 @@ pub async fn del(
     released.and(deleted)
 }
 
-/// Deletes the link named CNI_IFNAME in the container if it is ours (see [`crate::owner`]);
-/// a link of that name that is not ours is left, and that is no error.
+/// Deletes the link named CNI_IFNAME in the container if it is ours (see [`crate::owner`]),
+/// and the link an ADD stopped before naming it left under its pending name; a link of either
+/// name that is not ours is left, and that is no error.
 fn delete_in_container(plugin: &'static str, kind: &'static str, req: &Request) -> Result<()> {
     let Some(path) = req.env.netns.as_ref() else {
         return Ok(());
@@ -58,27 +59,41 @@ fn delete_in_container(plugin: &'static str, kind: &'static str, req: &Request) 
     };
     let inside = socket_in(plugin, &netns)?;
     let ifname = &req.env.ifname;
-    let found = match inside.link_by_name(ifname) {
-        Ok(Some((link, _))) => link,
-        Ok(None) => return Ok(()),
-        Err(e) => return Err(kernel(plugin, format!("look up {ifname:?} in {path}"))(e)),
+    let delete = |link: &Link| match inside.delete_link(link.index) {
+        Ok(()) | Err(KernelError::NoSuchLink) => Ok(()),
+        Err(e) => Err(kernel(plugin, format!("delete {:?} in {path}", link.name))(
+            e,
+        )),
     };
-    let tag = link_tag(&req.env.container_id);
-    let expected = Expected {
-        kind,
-        tag: &tag,
-        mac: recorded_mac(prev_result(plugin, req).as_ref(), ifname, &path),
+    let lookup = |name: &str| {
+        inside
+            .link_by_name(name)
+            .map(|l| l.map(|(link, _)| link))
+            .map_err(kernel(plugin, format!("look up {name:?} in {path}")))
     };
-    match judge(expected, &found) {
-        Ownership::Ours => match inside.delete_link(found.index) {
-            Ok(()) | Err(KernelError::NoSuchLink) => Ok(()),
-            Err(e) => Err(kernel(plugin, format!("delete {ifname:?} in {path}"))(e)),
-        },
-        Ownership::Foreign(why) => {
-            eprintln!("{plugin}: DEL leaves a link multinet did not create: {why}");
-            Ok(())
+    if let Some(found) = lookup(ifname)? {
+        let tag = link_tag(&req.env.container_id);
+        let expected = Expected {
+            kind,
+            tag: &tag,
+            mac: recorded_mac(prev_result(plugin, req).as_ref(), ifname, &path),
+        };
+        match judge(expected, &found) {
+            Ownership::Ours => delete(&found)?,
+            Ownership::Foreign(why) => {
+                eprintln!("{plugin}: DEL leaves a link multinet did not create: {why}");
+            }
         }
     }
+    // An ADD stopped between creating the link and naming it left it under its pending name.
+    let pending = pending_link_name(&req.env.container_id, ifname);
+    if let Some(found) = lookup(&pending)?
+        && found.kind.as_deref() == Some(kind)
+        && found.pending_for(&req.env.container_id)
+    {
+        delete(&found)?;
+    }
+    Ok(())
 }
 
 /// prevResult, when the request has a readable one. DEL must succeed without it (CNI 0.3,

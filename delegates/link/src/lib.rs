@@ -14,18 +14,20 @@
 //!    sync), overlapping steps 3-5;
 //! 3. the master is looked up (and a macvlan's MTU checked against it); any other IPAM
 //!    plugin runs after this, in order;
-//! 4. the link is created in the container's namespace under its final name, in one request;
-//! 5. one thread enters the namespace, writes the sysctls (arp_notify and ndisc_notify, as
-//!    the reference does for addressed links; here for every link, as it costs nothing more)
-//!    and opens a socket there;
+//! 4. the link is created in the container's namespace under its pending name
+//!    ([`multinet_netlink::pending_link_name`], from the container ID), in one request;
+//! 5. one thread enters the namespace, names the link and tags it with
+//!    [`multinet_netlink::link_tag`] of the container (its alias) in one request, writes the
+//!    sysctls (arp_notify and ndisc_notify, as the reference does for addressed links; here
+//!    for every link, as it costs nothing more) and opens a socket there;
 //! 6. addresses, up, routes, sent back to back through that socket (with a DAD wait before
 //!    the routes when an IPv6 gateway is used).
 //!
-//! Every link made is tagged with [`multinet_netlink::link_tag`] of the container (its alias).
-//! Any failure releases the addresses IPAM gave and deletes the link if it was made (by
-//! index: only the link this ADD made). DEL deletes the link only when it is ours
-//! ([`owner`]: kind and tag, or kind and prevResult's MAC). DEL
-//! releases host-local's addresses on a thread of its own while the link's deletion waits in
+//! So every link made carries a mark of its container from the request that creates it: its
+//! pending name, then its tag. Any failure releases the addresses IPAM gave and deletes the
+//! link if it was made (by index: only the link this ADD made). DEL deletes the link only
+//! when it is ours ([`owner`]: kind and tag, or kind and prevResult's MAC), and the link a
+//! stopped ADD left under its pending name. DEL releases host-local's addresses on a thread of its own while the link's deletion waits in
 //! the kernel; other IPAM plugins are released first, in order.
 
 mod add;

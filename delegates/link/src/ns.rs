@@ -44,7 +44,7 @@ pub(crate) fn open_netns(plugin: &'static str, path: &str) -> Result<Netns> {
 
 /// A socket inside the container (nothing else done there).
 pub(crate) fn socket_in(plugin: &'static str, netns: &Netns) -> Result<Socket> {
-    Socket::inside(netns, || ())
+    Socket::inside(netns, |_| ())
         .map(|(s, ())| s)
         .map_err(kernel(plugin, "open a netlink socket in the container"))
 }

@@ -214,7 +214,8 @@ fn in_process_dispatch_matches_the_binary() {
 }
 
 /// The host has a link named like CNI_IFNAME: the container's link is made all the same (on
-/// kernels before 6.13 through a temporary name and a rename, see the driver).
+/// kernels before 6.13 too: the link is created under its pending name, which the host never
+/// has, and renamed in the container).
 #[test]
 fn ifname_that_the_host_also_has() {
     require_root!();

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use netlink_packet_route::link::{
     InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, IpVlanFlags, IpVlanMode, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    LinkInfo, LinkMessage, MacVlanMode,
 };
 
 use crate::error::{Error, Result};
@@ -263,14 +263,6 @@ pub fn set_macvlan_bcqueuelen(msg: &mut LinkMessage, len: u32) {
             }
         }
     }
-}
-
-/// Asks for the link to be created administratively up (for links that get no address, so
-/// nothing needs to happen before they come up).
-pub fn created_up(mut msg: LinkMessage) -> LinkMessage {
-    msg.header.flags |= LinkFlags::Up;
-    msg.header.change_mask |= LinkFlags::Up;
-    msg
 }
 
 /// The macvlan or ipvlan mode of a link message, named as in configs.

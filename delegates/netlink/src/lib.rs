@@ -32,7 +32,7 @@
 //!     mac: None,
 //! };
 //! host.create_link(macvlan_message(&spec, Some(pod.as_raw_fd())))?;
-//! let (inside, ()) = Socket::inside(&pod, || ())?;
+//! let (inside, ()) = Socket::inside(&pod, |_| ())?;
 //! if let Some(link) = inside.link_named("net1")? {
 //!     inside.add_address(link.index, "10.1.0.5/24".parse().unwrap())?;
 //!     inside.set_up(link.index)?;
@@ -56,8 +56,8 @@ mod wire;
 
 pub use addr::{Address, address_message};
 pub use create::{
-    IpvlanFlag, IpvlanMode, IpvlanSpec, MacvlanMode, MacvlanSpec, VethSpec, created_up,
-    ipvlan_message, link_mode, macvlan_message, set_macvlan_bcqueuelen, veth_message,
+    IpvlanFlag, IpvlanMode, IpvlanSpec, MacvlanMode, MacvlanSpec, VethSpec, ipvlan_message,
+    link_mode, macvlan_message, set_macvlan_bcqueuelen, veth_message,
 };
 pub use error::{Error, Missing, Result};
 pub use link::Link;
@@ -69,7 +69,10 @@ pub use socket::{
     set_up_message,
 };
 pub use sysctl::{read_sysctl, read_sysctl_in, sysctl_path, write_sysctl, write_sysctl_in};
-pub use tag::{MAX_ALIAS_LEN, TAG_PREFIX, delete_links_tagged, is_multinet_tag, link_tag};
+pub use tag::{
+    MAX_ALIAS_LEN, TAG_PREFIX, delete_links_tagged, is_multinet_tag, is_pending_link_of, link_tag,
+    pending_link_name,
+};
 pub use vf::{
     PfVfState, VfLinkState, VfSetting, VlanProto, vf_request, vf_request_bytes,
     vf_states_from_message,

@@ -22,7 +22,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::AddressMessage;
-use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage, Prop};
+use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage, Prop};
 use netlink_packet_route::route::{RouteMessage, RouteType};
 use netlink_sys::{Socket as RawSocket, protocols::NETLINK_ROUTE};
 
@@ -129,13 +129,14 @@ impl Socket {
     }
 
     /// A socket inside `ns`, made on a thread that entered it; `also` runs on that thread
-    /// first, so the namespace is entered once.
-    pub fn inside<T: Send>(ns: &Netns, also: impl FnOnce() -> T + Send) -> Res<(Socket, T)> {
-        let (made, out) = ns.run(move || {
-            let out = also();
-            (Socket::here(), out)
-        })?;
-        Ok((made?, out))
+    /// with the socket, so the namespace is entered once for what needs both (sysctls are
+    /// files of the namespace a thread is in).
+    pub fn inside<T: Send>(ns: &Netns, also: impl FnOnce(&Socket) -> T + Send) -> Res<(Socket, T)> {
+        ns.run(move || {
+            let socket = Socket::here()?;
+            let out = also(&socket);
+            Ok((socket, out))
+        })?
     }
 
     fn next_seq(&self) -> u32 {
@@ -329,6 +330,24 @@ impl Socket {
     pub fn set_alias(&self, index: u32, alias: &str) -> Res<()> {
         let (msg, flags) = set_alias_message(index, alias);
         self.request(msg, flags).map(drop)
+    }
+
+    /// Names link `index` `name`, gives it the alias `alias` and, with `up`, sets it up: one
+    /// request, so the link is never under its final name without its alias. The kernel
+    /// renames first (a link must be down to be renamed) and sets it up last.
+    pub fn name_and_tag(&self, index: u32, name: &str, alias: &str, up: bool) -> Res<()> {
+        let mut msg = link_message(
+            index,
+            vec![
+                LinkAttribute::IfName(name.to_owned()),
+                LinkAttribute::IfAlias(alias.to_owned()),
+            ],
+        );
+        if up {
+            msg.header.flags |= LinkFlags::Up;
+            msg.header.change_mask |= LinkFlags::Up;
+        }
+        self.request(RouteNetlinkMessage::SetLink(msg), 0).map(drop)
     }
 
     pub fn rename(&self, index: u32, name: &str) -> Res<()> {

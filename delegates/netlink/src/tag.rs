@@ -35,6 +35,40 @@ pub fn link_tag(container_id: &str) -> String {
     )
 }
 
+/// What the name of every link multinet is still creating starts with ([`pending_link_name`]).
+const PENDING_PREFIX: &str = "mn";
+
+/// The name a link for container `container_id` and interface `ifname` is created under,
+/// before one request names it `ifname` and tags it.
+///
+/// The kernel ignores an alias in the request that creates a link, so the tag needs a request
+/// of its own; a call killed between the two would leave a link that nothing marks as
+/// multinet's. The name, set in the creating request itself, marks it in the meantime: `mn`,
+/// 8 hex digits from the container ID (what [`delete_links_tagged`] knows) and 5 from the
+/// interface name (what DEL knows besides), 15 characters, the most a name may have. It never
+/// appears in the host, so kernels that check a new link's name against the creating
+/// namespace (before Linux 6.13) do not refuse it.
+pub fn pending_link_name(container_id: &str, ifname: &str) -> String {
+    format!(
+        "{PENDING_PREFIX}{:08x}{:05x}",
+        fnv1a(container_id, 2) & 0xffff_ffff,
+        fnv1a(ifname, 3) & 0xf_ffff
+    )
+}
+
+/// Whether `name` is a [`pending_link_name`] of container `container_id` (for any interface).
+pub fn is_pending_link_of(name: &str, container_id: &str) -> bool {
+    let container = format!(
+        "{PENDING_PREFIX}{:08x}",
+        fnv1a(container_id, 2) & 0xffff_ffff
+    );
+    name.len() == container.len() + 5
+        && name.starts_with(&container)
+        && name[container.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+}
+
 /// Whether `alias` is a multinet tag (for any container).
 pub fn is_multinet_tag(alias: &str) -> bool {
     alias.starts_with(TAG_PREFIX)
@@ -45,6 +79,13 @@ impl Link {
     /// multinet for that container. For callers that already listed the links.
     pub fn tagged_for(&self, container_id: &str) -> bool {
         self.alias.as_deref() == Some(link_tag(container_id).as_str())
+    }
+
+    /// Whether this is a link multinet began to create for container `container_id` and was
+    /// stopped before naming and tagging it: a [`pending_link_name`] of that container, no
+    /// alias, and a kind (a virtual link, as every link multinet creates is).
+    pub fn pending_for(&self, container_id: &str) -> bool {
+        self.alias.is_none() && self.kind.is_some() && is_pending_link_of(&self.name, container_id)
     }
 }
 
@@ -67,7 +108,8 @@ fn fnv1a(s: &str, seed: u8) -> u64 {
 }
 
 /// Deletes every link in the namespace at `netns` whose alias is exactly
-/// [`link_tag`]`(container_id)`, and returns how many it deleted. For teardown without a
+/// [`link_tag`]`(container_id)`, or that is still [`Link::pending_for`] that container, and
+/// returns how many it deleted. For teardown without a
 /// usable record (only the container ID and the netns path are known): links of the same
 /// name that multinet did not create are left alone.
 ///
@@ -84,11 +126,11 @@ pub fn delete_links_tagged(netns: &Path, container_id: &str) -> Result<usize> {
         other => Error::io(format!("{what} in {}", netns.display()), other.into()),
     };
     let (socket, ()) =
-        Socket::inside(&ns, || ()).map_err(|e| failed("open netlink socket".into(), e))?;
+        Socket::inside(&ns, |_| ()).map_err(|e| failed("open netlink socket".into(), e))?;
     let links = socket.links().map_err(|e| failed("list links".into(), e))?;
     let mut deleted = 0;
     for link in links {
-        if !link.tagged_for(container_id) {
+        if !link.tagged_for(container_id) && !link.pending_for(container_id) {
             continue;
         }
         match socket.delete_link(link.index) {
@@ -142,6 +184,39 @@ mod tests {
         link.alias = Some(link_tag(&long));
         assert!(link.tagged_for(&long));
         assert!(!link.tagged_for(&long[1..]));
+    }
+
+    #[test]
+    fn a_pending_name_is_a_kernel_name_of_its_container_only() {
+        let name = pending_link_name("ctr-a", "net1");
+        assert_eq!(name.len(), 15, "{name}");
+        assert!(name.starts_with("mn"));
+        assert_eq!(name, pending_link_name("ctr-a", "net1"), "stable");
+        assert_ne!(name, pending_link_name("ctr-a", "net2"));
+        assert_ne!(name, pending_link_name("ctr-b", "net1"));
+        assert!(is_pending_link_of(&name, "ctr-a"));
+        assert!(is_pending_link_of(
+            &pending_link_name("ctr-a", "eth9"),
+            "ctr-a"
+        ));
+        assert!(!is_pending_link_of(&name, "ctr-b"));
+        assert!(!is_pending_link_of(&name[..14], "ctr-a"));
+        assert!(!is_pending_link_of(&format!("{}z", &name[..14]), "ctr-a"));
+        assert!(!is_pending_link_of("net1", "ctr-a"));
+        // Known value: a multinet upgraded while a call was stopped must still know the name.
+        assert_eq!(pending_link_name("", ""), "mn8422232722326");
+
+        let mut link = Link::from_message(&netlink_packet_route::link::LinkMessage::default());
+        link.name = name.clone();
+        link.kind = Some("macvlan".into());
+        assert!(link.pending_for("ctr-a"));
+        assert!(!link.pending_for("ctr-b"));
+        // Tagged, or set by the pod: not pending. A device without a kind: never ours.
+        link.alias = Some(link_tag("ctr-a"));
+        assert!(!link.pending_for("ctr-a"));
+        link.alias = None;
+        link.kind = None;
+        assert!(!link.pending_for("ctr-a"));
     }
 
     #[test]

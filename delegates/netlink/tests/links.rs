@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use common::{handle, has_flag, link, link_json, open};
 use multinet_netlink::{
     KernelError, MacAddr, MacvlanMode, MacvlanSpec, Socket, VethSpec, delete_links_tagged,
-    link_tag, macvlan_message, veth_message,
+    link_tag, macvlan_message, pending_link_name, veth_message,
 };
 use multinet_testbed::{TestNetns, VethPair, require_root, unique_link_name};
 
@@ -354,8 +354,10 @@ fn sockets_here_and_inside_a_namespace() {
     assert_eq!(host_links.len(), expected.as_array().unwrap().len());
 }
 
-/// Teardown without a record deletes exactly the links tagged for the container: not those
-/// tagged for another container, not a look-alike alias, not an untagged link.
+/// Teardown without a record deletes exactly the links tagged for the container, and those
+/// still under one of its pending names (an ADD stopped before naming them): not those tagged
+/// for another container or pending for it, not a look-alike alias, not an untagged link, not
+/// a link under our pending name that someone else aliased.
 #[test]
 fn delete_links_tagged_removes_ours_only() {
     require_root!();
@@ -364,14 +366,21 @@ fn delete_links_tagged_removes_ours_only() {
     let nl = handle(&pod);
     let parent = link(&nl, veth.a_name());
     let id = "ctr-a";
+    let pending = pending_link_name(id, "net1");
+    let pending_aliased = pending_link_name(id, "net2");
+    let pending_other = pending_link_name("ctr-b", "net1");
     let aliases = [
         ("ours1", Some(link_tag(id))),
         ("ours2", Some(link_tag(id))),
+        (pending.as_str(), None),
         ("other", Some(link_tag("ctr-b"))),
         ("longer", Some(format!("{}x", link_tag(id)))),
         ("shorter", Some("multinet:ctr-".to_owned())),
         ("plain", None),
+        (pending_aliased.as_str(), Some("the pod's".to_owned())),
+        (pending_other.as_str(), None),
     ];
+    let ours = |name: &str| name.starts_with("ours") || name == pending;
     for (name, alias) in &aliases {
         create_macvlan(&nl, &macvlan(name, parent.index), None).unwrap();
         if let Some(alias) = alias {
@@ -383,9 +392,9 @@ fn delete_links_tagged_removes_ours_only() {
     nl.set_alias(parent.index, "multinet:ctr-b").unwrap();
 
     let deleted = delete_links_tagged(pod.path(), id).unwrap();
-    assert_eq!(deleted, 2);
+    assert_eq!(deleted, 3);
     for (name, _) in &aliases {
-        assert_eq!(pod.has_link(name), !name.starts_with("ours"), "{name}");
+        assert_eq!(pod.has_link(name), !ours(name), "{name}");
     }
     assert!(pod.has_link(veth.a_name()) && pod.has_link(veth.b_name()));
     assert_eq!(

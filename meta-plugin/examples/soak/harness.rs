@@ -724,8 +724,8 @@ fn links(ns: &TestNetns) -> Vec<String> {
 pub const UNCLAIMED_POD_LINKS: &str = "pod-links-unclaimed";
 
 /// Links in a pod namespace, lo aside, with what tells who made them: kind, state, addresses;
-/// each marked claimed when it has one of the pod's interface names, a multinet tag or an
-/// address.
+/// each marked claimed when it has one of the pod's interface names, a multinet tag, a
+/// multinet pending name or an address.
 fn described_links(ns: &TestNetns) -> Vec<(bool, String)> {
     ns.ip_json(&["-d", "addr", "show"])
         .as_array()
@@ -744,7 +744,12 @@ fn described_links(ns: &TestNetns) -> Vec<(bool, String)> {
             let tagged = l["ifalias"]
                 .as_str()
                 .is_some_and(|a| a.starts_with("multinet:"));
-            let claimed = tagged || !addrs.is_empty() || POD_LINKS.contains(&name);
+            // A link multinet's own driver was stopped from naming keeps its pending name,
+            // which marks it as multinet's (every pod here is a fresh netns of one container).
+            let pending = name.len() == 15
+                && name.starts_with("mn")
+                && name[2..].bytes().all(|b| b.is_ascii_hexdigit());
+            let claimed = tagged || pending || !addrs.is_empty() || POD_LINKS.contains(&name);
             let described = format!(
                 "pod:{} ({} {}{}{}{})",
                 name,

@@ -19,7 +19,7 @@ fn netlink_err(what: &str, e: impl std::fmt::Display) -> MetaError {
 /// A netlink socket inside `ns`. Its requests are answered within the system call (well under
 /// a millisecond), so the async callers use it directly.
 fn socket_in(ns: &Netns) -> Result<Socket, MetaError> {
-    Socket::inside(ns, || ())
+    Socket::inside(ns, |_| ())
         .map(|(socket, ())| socket)
         .map_err(|e| netlink_err("netns", e))
 }

@@ -13,7 +13,7 @@ pub fn open(ns: &TestNetns) -> Netns {
 
 /// A netlink socket bound to the test namespace.
 pub fn handle(ns: &TestNetns) -> Socket {
-    Socket::inside(&open(ns), || ()).unwrap().0
+    Socket::inside(&open(ns), |_| ()).unwrap().0
 }
 
 /// The link named `name` (or one whose altname is `name`), which must exist.
