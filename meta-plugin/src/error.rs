@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use multinet_cni::{CniError, ErrorCode};
 
+/// The underlying failure an error keeps as its source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
     #[error("{0}")]
@@ -22,8 +25,12 @@ pub enum MetaError {
     Pod { pod: String, msg: String },
     #[error("Kubernetes API: {0}")]
     Api(String),
-    #[error("attachment store {}: {msg}", path.display())]
-    Store { path: PathBuf, msg: String },
+    #[error("attachment store {}: {source}", path.display())]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: BoxError,
+    },
     #[error("attachment record {} is corrupt: {msg}", path.display())]
     CorruptRecord { path: PathBuf, msg: String },
     /// A delegate failed; keeps the delegate's own CNI error (code and message).
@@ -46,8 +53,14 @@ pub enum MetaError {
     /// Another call for the same container still runs.
     #[error("{0}")]
     Busy(String),
-    #[error("{0}")]
-    Io(String),
+    /// Reading or writing a node file, a socket or the kernel failed: what was being done, and
+    /// the failure itself.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
     #[error("{0}")]
     Internal(String),
 }
@@ -57,6 +70,22 @@ impl MetaError {
         MetaError::Network {
             network: network.into(),
             msg: msg.into(),
+        }
+    }
+
+    /// An [`MetaError::Io`]: `what` was being done when `source` happened.
+    pub fn io(what: impl std::fmt::Display, source: impl Into<BoxError>) -> Self {
+        MetaError::Io {
+            what: what.to_string(),
+            source: source.into(),
+        }
+    }
+
+    /// A [`MetaError::Store`] about `path`.
+    pub fn store(path: impl Into<PathBuf>, source: impl Into<BoxError>) -> Self {
+        MetaError::Store {
+            path: path.into(),
+            source: source.into(),
         }
     }
 
@@ -70,7 +99,7 @@ impl MetaError {
             | MetaError::Network { .. } => ErrorCode::InvalidConfig,
             MetaError::Pod { .. } => ErrorCode::InvalidConfig,
             MetaError::Api(_) => ErrorCode::TryAgainLater,
-            MetaError::Store { .. } | MetaError::CorruptRecord { .. } | MetaError::Io(_) => {
+            MetaError::Store { .. } | MetaError::CorruptRecord { .. } | MetaError::Io { .. } => {
                 ErrorCode::Io
             }
             MetaError::Delegate { source, .. } | MetaError::Cni(source) => source.code,
@@ -119,5 +148,19 @@ mod tests {
         };
         assert_eq!(delegate.to_cni().code.code(), 100);
         assert!(delegate.source().is_some());
+
+        let io = MetaError::io(
+            "reading /x",
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        assert_eq!(io.to_cni().code, ErrorCode::Io);
+        assert!(io.to_string().starts_with("reading /x: "), "{io}");
+        let kind = io
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .map(std::io::Error::kind);
+        assert_eq!(kind, Some(std::io::ErrorKind::PermissionDenied));
+        let store = MetaError::store("/s", std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert!(store.source().is_some());
     }
 }

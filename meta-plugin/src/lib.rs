@@ -1,7 +1,7 @@
 //! multinet: the multi-network meta CNI plugin.
 //!
 //! `call` is one CNI call from the runtime, in the order of an ADD: its verbs (`call::verbs`),
-//! loading (config, source of pods and NADs, resolve), planning (plan, devices, devinfo, inject,
+//! loading (config, source of pods and NADs, resolve), planning (plan, devices, devinfo,
 //! waves), the record (store, orphans), running delegates (delegate, own, podnet) and the
 //! network-status. Around it stand the programs: the thick-mode node daemon (`thick`),
 //! `multinet install`, `multinet demo`, and logging.

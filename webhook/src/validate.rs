@@ -8,7 +8,7 @@
 //! meta-plugin as a delegate, none of multinet's node-path keys, `logFile` only under /var/log/).
 
 use kube::core::admission::{AdmissionResponse, Operation};
-use multinet_cni::{CniVersion, DelegateConf, SUPPORTED_VERSIONS};
+use multinet_cni::{CniVersion, DelegateConf, PluginConf, SUPPORTED_VERSIONS};
 use multinet_crds::syntax::is_dns1123_subdomain;
 use multinet_crds::{
     CrdError, NadConfigError, NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec,
@@ -103,14 +103,13 @@ pub fn check_nad(object: &Value) -> Result<(), Denial> {
 /// rule, in its words), versions multinet speaks, and plugin types that cannot name a file
 /// outside the CNI binary directories.
 fn check_runnable(config: &DelegateConf) -> Result<(), String> {
-    check_delegate_config(config.as_value())
-        .map_err(|violation| format!("spec.config.{violation}"))?;
-    check_version(config.as_value(), "spec.config")?;
+    check_delegate_config(config).map_err(|violation| format!("spec.config.{violation}"))?;
+    check_version(config.get("cniVersion"), "spec.config")?;
     for (index, plugin) in config.plugins() {
         match index {
             Some(index) => {
                 let at = format!("spec.config.plugins[{index}]");
-                check_version(plugin, &at)?;
+                check_version(plugin.get("cniVersion"), &at)?;
                 check_type(plugin, &at)?;
             }
             None => check_type(plugin, "spec.config")?,
@@ -119,8 +118,8 @@ fn check_runnable(config: &DelegateConf) -> Result<(), String> {
     Ok(())
 }
 
-fn check_version(object: &Value, at: &str) -> Result<(), String> {
-    match object.get("cniVersion") {
+fn check_version(version: Option<&Value>, at: &str) -> Result<(), String> {
+    match version {
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(version)) => {
             CniVersion::from_config_str(version)
@@ -138,9 +137,9 @@ fn check_version(object: &Value, at: &str) -> Result<(), String> {
     }
 }
 
-fn check_type(object: &Value, at: &str) -> Result<(), String> {
+fn check_type(plugin: PluginConf<'_>, at: &str) -> Result<(), String> {
     // The structural check already made sure `type` is a non-empty string.
-    let plugin_type = object.get("type").and_then(Value::as_str).unwrap_or("");
+    let plugin_type = plugin.plugin_type().unwrap_or("");
     if plugin_type.contains(['/', '\0']) || plugin_type == "." || plugin_type == ".." {
         return Err(format!(
             "{at}.type {plugin_type:?} must be a plugin binary name, not a path \
@@ -520,7 +519,7 @@ mod tests {
             json!({"name": "x", "plugins": [{"type": "macvlan", "cniDir": "/tmp"}]}),
             json!({"type": "sriov", "logFile": "/root/x"}),
         ] {
-            let violation = check_delegate_config(&config).unwrap_err();
+            let violation = check_delegate_config(&DelegateConf::new(config.clone())).unwrap_err();
             let denial = check_nad(&with_config(&config.to_string())).unwrap_err();
             assert_eq!(denial.message, format!("spec.config.{violation}"));
         }

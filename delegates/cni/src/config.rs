@@ -382,80 +382,6 @@ pub fn plugins_mut(conf: &mut Value) -> Vec<&mut Map<String, Value>> {
     }
 }
 
-/// A delegate config (a conf or a conflist) as multinet read it where it came in: a NAD's
-/// `spec.config`, a file, an inline delegate, or a record read back. The JSON is kept verbatim,
-/// key order and unknown keys included (so a delegate gets byte for byte what it was given, apart
-/// from multinet's documented injections), which [`NetConf`] and [`NetConfList`] would not do:
-/// they write their own keys first. The checks a config passes depend on who wrote it and stay
-/// with the reader; what every step reads of it (its plugins, its name) is read here.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct DelegateConf(Value);
-
-impl DelegateConf {
-    /// The config as read.
-    pub fn new(value: Value) -> Self {
-        DelegateConf(value)
-    }
-
-    pub fn as_value(&self) -> &Value {
-        &self.0
-    }
-
-    /// For multinet's documented injections (runtimeConfig, args, deviceID, a missing name).
-    pub fn as_value_mut(&mut self) -> &mut Value {
-        &mut self.0
-    }
-
-    pub fn into_value(self) -> Value {
-        self.0
-    }
-
-    /// How it holds its plugins.
-    pub fn shape(&self) -> PluginList<'_> {
-        PluginList::of_value(&self.0)
-    }
-
-    /// Its plugins: see [`plugins`].
-    pub fn plugins(&self) -> impl Iterator<Item = (Option<usize>, &Value)> {
-        plugins(&self.0)
-    }
-
-    /// The value of a top-level key.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.get(key)
-    }
-
-    /// Its CNI network name, when it has a non-empty one.
-    pub fn name(&self) -> Option<&str> {
-        self.0
-            .get("name")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-    }
-}
-
-impl std::ops::Index<&str> for DelegateConf {
-    type Output = Value;
-
-    /// The value of a top-level key, `null` when there is none (as for a [`Value`]).
-    fn index(&self, key: &str) -> &Value {
-        &self.0[key]
-    }
-}
-
-impl PartialEq<Value> for DelegateConf {
-    fn eq(&self, other: &Value) -> bool {
-        self.0 == *other
-    }
-}
-
-impl From<Value> for DelegateConf {
-    fn from(value: Value) -> Self {
-        DelegateConf(value)
-    }
-}
-
 /// Either kind of config file.
 #[allow(clippy::large_enum_variant)] // Parsed once per call; boxing would only add noise.
 #[derive(Debug, Clone, PartialEq)]
@@ -688,29 +614,5 @@ mod tests {
         assert_eq!(list["plugins"][2]["seen"], true);
         assert_eq!(list["plugins"][1], "b");
         assert!(plugins_mut(&mut json!("x")).is_empty());
-    }
-
-    #[test]
-    fn a_delegate_conf_is_kept_verbatim() {
-        let text = r#"{"type":"macvlan","x-custom":{"b":1,"a":2},"cniVersion":"1.0.0","name":"n","master":"eth1"}"#;
-        let conf: DelegateConf = serde_json::from_str(text).unwrap();
-        // Key order and unknown keys as given: NetConf would write its own keys first.
-        assert_eq!(serde_json::to_string(&conf).unwrap(), text);
-        assert_eq!(conf.name(), Some("n"));
-        assert_eq!(conf["master"], "eth1");
-        assert_eq!(conf.shape(), PluginList::Single);
-        assert_eq!(conf.plugins().count(), 1);
-
-        let mut list = DelegateConf::new(json!({"name": "", "plugins": [{"type": "a"}]}));
-        assert_eq!(list.name(), None);
-        assert_eq!(
-            list.plugins().map(|(i, _)| i).collect::<Vec<_>>(),
-            [Some(0)]
-        );
-        list.as_value_mut()["plugins"][0]["runtimeConfig"] = json!({"mac": "x"});
-        assert_eq!(
-            list,
-            json!({"name": "", "plugins": [{"type": "a", "runtimeConfig": {"mac": "x"}}]})
-        );
     }
 }

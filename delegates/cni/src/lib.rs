@@ -17,6 +17,7 @@
 //! ```
 
 pub mod config;
+pub mod delegate;
 pub mod env;
 pub mod error;
 pub mod exec;
@@ -26,7 +27,8 @@ pub mod result;
 pub mod trust;
 pub mod version;
 
-pub use config::{AnyConf, DelegateConf, NetConf, NetConfList, PluginList, json_kind, parse_any};
+pub use config::{AnyConf, NetConf, NetConfList, PluginList, json_kind, parse_any};
+pub use delegate::{DEVICE_INFO_FILE_CAPABILITY, DelegateConf, PluginConf};
 pub use env::{CniEnv, Command, MAX_CONTAINER_ID_LEN, validate_container_id, validate_ifname};
 pub use error::{CniError, ErrorCode, Result};
 pub use exec::{DEFAULT_EXEC_TIMEOUT, ExecRequest, exec_plugin, exec_raw, find_plugin};

@@ -6,6 +6,8 @@
 
 use serde_json::Value;
 
+use crate::delegate::{DEVICE_INFO_FILE_CAPABILITY, DelegateConf, PluginConf};
+
 /// Plugin types that are meta-plugins: never a delegate of multinet.
 pub const META_PLUGIN_TYPES: &[&str] = &["multinet", "multus", "multus-shim"];
 
@@ -28,9 +30,6 @@ pub const NODE_PATH_KEYS: &[&str] = &[
 /// The key naming the device (VF PCI address) an attachment uses.
 pub const DEVICE_ID_KEY: &str = "deviceID";
 
-/// The runtimeConfig key naming the file a delegate writes its device info to.
-pub const DEVICE_INFO_FILE_KEY: &str = "CNIDeviceInfoFile";
-
 /// `logFile` is also an option of delegates (SR-IOV CNI): a NAD may name one only in this folder.
 pub const LOG_DIR: &str = "/var/log/";
 
@@ -50,21 +49,16 @@ pub fn is_meta_plugin_type(plugin_type: &str) -> bool {
 
 /// True when a conf or conflist runs a meta-plugin (any of its plugins, or their IPAM): such a
 /// file in a directory of configs is the meta-plugin's own config, never the cluster network.
-pub fn runs_a_meta_plugin(config: &Value) -> bool {
-    plugins(config).any(|(_, p)| plugin_types(p).any(|(_, t)| is_meta_plugin_type(t)))
+pub fn runs_a_meta_plugin(config: &DelegateConf) -> bool {
+    config
+        .plugins()
+        .any(|(_, p)| plugin_types(p).any(|(_, t)| is_meta_plugin_type(t)))
 }
 
-/// The types a plugin object runs: its own and its IPAM's, with their location.
-pub fn plugin_types(plugin: &Value) -> impl Iterator<Item = (&'static str, &str)> {
-    let own = plugin
-        .get("type")
-        .and_then(Value::as_str)
-        .map(|t| ("type", t));
-    let ipam = plugin
-        .get("ipam")
-        .and_then(|i| i.get("type"))
-        .and_then(Value::as_str)
-        .map(|t| ("ipam.type", t));
+/// The types a plugin runs: its own and its IPAM's, with their location.
+pub fn plugin_types(plugin: PluginConf<'_>) -> impl Iterator<Item = (&'static str, &str)> {
+    let own = plugin.plugin_type().map(|t| ("type", t));
+    let ipam = plugin.ipam_type().map(|t| ("ipam.type", t));
     own.into_iter().chain(ipam)
 }
 
@@ -78,16 +72,16 @@ fn get_any_case<'a>(
         .map(|(k, v)| (k.as_str(), v))
 }
 
-/// The plugin objects of a conf (itself) or conflist (`plugins`), with their location.
-fn plugins(config: &Value) -> impl Iterator<Item = (String, &Value)> {
-    crate::config::plugins(config).map(|(i, p)| match i {
+/// The plugins of a conf (itself) or conflist (`plugins`), with their location.
+fn plugins(config: &DelegateConf) -> impl Iterator<Item = (String, PluginConf<'_>)> {
+    config.plugins().map(|(i, p)| match i {
         Some(i) => (format!("plugins[{i}]."), p),
         None => (String::new(), p),
     })
 }
 
 /// Checks a delegate config that a NAD author wrote (a conf or a conflist).
-pub fn check_delegate_config(config: &Value) -> Result<(), TrustViolation> {
+pub fn check_delegate_config(config: &DelegateConf) -> Result<(), TrustViolation> {
     let refuse = |at: String, msg: String| Err(TrustViolation { at, msg });
     for (at, plugin) in plugins(config) {
         if let Some((key, t)) = plugin_types(plugin).find(|(_, t)| is_meta_plugin_type(t)) {
@@ -96,7 +90,7 @@ pub fn check_delegate_config(config: &Value) -> Result<(), TrustViolation> {
                 format!("{t:?} is a meta-plugin and cannot be a delegate of multinet"),
             );
         }
-        let Some(obj) = plugin.as_object() else {
+        let Some(obj) = plugin.as_value().as_object() else {
             continue;
         };
         // The device is the kubelet's to give (multinet injects it from the pod's devices): a
@@ -120,7 +114,7 @@ pub fn check_delegate_config(config: &Value) -> Result<(), TrustViolation> {
         // runtimeConfig is the runtime's (multinet's) to fill; a path in it would have a
         // delegate write, and later delete, a node file of the NAD author's choosing.
         if let Some((rc_key, key)) = get_any_case(obj, "runtimeConfig").and_then(|(rc_key, rc)| {
-            let (key, _) = get_any_case(rc.as_object()?, DEVICE_INFO_FILE_KEY)?;
+            let (key, _) = get_any_case(rc.as_object()?, DEVICE_INFO_FILE_CAPABILITY)?;
             Some((rc_key, key))
         }) {
             return refuse(
@@ -157,6 +151,14 @@ fn is_allowed_log_file(value: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn check_delegate_config(config: &Value) -> Result<(), TrustViolation> {
+        super::check_delegate_config(&DelegateConf::new(config.clone()))
+    }
+
+    fn runs_a_meta_plugin(config: &Value) -> bool {
+        super::runs_a_meta_plugin(&DelegateConf::new(config.clone()))
+    }
 
     #[test]
     fn meta_plugins_are_refused_anywhere_in_the_config() {

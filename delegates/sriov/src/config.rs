@@ -13,9 +13,7 @@ use serde_json::{Map, Value};
 use crate::error::{Result, SriovError};
 use crate::pci::PciAddress;
 use crate::selector::PoolSpec;
-
-/// runtimeConfig key (capability) naming where to write the device-info file.
-pub const DEVICE_INFO_FILE_KEY: &str = "CNIDeviceInfoFile";
+use multinet_cni::DEVICE_INFO_FILE_CAPABILITY;
 
 pub use multinet_netlink::{MacAddr, VfLinkState, VlanProto};
 
@@ -296,8 +294,10 @@ fn parse_link_state(map: &Map<String, Value>) -> Result<Option<VfLinkState>> {
 /// obeys (`multinet_cni::trust`: a file under /var/log/, no `..`). The key is looked up
 /// ignoring case, so "LOGFILE" is held to the same rule.
 fn check_log_file(key: &str, value: &Value) -> Result<()> {
-    multinet_cni::trust::check_delegate_config(&serde_json::json!({ "logFile": value }))
-        .map_err(|violation| SriovError::config(key, violation.msg))
+    multinet_cni::trust::check_delegate_config(&multinet_cni::DelegateConf::new(
+        serde_json::json!({ "logFile": value }),
+    ))
+    .map_err(|violation| SriovError::config(key, violation.msg))
 }
 
 /// The log keys; a `logFile` that breaks the rule is dropped (logs go to stderr) and returned
@@ -382,7 +382,7 @@ impl SriovConf {
         let device_info_file = conf
             .runtime_config
             .as_ref()
-            .and_then(|rc| lookup(rc, DEVICE_INFO_FILE_KEY))
+            .and_then(|rc| lookup(rc, DEVICE_INFO_FILE_CAPABILITY))
             .and_then(|(_, v)| v.as_str())
             .filter(|s| !s.is_empty())
             .map(PathBuf::from);

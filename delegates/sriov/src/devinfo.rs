@@ -60,7 +60,10 @@ pub fn check_device_info_file(path: &Path, own_dir: &Path) -> Result<()> {
         return Ok(());
     }
     Err(SriovError::config(
-        format!("runtimeConfig.{}", crate::config::DEVICE_INFO_FILE_KEY),
+        format!(
+            "runtimeConfig.{}",
+            multinet_cni::DEVICE_INFO_FILE_CAPABILITY
+        ),
         format!(
             "must be a file beneath {} or {} (no \"..\")",
             DEVICE_INFO_ROOTS.join(" or "),

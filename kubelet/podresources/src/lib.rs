@@ -61,13 +61,6 @@ pub enum QueryError {
     Failed(String),
 }
 
-impl QueryError {
-    /// The error as the plugin reports it, naming the socket.
-    pub fn describe(&self, socket: &Path) -> String {
-        format!("kubelet pod-resources API {}: {self}", socket.display())
-    }
-}
-
 impl PodResources {
     /// Device IDs per resource over all containers; init containers' devices are reused
     /// by later containers, so an ID may appear twice and is kept once.

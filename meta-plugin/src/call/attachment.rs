@@ -88,6 +88,9 @@ pub struct Attachment {
     /// The device the attachment was given (also in `conf` as `deviceID`).
     #[serde(skip)]
     pub device_id: Option<String>,
+    /// The device plugin resource the device comes from (the NAD's `resourceName`).
+    #[serde(skip)]
+    pub resource_name: Option<String>,
     /// Gateways that must become the pod's only default route for their family.
     #[serde(skip)]
     pub default_route: Vec<IpAddr>,
@@ -112,6 +115,7 @@ impl Attachment {
             result: None,
             device_info_file: None,
             device_id: None,
+            resource_name: None,
             default_route: Vec::new(),
             added: None,
         }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::MetaError;
+use multinet_cni::DelegateConf;
 
 /// Keys multinet understands. Anything else is logged as a warning and ignored, never a failure.
 const KNOWN_KEYS: &[&str] = &[
@@ -62,7 +63,7 @@ pub struct MultinetConf {
     pub default_networks: Vec<String>,
     /// Inline CNI configs; element 0 is the cluster network when `clusterNetwork` is absent.
     #[serde(default)]
-    pub delegates: Vec<Value>,
+    pub delegates: Vec<DelegateConf>,
     #[serde(default = "default_multinet_namespace")]
     pub multus_namespace: String,
     #[serde(default = "default_system_namespaces")]

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use multinet_cni::{
-    CniEnv, CniError, CniVersion, Command, DelegateConf, ExecRequest, NetworkResult, PluginList,
-    exec_raw, find_plugin,
+    CniEnv, CniError, CniVersion, Command, DelegateConf, ExecRequest, NetworkResult, PluginConf,
+    PluginList, exec_raw, find_plugin,
 };
 use serde_json::{Map, Value};
 
@@ -41,8 +41,9 @@ struct PluginStep {
 
 /// Splits a conf or conflist into its plugins, each with `name` and `cniVersion` filled in as the
 /// runtime does; returns them with the version the results are read in.
-fn steps(conf: &Value) -> Result<(Vec<PluginStep>, CniVersion), CniError> {
+fn steps(conf: &DelegateConf) -> Result<(Vec<PluginStep>, CniVersion), CniError> {
     let obj = conf
+        .as_value()
         .as_object()
         .ok_or_else(|| CniError::invalid_config("delegate config is not a JSON object"))?;
     let version_str = obj.get("cniVersion").and_then(Value::as_str).unwrap_or("");
@@ -173,11 +174,11 @@ fn parse_error(stdout: &[u8], plugin_type: &str) -> CniError {
 /// another plugin's name (a `macvlan -> multinet` link is our own delegate and fine; a
 /// `evil -> multinet` link would make multinet run itself as root with a NAD author's config).
 pub fn preflight(conf: &DelegateConf, ctx: &CallContext<'_>) -> Result<(), CniError> {
-    let (steps, _) = steps(conf.as_value())?;
+    let (steps, _) = steps(conf)?;
     let own = ctx.self_exe.and_then(file_identity);
     for step in &steps {
         let conf = Value::Object(step.conf.clone());
-        for (key, plugin_type) in multinet_crds::trust::plugin_types(&conf) {
+        for (key, plugin_type) in multinet_crds::trust::plugin_types(PluginConf::new(&conf)) {
             if multinet_crds::is_meta_plugin_type(plugin_type) {
                 return Err(CniError::invalid_config(format!(
                     "{key} {plugin_type:?} is a meta-plugin and cannot be a delegate of multinet"
@@ -222,7 +223,7 @@ pub async fn add(
     ifname: &str,
     ctx: &CallContext<'_>,
 ) -> Result<NetworkResult, CniError> {
-    let (steps, version) = steps(conf.as_value())?;
+    let (steps, version) = steps(conf)?;
     let mut prev: Option<NetworkResult> = None;
     for step in &steps {
         let stdin = with_prev(&step.conf, prev.as_ref(), version)?;
@@ -243,7 +244,7 @@ pub async fn del(
     prev: Option<&NetworkResult>,
     ctx: &CallContext<'_>,
 ) -> Result<(), CniError> {
-    let (steps, version) = steps(conf.as_value())?;
+    let (steps, version) = steps(conf)?;
     let mut first_error = None;
     for step in steps.iter().rev() {
         let stdin = with_prev(&step.conf, prev, version)?;
@@ -261,7 +262,7 @@ pub async fn check(
     prev: Option<&NetworkResult>,
     ctx: &CallContext<'_>,
 ) -> Result<(), CniError> {
-    let (steps, version) = steps(conf.as_value())?;
+    let (steps, version) = steps(conf)?;
     if !version.has_check() || conf.get("disableCheck").and_then(Value::as_bool) == Some(true) {
         return Ok(());
     }
@@ -280,7 +281,7 @@ pub async fn status_or_gc(
     extra: &Map<String, Value>,
     ctx: &CallContext<'_>,
 ) -> Result<(), CniError> {
-    let (steps, version) = steps(conf.as_value())?;
+    let (steps, version) = steps(conf)?;
     if !version.has_status_and_gc()
         || (command == Command::Gc && conf.get("disableGC").and_then(Value::as_bool) == Some(true))
     {
@@ -347,8 +348,10 @@ mod tests {
 
     #[test]
     fn conflist_steps_get_name_and_version() {
-        let (steps, v) = steps(&json!({"cniVersion":"1.0.0","name":"n","plugins":[
-            {"type":"bridge","prevResult":{}},{"type":"portmap"}]}))
+        let (steps, v) = steps(&DelegateConf::new(
+            json!({"cniVersion":"1.0.0","name":"n","plugins":[
+            {"type":"bridge","prevResult":{}},{"type":"portmap"}]}),
+        ))
         .unwrap();
         assert_eq!(v, CniVersion::V1_0_0);
         assert_eq!(steps.len(), 2);
@@ -371,7 +374,7 @@ mod tests {
             (json!({"cniVersion":"1.0.0","name":"n"}), "type"),
             (json!({"cniVersion":"9.9.9","name":"n","type":"x"}), "9.9.9"),
         ] {
-            let err = steps(&conf).err().expect("must fail");
+            let err = steps(&DelegateConf::new(conf)).err().expect("must fail");
             assert!(err.msg.contains(needle), "{needle}: {}", err.msg);
         }
     }

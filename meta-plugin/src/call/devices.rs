@@ -121,7 +121,12 @@ pub async fn device_ids_from(
                 tracing::warn!(socket = %socket.display(), error = %e,
                     "kubelet pod-resources API unreachable, reading the checkpoint");
             }
-            Err(e) => return Err(MetaError::Io(e.describe(socket))),
+            Err(e) => {
+                return Err(MetaError::io(
+                    format!("kubelet pod-resources API {}", socket.display()),
+                    e,
+                ));
+            }
         }
     }
     let Some(uid) = pod.uid.as_deref() else {
@@ -129,7 +134,7 @@ pub async fn device_ids_from(
     };
     let path = &sources.checkpoint;
     let text = std::fs::read_to_string(path)
-        .map_err(|e| MetaError::Io(format!("kubelet checkpoint {}: {e}", path.display())))?;
+        .map_err(|e| MetaError::io(format!("kubelet checkpoint {}", path.display()), e))?;
     parse_checkpoint(&text, uid)
         .map_err(|e| MetaError::Decode(format!("kubelet checkpoint {}: {e}", path.display())))
 }

@@ -9,18 +9,16 @@
 //! that writes nothing still yields device info. After ADD the file is read into the status;
 //! DEL removes it. None of this ever fails a CNI call: a missing or bad file is a log line.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
 
-use multinet_cni::files;
-use multinet_crds::{DeviceInfo, NetworkSelection};
+use multinet_cni::{DEVICE_INFO_FILE_CAPABILITY, files};
+use multinet_crds::DeviceInfo;
 
+use crate::call::attachment::Attachment;
 pub use crate::call::attachment::DeviceInfoFile;
-use crate::call::attachment::{Attachment, LoadedNetwork};
 use crate::call::config::MultinetConf;
-use crate::call::inject;
 
 /// The default folders, kept with the config keys that choose them.
 pub use crate::call::config::{DEFAULT_DEVICE_INFO_DIR, DEFAULT_DEVICE_PLUGIN_INFO_DIR};
@@ -44,31 +42,15 @@ pub fn device_plugin_file_name(resource: &str, device_id: &str) -> String {
     )
 }
 
-/// Network key → the `resourceName` of its NAD, for the networks that have one. Taken before the
-/// plan consumes the loaded networks.
-pub fn resource_names(
-    cluster: &LoadedNetwork,
-    defaults: &[LoadedNetwork],
-    selected: &[(NetworkSelection, LoadedNetwork)],
-) -> BTreeMap<String, String> {
-    std::iter::once(cluster)
-        .chain(defaults)
-        .chain(selected.iter().map(|(_, n)| n))
-        .filter_map(|n| Some((n.key.clone(), n.resource_name.clone()?)))
-        .collect()
-}
-
 /// Decides each planned attachment's device-info file and hands its path to the plugins that
 /// declare `CNIDeviceInfoFile`. Pure: nothing is read or written.
 pub fn prepare(
     conf: &MultinetConf,
     container_id: &str,
     mut planned: Vec<Attachment>,
-    resources: &BTreeMap<String, String>,
 ) -> Vec<Attachment> {
     for p in &mut planned {
-        let declared =
-            inject::declares_capability(p.conf.as_value(), inject::DEVICE_INFO_FILE_CAPABILITY);
+        let declared = p.conf.declares_capability(DEVICE_INFO_FILE_CAPABILITY);
         if !declared && p.device_id.is_none() {
             continue;
         }
@@ -77,8 +59,8 @@ pub fn prepare(
         let path =
             conf.device_info_dir
                 .join(attachment_file_name(network, container_id, &p.ifname));
-        let given_to_plugin = inject::inject_device_info_file(p.conf.as_value_mut(), &path);
-        let from_device_plugin = match (&p.device_id, resources.get(&p.network)) {
+        let given_to_plugin = p.conf.inject_device_info_file(&path);
+        let from_device_plugin = match (&p.device_id, &p.resource_name) {
             (Some(id), Some(resource)) => Some(
                 conf.device_plugin_info_dir
                     .join(device_plugin_file_name(resource, id)),
@@ -240,7 +222,6 @@ mod tests {
 
     #[test]
     fn only_declaring_or_device_attachments_get_a_file() {
-        let resources = BTreeMap::from([("team/dp".to_string(), "intel.com/vf".to_string())]);
         let input = vec![
             planned(
                 "cluster",
@@ -249,12 +230,15 @@ mod tests {
                 None,
             ),
             planned("team/vf", "net1", sriov("vf"), None),
-            planned(
-                "team/dp",
-                "net2",
-                json!({"name":"dp","type":"macvlan"}),
-                Some("0000:3b:02.1"),
-            ),
+            Attachment {
+                resource_name: Some("intel.com/vf".into()),
+                ..planned(
+                    "team/dp",
+                    "net2",
+                    json!({"name":"dp","type":"macvlan"}),
+                    Some("0000:3b:02.1"),
+                )
+            },
             planned(
                 "team/noname",
                 "net3",
@@ -262,7 +246,7 @@ mod tests {
                 Some("0000:3b:02.2"),
             ),
         ];
-        let out = prepare(&conf(), "c1", input, &resources);
+        let out = prepare(&conf(), "c1", input);
         let files: Vec<_> = out.iter().map(|a| a.device_info_file.clone()).collect();
         assert_eq!(files[0], None);
         assert_eq!(out[0].conf.get("runtimeConfig"), None);
@@ -292,30 +276,6 @@ mod tests {
         let noname = files[3].clone().unwrap();
         assert_eq!(noname.path, PathBuf::from("/di/cni/team-noname-c1_net3"));
         assert_eq!(noname.from_device_plugin, None);
-    }
-
-    #[test]
-    fn resource_names_come_from_every_kind_of_network() {
-        let net = |key: &str, res: Option<&str>| LoadedNetwork {
-            key: key.into(),
-            conf: json!({}).into(),
-            resource_name: res.map(str::to_string),
-        };
-        let names = resource_names(
-            &net("cluster", None),
-            &[net("storage", Some("a/b"))],
-            &[(
-                NetworkSelection::new("vf"),
-                net("team/vf", Some("intel.com/vf")),
-            )],
-        );
-        assert_eq!(
-            names,
-            BTreeMap::from([
-                ("storage".to_string(), "a/b".to_string()),
-                ("team/vf".to_string(), "intel.com/vf".to_string())
-            ])
-        );
     }
 
     #[test]

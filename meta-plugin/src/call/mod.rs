@@ -6,7 +6,6 @@ pub mod config;
 pub mod delegate;
 pub mod devices;
 pub mod devinfo;
-pub mod inject;
 pub mod orphans;
 pub mod own;
 pub mod plan;

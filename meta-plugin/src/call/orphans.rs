@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use multinet_cni::DelegateConf;
 use multinet_ipam::host_local::config::DEFAULT_DATA_DIR;
 use multinet_ipam::host_local::store::Store;
 use serde_json::Value;
@@ -72,13 +73,13 @@ pub async fn clean(
 /// After an attachment's DEL: whatever host-local store its plugins used (ours or the reference,
 /// which share layout and lock) keeps nothing of this container, and no empty reservation file
 /// of a writer killed mid-ADD (removed under the store's lock, where no live writer can be).
-pub fn release_host_local(conf: &Value, container_id: &str) {
-    let name = conf.get("name").and_then(Value::as_str).unwrap_or_default();
-    for (_, plugin) in multinet_cni::config::plugins(conf) {
-        let Some(ipam) = plugin
-            .get("ipam")
-            .filter(|i| i.get("type").and_then(Value::as_str) == Some("host-local"))
-        else {
+pub fn release_host_local(conf: &DelegateConf, container_id: &str) {
+    let name = conf.name().unwrap_or_default();
+    for (_, plugin) in conf.plugins() {
+        if plugin.ipam_type() != Some("host-local") {
+            continue;
+        }
+        let Some(ipam) = plugin.get("ipam") else {
             continue;
         };
         let root = ipam

@@ -13,7 +13,6 @@ use serde_json::{Map, Value, json};
 use crate::call::attachment::Attachment;
 pub use crate::call::attachment::LoadedNetwork;
 use crate::call::config::MultinetConf;
-use crate::call::inject;
 use crate::call::source::PodInfo;
 use crate::error::MetaError;
 
@@ -146,8 +145,6 @@ pub struct PlanInput<'a> {
 /// configs (device-info files included): the attachments come out finished. Any duplicate name or
 /// unsatisfiable request fails here, before anything is created.
 pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaError> {
-    let resources =
-        crate::call::devinfo::resource_names(&input.cluster, &input.defaults, &input.selected);
     let mut taken: BTreeSet<String> = BTreeSet::new();
     taken.insert(input.ifname.to_string());
     // Explicit names first, so automatic names never take them.
@@ -230,14 +227,15 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaErr
     let mut out = Vec::new();
     let mut cluster_conf = input.cluster.conf.clone();
     // The runtime's own runtimeConfig (portMappings, bandwidth, ...) goes to the cluster network.
-    let _ = inject::inject_runtime_config(cluster_conf.as_value_mut(), &input.conf.runtime_config);
+    let _ = cluster_conf.inject_runtime_config(&input.conf.runtime_config);
     let cluster_device = take_device(&input.cluster)?;
     if let Some(id) = &cluster_device {
-        inject::inject_device_id(cluster_conf.as_value_mut(), id);
+        cluster_conf.inject_device_id(id);
     }
     let mut cluster = Attachment::planned(&input.cluster.key, input.ifname, cluster_conf);
     cluster.is_default = true;
     cluster.device_id = cluster_device;
+    cluster.resource_name = input.cluster.resource_name.clone();
     out.push(cluster);
 
     let mut next_index = 1usize;
@@ -253,10 +251,11 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaErr
         let mut conf = net.conf.clone();
         let device_id = take_device(net)?;
         if let Some(id) = &device_id {
-            inject::inject_device_id(conf.as_value_mut(), id);
+            conf.inject_device_id(id);
         }
         let mut default = Attachment::planned(&net.key, auto_name(&mut taken), conf);
         default.device_id = device_id;
+        default.resource_name = net.resource_name.clone();
         out.push(default);
     }
 
@@ -290,7 +289,7 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaErr
         if let Some(id) = &device_id {
             runtime.insert("deviceID".into(), Value::String(id.clone()));
         }
-        let missing = inject::inject_runtime_config(conf.as_value_mut(), &runtime);
+        let missing = conf.inject_runtime_config(&runtime);
         // deviceID also travels as a top-level key, so a plugin need not declare the capability.
         let missing: Vec<String> = missing.into_iter().filter(|k| k != "deviceID").collect();
         if !missing.is_empty() {
@@ -304,10 +303,10 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaErr
             ));
         }
         if let Some(id) = &device_id {
-            inject::inject_device_id(conf.as_value_mut(), id);
+            conf.inject_device_id(id);
         }
         if let Some(args) = &sel.cni_args {
-            inject::inject_cni_args(conf.as_value_mut(), args);
+            conf.inject_cni_args(args);
         }
         let ifname = match &sel.interface {
             Some(name) => name.clone(),
@@ -315,6 +314,7 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaErr
         };
         let mut selected = Attachment::planned(&net.key, ifname, conf);
         selected.device_id = device_id;
+        selected.resource_name = net.resource_name.clone();
         selected.default_route = sel.default_route.clone();
         out.push(selected);
     }
@@ -322,7 +322,6 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaErr
         input.conf,
         input.container_id,
         out,
-        &resources,
     ))
 }
 
@@ -523,6 +522,18 @@ mod tests {
         assert_eq!(planned[2].device_id.as_deref(), Some("0000:af:06.1"));
         assert_eq!(planned[2].conf["deviceID"], "0000:af:06.1");
         assert_eq!(planned[2].conf["runtimeConfig"].get("deviceID"), None);
+        // The device keeps its resource: the device plugin's file for it is named by both.
+        assert_eq!(planned[2].resource_name.as_deref(), Some("intel.com/vf"));
+        assert_eq!(
+            planned[2]
+                .device_info_file
+                .as_ref()
+                .and_then(|f| f.from_device_plugin.clone()),
+            Some(std::path::PathBuf::from(
+                "/var/run/k8s.cni.cncf.io/devinfo/dp/intel.com-vf-0000:af:06.1-device.json"
+            ))
+        );
+        assert_eq!(planned[0].resource_name, None);
         let err = plan(&c, &pod("team", Some("sriov-a,sriov-b,sriov-c")), vec![]).unwrap_err();
         assert!(err.to_string().contains("intel.com/vf"), "{err}");
     }

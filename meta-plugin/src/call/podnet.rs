@@ -12,8 +12,8 @@ use multinet_netlink::{Family, Netns, Route, Socket};
 
 use crate::error::MetaError;
 
-fn netlink_err(what: &str, e: impl std::fmt::Display) -> MetaError {
-    MetaError::Io(format!("{what}: {e}"))
+fn netlink_err(what: &str, e: impl Into<crate::error::BoxError>) -> MetaError {
+    MetaError::io(what, e)
 }
 
 /// A netlink socket inside `ns`. Its requests are answered within the system call (well under
@@ -118,14 +118,9 @@ const CREATES_ITS_LINK: &[&str] = &[
 ];
 
 /// True when the first plugin of a delegate config creates the pod's link itself.
-pub fn delegate_creates_its_link(conf: &serde_json::Value) -> bool {
-    let first = match multinet_cni::PluginList::of_value(conf) {
-        multinet_cni::PluginList::List(list) => list.first().unwrap_or(conf),
-        multinet_cni::PluginList::Single | multinet_cni::PluginList::NotAList => conf,
-    };
-    first
-        .get("type")
-        .and_then(serde_json::Value::as_str)
+pub fn delegate_creates_its_link(conf: &multinet_cni::DelegateConf) -> bool {
+    conf.first_plugin()
+        .plugin_type()
         .is_some_and(|t| CREATES_ITS_LINK.contains(&t))
 }
 
@@ -218,8 +213,11 @@ pub async fn delete_links_together(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    fn delegate_creates_its_link(conf: &Value) -> bool {
+        super::delegate_creates_its_link(&multinet_cni::DelegateConf::new(conf.clone()))
+    }
 
     #[test]
     fn only_plugins_that_create_their_link_have_it_deleted_together() {

@@ -8,14 +8,15 @@ use multinet_cni::DelegateConf;
 use serde_json::Value;
 
 use crate::call::config::MultinetConf;
-use crate::call::inject;
 use crate::call::plan::{LoadedNetwork, NetworkRef};
 use crate::call::source::{ClusterSource, NadInfo};
 use crate::error::MetaError;
 
 use multinet_crds::{RESOURCE_NAME_ANNOTATION, check_delegate_config, runs_a_meta_plugin};
 
-fn parse_conf(bytes: &[u8], what: &str, limit: usize) -> Result<Value, MetaError> {
+/// A delegate config read from JSON text: the one place a delegate config from a NAD or a file
+/// is parsed.
+fn parse_conf(bytes: &[u8], what: &str, limit: usize) -> Result<DelegateConf, MetaError> {
     if bytes.len() > limit {
         return Err(MetaError::network(
             what,
@@ -40,7 +41,7 @@ fn parse_conf(bytes: &[u8], what: &str, limit: usize) -> Result<Value, MetaError
             "config has neither \"type\" nor \"plugins\"",
         ));
     }
-    Ok(value)
+    Ok(DelegateConf::new(value))
 }
 
 /// `.conf`, `.conflist` and `.json` files of a directory, sorted by name. The meta-plugin's own
@@ -64,7 +65,7 @@ fn conf_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn load_file(path: &Path, limit: usize) -> Result<Value, MetaError> {
+fn load_file(path: &Path, limit: usize) -> Result<DelegateConf, MetaError> {
     let what = path.display().to_string();
     let size = fs::metadata(path).map_err(|e| MetaError::network(&what, e.to_string()))?;
     if size.len() > limit as u64 {
@@ -81,17 +82,16 @@ fn load_file(path: &Path, limit: usize) -> Result<Value, MetaError> {
 }
 
 /// The file in `dir` whose CNI `name` is `name`; meta-plugin configs are never it.
-fn find_by_name(dir: &Path, name: &str, limit: usize) -> Option<Value> {
+fn find_by_name(dir: &Path, name: &str, limit: usize) -> Option<DelegateConf> {
     conf_files(dir).into_iter().find_map(|p| {
-        let v = load_file(&p, limit).ok()?;
-        (v.get("name").and_then(Value::as_str) == Some(name) && !runs_a_meta_plugin(&v))
-            .then_some(v)
+        let conf = load_file(&p, limit).ok()?;
+        (conf.name() == Some(name) && !runs_a_meta_plugin(&conf)).then_some(conf)
     })
 }
 
 /// A meta-plugin is never a delegate, whoever wrote the config (for a node admin's config it is
 /// a loop; for a NAD author's, multinet running itself with their config).
-fn refuse_meta_plugin(key: &str, conf: &Value) -> Result<(), MetaError> {
+fn refuse_meta_plugin(key: &str, conf: &DelegateConf) -> Result<(), MetaError> {
     if runs_a_meta_plugin(conf) {
         return Err(MetaError::network(
             key,
@@ -126,11 +126,10 @@ fn from_nad(nad: &NadInfo, conf: &MultinetConf) -> Result<LoadedNetwork, MetaErr
             )
         })?,
     };
-    let conf = &mut value;
-    inject::ensure_name(conf, &nad.name);
+    value.ensure_name(&nad.name);
     Ok(LoadedNetwork {
         key,
-        conf: DelegateConf::new(value),
+        conf: value,
         resource_name: nad.annotations.get(RESOURCE_NAME_ANNOTATION).cloned(),
     })
 }
@@ -146,11 +145,11 @@ pub async fn load<S: ClusterSource>(
             let mut value = conf.delegates.get(*i).cloned().ok_or_else(|| {
                 MetaError::InvalidConfig(format!("multinet config: delegates[{i}] is missing"))
             })?;
-            let name = inject::ensure_name(&mut value, &format!("delegate-{i}"));
+            let name = value.ensure_name(&format!("delegate-{i}"));
             refuse_meta_plugin(&name, &value)?;
             Ok(LoadedNetwork {
                 key: name,
-                conf: DelegateConf::new(value),
+                conf: value,
                 resource_name: None,
             })
         }
@@ -181,7 +180,7 @@ pub async fn load<S: ClusterSource>(
             if let Some(value) = find_by_name(&conf.conf_dir, name, limit) {
                 return Ok(LoadedNetwork {
                     key: name.clone(),
-                    conf: DelegateConf::new(value),
+                    conf: value,
                     resource_name: None,
                 });
             }
@@ -211,11 +210,11 @@ pub async fn load<S: ClusterSource>(
                 ));
             };
             let mut value = load_file(&file, limit)?;
-            let key = inject::ensure_name(&mut value, name);
+            let key = value.ensure_name(name);
             refuse_meta_plugin(&key, &value)?;
             Ok(LoadedNetwork {
                 key,
-                conf: DelegateConf::new(value),
+                conf: value,
                 resource_name: None,
             })
         }

@@ -106,20 +106,15 @@ impl AttachmentStore {
     }
 
     fn store_err(path: &Path) -> impl Fn(std::io::Error) -> MetaError + '_ {
-        move |e| MetaError::Store {
-            path: path.to_path_buf(),
-            msg: e.to_string(),
-        }
+        move |e| MetaError::store(path, e)
     }
 
     /// Compact JSON: pretty-printing multiplies a deeply nested config (a pod's cni-args, say)
     /// many times over. A record larger than multinet reads back is refused before it is
     /// written, so no ADD leaves a record its DEL could not read.
     fn encode(&self, record: &AttachmentRecord) -> Result<Vec<u8>, MetaError> {
-        let bytes = serde_json::to_vec(record).map_err(|e| MetaError::Store {
-            path: self.path_for(&record.container_id),
-            msg: e.to_string(),
-        })?;
+        let bytes = serde_json::to_vec(record)
+            .map_err(|e| MetaError::store(self.path_for(&record.container_id), e))?;
         if bytes.len() as u64 > MAX_RECORD_BYTES {
             return Err(MetaError::InvalidConfig(format!(
                 "the attachment record would be {} bytes, more than the {MAX_RECORD_BYTES} a \
@@ -250,10 +245,7 @@ impl AttachmentStore {
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(MetaError::Store {
-                path,
-                msg: e.to_string(),
-            }),
+            Err(e) => Err(MetaError::store(path, e)),
         }
     }
 
@@ -292,10 +284,7 @@ impl AttachmentStore {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => {
-                return Err(MetaError::Store {
-                    path: self.dir.clone(),
-                    msg: e.to_string(),
-                });
+                return Err(MetaError::store(&self.dir, e));
             }
         };
         #[derive(Deserialize)]

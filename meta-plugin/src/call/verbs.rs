@@ -316,11 +316,7 @@ impl MetaPlugin {
             record.attachments.iter().map(|a| &a.device_info_file),
         );
 
-        let confs: Vec<&Value> = record
-            .attachments
-            .iter()
-            .map(|p| p.conf.as_value())
-            .collect();
+        let confs: Vec<&DelegateConf> = record.attachments.iter().map(|p| &p.conf).collect();
         for wave in waves::waves(&confs, conf.parallel_networks) {
             let outcomes = delegate::at_once(&record.attachments[wave.clone()], async |p| {
                 delegate::add(&p.conf, &p.ifname, &ctx).await
@@ -425,7 +421,7 @@ impl MetaPlugin {
             }
             // A delegate killed mid-ADD (its IPAM, say) may have left a reservation it never
             // reported, or an empty one.
-            crate::call::orphans::release_host_local(entry.conf.as_value(), &record.container_id);
+            crate::call::orphans::release_host_local(&entry.conf, &record.container_id);
             crate::call::devinfo::remove(entry.device_info_path());
         }
         errors.reverse();
@@ -460,10 +456,8 @@ impl MetaPlugin {
     ) -> Result<(), MetaError> {
         let ctx = self.ctx(req, lock);
         let upto = upto.min(record.attachments.len());
-        let confs: Vec<&Value> = record.attachments[..upto]
-            .iter()
-            .map(|a| a.conf.as_value())
-            .collect();
+        let confs: Vec<&DelegateConf> =
+            record.attachments[..upto].iter().map(|a| &a.conf).collect();
         let mut outcomes: Vec<Option<Result<(), CniError>>> = vec![None; upto];
         for wave in waves::waves(&confs, conf.parallel_networks)
             .into_iter()
@@ -488,10 +482,7 @@ impl MetaPlugin {
             match outcome {
                 Some(Ok(())) => {
                     crate::call::devinfo::remove(entry.device_info_path());
-                    crate::call::orphans::release_host_local(
-                        entry.conf.as_value(),
-                        &record.container_id,
-                    );
+                    crate::call::orphans::release_host_local(&entry.conf, &record.container_id);
                     keep[i] = false;
                 }
                 Some(Err(e)) => {
@@ -559,7 +550,7 @@ impl MetaPlugin {
             let owned: Vec<podnet::OwnedLink> = record
                 .attachments
                 .iter()
-                .filter(|a| podnet::delegate_creates_its_link(a.conf.as_value()))
+                .filter(|a| podnet::delegate_creates_its_link(&a.conf))
                 .filter_map(|a| {
                     Some(podnet::OwnedLink {
                         ifname: &a.ifname,
@@ -845,17 +836,7 @@ fn check_uid(pod: &PodInfo, r: &PodRef) -> Result<(), MetaError> {
 
 /// The plugin type(s) of a delegate config, for error messages.
 fn delegate_type(conf: &DelegateConf) -> String {
-    if let Some(t) = conf.get("type").and_then(Value::as_str) {
-        return t.to_string();
-    }
-    match conf.shape() {
-        multinet_cni::PluginList::List(ps) => ps
-            .iter()
-            .filter_map(|p| p.get("type").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("+"),
-        multinet_cni::PluginList::Single | multinet_cni::PluginList::NotAList => String::new(),
-    }
+    conf.types().join("+")
 }
 
 impl Plugin for MetaPlugin {

@@ -10,7 +10,7 @@
 
 use std::ops::Range;
 
-use serde_json::Value;
+use multinet_cni::DelegateConf;
 
 /// Main plugin types that create or claim only their own interface from a master in the host.
 const INDEPENDENT_TYPES: &[&str] = &["macvlan", "ipvlan", "sriov", "host-device"];
@@ -21,31 +21,25 @@ const INDEPENDENT_IPAM: &[&str] = &["host-local", "static", "dhcp", "whereabouts
 /// True when the delegate config (a conf, or a conflist of exactly one plugin) is one of the
 /// independent kinds: its main type and IPAM type are known, and its master is not inside the
 /// pod (`linkInContainer`), where an earlier network may have made it.
-pub fn is_independent(conf: &Value) -> bool {
-    let plugin = match multinet_cni::PluginList::of_value(conf) {
-        multinet_cni::PluginList::List([only]) => only,
-        multinet_cni::PluginList::List(_) | multinet_cni::PluginList::NotAList => return false,
-        multinet_cni::PluginList::Single => conf,
+pub fn is_independent(conf: &DelegateConf) -> bool {
+    let Some(plugin) = conf.only_plugin() else {
+        return false;
     };
     let main_ok = plugin
-        .get("type")
-        .and_then(Value::as_str)
+        .plugin_type()
         .is_some_and(|t| INDEPENDENT_TYPES.contains(&t));
-    let ipam_ok = match plugin.get("ipam") {
-        None => true,
-        Some(ipam) => match ipam.get("type").and_then(Value::as_str) {
-            None => ipam.as_object().is_some_and(serde_json::Map::is_empty),
-            Some(t) => INDEPENDENT_IPAM.contains(&t),
-        },
+    let ipam_ok = match (plugin.get("ipam"), plugin.ipam_type()) {
+        (None, _) => true,
+        (Some(ipam), None) => ipam.as_object().is_some_and(serde_json::Map::is_empty),
+        (Some(_), Some(t)) => INDEPENDENT_IPAM.contains(&t),
     };
-    let in_container = plugin.get("linkInContainer").and_then(Value::as_bool) == Some(true);
-    main_ok && ipam_ok && !in_container
+    main_ok && ipam_ok && !plugin.flag("linkInContainer")
 }
 
 /// Splits attachments `0..confs.len()` into consecutive waves; the attachments of one wave may
 /// run at the same time, waves run one after another. With `parallel` false every attachment is
 /// its own wave (one at a time, in order).
-pub fn waves(confs: &[&Value], parallel: bool) -> Vec<Range<usize>> {
+pub fn waves(confs: &[&DelegateConf], parallel: bool) -> Vec<Range<usize>> {
     let mut out: Vec<Range<usize>> = Vec::new();
     for (i, conf) in confs.iter().enumerate() {
         let joins_previous = parallel
@@ -65,7 +59,19 @@ pub fn waves(confs: &[&Value], parallel: bool) -> Vec<Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    fn is_independent(conf: &Value) -> bool {
+        super::is_independent(&DelegateConf::new(conf.clone()))
+    }
+
+    fn waves(confs: &[&Value], parallel: bool) -> Vec<Range<usize>> {
+        let confs: Vec<DelegateConf> = confs
+            .iter()
+            .map(|c| DelegateConf::new((*c).clone()))
+            .collect();
+        super::waves(&confs.iter().collect::<Vec<_>>(), parallel)
+    }
 
     fn macvlan() -> Value {
         json!({"type":"macvlan","master":"eth1","ipam":{"type":"host-local","subnet":"10.1.0.0/24"}})

@@ -24,8 +24,8 @@ pub use args::{
 };
 pub use plan::{
     CONF_FILE, CONFLIST_FILE, ClusterNetwork, ExistingPlugin, GeneratedConfig, LinkAction,
-    WatchAction, candidate_files, cluster_network_from, is_meta_plugin, kubeconfig_yaml,
-    parse_conf_file, plan_config, plan_link, server_url, wants_conflist, watch_action,
+    WatchAction, candidate_files, cluster_network_from, kubeconfig_yaml, parse_conf_file,
+    plan_config, plan_link, server_url, wants_conflist, watch_action,
 };
 
 use std::fs;
@@ -34,8 +34,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use multinet_cni::DelegateConf;
 use nix::sys::signal::{SigSet, Signal};
-use serde_json::Value;
 
 use multinet_cni::files;
 
@@ -52,7 +52,7 @@ pub const EXIT_BAD_INPUT: i32 = 2;
 pub const EXIT_NOT_READY: i32 = 3;
 
 fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> MetaError {
-    MetaError::Io(format!("{what}: {e}"))
+    MetaError::io(what, e)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), MetaError> {
@@ -231,7 +231,7 @@ fn write_kubeconfig(args: &InstallArgs, path: &Path) -> Result<bool, MetaError> 
 
 /// The cluster network now: `Ok(None)` when there is none, an error when its file is unusable.
 fn find_cluster_network(args: &InstallArgs) -> Result<Option<ClusterNetwork>, MetaError> {
-    let read = |path: &Path| -> Result<Option<Value>, MetaError> {
+    let read = |path: &Path| -> Result<Option<DelegateConf>, MetaError> {
         match fs::read(path) {
             Ok(bytes) => parse_conf_file(path, &bytes).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -255,7 +255,8 @@ fn find_cluster_network(args: &InstallArgs) -> Result<Option<ClusterNetwork>, Me
         let Some(conf) = read(&path)? else {
             continue;
         };
-        if is_meta_plugin(&conf) {
+        // Ours, or Multus's left behind: never the cluster network (the rule the plugin uses).
+        if multinet_cni::trust::runs_a_meta_plugin(&conf) {
             continue;
         }
         return cluster_network_from(&path, &conf).map(Some);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use multinet_cni::PluginList;
+use multinet_cni::{DelegateConf, PluginList};
 use serde_json::{Map, Value, json};
 
 use super::args::ConfigOptions;
@@ -30,19 +30,6 @@ pub fn candidate_files<I: IntoIterator<Item = String>>(names: I) -> Vec<String> 
     files
 }
 
-/// Whether a config (conf or conflist) is a meta plugin's: ours, or Multus's left behind.
-pub fn is_meta_plugin(conf: &Value) -> bool {
-    let is_meta = |p: &Value| {
-        p.get("type")
-            .and_then(Value::as_str)
-            .is_some_and(multinet_cni::trust::is_meta_plugin_type)
-    };
-    match PluginList::of_value(conf) {
-        PluginList::List(plugins) => plugins.first().is_some_and(is_meta),
-        PluginList::Single | PluginList::NotAList => is_meta(conf),
-    }
-}
-
 /// What the generated config takes from the cluster network.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterNetwork {
@@ -53,7 +40,7 @@ pub struct ClusterNetwork {
 }
 
 /// Parses a config file's bytes; the error names the file.
-pub fn parse_conf_file(path: &Path, bytes: &[u8]) -> Result<Value, MetaError> {
+pub fn parse_conf_file(path: &Path, bytes: &[u8]) -> Result<DelegateConf, MetaError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         bad_input(format!(
             "cluster network config {}: not valid JSON: {e}",
@@ -66,11 +53,11 @@ pub fn parse_conf_file(path: &Path, bytes: &[u8]) -> Result<Value, MetaError> {
             path.display()
         )));
     }
-    Ok(value)
+    Ok(DelegateConf::new(value))
 }
 
 /// The cluster network's cniVersion and capabilities.
-pub fn cluster_network_from(path: &Path, conf: &Value) -> Result<ClusterNetwork, MetaError> {
+pub fn cluster_network_from(path: &Path, conf: &DelegateConf) -> Result<ClusterNetwork, MetaError> {
     let what = || format!("cluster network config {}", path.display());
     let cni_version = conf
         .get("cniVersion")
@@ -78,24 +65,24 @@ pub fn cluster_network_from(path: &Path, conf: &Value) -> Result<ClusterNetwork,
         .filter(|v| !v.is_empty())
         .ok_or_else(|| bad_input(format!("{}: has no \"cniVersion\"", what())))?
         .to_string();
-    let plugins: Vec<&Value> = match PluginList::of_value(conf) {
-        PluginList::List(list) if !list.is_empty() => list.iter().collect(),
+    match conf.shape() {
+        PluginList::List(list) if !list.is_empty() => {}
         PluginList::List(_) | PluginList::NotAList => {
             return Err(bad_input(format!(
                 "{}: \"plugins\" is not a non-empty list",
                 what()
             )));
         }
-        PluginList::Single if conf.get("type").and_then(Value::as_str).is_some() => vec![conf],
+        PluginList::Single if conf.get("type").and_then(Value::as_str).is_some() => {}
         PluginList::Single => {
             return Err(bad_input(format!(
                 "{}: has neither \"type\" nor \"plugins\"",
                 what()
             )));
         }
-    };
+    }
     let mut capabilities = BTreeMap::new();
-    for plugin in plugins {
+    for (_, plugin) in conf.plugins() {
         if let Some(caps) = plugin.get("capabilities").and_then(Value::as_object) {
             for (name, on) in caps {
                 if on.as_bool() == Some(true) {
@@ -327,13 +314,22 @@ mod tests {
 
     #[test]
     fn meta_plugin_configs_are_recognised_in_both_forms() {
-        assert!(is_meta_plugin(&json!({"type": "multus"})));
+        // The rule the plugin skips them by when it looks for the cluster network, too.
+        let is_meta_plugin = |v: Value| {
+            let path = Path::new("/etc/cni/net.d/x.conflist");
+            let conf = parse_conf_file(path, v.to_string().as_bytes()).unwrap();
+            multinet_cni::trust::runs_a_meta_plugin(&conf)
+        };
+        assert!(is_meta_plugin(json!({"type": "multus"})));
         assert!(is_meta_plugin(
-            &json!({"plugins": [{"type": "multus-shim"}, {"type": "portmap"}]})
+            json!({"plugins": [{"type": "multus-shim"}, {"type": "portmap"}]})
         ));
-        assert!(is_meta_plugin(&json!({"plugins": [{"type": "multinet"}]})));
-        assert!(!is_meta_plugin(&json!({"plugins": [{"type": "flannel"}]})));
-        assert!(!is_meta_plugin(&json!({"type": "bridge"})));
+        assert!(is_meta_plugin(json!({"plugins": [{"type": "multinet"}]})));
+        assert!(is_meta_plugin(
+            json!({"plugins": [{"type": "bridge", "ipam": {"type": "multinet"}}]})
+        ));
+        assert!(!is_meta_plugin(json!({"plugins": [{"type": "flannel"}]})));
+        assert!(!is_meta_plugin(json!({"type": "bridge"})));
     }
 
     #[test]
@@ -343,7 +339,8 @@ mod tests {
             {"type": "portmap", "capabilities": {"portMappings": true, "ips": true}},
             {"type": "bandwidth", "capabilities": {"bandwidth": false}},
         ]});
-        let c = cluster_network_from(Path::new("/x/10-calico.conflist"), &conf).unwrap();
+        let c = cluster_network_from(Path::new("/x/10-calico.conflist"), &DelegateConf::new(conf))
+            .unwrap();
         assert_eq!(c.cni_version, "1.0.0");
         assert_eq!(
             c.capabilities.keys().collect::<Vec<_>>(),
@@ -351,7 +348,8 @@ mod tests {
         );
         let single =
             json!({"cniVersion": "0.3.1", "type": "bridge", "capabilities": {"mac": true}});
-        let c = cluster_network_from(Path::new("/x/10-bridge.conf"), &single).unwrap();
+        let c = cluster_network_from(Path::new("/x/10-bridge.conf"), &DelegateConf::new(single))
+            .unwrap();
         assert_eq!(c.capabilities.keys().collect::<Vec<_>>(), vec!["mac"]);
     }
 
@@ -363,12 +361,17 @@ mod tests {
         assert!(err.to_string().contains("not valid JSON"), "{err}");
         let err = parse_conf_file(p, b"[1]").unwrap_err();
         assert!(err.to_string().contains("not a JSON object"), "{err}");
-        let err = cluster_network_from(p, &json!({"type": "bridge"})).unwrap_err();
-        assert!(err.to_string().contains("\"cniVersion\""), "{err}");
         let err =
-            cluster_network_from(p, &json!({"cniVersion": "1.0.0", "plugins": []})).unwrap_err();
+            cluster_network_from(p, &DelegateConf::new(json!({"type": "bridge"}))).unwrap_err();
+        assert!(err.to_string().contains("\"cniVersion\""), "{err}");
+        let err = cluster_network_from(
+            p,
+            &DelegateConf::new(json!({"cniVersion": "1.0.0", "plugins": []})),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("\"plugins\""), "{err}");
-        let err = cluster_network_from(p, &json!({"cniVersion": "1.0.0"})).unwrap_err();
+        let err = cluster_network_from(p, &DelegateConf::new(json!({"cniVersion": "1.0.0"})))
+            .unwrap_err();
         assert!(err.to_string().contains("neither"), "{err}");
         assert_eq!(exit_code(&err), EXIT_BAD_INPUT);
     }

@@ -61,7 +61,7 @@ impl LocalSource {
                 })
                 .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(MetaError::Io(format!("{}: {e}", dir.display()))),
+            Err(e) => return Err(MetaError::io(dir.display(), e)),
         };
         files.sort();
         let mut folder = Folder {
@@ -125,15 +125,12 @@ impl LocalSource {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
-                return Err(MetaError::Io(format!(
-                    "opening lock {}: {e}",
-                    path.display()
-                )));
+                return Err(MetaError::io(format!("opening lock {}", path.display()), e));
             }
         };
         Flock::lock(file, FlockArg::LockExclusive)
             .map(Some)
-            .map_err(|(_, errno)| MetaError::Io(format!("locking {}: {errno}", path.display())))
+            .map_err(|(_, errno)| MetaError::io(format!("locking {}", path.display()), errno))
     }
 }
 
@@ -156,8 +153,7 @@ fn yaml_error(file: &Path, doc: usize, e: &serde_yaml::Error) -> MetaError {
 }
 
 fn read_objects(file: &Path) -> Result<Vec<Value>, MetaError> {
-    let text =
-        fs::read_to_string(file).map_err(|e| MetaError::Io(format!("{}: {e}", file.display())))?;
+    let text = fs::read_to_string(file).map_err(|e| MetaError::io(file.display(), e))?;
     let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
         let value = Value::deserialize(doc).map_err(|e| yaml_error(file, i, &e))?;
@@ -259,7 +255,7 @@ impl ClusterSource for LocalSource {
         }
         let shown = found.file.display();
         let mode = fs::metadata(&found.file)
-            .map_err(|e| MetaError::Io(format!("{shown}: {e}")))?
+            .map_err(|e| MetaError::io(&shown, e))?
             .permissions()
             .mode();
         // The file keeps its mode, less any write permission for group and others.
@@ -267,8 +263,7 @@ impl ClusterSource for LocalSource {
             mode: mode & 0o755,
             durable: false,
         };
-        write_atomic(&found.file, text.as_bytes(), opts)
-            .map_err(|e| MetaError::Io(format!("{shown}: {e}")))
+        write_atomic(&found.file, text.as_bytes(), opts).map_err(|e| MetaError::io(&shown, e))
     }
 
     /// A folder has no event stream to show them in.
