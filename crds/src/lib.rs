@@ -27,7 +27,7 @@ pub use device_info::{
 pub use error::{AnnotationKind, CrdError, NadConfigError, SelectionError, SelectionProblem};
 pub use nad::{
     NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec, REGENERATE_COMMAND,
-    RESOURCE_NAME_ANNOTATION, crd, crd_yaml, nad_config_with_name, resource_name,
+    RESOURCE_NAME_ANNOTATION, crd, crd_yaml, nad_config_with_name, parse_nad_config, resource_name,
 };
 pub use selection::{
     Bandwidth, DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION, NetworkSelection, PortMapping,

@@ -132,12 +132,10 @@ pub fn resource_name(nad: &NetworkAttachmentDefinition) -> Option<&str> {
 /// as the multi-net spec requires.
 pub fn nad_config_with_name(nad: &NetworkAttachmentDefinition) -> Result<DelegateConf, CrdError> {
     let nad_name = nad.metadata.name.as_deref().unwrap_or_default();
-    config_with_name(&nad.spec.config, nad_name)
-        .map(DelegateConf::new)
-        .map_err(|source| CrdError::NadConfig {
-            nad: nad_ref(nad),
-            source,
-        })
+    parse_nad_config(&nad.spec.config, nad_name).map_err(|source| CrdError::NadConfig {
+        nad: nad_ref(nad),
+        source,
+    })
 }
 
 fn nad_ref(nad: &NetworkAttachmentDefinition) -> String {
@@ -146,6 +144,13 @@ fn nad_ref(nad: &NetworkAttachmentDefinition) -> String {
         Some(ns) => format!("{ns}/{name}"),
         None => name.to_owned(),
     }
+}
+
+/// Parses the text of a NAD's `spec.config` named `nad_name`: the one structural rule the plugin
+/// (when it reads the NAD) and the webhook (when it admits it) apply, so both refuse the same
+/// configs with the same words.
+pub fn parse_nad_config(config: &str, nad_name: &str) -> Result<DelegateConf, NadConfigError> {
+    config_with_name(config, nad_name).map(DelegateConf::new)
 }
 
 fn config_with_name(config: &str, nad_name: &str) -> Result<Value, NadConfigError> {

@@ -525,6 +525,27 @@ fn bad_networks_and_delegate_configs() {
             INVALID_CONFIG,
             &["team/bad", "plugins", "empty"],
         ),
+        // The webhook's words for the same configs (`multinet_crds::parse_nad_config`).
+        case(
+            "NAD conflist whose plugins is not a list",
+            |n, _| good_then_bad(n, json!({"cniVersion":"1.0.0","name":"bad","plugins":{}})),
+            INVALID_CONFIG,
+            &[
+                "team/bad",
+                "spec.config has a \"plugins\" that is not an array",
+            ],
+        ),
+        case(
+            "NAD conflist with a plugin without type",
+            |n, _| {
+                good_then_bad(
+                    n,
+                    json!({"cniVersion":"1.0.0","name":"bad","plugins":[{"type":"macvlan"},{}]}),
+                )
+            },
+            INVALID_CONFIG,
+            &["team/bad", "spec.config has plugins[1] without a \"type\""],
+        ),
         case(
             "NAD plugin type with a relative path",
             |n, _| good_then_bad(n, json!({"cniVersion":"1.0.0","name":"bad","type":"../x"})),

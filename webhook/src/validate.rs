@@ -2,7 +2,7 @@
 //!
 //! A NAD is admitted when its name is a DNS-1123 subdomain and its `spec.config` is empty (the
 //! node's on-disk config is used) or a CNI conf or conflist that multinet can run: the same
-//! structural rules the plugin applies when it reads the NAD (`multinet_crds::nad_config_with_name`),
+//! structural rules the plugin applies when it reads the NAD (`multinet_crds::parse_nad_config`),
 //! a `cniVersion` multinet speaks, plugin types that are file names, not paths, and the trust rule
 //! the plugin applies before it runs a delegate (`multinet_crds::check_delegate_config`: no
 //! meta-plugin as a delegate, none of multinet's node-path keys, `logFile` only under /var/log/).

@@ -12,20 +12,14 @@ use crate::call::plan::{LoadedNetwork, NetworkRef};
 use crate::call::source::{ClusterSource, NadInfo};
 use crate::error::MetaError;
 
-use multinet_crds::{RESOURCE_NAME_ANNOTATION, check_delegate_config, runs_a_meta_plugin};
+use multinet_crds::{
+    RESOURCE_NAME_ANNOTATION, check_delegate_config, parse_nad_config, runs_a_meta_plugin,
+};
 
 /// A delegate config read from JSON text: the one place a delegate config from a NAD or a file
 /// is parsed.
 fn parse_conf(bytes: &[u8], what: &str, limit: usize) -> Result<DelegateConf, MetaError> {
-    if bytes.len() > limit {
-        return Err(MetaError::network(
-            what,
-            format!(
-                "config is {} bytes, more than maxDelegateConfigBytes ({limit})",
-                bytes.len()
-            ),
-        ));
-    }
+    check_size(bytes.len() as u64, what, limit)?;
     // serde's message gives line and column, never the text.
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| MetaError::network(what, format!("config is not valid JSON: {e}")))?;
@@ -42,6 +36,17 @@ fn parse_conf(bytes: &[u8], what: &str, limit: usize) -> Result<DelegateConf, Me
         ));
     }
     Ok(DelegateConf::new(value))
+}
+
+/// Refuses a delegate config larger than `maxDelegateConfigBytes`, before it is parsed.
+fn check_size(len: u64, what: &str, limit: usize) -> Result<(), MetaError> {
+    if len > limit as u64 {
+        return Err(MetaError::network(
+            what,
+            format!("config is {len} bytes, more than maxDelegateConfigBytes ({limit})"),
+        ));
+    }
+    Ok(())
 }
 
 /// `.conf`, `.conflist` and `.json` files of a directory, sorted by name. The meta-plugin's own
@@ -68,15 +73,7 @@ fn conf_files(dir: &Path) -> Vec<PathBuf> {
 fn load_file(path: &Path, limit: usize) -> Result<DelegateConf, MetaError> {
     let what = path.display().to_string();
     let size = fs::metadata(path).map_err(|e| MetaError::network(&what, e.to_string()))?;
-    if size.len() > limit as u64 {
-        return Err(MetaError::network(
-            &what,
-            format!(
-                "config is {} bytes, more than maxDelegateConfigBytes ({limit})",
-                size.len()
-            ),
-        ));
-    }
+    check_size(size.len(), &what, limit)?;
     let bytes = fs::read(path).map_err(|e| MetaError::network(&what, e.to_string()))?;
     parse_conf(&bytes, &what, limit)
 }
@@ -105,9 +102,14 @@ fn refuse_meta_plugin(key: &str, conf: &DelegateConf) -> Result<(), MetaError> {
 fn from_nad(nad: &NadInfo, conf: &MultinetConf) -> Result<LoadedNetwork, MetaError> {
     let key = format!("{}/{}", nad.namespace, nad.name);
     let limit = conf.max_delegate_config_bytes;
-    let mut value = match nad.config.as_deref().map(str::trim) {
+    let value = match nad.config.as_deref().map(str::trim) {
         Some(text) if !text.is_empty() => {
-            let value = parse_conf(text.as_bytes(), &key, limit)?;
+            check_size(text.len() as u64, &key, limit)?;
+            // The webhook's structural rule, in its words (serde's part gives line and
+            // column, never the text); the name is filled from the NAD's.
+            let value = parse_nad_config(text, &nad.name).map_err(|e| {
+                MetaError::network(&key, format!("NetworkAttachmentDefinition spec.config {e}"))
+            })?;
             // A NAD author's config: the one rule the webhook applies too.
             check_delegate_config(&value).map_err(|v| {
                 MetaError::network(&key, format!("NetworkAttachmentDefinition spec.config: {v}"))
@@ -126,7 +128,6 @@ fn from_nad(nad: &NadInfo, conf: &MultinetConf) -> Result<LoadedNetwork, MetaErr
             )
         })?,
     };
-    value.ensure_name(&nad.name);
     Ok(LoadedNetwork {
         key,
         conf: value,
