@@ -585,24 +585,28 @@ fn bad_networks_and_delegate_configs() {
             INCOMPATIBLE_VERSION,
             &["team/bad", "9.9.9"],
         ),
+        // Ignored by default, as Multus ignores it (multus_dropin.rs); refused when strict.
         case(
-            "requested ips on a network whose plugins lack the capability",
+            "requested ips on a network whose plugins lack the capability, strictCapabilities",
             |n, _| {
                 good_nads(n);
                 pod_networks(n, r#"[{"name":"data","ips":["10.10.0.5/24"]}]"#);
             },
             INVALID_CONFIG,
-            &["team/data", "ips", "capability"],
-        ),
+            &["team/data", "ips", "capability", "strictCapabilities"],
+        )
+        .with_stdin(strict_capabilities),
+        // Ignored by default, as Multus ignores it (multus_dropin.rs); refused when strict.
         case(
-            "requested mac on a network whose plugins lack the capability",
+            "requested mac on a network whose plugins lack the capability, strictCapabilities",
             |n, _| {
                 good_nads(n);
                 pod_networks(n, r#"[{"name":"storage","mac":"02:00:00:00:00:07"}]"#);
             },
             INVALID_CONFIG,
-            &["team/storage", "mac", "capability"],
-        ),
+            &["team/storage", "mac", "capability", "strictCapabilities"],
+        )
+        .with_stdin(strict_capabilities),
         case(
             "NAD with empty config and no file in confDir",
             |n, _| {
@@ -814,6 +818,13 @@ fn bad_multinet_config() {
             c.to_string()
         }),
     ]);
+}
+
+/// The node's config with `strictCapabilities`.
+fn strict_capabilities(n: &Node) -> String {
+    let mut c = n.conf();
+    c["strictCapabilities"] = json!(true);
+    c.to_string()
 }
 
 impl Case {

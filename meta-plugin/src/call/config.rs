@@ -45,6 +45,7 @@ const KNOWN_KEYS: &[&str] = &[
     "daemonSocket",
     "maxNetworksPerPod",
     "maxDelegateConfigBytes",
+    "strictCapabilities",
     // The runtime's GC argument (CNI 1.1), read by GC itself.
     "cni.dev/valid-attachments",
 ];
@@ -90,8 +91,21 @@ pub struct MultinetConf {
     pub log_file: Option<PathBuf>,
     #[serde(default)]
     pub log_level: Option<String>,
+    /// Multus's key: log to stderr too (beside `logFile`, or alone). Multus's default is true.
     #[serde(default)]
     pub log_to_stderr: Option<bool>,
+    /// Rotation of `logFile`, with Multus's (lumberjack's) keys.
+    #[serde(default)]
+    pub log_options: Option<LogOptions>,
+    /// Multus's auxiliary chain: plugins from `<folder of clusterNetwork>/<name>/` run for
+    /// every pod after its networks. Not run by multinet; a call that sees it says so in the log.
+    #[serde(default, rename = "auxiliaryCNIChainName")]
+    pub auxiliary_cni_chain_name: Option<String>,
+    /// A pod's request (mac, ips, bandwidth, portMappings, infinibandGUID) that no plugin of
+    /// the network declares the capability for fails the ADD (code 7) instead of being ignored
+    /// with a warning event, which is what Multus does and multinet's default.
+    #[serde(default)]
+    pub strict_capabilities: bool,
     #[serde(default)]
     pub capabilities: Map<String, Value>,
     #[serde(default)]
@@ -123,6 +137,25 @@ pub struct MultinetConf {
     /// Largest delegate config (a NAD's spec.config, or a config file) multinet takes.
     #[serde(default = "default_max_delegate_config_bytes")]
     pub max_delegate_config_bytes: usize,
+}
+
+/// `logOptions`: when and how `logFile` is rotated, as lumberjack (which Multus uses) does.
+/// Zero or absent means "no limit" for each number.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogOptions {
+    /// Megabytes a log file may reach before it is rotated; lumberjack's default is 100.
+    #[serde(default)]
+    pub max_size: Option<u64>,
+    /// Days a rotated file is kept.
+    #[serde(default)]
+    pub max_age: Option<u64>,
+    /// Rotated files kept.
+    #[serde(default)]
+    pub max_backups: Option<u64>,
+    /// Rotated files are gzipped.
+    #[serde(default)]
+    pub compress: bool,
 }
 
 /// The default of `maxNetworksPerPod`.
@@ -199,6 +232,33 @@ impl MultinetConf {
             ));
         }
         Ok((conf, unknown))
+    }
+
+    /// Settings present in the config that this call will not act on, each as a sentence for
+    /// the log: Multus ignores the first two silently, and multinet does not run the third.
+    pub fn ignored_settings(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.cluster_network.is_some() && !self.delegates.is_empty() {
+            notes.push(
+                "\"delegates\" is not used: \"clusterNetwork\" is set and wins, as in Multus"
+                    .to_string(),
+            );
+        }
+        if self.cluster_network.is_none() && !self.default_networks.is_empty() {
+            notes.push(
+                "\"defaultNetworks\" is not used: it applies only with \"clusterNetwork\", as in \
+                 Multus (with \"delegates\", every entry after the first is a network of every pod)"
+                    .to_string(),
+            );
+        }
+        if let Some(chain) = &self.auxiliary_cni_chain_name {
+            notes.push(format!(
+                "\"auxiliaryCNIChainName\" ({chain:?}) is not supported: the plugins in the \
+                 {chain:?} folder beside the cluster network's config are NOT run; add them to the \
+                 cluster network's conflist instead"
+            ));
+        }
+        notes
     }
 
     pub fn global_namespace_list(&self) -> Vec<&str> {

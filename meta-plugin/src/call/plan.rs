@@ -22,7 +22,8 @@ pub enum NetworkRef {
     /// `clusterNetwork` / `defaultNetworks` entry: a NAD name in the multinet namespace, a network
     /// name in confDir, a directory or a file path.
     Configured(String),
-    /// The first of the inline `delegates`.
+    /// One of the inline `delegates`: the first is the cluster network, every other one an
+    /// extra network of every pod.
     InlineDelegate(usize),
     /// A NAD.
     Nad { namespace: String, name: String },
@@ -32,6 +33,8 @@ pub enum NetworkRef {
 #[derive(Debug, Clone)]
 pub struct Requested {
     pub cluster: NetworkRef,
+    /// Networks every pod gets after the cluster network: the inline `delegates` after the
+    /// first (every pod, as Multus), or `defaultNetworks` (pods outside `systemNamespaces`).
     pub defaults: Vec<NetworkRef>,
     pub selections: Vec<NetworkSelection>,
 }
@@ -46,11 +49,17 @@ pub fn requested_networks(
         pod: pod.key(),
         msg,
     };
-    let mut cluster = match &conf.cluster_network {
-        Some(name) => NetworkRef::Configured(name.clone()),
-        None => NetworkRef::InlineDelegate(0),
+    // Multus: `clusterNetwork` wins over `delegates`; with `delegates`, the first is the cluster
+    // network and the others are attached to every pod, and `defaultNetworks` is not read.
+    let (mut cluster, mut defaults) = match &conf.cluster_network {
+        Some(name) => (NetworkRef::Configured(name.clone()), Vec::new()),
+        None => (
+            NetworkRef::InlineDelegate(0),
+            (1..conf.delegates.len())
+                .map(NetworkRef::InlineDelegate)
+                .collect(),
+        ),
     };
-    let mut defaults = Vec::new();
     let mut selections = Vec::new();
     if let Some(pod) = pod {
         if let Some(value) = pod.annotations.get(DEFAULT_NETWORK_ANNOTATION) {
@@ -77,7 +86,7 @@ pub fn requested_networks(
                 name: sel.name.clone(),
             };
         }
-        if !conf.is_system_namespace(&pod.namespace) {
+        if conf.cluster_network.is_some() && !conf.is_system_namespace(&pod.namespace) {
             defaults = conf
                 .default_networks
                 .iter()
@@ -140,24 +149,49 @@ pub struct PlanInput<'a> {
     pub device_ids: BTreeMap<String, Vec<String>>,
 }
 
-/// Orders the attachments (cluster network, then defaultNetworks, then the annotation's networks),
-/// names their interfaces (explicit, else net1, net2, ... skipping taken names) and prepares their
-/// configs (device-info files included): the attachments come out finished. Any duplicate name or
-/// unsatisfiable request fails here, before anything is created.
-pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaError> {
-    let mut taken: BTreeSet<String> = BTreeSet::new();
-    taken.insert(input.ifname.to_string());
-    // Explicit names first, so automatic names never take them.
-    for (i, (sel, net)) in input.selected.iter().enumerate() {
-        if let Some(name) = &sel.interface
-            && !taken.insert(name.clone())
-        {
-            return Err(MetaError::network(
-                &net.key,
-                format!("networks[{i}].interface: {name:?} is used by another network of this pod"),
-            ));
-        }
+/// A finished plan: the attachments in order, and what the pod asked for that its networks'
+/// plugins cannot take (ignored, as Multus ignores it; the caller tells the pod and the log).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub attachments: Vec<Attachment>,
+    pub not_applied: Vec<NotApplied>,
+}
+
+/// Requests of one selection that no plugin of its network declares the capability for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotApplied {
+    pub network: String,
+    pub ifname: String,
+    /// The capability names (`mac`, `ips`, `bandwidth`, `portMappings`, `infinibandGUID`).
+    pub requests: Vec<String>,
+}
+
+impl std::fmt::Display for NotApplied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of network {} ({}) not applied: no plugin of the network declares the \
+             capability",
+            self.requests.join(", "),
+            self.network,
+            self.ifname
+        )
     }
+}
+
+/// The interface name Multus gives a network the pod did not name: `net<its position in the
+/// pod's list>`, the cluster network being position 0 (so the second entry of the annotation is
+/// `net2` even when the first was named). Positions never shift to dodge a taken name.
+fn positional_ifname(position: usize) -> String {
+    format!("net{position}")
+}
+
+/// Orders the attachments (cluster network, then the extra inline delegates or defaultNetworks,
+/// then the annotation's networks), names their interfaces (explicit, else `net<position>`) and
+/// prepares their configs (device-info files included): the attachments come out finished. Two
+/// networks with one interface name, or an unsatisfiable request, fail here, before anything is
+/// created.
+pub fn plan_attachments(input: PlanInput<'_>) -> Result<Plan, MetaError> {
     // Device IDs a selection names itself come first: they must be among the pod's own devices
     // for the NAD's resource, and the networks that take one automatically skip them.
     let mut given: BTreeSet<(String, String)> = BTreeSet::new();
@@ -238,14 +272,7 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaErr
     cluster.resource_name = input.cluster.resource_name.clone();
     out.push(cluster);
 
-    let mut next_index = 1usize;
-    let mut auto_name = |taken: &mut BTreeSet<String>| loop {
-        let name = format!("net{next_index}");
-        next_index += 1;
-        if taken.insert(name.clone()) {
-            return name;
-        }
-    };
+    let mut not_applied = Vec::new();
 
     for net in &input.defaults {
         let mut conf = net.conf.clone();
@@ -253,7 +280,7 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaErr
         if let Some(id) = &device_id {
             conf.inject_device_id(id);
         }
-        let mut default = Attachment::planned(&net.key, auto_name(&mut taken), conf);
+        let mut default = Attachment::planned(&net.key, positional_ifname(out.len()), conf);
         default.device_id = device_id;
         default.resource_name = net.resource_name.clone();
         out.push(default);
@@ -292,15 +319,26 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaErr
         let missing = conf.inject_runtime_config(&runtime);
         // deviceID also travels as a top-level key, so a plugin need not declare the capability.
         let missing: Vec<String> = missing.into_iter().filter(|k| k != "deviceID").collect();
+        let ifname = match &sel.interface {
+            Some(name) => name.clone(),
+            None => positional_ifname(out.len()),
+        };
         if !missing.is_empty() {
-            return Err(MetaError::network(
-                &net.key,
-                format!(
-                    "the selection asks for {} but no plugin of this network declares the \
-                     capability",
-                    missing.join(", ")
-                ),
-            ));
+            if input.conf.strict_capabilities {
+                return Err(MetaError::network(
+                    &net.key,
+                    format!(
+                        "the selection asks for {} but no plugin of this network declares the \
+                         capability (strictCapabilities refuses such a pod)",
+                        missing.join(", ")
+                    ),
+                ));
+            }
+            not_applied.push(NotApplied {
+                network: net.key.clone(),
+                ifname: ifname.clone(),
+                requests: missing,
+            });
         }
         if let Some(id) = &device_id {
             conf.inject_device_id(id);
@@ -308,21 +346,64 @@ pub fn plan_attachments(input: PlanInput<'_>) -> Result<Vec<Attachment>, MetaErr
         if let Some(args) = &sel.cni_args {
             conf.inject_cni_args(args);
         }
-        let ifname = match &sel.interface {
-            Some(name) => name.clone(),
-            None => auto_name(&mut taken),
-        };
         let mut selected = Attachment::planned(&net.key, ifname, conf);
         selected.device_id = device_id;
         selected.resource_name = net.resource_name.clone();
         selected.default_route = sel.default_route.clone();
         out.push(selected);
     }
-    Ok(crate::call::devinfo::prepare(
-        input.conf,
-        input.container_id,
-        out,
-    ))
+    // The annotation's entries follow the cluster network and the defaults.
+    let first_selection = 1 + input.defaults.len();
+    let named: Vec<bool> = input
+        .selected
+        .iter()
+        .map(|(sel, _)| sel.interface.is_some())
+        .collect();
+    refuse_shared_ifnames(&out, |position| {
+        let i = position.checked_sub(first_selection)?;
+        named.get(i)?.then(|| format!("networks[{i}].interface: "))
+    })?;
+    Ok(Plan {
+        attachments: crate::call::devinfo::prepare(input.conf, input.container_id, out),
+        not_applied,
+    })
+}
+
+/// Two networks of one pod under one interface name fail the pod, as under Multus (whose
+/// second ADD finds the name taken); here before anything is created, naming both.
+/// `named_at(position)` says where the pod named the interface of the attachment at
+/// `position` (`networks[i].interface: `), if it did.
+fn refuse_shared_ifnames(
+    attachments: &[Attachment],
+    named_at: impl Fn(usize) -> Option<String>,
+) -> Result<(), MetaError> {
+    let mut seen: BTreeMap<&str, (usize, &Attachment)> = BTreeMap::new();
+    for (position, a) in attachments.iter().enumerate() {
+        if let Some((first_position, first)) = seen.insert(&a.ifname, (position, a)) {
+            let by_position = [first_position, position]
+                .iter()
+                .any(|p| a.ifname == positional_ifname(*p));
+            let hint = if by_position {
+                format!(
+                    "; a network the pod does not name gets net<its position> ({} here): name \
+                     one of them in the annotation",
+                    a.ifname
+                )
+            } else {
+                String::new()
+            };
+            return Err(MetaError::network(
+                &a.network,
+                format!(
+                    "{}interface {:?} is also the interface of network {} of this pod{hint}",
+                    named_at(position).unwrap_or_default(),
+                    a.ifname,
+                    first.network
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `portMappings` as the CNI capability convention spells it (what the portmap plugin reads).
@@ -387,6 +468,14 @@ mod tests {
         p: &PodInfo,
         defaults: Vec<LoadedNetwork>,
     ) -> Result<Vec<Attachment>, MetaError> {
+        plan_with_warnings(c, p, defaults).map(|p| p.attachments)
+    }
+
+    fn plan_with_warnings(
+        c: &MultinetConf,
+        p: &PodInfo,
+        defaults: Vec<LoadedNetwork>,
+    ) -> Result<Plan, MetaError> {
         let req = requested_networks(c, Some(p))?;
         let selected = req
             .selections
@@ -431,7 +520,7 @@ mod tests {
             .iter()
             .map(|a| (a.network.as_str(), a.ifname.as_str()))
             .collect();
-        // net2 is taken explicitly, so automatic names skip it.
+        // Positions, as Multus counts them: defaultNetworks first.
         assert_eq!(
             names,
             vec![
@@ -502,16 +591,101 @@ mod tests {
     }
 
     #[test]
-    fn a_request_no_plugin_can_take_is_refused() {
-        let c = conf("");
+    fn a_request_no_plugin_can_take_is_ignored_and_reported_unless_strict() {
         let p = pod(
             "team",
             Some(
-                r#"[{"name":"a","bandwidth":{"ingressRate":1000,"ingressBurst":10,"egressRate":1000,"egressBurst":10}}]"#,
+                r#"[{"name":"a","mac":"02:00:00:00:00:05","bandwidth":{"ingressRate":1000,"ingressBurst":10,"egressRate":1000,"egressBurst":10}}]"#,
             ),
         );
-        let err = plan(&c, &p, vec![]).unwrap_err();
-        assert!(err.to_string().contains("bandwidth"), "{err}");
+        // As Multus: the pod starts, the request the plugins cannot take is left out.
+        let planned = plan_with_warnings(&conf(""), &p, vec![]).unwrap();
+        let conf_a = &planned.attachments[1].conf;
+        assert_eq!(conf_a["runtimeConfig"]["mac"], "02:00:00:00:00:05");
+        assert_eq!(conf_a["runtimeConfig"].get("bandwidth"), None);
+        assert_eq!(
+            planned.not_applied,
+            vec![NotApplied {
+                network: "team/a".into(),
+                ifname: "net1".into(),
+                requests: vec!["bandwidth".into()],
+            }]
+        );
+        assert!(planned.not_applied[0].to_string().contains("bandwidth"));
+        // strictCapabilities keeps the refusal.
+        let err = plan(&conf(r#","strictCapabilities":true"#), &p, vec![]).unwrap_err();
+        assert!(
+            err.to_string().contains("bandwidth") && err.to_string().contains("strictCapabilities"),
+            "{err}"
+        );
+        assert_eq!(
+            multinet_cni::CniError::from(err).code,
+            multinet_cni::error::ErrorCode::InvalidConfig
+        );
+    }
+
+    #[test]
+    fn unnamed_networks_are_named_by_their_position_as_multus_names_them() {
+        let c = conf("");
+        let names = |networks: &str| -> Vec<String> {
+            plan(&c, &pod("team", Some(networks)), vec![])
+                .unwrap()
+                .into_iter()
+                .map(|a| a.ifname)
+                .collect()
+        };
+        // The second entry is net2 although the first was named.
+        assert_eq!(
+            names(r#"[{"name":"a","interface":"data0"},{"name":"b"}]"#),
+            ["eth0", "data0", "net2"]
+        );
+        assert_eq!(names("a,b@x,c"), ["eth0", "net1", "x", "net3"]);
+        // A name that is another entry's position: Multus fails such a pod, so does multinet,
+        // before anything is created, and says how to fix it.
+        let err = plan(&c, &pod("team", Some("a@net2,b")), vec![]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("\"net2\"") && msg.contains("team/a") && msg.contains("position"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn extra_inline_delegates_are_networks_of_every_pod() {
+        let c = MultinetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"m","delegates":[{"type":"bridge","name":"cluster"},
+                {"type":"macvlan","name":"extra"}],"defaultNetworks":["ignored"]}"#,
+        )
+        .unwrap()
+        .0;
+        for ns in ["team", "kube-system"] {
+            let req = requested_networks(&c, Some(&pod(ns, Some("a")))).unwrap();
+            assert_eq!(req.cluster, NetworkRef::InlineDelegate(0));
+            assert_eq!(req.defaults, vec![NetworkRef::InlineDelegate(1)], "{ns}");
+        }
+        let req = requested_networks(&c, None).unwrap();
+        assert_eq!(req.defaults, vec![NetworkRef::InlineDelegate(1)]);
+        assert_eq!(c.ignored_settings().len(), 1, "{:?}", c.ignored_settings());
+        // Named after the cluster network, before the annotation's networks.
+        let planned = plan(
+            &c,
+            &pod("team", Some("a,b")),
+            vec![net("extra", macvlan(), None)],
+        )
+        .unwrap();
+        let names: Vec<(&str, &str)> = planned
+            .iter()
+            .map(|a| (a.network.as_str(), a.ifname.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("cluster", "eth0"),
+                ("extra", "net1"),
+                ("team/a", "net2"),
+                ("team/b", "net3")
+            ]
+        );
     }
 
     #[test]

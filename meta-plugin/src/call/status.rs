@@ -5,7 +5,8 @@ use multinet_cni::{IpConfig, NetworkResult};
 use multinet_crds::{DeviceInfo, Dns, NetworkStatus, format_network_status, status_ip};
 
 use crate::call::attachment::Attachment;
-use crate::call::source::PodEvent;
+use crate::call::plan::NotApplied;
+use crate::call::source::{EventKind, PodEvent};
 
 /// The attachments the delegates added, with their results, in order.
 fn added(attachments: &[Attachment]) -> impl Iterator<Item = (&Attachment, &NetworkResult)> {
@@ -76,7 +77,21 @@ pub fn added_interface_events(attachments: &[Attachment]) -> Vec<PodEvent> {
             PodEvent {
                 reason: "AddedInterface",
                 message: format!("Add {ifname} [{}] from {}", ips.join(" "), p.network),
+                kind: EventKind::Normal,
             }
+        })
+        .collect()
+}
+
+/// One Warning event per network whose requests were not applied (Multus ignores them without
+/// a word; the pod's owner should learn that a mac or a bandwidth limit is not in force).
+pub fn not_applied_events(not_applied: &[NotApplied]) -> Vec<PodEvent> {
+    not_applied
+        .iter()
+        .map(|n| PodEvent {
+            reason: "NetworkRequestNotApplied",
+            message: n.to_string(),
+            kind: EventKind::Warning,
         })
         .collect()
 }
@@ -128,10 +143,12 @@ mod tests {
                 PodEvent {
                     reason: "AddedInterface",
                     message: "Add net1 [10.10.0.5/24 fd00::5/64] from team/data".into(),
+                    kind: EventKind::Normal,
                 },
                 PodEvent {
                     reason: "AddedInterface",
                     message: "Add eth0 [] from cluster".into(),
+                    kind: EventKind::Normal,
                 },
             ]
         );

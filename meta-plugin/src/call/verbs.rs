@@ -74,13 +74,22 @@ impl Default for MetaPlugin {
     }
 }
 
-/// Multus's rule: `binDir` is searched before CNI_PATH.
+/// Multus's rule: `binDir` is searched before CNI_PATH, even when CNI_PATH names it too.
 fn with_bin_dir(req: &Request, conf: &MultinetConf) -> Request {
     let mut req = req.clone();
-    if !req.env.path.contains(&conf.bin_dir) {
-        req.env.path.insert(0, conf.bin_dir.clone());
-    }
+    req.env.path = search_path(&conf.bin_dir, &req.env.path);
     req
+}
+
+/// `bin_dir`, then CNI_PATH's folders in their order, each folder once (its first place).
+fn search_path(bin_dir: &std::path::Path, cni_path: &[PathBuf]) -> Vec<PathBuf> {
+    let mut path: Vec<PathBuf> = vec![bin_dir.to_path_buf()];
+    for dir in cni_path {
+        if !path.contains(dir) {
+            path.push(dir.clone());
+        }
+    }
+    path
 }
 
 fn load_conf(req: &Request, no_daemon: Option<&str>) -> Result<MultinetConf, MetaError> {
@@ -92,6 +101,9 @@ fn load_conf(req: &Request, no_daemon: Option<&str>) -> Result<MultinetConf, Met
     }
     if !unknown.is_empty() {
         tracing::warn!(keys = ?unknown, "ignoring unknown multinet config keys");
+    }
+    for note in conf.ignored_settings() {
+        tracing::warn!("{note}");
     }
     Ok(conf)
 }
@@ -274,7 +286,10 @@ impl MetaPlugin {
         let device_ids =
             crate::call::devices::device_ids_for(pod.as_ref(), &cluster, &defaults, &selected)
                 .await?;
-        let planned = plan::plan_attachments(PlanInput {
+        let plan::Plan {
+            attachments: planned,
+            not_applied,
+        } = plan::plan_attachments(PlanInput {
             conf: &conf,
             container_id: &req.env.container_id,
             ifname: &req.env.ifname,
@@ -283,6 +298,9 @@ impl MetaPlugin {
             selected,
             device_ids,
         })?;
+        for n in &not_applied {
+            tracing::warn!("{n}");
+        }
         if let (Some(netns), Some(existing)) = (&req.env.netns, &pod_links) {
             podnet::check_ifnames_free(netns, existing, planned.iter().map(|p| p.ifname.as_str()))?;
         }
@@ -371,7 +389,8 @@ impl MetaPlugin {
             // The events go out beside the status write: one round trip for both.
             let events = async {
                 let Some(pod) = &pod else { return };
-                let events = status::added_interface_events(&record.attachments);
+                let mut events = status::added_interface_events(&record.attachments);
+                events.extend(status::not_applied_events(&not_applied));
                 if let Err(e) = source.record_events(pod, &events).await {
                     tracing::warn!(error = %e, "AddedInterface events not recorded");
                 }
@@ -604,6 +623,7 @@ impl MetaPlugin {
                      was kept as {} and {cleaned}",
                     kept.display()
                 ),
+                kind: crate::call::source::EventKind::Warning,
             };
             if let Err(e) = source.record_events(&pod, &[event]).await {
                 tracing::warn!(error = %e, "event about the set-aside record not recorded");
@@ -657,6 +677,30 @@ impl MetaPlugin {
             .iter()
             .map(|a| a.container_id.as_str())
             .collect();
+        // GC goes on to every delegate config of every recorded attachment (those of the
+        // containers collected below included: their networks may hold more leftovers), to the
+        // cluster network, which owns attachments we never recorded, and to the extra inline
+        // delegates: each learns which attachments are valid and releases the rest (IPs, VFs)
+        // that no record names. Gathered before any record goes.
+        let mut targets: Vec<(String, DelegateConf)> = Vec::new();
+        let mut add_target = |network: String, conf: DelegateConf| {
+            if !targets.iter().any(|(_, c)| *c == conf) {
+                targets.push((network, conf));
+            }
+        };
+        for id in store.container_ids()? {
+            if let Ok(Some(record)) = store.load(&id) {
+                for a in record.attachments {
+                    add_target(a.network, a.conf);
+                }
+            }
+        }
+        let requested = plan::requested_networks(&conf, None)?;
+        for r in std::iter::once(&requested.cluster).chain(&requested.defaults) {
+            if let Ok(net) = resolve::load::<AnySource>(r, &conf, None).await {
+                add_target(net.key, net.conf);
+            }
+        }
         let mut errors = Vec::new();
         for id in store.container_ids()? {
             if valid.contains(id.as_str()) {
@@ -706,25 +750,6 @@ impl MetaPlugin {
         store.remove_stale_temps();
         store.remove_stale_locks();
         multinet_cni::files::remove_stale_temps(&conf.device_info_dir, Duration::from_secs(60));
-        // GC goes on to every delegate config of every attachment still recorded, and to the
-        // cluster network, which owns attachments we never recorded: each learns which
-        // attachments are valid and releases the rest (IPs, VFs) that no record names.
-        let mut targets: Vec<(String, DelegateConf)> = Vec::new();
-        for id in store.container_ids()? {
-            if let Ok(Some(record)) = store.load(&id) {
-                for a in record.attachments {
-                    if !targets.iter().any(|(_, c)| *c == a.conf) {
-                        targets.push((a.network, a.conf));
-                    }
-                }
-            }
-        }
-        let requested = plan::requested_networks(&conf, None)?;
-        if let Ok(cluster) = resolve::load::<AnySource>(&requested.cluster, &conf, None).await
-            && !targets.iter().any(|(_, c)| *c == cluster.conf)
-        {
-            targets.push((cluster.key, cluster.conf));
-        }
         let mut extra = Map::new();
         extra.insert(
             "cni.dev/valid-attachments".into(),
@@ -867,3 +892,26 @@ impl Plugin for MetaPlugin {
 
 /// Device IDs per resource name, used by the plan.
 pub type DeviceIds = BTreeMap<String, Vec<String>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bin_dir_comes_first_and_every_folder_once() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            search_path(
+                &p("/opt/cni/bin"),
+                &[
+                    p("/usr/lib/cni"),
+                    p("/opt/cni/bin/"),
+                    p("/usr/lib/cni"),
+                    p("/x")
+                ]
+            ),
+            vec![p("/opt/cni/bin"), p("/usr/lib/cni"), p("/x")]
+        );
+        assert_eq!(search_path(&p("/b"), &[]), vec![p("/b")]);
+    }
+}

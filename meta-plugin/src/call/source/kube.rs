@@ -402,7 +402,7 @@ fn pod_event(pod: &PodInfo, e: &PodEvent, now: k8s_openapi::jiff::Timestamp, seq
         },
         reason: Some(e.reason.into()),
         message: Some(e.message.clone()),
-        type_: Some("Normal".into()),
+        type_: Some(e.kind.as_str().into()),
         source: Some(EventSource {
             component: Some("multinet".into()),
             host: None,

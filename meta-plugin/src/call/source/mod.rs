@@ -40,11 +40,28 @@ pub struct NadInfo {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// A Normal event about a pod, as `kubectl describe pod` lists it.
+/// An event about a pod, as `kubectl describe pod` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodEvent {
     pub reason: &'static str,
     pub message: String,
+    pub kind: EventKind,
+}
+
+/// The event's `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Normal,
+    Warning,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Normal => "Normal",
+            EventKind::Warning => "Warning",
+        }
+    }
 }
 
 #[allow(async_fn_in_trait)]

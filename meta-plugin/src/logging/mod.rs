@@ -1,10 +1,16 @@
-//! Structured logs to a file or stderr, never stdout (stdout carries only the CNI answer). The
-//! level and destination come from the config (`logLevel`, `logFile`, `logToStderr`), or from
-//! MULTINET_LOG before a config is read.
+//! Structured logs to a file and/or stderr, never stdout (stdout carries only the CNI answer).
+//! The level and destinations come from the config as Multus reads them (`logLevel`, `logFile`,
+//! `logToStderr`, default true, and `logOptions` for the file's rotation), or from MULTINET_LOG
+//! before a config is read.
 
-use std::sync::OnceLock;
+mod rotate;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::call::config::MultinetConf;
+pub use rotate::Rotation;
 
 static INSTALLED: OnceLock<()> = OnceLock::new();
 
@@ -23,43 +29,82 @@ fn level_filter(level: &str) -> &'static str {
     }
 }
 
-fn install(level: &str, file: Option<&std::path::Path>) {
+/// Where log lines go: the (rotating) log file and/or stderr, each line whole to each.
+#[derive(Clone)]
+struct Sink {
+    file: Option<Arc<Mutex<rotate::RotatingFile>>>,
+    stderr: bool,
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.stderr {
+            let _ = std::io::stderr().write_all(buf);
+        }
+        if let Some(file) = &self.file
+            && let Ok(mut file) = file.lock()
+        {
+            file.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn install(level: &str, file: Option<(&Path, Rotation)>, stderr: bool) {
     INSTALLED.get_or_init(|| {
         let filter = tracing_subscriber::EnvFilter::new(level_filter(level));
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_ansi(false);
-        let opened = file.and_then(|p| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .ok()
-        });
-        let _ = match opened {
-            Some(f) => builder.with_writer(std::sync::Mutex::new(f)).try_init(),
-            None => builder.with_writer(std::io::stderr).try_init(),
-        };
+        let file =
+            file.and_then(
+                |(path, rotation)| match rotate::RotatingFile::open(path, rotation) {
+                    Ok(f) => Some(Arc::new(Mutex::new(f))),
+                    Err(e) => {
+                        eprintln!("multinet: log file {}: {e}", path.display());
+                        None
+                    }
+                },
+            );
+        // A log file that cannot be opened leaves stderr, never no log at all.
+        let stderr = stderr || file.is_none();
+        let sink = Sink { file, stderr };
+        let _ = builder.with_writer(move || sink.clone()).try_init();
     });
 }
 
 /// Before the config is known: MULTINET_LOG, if set, to stderr.
 pub fn init_from_env() {
     if let Ok(level) = std::env::var("MULTINET_LOG") {
-        install(&level, None);
+        install(&level, None, true);
     }
 }
 
+/// A thin-mode call's logs, as Multus sets them up from the same keys: to `logFile` (rotated by
+/// `logOptions`) and, unless `logToStderr` is false, to stderr too.
 pub fn init_from_conf(conf: &MultinetConf) {
     let level = conf.log_level.as_deref().unwrap_or("error");
-    install(level, conf.log_file.as_deref());
+    let rotation = Rotation::from_options(conf.log_options.as_ref());
+    install(
+        level,
+        conf.log_file.as_deref().map(|f| (f, rotation)),
+        conf.log_to_stderr.unwrap_or(true),
+    );
 }
 
 /// A long-running process's logs (the node daemon): `level` to `file`, or stderr. Calls made
 /// later in the same process keep these logs; their config's `logFile` and `logLevel` then apply
 /// only to thin-mode calls.
 pub fn init(level: &str, file: Option<&std::path::Path>) {
-    install(level, file);
+    install(
+        level,
+        file.map(|f| (f, Rotation::from_options(None))),
+        file.is_none(),
+    );
 }
 
 #[cfg(test)]
