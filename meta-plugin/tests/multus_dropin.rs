@@ -355,3 +355,34 @@ fn gc_reaches_every_secondary_network() {
     assert_eq!(reached, ["extra", "watched"]);
     node.assert_clean(&gone);
 }
+
+/// Keys multinet reads but does not act on are never ignored silently: `auxiliaryCNIChainName`
+/// is an error line at the default level, `delegates` beside `clusterNetwork` a warning.
+#[test]
+fn settings_not_acted_on_are_named_in_the_log() {
+    require_root!();
+    let node = Node::new("1.0.0");
+    let mut conf = node.conf();
+    conf.as_object_mut().unwrap().remove("logLevel");
+    conf["auxiliaryCNIChainName"] = json!("vendor-cni-chain");
+    let answer = node.cni_with("DEL", "c1", "web", "", &conf);
+    answer.ok();
+    let log = fs::read_to_string(node.path("multinet.log")).unwrap();
+    assert!(
+        log.contains("ERROR")
+            && log.contains("\"auxiliaryCNIChainName\" (\"vendor-cni-chain\") is not supported"),
+        "{log}"
+    );
+    assert!(
+        answer.stderr.contains("auxiliaryCNIChainName"),
+        "{}",
+        answer.stderr
+    );
+
+    let mut conf = delegates_conf(&node, vec![]);
+    conf["clusterNetwork"] = json!("cluster");
+    conf["logLevel"] = json!("warn");
+    node.cni_with("DEL", "c2", "web", "", &conf).ok();
+    let log = fs::read_to_string(node.path("multinet.log")).unwrap();
+    assert!(log.contains("\"delegates\" is not used"), "{log}");
+}

@@ -234,8 +234,8 @@ impl MultinetConf {
         Ok((conf, unknown))
     }
 
-    /// Settings present in the config that this call will not act on, each as a sentence for
-    /// the log: Multus ignores the first two silently, and multinet does not run the third.
+    /// Settings present in the config that this call will not act on, as Multus does not
+    /// either (it says nothing), each as a sentence for the log.
     pub fn ignored_settings(&self) -> Vec<String> {
         let mut notes = Vec::new();
         if self.cluster_network.is_some() && !self.delegates.is_empty() {
@@ -251,6 +251,13 @@ impl MultinetConf {
                     .to_string(),
             );
         }
+        notes
+    }
+
+    /// Settings Multus acts on that multinet does not: logged as errors, so they show at the
+    /// default log level.
+    pub fn unsupported_settings(&self) -> Vec<String> {
+        let mut notes = Vec::new();
         if let Some(chain) = &self.auxiliary_cni_chain_name {
             notes.push(format!(
                 "\"auxiliaryCNIChainName\" ({chain:?}) is not supported: the plugins in the \

@@ -105,6 +105,9 @@ fn load_conf(req: &Request, no_daemon: Option<&str>) -> Result<MultinetConf, Met
     for note in conf.ignored_settings() {
         tracing::warn!("{note}");
     }
+    for note in conf.unsupported_settings() {
+        tracing::error!("{note}");
+    }
     Ok(conf)
 }
 
