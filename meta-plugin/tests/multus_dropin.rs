@@ -386,3 +386,28 @@ fn settings_not_acted_on_are_named_in_the_log() {
     let log = fs::read_to_string(node.path("multinet.log")).unwrap();
     assert!(log.contains("\"delegates\" is not used"), "{log}");
 }
+
+/// The extra delegates are the node admin's config, trusted, but a meta-plugin is never a
+/// delegate there either (SECURITY.md): the ADD fails naming it, and nothing is created.
+#[test]
+fn an_extra_delegate_is_never_a_meta_plugin() {
+    require_root!();
+    let node = Node::new("1.0.0");
+    node.add_pod("web", "");
+    for meta in ["multus", "multinet", "multus-shim"] {
+        let conf = delegates_conf(
+            &node,
+            vec![json!({"cniVersion":"1.0.0","name":"loop","type":meta})],
+        );
+        let pod = TestNetns::new();
+        let (code, msg) = node
+            .cni_with("ADD", "c1", "web", pod.path_str(), &conf)
+            .err();
+        assert_eq!(code, 7, "{meta}: {msg}");
+        assert!(
+            msg.contains("loop") && msg.contains("meta-plugin"),
+            "{meta}: {msg}"
+        );
+        node.assert_clean(&pod);
+    }
+}
