@@ -368,7 +368,7 @@ async fn check_call(
         Ok(()) => Check::ok(name, "every network's plugins pass CNI CHECK"),
         Err(e) => Check::fail(
             name,
-            e.to_string(),
+            e.msg,
             "the plugin named here finds the attachment changed: delete the pod so it is \
              recreated",
         ),
