@@ -10,6 +10,7 @@ use std::path::Path;
 
 use common::Node;
 use multinet_api_fixture::ApiFixture;
+use multinet_testbed::sysfs::{FakeSysfs, PfSpec, SysfsLayout};
 use multinet_testbed::{TestNetns, require_root};
 use serde_json::{Value, json};
 
@@ -266,9 +267,34 @@ fn each_node_check_fails_once_and_names_its_fix() {
     );
     fs::remove_file(&temp).unwrap();
 
+    // A PF with two VFs, one held by the pod: the pool and the VF's owner by pod name.
+    let sysfs = FakeSysfs::builder(SysfsLayout::SriovCni)
+        .pf(PfSpec::new("0000:3b:00.0", "ens1f0")
+            .vf("0000:3b:02.0", "ens1f0v0")
+            .vf("0000:3b:02.1", "ens1f0v1"))
+        .build();
+    std::os::unix::fs::symlink(sysfs.root(), s.node.path("sys")).unwrap();
+    let held = s.node.path("sriov/pci/0000:3b:02.0");
+    fs::create_dir_all(held.parent().unwrap()).unwrap();
+    fs::write(
+        &held,
+        json!({"pci": "0000:3b:02.0", "containerID": "c1", "ifname": "net5",
+               "netns": s.pod.path_str(), "pid": 1, "created_unix": 0})
+        .to_string(),
+    )
+    .unwrap();
+    let d = s.doctor(&[]);
+    d.passes();
+    let pools = d.check("VF pools")["detail"].as_str().unwrap();
+    assert!(
+        pools.contains("0000:3b:00.0 (ens1f0): 2 VFs, 1 held"),
+        "{pools}"
+    );
+    assert!(pools.contains("0000:3b:02.0 -> team/web net5"), "{pools}");
+    fs::remove_file(&held).unwrap();
+
     // A VF held for a pod whose netns is gone.
     let record = s.node.path("sriov/pci/0000:3b:02.1");
-    fs::create_dir_all(record.parent().unwrap()).unwrap();
     fs::write(
         &record,
         json!({"pci": "0000:3b:02.1", "containerID": "c7", "ifname": "net1",
