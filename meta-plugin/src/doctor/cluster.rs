@@ -51,10 +51,11 @@ pub async fn source(conf: &RuntimeConfig, checks: &mut Vec<Check>) -> Option<Any
     }
 }
 
-/// Whether the API answers and allows each permission multinet needs.
-pub async fn permissions(source: Option<&AnySource>, checks: &mut Vec<Check>) {
+/// Whether the API answers and allows each permission multinet needs; false when it did not
+/// answer (later checks then leave it alone rather than wait for it again).
+pub async fn permissions(source: Option<&AnySource>, checks: &mut Vec<Check>) -> bool {
     let Some(AnySource::Kube(kube)) = source else {
-        return;
+        return true;
     };
     let mut reached = false;
     for p in PERMISSIONS {
@@ -91,10 +92,11 @@ pub async fn permissions(source: Option<&AnySource>, checks: &mut Vec<Check>) {
                     "check the kubeconfig's server and credentials, and that this node reaches \
                      the API server",
                 ));
-                return;
+                return false;
             }
         }
     }
+    true
 }
 
 /// Whether the cluster network's config is found, as ADD loads it.
@@ -187,7 +189,7 @@ async fn pod_networks(
     let Some(source) = source else {
         checks.push(Check::skip(
             "pod annotation",
-            "no cluster source to read the pod from",
+            "no cluster source to read the pod from (see the API check)",
         ));
         return;
     };

@@ -70,8 +70,11 @@ pub async fn run(args: &DoctorArgs) -> Report {
         return Report { checks };
     };
     checks.push(node::readiness(&conf.conf));
-    let source = cluster::source(&conf, &mut checks).await;
-    cluster::permissions(source.as_ref(), &mut checks).await;
+    let mut source = cluster::source(&conf, &mut checks).await;
+    if !cluster::permissions(source.as_ref(), &mut checks).await {
+        // One wait for an API that does not answer is enough.
+        source = None;
+    }
     let cluster_network = cluster::cluster_network(&conf, source.as_ref(), &mut checks).await;
 
     let store = AttachmentStore::new(&conf.conf.cni_dir);
