@@ -4,10 +4,11 @@
 //! loading (config, source of pods and NADs, resolve), planning (plan, devices, devinfo,
 //! waves), the record (store, orphans), running delegates (delegate, own, podnet) and the
 //! network-status. Around it stand the programs: the thick-mode node daemon (`thick`),
-//! `multinet install`, `multinet demo`, and logging.
+//! `multinet install`, `multinet demo`, `multinet doctor`, and logging.
 
 pub mod call;
 pub mod demo;
+pub mod doctor;
 pub mod error;
 pub mod install;
 pub mod logging;

@@ -1,6 +1,7 @@
 //! The `multinet` binary. Started by a container runtime it is the meta CNI plugin; started under
 //! one of its delegates' names (a symlink in /opt/cni/bin) it is that delegate; `multinet demo`
-//! runs the demo; `multinet install` puts it on a node and writes its config.
+//! runs the demo; `multinet install` puts it on a node and writes its config; `multinet doctor`
+//! checks a node.
 
 use multinet::call::own::OwnDelegate;
 use multinet::thick;
@@ -18,6 +19,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("demo") => std::process::exit(multinet::demo::main(&args[1..])),
+        Some("doctor") => std::process::exit(multinet::doctor::main(&args[1..])),
         Some("install") => std::process::exit(multinet::install::main(&args[1..])),
         Some("daemon") => std::process::exit(multinet::thick::daemon::main(&args[1..])),
         Some("sriov") if args.get(1).map(String::as_str) == Some("list") => {
@@ -35,7 +37,8 @@ fn main() {
             println!(
                 "multinet {}: multi-network meta CNI plugin\n\n\
                  Called by a container runtime with CNI_* variables and a config on stdin.\n\
-                 Subcommands: daemon [--help], demo [--keep], install [--help], sriov list, version",
+                 Subcommands: daemon [--help], demo [--keep], doctor [--help], install [--help], sriov list,\n\
+                 version",
                 env!("CARGO_PKG_VERSION")
             );
         }

@@ -40,6 +40,27 @@ pub async fn link_names(netns: &Path) -> Result<Option<BTreeSet<String>>, MetaEr
     Ok(Some(names))
 }
 
+/// The links in the pod's namespace by name, with their MAC address (None for a link without
+/// one); None when the namespace cannot be opened.
+pub fn link_macs(
+    netns: &Path,
+) -> Result<Option<std::collections::BTreeMap<String, Option<String>>>, MetaError> {
+    let Ok(ns) = Netns::open(netns) else {
+        return Ok(None);
+    };
+    let socket = socket_in(&ns)?;
+    let links = socket
+        .links()
+        .map_err(|e| netlink_err("list links", e))?
+        .into_iter()
+        .map(|l| {
+            let mac = l.mac().map(|m| m.to_string());
+            (l.name, mac)
+        })
+        .collect();
+    Ok(Some(links))
+}
+
 /// Fails when one of `names` is already among the pod's `existing` links.
 pub fn check_ifnames_free<'a>(
     netns: &Path,

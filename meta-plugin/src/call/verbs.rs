@@ -151,7 +151,9 @@ fn pod_ref(req: &Request) -> Result<Option<PodRef>, MetaError> {
     }))
 }
 
-async fn cluster_source(
+/// Where the call reads pods and NADs: the kubeconfig's API, the local folder, the in-cluster
+/// service account, or nowhere.
+pub(crate) async fn cluster_source(
     conf: &MultinetConf,
     clients: ClientReuse,
 ) -> Result<Option<AnySource>, MetaError> {
@@ -829,7 +831,7 @@ fn gc_netns(recorded: Option<&str>) -> Option<PathBuf> {
 
 /// The MAC the delegate reported for the attachment's interface in the pod (its result's
 /// interface of that name with a sandbox).
-fn recorded_mac(entry: &Attachment) -> Option<String> {
+pub(crate) fn recorded_mac(entry: &Attachment) -> Option<String> {
     entry
         .result
         .as_ref()?

@@ -140,26 +140,31 @@ pub fn main(args: &[String]) -> i32 {
 /// `--probe`: a VERSION call through the socket, as the binary would hand it over. Exit 0 when the
 /// daemon answers it, 1 (with the reason on stderr) when it does not.
 pub fn probe(socket: &Path) -> i32 {
+    match answers(socket) {
+        Ok(()) => 0,
+        Err(why) => {
+            eprintln!("multinet daemon at {}: {why}", socket.display());
+            1
+        }
+    }
+}
+
+/// Whether a daemon answers a VERSION call on `socket` as the binary would hand it over; the
+/// error says what happened instead.
+pub fn answers(socket: &Path) -> Result<(), String> {
     let vars = [("CNI_COMMAND".to_string(), "VERSION".to_string())];
     match super::shim::hand_over(socket, &vars, b"{}") {
         super::shim::Handover::Answered { code: 0, stdout }
             if serde_json::from_slice::<serde_json::Value>(&stdout)
                 .is_ok_and(|v| v.get("supportedVersions").is_some()) =>
         {
-            0
+            Ok(())
         }
-        super::shim::Handover::Answered { code, stdout } => {
-            eprintln!(
-                "multinet daemon at {}: answered {code}: {}",
-                socket.display(),
-                String::from_utf8_lossy(&stdout).trim()
-            );
-            1
-        }
-        super::shim::Handover::NoDaemon(e) => {
-            eprintln!("multinet daemon at {}: {e}", socket.display());
-            1
-        }
+        super::shim::Handover::Answered { code, stdout } => Err(format!(
+            "answered {code}: {}",
+            String::from_utf8_lossy(&stdout).trim()
+        )),
+        super::shim::Handover::NoDaemon(e) => Err(e.to_string()),
     }
 }
 

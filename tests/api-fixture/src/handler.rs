@@ -82,6 +82,8 @@ pub(crate) struct Shared {
     pub bookmark_interval: Duration,
     /// Connections accepted so far, over both listeners.
     pub connections: std::sync::atomic::AtomicU64,
+    /// Permissions `SelfSubjectAccessReview` answers as denied.
+    pub denied: Mutex<crate::access::Denied>,
 }
 
 impl Shared {
@@ -256,6 +258,18 @@ fn not_served() -> ApiError {
 
 fn respond(shared: &Shared, call: &Call) -> Result<Reply, ApiError> {
     let ok = |value| Ok(Reply::Json(StatusCode::OK, value));
+    if call.path == crate::access::PATH {
+        return match call.method {
+            Method::POST => {
+                let review = lock(&shared.denied).review(&call.body)?;
+                Ok(Reply::Json(StatusCode::CREATED, review))
+            }
+            _ => Err(ApiError::new(
+                405,
+                "the server does not allow this method on the requested resource",
+            )),
+        };
+    }
     let store = lock(&shared.store);
     let defs = store.defs();
     let aggregated = discovery::wants_aggregated(&call.accept);

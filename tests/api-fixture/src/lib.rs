@@ -24,6 +24,8 @@
 //! tests on any async runtime use it alike; every method here may be called from either.
 //!
 //! # What it serves
+//! - `authorization.k8s.io/v1 selfsubjectaccessreviews` (create): allowed unless
+//!   [`ApiFixture::deny_access`] said otherwise.
 //! - Resources: core v1 `pods` (+ `pods/status`), `events`, `nodes` (+ `nodes/status`),
 //!   `events.k8s.io/v1 events`, `k8s.cni.cncf.io/v1 network-attachment-definitions`;
 //!   more through [`ApiFixtureBuilder::resource`].
@@ -52,6 +54,7 @@
 //! - No admission, RBAC or validation beyond what is listed above; JSON only (no
 //!   protobuf, no YAML responses).
 
+mod access;
 mod discovery;
 mod error;
 mod faults;
@@ -149,6 +152,7 @@ impl ApiFixtureBuilder {
             token: self.token.clone(),
             bookmark_interval: self.bookmark_interval,
             connections: Default::default(),
+            denied: Mutex::new(access::Denied::default()),
         });
         let server = server::spawn(shared.clone(), tls.server_config)?;
         Ok(ApiFixture {
@@ -368,6 +372,12 @@ impl ApiFixture {
     /// Every request received so far, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// `SelfSubjectAccessReview`s for `verb` on `resource` (`pods/status` for a
+    /// subresource) answer "not allowed" from now on; every other review is allowed.
+    pub fn deny_access(&self, verb: &str, resource: &str) {
+        lock(&self.shared.denied).deny(verb, resource);
     }
 
     pub fn clear_requests(&self) {

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{
@@ -105,6 +108,40 @@ impl KubeSource {
             }
         };
         Ok(KubeSource { client, deadline })
+    }
+
+    /// Whether this client's user may do `verb` on `resource` (`subresource`) of API `group` in
+    /// every namespace, as the API server itself answers it (a SelfSubjectAccessReview, what
+    /// `kubectl auth can-i` asks); the reason is the authorizer's, when it gives one.
+    pub async fn may(
+        &self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        subresource: &str,
+    ) -> Result<(bool, Option<String>), MetaError> {
+        let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.to_string()),
+                    group: Some(group.to_string()),
+                    resource: Some(resource.to_string()),
+                    subresource: (!subresource.is_empty()).then(|| subresource.to_string()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let post = PostParams::default();
+        let answer = self
+            .with_retries(&format!("may {verb} {resource}"), || {
+                api.create(&post, &review)
+            })
+            .await?;
+        let status = answer.status.unwrap_or_default();
+        Ok((status.allowed, status.reason.filter(|r| !r.is_empty())))
     }
 
     /// Runs `op` until it succeeds, fails for good, or the budget is spent.
