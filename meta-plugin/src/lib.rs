@@ -11,4 +11,5 @@ pub mod demo;
 pub mod error;
 pub mod install;
 pub mod logging;
+pub mod metrics;
 pub mod thick;
