@@ -19,11 +19,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::call::attachment::AttachmentState;
+use crate::call::config::DEFAULT_CNI_DIR;
 use crate::call::store::AttachmentStore;
-
-/// Where a node's records are when the config does not say (`cniDir`'s default): scraped even
-/// before the first call names its store.
-pub const DEFAULT_CNI_DIR: &str = "/var/lib/cni/multinet";
 
 /// Latency buckets: 1 ms to ~33 s, doubling (a CNI call takes milliseconds to tens of seconds).
 fn latency() -> Histogram {
@@ -214,6 +211,7 @@ impl Metrics {
             attachments,
             records,
             scrape_errors,
+            // The default store is read even before the first call names its own.
             stores: Mutex::new(BTreeSet::from([PathBuf::from(DEFAULT_CNI_DIR)])),
             scraping: Mutex::new(()),
         })))

@@ -25,6 +25,9 @@ pub struct Owner {
     pub ifname: String,
     /// CNI_NETNS; the record is stale once this namespace is gone.
     pub netns: String,
+    /// `namespace/name` of the pod (CNI_ARGS K8S_POD_NAMESPACE, K8S_POD_NAME), when the
+    /// runtime named it: recorded so `multinet sriov list` can say whose VF it is.
+    pub pod: Option<String>,
 }
 
 /// A VF held for `owner`: its record is written and its lock is held until this is dropped.
@@ -102,6 +105,7 @@ impl<'a> VfAllocator<'a> {
         let mut record =
             AllocationRecord::new(lock.pci(), &owner.container_id, &owner.ifname, &owner.netns);
         record.pool = pool.map(str::to_owned);
+        record.pod = owner.pod.clone();
         self.state.write_record(lock, &record)?;
         Ok(record)
     }

@@ -140,6 +140,7 @@ fn owner(cid: &str, netns: &str) -> Owner {
         container_id: cid.into(),
         ifname: "net1".into(),
         netns: netns.into(),
+        pod: None,
     }
 }
 
