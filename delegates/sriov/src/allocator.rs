@@ -40,6 +40,14 @@ pub struct Claim {
     pub reclaimed: Option<(AllocationRecord, String)>,
 }
 
+/// The VFs of one pool by state (see [`VfAllocator::pool_usage`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub free: usize,
+    pub used: usize,
+    pub stale: usize,
+}
+
 /// What the record of a locked VF says about `owner`'s claim.
 enum Verdict {
     Free,
@@ -83,6 +91,21 @@ impl<'a> VfAllocator<'a> {
             .collect();
         out.sort_by_key(|v| v.addr);
         out
+    }
+
+    /// How many of the pool's VFs are free, owned by a live attachment, or held by a stale
+    /// record (its netns gone: the next claim reclaims it). Read without locks, for metrics.
+    pub fn pool_usage(&self, pool: &PoolSpec) -> PoolUsage {
+        let records = self.state.records();
+        let mut usage = PoolUsage::default();
+        for vf in self.pool_members(pool) {
+            match records.iter().find(|r| r.pci == vf.addr) {
+                None => usage.free += 1,
+                Some(r) if r.stale_reason().is_some() => usage.stale += 1,
+                Some(_) => usage.used += 1,
+            }
+        }
+        usage
     }
 
     fn verdict(&self, pci: &PciAddress, owner: &Owner) -> Result<Verdict> {

@@ -29,7 +29,7 @@ pub mod state;
 pub mod sysfs;
 pub mod vf;
 
-pub use allocator::{Claim, Owner, VfAllocator};
+pub use allocator::{Claim, Owner, PoolUsage, VfAllocator};
 pub use config::{MacAddr, SriovConf, VfSettings};
 pub use error::{Result, SriovError};
 pub use list::{DeviceRow, DeviceTable, list_devices, list_devices_with};
