@@ -1,11 +1,13 @@
 //! Prometheus metrics of `multinet daemon` (`--metrics-address`, off by default): calls by verb
 //! and result code, their latency and how many run, each delegate's latency by plugin type, API
-//! requests, and, read at each scrape, the node's state: attachments in the record store.
+//! requests, and, read at each scrape, the node's state: attachments in the record store, and
+//! for the SR-IOV pools and host-local ranges their configs name, VFs free and used per pool
+//! (the allocator's records) and addresses used per range (the host-local store).
 //!
 //! The call path records through a [`Metrics`] value it is handed (no globals); a value made by
 //! [`Metrics::off`] (thin mode, the one-shot binary) records nothing and costs a branch.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,6 +19,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use multinet_cni::DelegateConf;
+use multinet_ipam::host_local::range_usage;
+use multinet_sriov::PoolSpec;
 
 use crate::call::attachment::AttachmentState;
 use crate::call::config::DEFAULT_CNI_DIR;
@@ -64,6 +70,21 @@ struct RequestLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    pool: String,
+    /// free, used, or stale (a record whose netns is gone: the next claim takes it).
+    state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RangeLabels {
+    /// The host-local network (its store's directory name).
+    network: String,
+    /// rangeStart-rangeEnd.
+    range: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     /// planned, added or delete_failed.
     state: String,
@@ -79,6 +100,9 @@ struct Inner {
     api_seconds: LatencyFamily<RequestLabels>,
     attachments: Family<StateLabels, Gauge>,
     records: Gauge,
+    pool_vfs: Family<PoolLabels, Gauge>,
+    range_size: Family<RangeLabels, Gauge>,
+    range_used: Family<RangeLabels, Gauge>,
     scrape_errors: Counter<u64, AtomicU64>,
     /// The record stores (cniDir) the node's calls named, read at each scrape.
     stores: Mutex<BTreeSet<PathBuf>>,
@@ -194,6 +218,24 @@ impl Metrics {
             "Containers with an attachment record on this node",
             records.clone(),
         );
+        let pool_vfs = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "multinet_sriov_pool_vfs",
+            "VFs of each SR-IOV pool that recorded attachments name, by state",
+            pool_vfs.clone(),
+        );
+        let range_size = Family::<RangeLabels, Gauge>::default();
+        registry.register(
+            "multinet_host_local_range_size",
+            "Addresses a host-local range hands out, for ranges that recorded attachments use",
+            range_size.clone(),
+        );
+        let range_used = Family::<RangeLabels, Gauge>::default();
+        registry.register(
+            "multinet_host_local_range_used",
+            "Addresses of a host-local range reserved in its store",
+            range_used.clone(),
+        );
         let scrape_errors = Counter::default();
         registry.register(
             "multinet_metrics_read_errors",
@@ -210,6 +252,9 @@ impl Metrics {
             api_seconds,
             attachments,
             records,
+            pool_vfs,
+            range_size,
+            range_used,
             scrape_errors,
             // The default store is read even before the first call names its own.
             stores: Mutex::new(BTreeSet::from([PathBuf::from(DEFAULT_CNI_DIR)])),
@@ -304,6 +349,8 @@ impl Metrics {
             .cloned()
             .collect();
         let (mut records, mut by_state) = (0i64, [0i64; 3]);
+        let mut pools: BTreeMap<String, PoolSpec> = BTreeMap::new();
+        let mut ranges: BTreeMap<(String, String), (u128, usize)> = BTreeMap::new();
         for dir in stores {
             let store = AttachmentStore::new(&dir);
             let Ok(ids) = store.container_ids() else {
@@ -318,6 +365,7 @@ impl Metrics {
                 records += 1;
                 for a in &record.attachments {
                     by_state[state_index(&a.state)] += 1;
+                    self.note_pools_and_ranges(m, &a.conf, &mut pools, &mut ranges);
                 }
             }
         }
@@ -329,6 +377,85 @@ impl Metrics {
                     state: (*state).to_owned(),
                 })
                 .set(n);
+        }
+        m.pool_vfs.clear();
+        let sysfs = multinet_sriov::Sysfs::from_env();
+        let vf_state = multinet_sriov::StateDir::from_env();
+        let allocator = multinet_sriov::VfAllocator::new(&sysfs, &vf_state);
+        for (name, pool) in &pools {
+            let usage = allocator.pool_usage(pool);
+            for (state, n) in [
+                ("free", usage.free),
+                ("used", usage.used),
+                ("stale", usage.stale),
+            ] {
+                m.pool_vfs
+                    .get_or_create(&PoolLabels {
+                        pool: name.clone(),
+                        state: state.to_owned(),
+                    })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+        m.range_size.clear();
+        m.range_used.clear();
+        for ((network, range), (size, used)) in ranges {
+            let labels = RangeLabels { network, range };
+            m.range_size
+                .get_or_create(&labels)
+                .set(i64::try_from(size).unwrap_or(i64::MAX));
+            m.range_used
+                .get_or_create(&labels)
+                .set(i64::try_from(used).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The SR-IOV pools and host-local ranges an attachment's config names.
+    fn note_pools_and_ranges(
+        &self,
+        m: &Inner,
+        conf: &DelegateConf,
+        pools: &mut BTreeMap<String, PoolSpec>,
+        ranges: &mut BTreeMap<(String, String), (u128, usize)>,
+    ) {
+        for (_, plugin) in conf.plugins() {
+            if plugin.plugin_type() == Some("sriov")
+                && let Some(spec) = plugin.get("pool")
+            {
+                match PoolSpec::from_value("pool", spec) {
+                    Ok(pool) => {
+                        pools.entry(pool.name.clone()).or_insert(pool);
+                    }
+                    Err(_) => {
+                        m.scrape_errors.inc();
+                    }
+                }
+            }
+            if plugin.ipam_type() != Some("host-local") {
+                continue;
+            }
+            // A plugin of a list takes the list's name and version, as it does when run.
+            let mut value = plugin.as_value().clone();
+            if let Some(obj) = value.as_object_mut() {
+                for key in ["name", "cniVersion"] {
+                    if let (false, Some(v)) = (obj.contains_key(key), conf.get(key)) {
+                        obj.insert(key.to_owned(), v.clone());
+                    }
+                }
+            }
+            let usage = serde_json::from_value::<multinet_cni::NetConf>(value)
+                .map_err(|_| ())
+                .and_then(|c| range_usage(&c, c.ipam.as_ref()).map_err(|_| ()));
+            match usage {
+                Ok(usage) => {
+                    for u in usage {
+                        ranges.insert((u.network, u.range), (u.size, u.used));
+                    }
+                }
+                Err(()) => {
+                    m.scrape_errors.inc();
+                }
+            }
         }
     }
 }

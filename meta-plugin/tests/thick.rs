@@ -1683,6 +1683,17 @@ fn metrics_move_with_real_calls_and_are_off_unless_asked() {
     ] {
         assert_eq!(sample(&during, series), want, "{series} in\n{during}");
     }
+    // Each host-local range the pod's networks use: its size and the one address it took.
+    for (network, range) in [
+        ("cluster", "10.99.0.1-10.99.0.254"),
+        ("data", "10.10.0.1-10.10.0.254"),
+        ("storage", "10.20.0.1-10.20.0.254"),
+    ] {
+        let labels = format!("{{network=\"{network}\",range=\"{range}\"}}");
+        let size = sample(&during, &format!("multinet_host_local_range_size{labels}"));
+        let used = sample(&during, &format!("multinet_host_local_range_used{labels}"));
+        assert_eq!((size, used), (253.0, 1.0), "{network} in\n{during}");
+    }
 
     c.thick("DEL", "c1", "web", &pod).ok();
     let after = scrape(&c.node.ns, addr);
@@ -1694,6 +1705,11 @@ fn metrics_move_with_real_calls_and_are_off_unless_asked() {
         ),
         ("multinet_attachments{state=\"added\"}", 0.0),
         ("multinet_attachment_records", 0.0),
+        // No record uses the range any more: it is not reported.
+        (
+            "multinet_host_local_range_used{network=\"data\",range=\"10.10.0.1-10.10.0.254\"}",
+            0.0,
+        ),
         (
             "multinet_delegate_duration_seconds_count{type=\"macvlan\",verb=\"DEL\",result=\"ok\"}",
             2.0,
