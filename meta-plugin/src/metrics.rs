@@ -106,6 +106,9 @@ struct Inner {
     scrape_errors: Counter<u64, AtomicU64>,
     /// The record stores (cniDir) the node's calls named, read at each scrape.
     stores: Mutex<BTreeSet<PathBuf>>,
+    /// Where the SR-IOV pools' VFs and their allocation records are read.
+    sysfs: multinet_sriov::Sysfs,
+    vf_state: multinet_sriov::StateDir,
     /// One scrape at a time: the state gauges are cleared and refilled for each.
     scraping: Mutex<()>,
 }
@@ -167,8 +170,17 @@ impl Metrics {
         Metrics(None)
     }
 
-    /// A registry with every family, empty.
+    /// A registry with every family, empty; SR-IOV state is read where the delegate reads it
+    /// (`MULTINET_SYSFS_ROOT`, `MULTINET_SRIOV_STATE_DIR`).
     pub fn on() -> Metrics {
+        Self::on_with(
+            multinet_sriov::Sysfs::from_env(),
+            multinet_sriov::StateDir::from_env(),
+        )
+    }
+
+    /// Like [`Metrics::on`], reading SR-IOV pools from `sysfs` and `vf_state`.
+    pub fn on_with(sysfs: multinet_sriov::Sysfs, vf_state: multinet_sriov::StateDir) -> Metrics {
         let mut registry = Registry::default();
         let calls = Family::<CallLabels, Counter>::default();
         registry.register(
@@ -258,6 +270,8 @@ impl Metrics {
             scrape_errors,
             // The default store is read even before the first call names its own.
             stores: Mutex::new(BTreeSet::from([PathBuf::from(DEFAULT_CNI_DIR)])),
+            sysfs,
+            vf_state,
             scraping: Mutex::new(()),
         })))
     }
@@ -379,9 +393,7 @@ impl Metrics {
                 .set(n);
         }
         m.pool_vfs.clear();
-        let sysfs = multinet_sriov::Sysfs::from_env();
-        let vf_state = multinet_sriov::StateDir::from_env();
-        let allocator = multinet_sriov::VfAllocator::new(&sysfs, &vf_state);
+        let allocator = multinet_sriov::VfAllocator::new(&m.sysfs, &m.vf_state);
         for (name, pool) in &pools {
             let usage = allocator.pool_usage(pool);
             for (state, n) in [
@@ -592,6 +604,55 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }
+    }
+
+    /// A record whose SR-IOV attachment names a pool: the pool's VFs by state, from the
+    /// allocator's records on a fake NIC.
+    #[test]
+    fn pools_named_by_recorded_attachments_are_counted() {
+        use multinet_testbed::sysfs::{FakeSysfs, PfSpec, SysfsLayout};
+        let fake = FakeSysfs::builder(SysfsLayout::SriovCni)
+            .pf(PfSpec::new("0000:af:00.1", "enp175s0f1")
+                .vf("0000:af:06.0", "enp175s6")
+                .vf("0000:af:06.1", "enp175s7")
+                .vf("0000:af:06.2", "enp175s8"))
+            .build();
+        let tmp = tempfile::tempdir().unwrap();
+        let vf_state = multinet_sriov::StateDir::new(tmp.path().join("sriov"));
+        let sysfs = multinet_sriov::Sysfs::new(fake.root());
+        let m = Metrics::on_with(sysfs, vf_state.clone());
+        let cni_dir = tmp.path().join("cni");
+        m.saw_store(&cni_dir);
+        let store = AttachmentStore::new(&cni_dir);
+        let mut record = crate::call::store::AttachmentRecord::new("c1", None, "1.0.0");
+        record.attachments = serde_json::from_value(serde_json::json!([{
+            "network": "team/vf", "ifname": "net1", "state": "added",
+            "conf": {"cniVersion": "1.0.0", "name": "vf", "type": "sriov",
+                     "pool": {"name": "fast", "pfNames": ["enp175s0f1#0-1"]}}}]))
+        .unwrap();
+        store.create(&record).unwrap();
+        // 06.0 held by a live netns (ours), 06.1 by one that is gone.
+        for (pci, netns) in [
+            ("0000:af:06.0", "/proc/self/ns/net"),
+            ("0000:af:06.1", "/nonexistent/netns"),
+        ] {
+            let pci = pci.parse().unwrap();
+            let lock = vf_state.try_lock_vf(&pci).unwrap().unwrap();
+            let rec = multinet_sriov::AllocationRecord::new(pci, "c1", "net1", netns);
+            vf_state.write_record(&lock, &rec).unwrap();
+        }
+        let text = m.render().unwrap();
+        for line in [
+            "multinet_sriov_pool_vfs{pool=\"fast\",state=\"used\"} 1",
+            "multinet_sriov_pool_vfs{pool=\"fast\",state=\"stale\"} 1",
+            "multinet_sriov_pool_vfs{pool=\"fast\",state=\"free\"} 0",
+            "multinet_attachments{state=\"added\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        // The record gone, the pool is no longer reported.
+        store.remove("c1").unwrap();
+        assert!(!m.render().unwrap().contains("multinet_sriov_pool_vfs{"));
     }
 
     #[test]
