@@ -12,4 +12,5 @@ pub mod doctor;
 pub mod error;
 pub mod install;
 pub mod logging;
+pub mod metrics;
 pub mod thick;

@@ -27,7 +27,17 @@ fn main() {
             // MULTINET_SRIOV_STATE_DIR select another tree).
             let sysfs = multinet_sriov::Sysfs::from_env();
             let state = multinet_sriov::StateDir::from_env();
-            let rows = multinet_sriov::list_devices(&sysfs, &state);
+            // Records of earlier versions name no pod: the meta-plugin's record of the
+            // container does (MULTINET_CNI_DIR when cniDir is not the default).
+            let cni_dir: std::path::PathBuf = std::env::var_os("MULTINET_CNI_DIR").map_or_else(
+                || multinet::call::config::DEFAULT_CNI_DIR.into(),
+                Into::into,
+            );
+            let store = multinet::call::store::AttachmentStore::new(&cni_dir);
+            let rows = multinet_sriov::list_devices_with(&sysfs, &state, |container_id| {
+                let pod = store.load(container_id).ok()??.pod?;
+                Some(format!("{}/{}", pod.namespace, pod.name))
+            });
             print!("{}", multinet_sriov::DeviceTable(&rows));
         }
         Some("--version" | "version") => {

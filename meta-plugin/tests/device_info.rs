@@ -233,6 +233,42 @@ fn sriov_vf_device_info_reaches_network_status_and_del_removes_the_file() {
         "the plugin wrote where it was told, not to its own folder"
     );
 
+    // `multinet sriov list` names the VF's pod; for a record of an earlier version (no pod in
+    // it) it finds the pod in the meta-plugin's record of the container.
+    let list = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_multinet"))
+            .args(["sriov", "list"])
+            .env("MULTINET_SYSFS_ROOT", n.sysfs.root())
+            .env("MULTINET_SRIOV_STATE_DIR", n.node.path("sriov"))
+            .env("MULTINET_CNI_DIR", n.node.path("cni"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains("0000:3b:02.1"))
+            .unwrap_or_else(|| panic!("no VF line in\n{text}"))
+            .to_string();
+        (text, line)
+    };
+    let (table, line) = list();
+    assert!(table.lines().next().unwrap().contains("POD"), "{table}");
+    assert!(
+        line.contains("team/web") && line.contains("c1/net1"),
+        "{table}"
+    );
+    let record_file = n.node.path("sriov/pci/0000:3b:02.1");
+    let mut old: Value = serde_json::from_slice(&fs::read(&record_file).unwrap()).unwrap();
+    assert_eq!(old["pod"], "team/web");
+    old.as_object_mut().unwrap().remove("pod");
+    fs::write(&record_file, serde_json::to_vec(&old).unwrap()).unwrap();
+    let (table, line) = list();
+    assert!(
+        line.contains("team/web") && line.contains("c1/net1"),
+        "{table}"
+    );
+
     n.cni("DEL", "c1", "web", Some(&pod)).ok();
     assert!(!file.exists(), "DEL left {}", file.display());
     assert_eq!(DevNode::files(&n.cni_dir()), Vec::<String>::new());

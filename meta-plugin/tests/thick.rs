@@ -1557,3 +1557,188 @@ fn a_stdin_at_the_limit_works_through_the_daemon_and_one_byte_more_is_refused_al
     assert_eq!(Node::links(&thick_pod), Vec::<String>::new());
     c.node.assert_clean(&thin_pod);
 }
+
+/// An HTTP/1.1 request to `addr` from inside `ns` (where the daemon runs); the whole answer.
+fn http_in(ns: &TestNetns, addr: &str, request: &str) -> String {
+    let (netns, addr, request) = (
+        ns.path().to_path_buf(),
+        addr.to_string(),
+        request.to_string(),
+    );
+    std::thread::spawn(move || {
+        // This thread alone enters the namespace, and ends there.
+        let f = fs::File::open(&netns).unwrap();
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    })
+    .join()
+    .unwrap()
+}
+
+fn scrape(ns: &TestNetns, addr: &str) -> String {
+    let answer = http_in(
+        ns,
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer
+}
+
+/// The value of the sample `name{labels}` (exactly as exposed), 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// TCP sockets listening in `ns` owned by process `pid`.
+fn tcp_listeners_of(ns: &TestNetns, pid: u32) -> Vec<String> {
+    ns.exec_checked(&["ss", "-Htlnp"])
+        .lines()
+        .filter(|l| l.contains(&format!("pid={pid},")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn metrics_move_with_real_calls_and_are_off_unless_asked() {
+    require_root!();
+    let c = cluster();
+    // Off unless asked: a daemon without the flag listens on no TCP port.
+    let plain = c.daemon("plain.log");
+    assert_eq!(
+        tcp_listeners_of(&c.node.ns, plain.pid()),
+        Vec::<String>::new()
+    );
+    drop(plain);
+    wait_for("the first daemon's socket to be free", || {
+        std::os::unix::net::UnixStream::connect(&c.socket).is_err()
+    });
+
+    let addr = "127.0.0.1:19091";
+    let log = c.node.path("metrics-daemon.log");
+    let mut cmd = daemon_command(&c.node, &c.socket, &log, "info");
+    cmd.args(["--metrics-address", addr]);
+    let daemon = Daemon::spawn(cmd, &log);
+    wait_for("the metrics listener", || {
+        !tcp_listeners_of(&c.node.ns, daemon.pid()).is_empty()
+    });
+    let before = scrape(&c.node.ns, addr);
+    assert_eq!(
+        sample(
+            &before,
+            "multinet_cni_requests_total{verb=\"ADD\",code=\"0\"}"
+        ),
+        0.0
+    );
+
+    let pod = TestNetns::new();
+    let added = c.thick("ADD", "c1", "web", &pod);
+    assert_attached(&c, "web", &pod, added.ok());
+    // A second ADD for the same container is refused (code 7 here: ADD twice without DEL).
+    let twice = c.thick("ADD", "c1", "web", &pod);
+    assert_ne!(twice.code, 0, "{:?}", twice.stdout);
+    let code = twice.stdout["code"].as_u64().unwrap();
+    let during = scrape(&c.node.ns, addr);
+    for (series, want) in [
+        ("multinet_cni_requests_total{verb=\"ADD\",code=\"0\"}", 1.0),
+        (
+            &format!("multinet_cni_requests_total{{verb=\"ADD\",code=\"{code}\"}}") as &str,
+            1.0,
+        ),
+        (
+            "multinet_cni_request_duration_seconds_count{verb=\"ADD\"}",
+            2.0,
+        ),
+        ("multinet_cni_requests_in_flight{verb=\"ADD\"}", 0.0),
+        ("multinet_attachments{state=\"added\"}", 3.0),
+        ("multinet_attachment_records", 1.0),
+        (
+            "multinet_delegate_duration_seconds_count{type=\"macvlan\",verb=\"ADD\",result=\"ok\"}",
+            2.0,
+        ),
+        (
+            "multinet_delegate_duration_seconds_count{type=\"bridge\",verb=\"ADD\",result=\"ok\"}",
+            1.0,
+        ),
+        (
+            "multinet_api_requests_total{request=\"get_pod\",result=\"ok\"}",
+            1.0,
+        ),
+        (
+            "multinet_api_requests_total{request=\"patch_pod_status\",result=\"ok\"}",
+            1.0,
+        ),
+        (
+            // The two NADs and the cluster network, looked up as a NAD first.
+            "multinet_api_request_duration_seconds_count{request=\"get_nad\"}",
+            3.0,
+        ),
+    ] {
+        assert_eq!(sample(&during, series), want, "{series} in\n{during}");
+    }
+    // Each host-local range the pod's networks use: its size and the one address it took.
+    for (network, range) in [
+        ("cluster", "10.99.0.1-10.99.0.254"),
+        ("data", "10.10.0.1-10.10.0.254"),
+        ("storage", "10.20.0.1-10.20.0.254"),
+    ] {
+        let labels = format!("{{network=\"{network}\",range=\"{range}\"}}");
+        let size = sample(&during, &format!("multinet_host_local_range_size{labels}"));
+        let used = sample(&during, &format!("multinet_host_local_range_used{labels}"));
+        assert_eq!((size, used), (253.0, 1.0), "{network} in\n{during}");
+    }
+
+    c.thick("DEL", "c1", "web", &pod).ok();
+    let after = scrape(&c.node.ns, addr);
+    for (series, want) in [
+        ("multinet_cni_requests_total{verb=\"DEL\",code=\"0\"}", 1.0),
+        (
+            "multinet_cni_request_duration_seconds_count{verb=\"DEL\"}",
+            1.0,
+        ),
+        ("multinet_attachments{state=\"added\"}", 0.0),
+        ("multinet_attachment_records", 0.0),
+        // No record uses the range any more: it is not reported.
+        (
+            "multinet_host_local_range_used{network=\"data\",range=\"10.10.0.1-10.10.0.254\"}",
+            0.0,
+        ),
+        (
+            "multinet_delegate_duration_seconds_count{type=\"macvlan\",verb=\"DEL\",result=\"ok\"}",
+            2.0,
+        ),
+    ] {
+        assert_eq!(sample(&after, series), want, "{series} in\n{after}");
+    }
+    c.node.assert_clean(&pod);
+
+    // The metrics port serves metrics only: no call can be made through it.
+    let other = http_in(
+        &c.node.ns,
+        addr,
+        "GET / HTTP/1.1\r\nHost: n\r\nConnection: close\r\n\r\n",
+    );
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    let post = http_in(
+        &c.node.ns,
+        addr,
+        "POST /metrics HTTP/1.1\r\nHost: n\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    );
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    let wire = http_in(&c.node.ns, addr, "MNT1\0\0\0\x02[]");
+    assert!(!wire.contains("cniVersion"), "{wire}");
+    let last = scrape(&c.node.ns, addr);
+    let calls: f64 = last
+        .lines()
+        .filter(|l| l.starts_with("multinet_cni_requests_total"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(calls, 3.0, "{last}");
+}

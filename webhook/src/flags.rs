@@ -79,6 +79,10 @@ pub struct Flags {
     /// Add to resources a container already asks for, instead of leaving them alone.
     #[arg(long, env = "MULTINET_WEBHOOK_HONOR_RESOURCES")]
     pub honor_resources: bool,
+    /// Serve Prometheus metrics over plain HTTP at ADDRESS/metrics (e.g. 0.0.0.0:9092); off
+    /// unless given.
+    #[arg(long, env = "MULTINET_WEBHOOK_METRICS_ADDRESS", value_name = "ADDRESS")]
+    pub metrics_address: Option<SocketAddr>,
     /// Log filter (tracing-subscriber syntax: info, debug, multinet_webhook=debug, ...).
     #[arg(long, env = "MULTINET_WEBHOOK_LOG", default_value = "info")]
     pub log: String,
@@ -139,6 +143,7 @@ impl Flags {
                 skip_namespaces,
                 default_network_namespace: self.multinet_namespace.clone(),
             },
+            metrics_listen: self.metrics_address,
         })
     }
 }
@@ -161,6 +166,7 @@ mod tests {
         assert_eq!(config.isolation, IsolationPolicy::default());
         assert_eq!(config.injector, InjectorOptions::default());
         assert_eq!(config.cert_poll_interval, Duration::from_secs(5));
+        assert_eq!(config.metrics_listen, None, "metrics are off unless asked");
     }
 
     #[test]
@@ -179,6 +185,7 @@ mod tests {
             "--honor-resources",
             "--nad-cache-seconds=1",
             "--api-timeout-seconds=2",
+            "--metrics-address=127.0.0.1:9092",
         ])
         .config()
         .unwrap();
@@ -194,6 +201,10 @@ mod tests {
         assert_eq!(config.injector.default_network_namespace, "net-system");
         assert_eq!(config.nad_cache_ttl, Duration::from_secs(1));
         assert_eq!(config.api_timeout, Duration::from_secs(2));
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9092".parse().unwrap())
+        );
     }
 
     #[test]

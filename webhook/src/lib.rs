@@ -11,6 +11,7 @@
 mod error;
 pub mod flags;
 pub mod isolate;
+pub mod metrics;
 pub mod mutate;
 pub mod nads;
 pub mod review;

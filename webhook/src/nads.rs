@@ -13,6 +13,7 @@ use kube::{Api, Client, Config};
 use multinet_crds::NetworkAttachmentDefinition;
 
 use crate::error::WebhookError;
+use crate::metrics::Metrics;
 use crate::mutate::{FetchedNads, NadRef};
 
 /// How to reach the API server.
@@ -30,6 +31,7 @@ pub struct KubeNads {
     timeout: Duration,
     ttl: Duration,
     cache: Mutex<HashMap<NadRef, (Instant, NetworkAttachmentDefinition)>>,
+    metrics: Metrics,
 }
 
 impl KubeNads {
@@ -60,7 +62,14 @@ impl KubeNads {
             timeout,
             ttl,
             cache: Mutex::new(HashMap::new()),
+            metrics: Metrics::off(),
         })
+    }
+
+    /// Where each lookup sent to the API is counted.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn cached(&self, nad: &NadRef) -> Option<NetworkAttachmentDefinition> {
@@ -86,11 +95,17 @@ impl KubeNads {
             }
             let api: Api<NetworkAttachmentDefinition> =
                 Api::namespaced(self.client.clone(), &nad.namespace);
-            let outcome = match tokio::time::timeout(self.timeout, api.get_opt(&nad.name)).await {
-                Ok(Ok(found)) => Ok(found),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("no answer within {:?}", self.timeout)),
-            };
+            let started = Instant::now();
+            let (outcome, result) =
+                match tokio::time::timeout(self.timeout, api.get_opt(&nad.name)).await {
+                    Ok(Ok(found)) => (Ok(found), "ok"),
+                    Ok(Err(e)) => (Err(e.to_string()), "error"),
+                    Err(_) => (
+                        Err(format!("no answer within {:?}", self.timeout)),
+                        "timeout",
+                    ),
+                };
+            self.metrics.api_request(result, started.elapsed());
             if let Ok(Some(found)) = &outcome {
                 self.cache
                     .lock()

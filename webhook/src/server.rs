@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::error::WebhookError;
 use crate::isolate::{IsolationPolicy, isolate_pod};
+use crate::metrics::Metrics;
 use crate::mutate::{InjectorOptions, mutate_pod, nads_to_look_up};
 use crate::nads::{KubeAccess, KubeNads};
 use crate::review::{answer, parse_review, review_body};
@@ -65,17 +66,22 @@ pub struct WebhookConfig {
     pub isolation: IsolationPolicy,
     /// `/mutate` behaviour.
     pub injector: InjectorOptions,
+    /// Where to serve Prometheus metrics over plain HTTP (`/metrics`); None: not at all.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 struct State {
     isolation: IsolationPolicy,
     injector: InjectorOptions,
     nads: KubeNads,
+    metrics: Metrics,
 }
 
 /// A server that is listening. Dropping it does not stop it; call [`shutdown`](Self::shutdown).
 pub struct RunningWebhook {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    metrics: Option<JoinHandle<()>>,
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
     watch: JoinHandle<()>,
@@ -87,11 +93,19 @@ impl RunningWebhook {
         self.addr
     }
 
+    /// The address metrics are served on, when they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// Stops accepting connections and stops watching the certificate files.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.accept.await;
         let _ = self.watch.await;
+        if let Some(metrics) = self.metrics {
+            let _ = metrics.await;
+        }
     }
 }
 
@@ -99,11 +113,26 @@ impl RunningWebhook {
 pub async fn start(config: WebhookConfig) -> Result<RunningWebhook, WebhookError> {
     let cert = ReloadingCert::load(config.cert_files.clone())?;
     let acceptor = TlsAcceptor::from(cert.server_config()?);
-    let nads = KubeNads::connect(&config.kube, config.api_timeout, config.nad_cache_ttl).await?;
+    let metrics = match config.metrics_listen {
+        Some(_) => Metrics::on(),
+        None => Metrics::off(),
+    };
+    let nads = KubeNads::connect(&config.kube, config.api_timeout, config.nad_cache_ttl)
+        .await?
+        .with_metrics(metrics.clone());
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| WebhookError::io(format!("metrics listening on {addr}"), e))?,
+        ),
+        None => None,
+    };
     let state = Arc::new(State {
         isolation: config.isolation,
         injector: config.injector,
         nads,
+        metrics: metrics.clone(),
     });
     let listener = TcpListener::bind(config.listen)
         .await
@@ -112,11 +141,24 @@ pub async fn start(config: WebhookConfig) -> Result<RunningWebhook, WebhookError
         .local_addr()
         .map_err(|e| WebhookError::io("reading the listening address", e))?;
     let (stop, stopped) = watch::channel(false);
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(
+            l.local_addr()
+                .map_err(|e| WebhookError::io("reading the metrics address", e))?,
+        ),
+        None => None,
+    };
+    let metrics = metrics_listener.map(|listener| {
+        tracing::info!(addr = ?metrics_addr, "serving metrics");
+        tokio::spawn(crate::metrics::serve(listener, metrics, stopped.clone()))
+    });
     let watch = tokio::spawn(cert.watch(config.cert_poll_interval, stopped.clone()));
     let accept = tokio::spawn(accept_loop(listener, acceptor, state, stopped));
     tracing::info!(%addr, "multinet-webhook listening");
     Ok(RunningWebhook {
         addr,
+        metrics_addr,
+        metrics,
         stop,
         accept,
         watch,
@@ -204,7 +246,9 @@ async fn handle(
             _ => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
         });
     }
+    let timer = state.metrics.review(&path);
     if method != Method::POST {
+        timer.finish("405");
         return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"));
     }
     let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
@@ -213,16 +257,20 @@ async fn handle(
     {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            timer.finish("413");
             return Ok(text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n"));
         }
-        Err(_) => return Ok(text(StatusCode::BAD_REQUEST, "cannot read the body\n")),
+        Err(_) => {
+            timer.finish("400");
+            return Ok(text(StatusCode::BAD_REQUEST, "cannot read the body\n"));
+        }
     };
     let answer = match path.as_str() {
         VALIDATE_PATH => answer(&body, validate_nad),
         ISOLATE_PATH => answer(&body, |r| isolate_pod(r, &state.isolation)),
         _ => mutate(&state, &body).await,
     };
-    log_decision(&path, &answer);
+    timer.finish(log_decision(&path, &answer));
     Ok(reply(StatusCode::OK, "application/json", answer))
 }
 
@@ -236,9 +284,10 @@ async fn mutate(state: &State, body: &[u8]) -> Vec<u8> {
     review_body(mutate_pod(&request, &fetched, &state.injector))
 }
 
-fn log_decision(path: &str, answer: &[u8]) {
+/// Logs the decision and returns it as the metrics name it: allowed, patched or denied.
+fn log_decision(path: &str, answer: &[u8]) -> &'static str {
     let Ok(review) = serde_json::from_slice::<serde_json::Value>(answer) else {
-        return;
+        return "denied";
     };
     let response = &review["response"];
     let uid = response["uid"].as_str().unwrap_or_default();
@@ -249,8 +298,14 @@ fn log_decision(path: &str, answer: &[u8]) {
             patched = response.get("patch").is_some(),
             "allowed"
         );
+        if response.get("patch").is_some() {
+            "patched"
+        } else {
+            "allowed"
+        }
     } else {
         let message = response["status"]["message"].as_str().unwrap_or_default();
         tracing::info!(path, uid, message, "denied");
+        "denied"
     }
 }

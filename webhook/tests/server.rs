@@ -34,6 +34,11 @@ fn nad(namespace: &str, name: &str, annotations: Value) -> Value {
 }
 
 async fn setup() -> Setup {
+    setup_with(|_| {}).await
+}
+
+/// [`setup`] with the server's config changed by `tweak` first.
+async fn setup_with(tweak: impl FnOnce(&mut multinet_webhook::WebhookConfig)) -> Setup {
     let fixture = ApiFixture::start().await.unwrap();
     fixture
         .insert(nad(
@@ -59,7 +64,9 @@ async fn setup() -> Setup {
     let files = cert_files(dir.path());
     let cert = TestCert::generate("multinet-webhook first");
     cert.write(&files);
-    let server = start(config(files, &kubeconfig)).await.unwrap();
+    let mut config = config(files, &kubeconfig);
+    tweak(&mut config);
+    let server = start(config).await.unwrap();
     Setup {
         fixture,
         server,
@@ -414,4 +421,140 @@ async fn start_refuses_missing_or_mismatched_tls_material() {
         err.to_string().contains("does not fit the certificate"),
         "{err}"
     );
+}
+
+/// One plain HTTP/1.1 exchange with `addr`; the whole answer.
+async fn plain_http(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    answer
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let answer = plain_http(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer
+}
+
+/// The value of the sample `series` exactly as exposed, 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_reviews_and_api_lookups_and_are_off_unless_asked() {
+    // Off unless asked: no metrics address, and the HTTPS port does not serve them.
+    let s = setup().await;
+    assert_eq!(s.server.metrics_addr(), None);
+    let reply = https(
+        s.server.local_addr(),
+        &[&s.cert.ca_pem],
+        "GET",
+        "/metrics",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 404);
+    s.server.shutdown().await;
+
+    let s = setup_with(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let addr = s.server.metrics_addr().expect("metrics are served");
+    let before = scrape(addr).await;
+    assert_eq!(
+        sample(
+            &before,
+            "multinet_webhook_requests_total{path=\"/validate\",result=\"allowed\"}"
+        ),
+        0.0
+    );
+    s.post(
+        VALIDATE_PATH,
+        nad_review("g", nad("team", "good", json!({}))),
+    )
+    .await;
+    s.post(
+        VALIDATE_PATH,
+        nad_review("b", nad("team", "-bad", json!({}))),
+    )
+    .await;
+    s.post(MUTATE_PATH, pod_review("m", "team", pod("sriov-a,plain")))
+        .await;
+    s.post(MUTATE_PATH, pod_review("m2", "team", pod("ghost")))
+        .await;
+    let text = scrape(addr).await;
+    for (series, want) in [
+        (
+            "multinet_webhook_requests_total{path=\"/validate\",result=\"allowed\"}",
+            1.0,
+        ),
+        (
+            "multinet_webhook_requests_total{path=\"/validate\",result=\"denied\"}",
+            1.0,
+        ),
+        (
+            "multinet_webhook_requests_total{path=\"/mutate\",result=\"patched\"}",
+            1.0,
+        ),
+        (
+            "multinet_webhook_requests_total{path=\"/mutate\",result=\"denied\"}",
+            1.0,
+        ),
+        (
+            "multinet_webhook_request_duration_seconds_count{path=\"/validate\"}",
+            2.0,
+        ),
+        (
+            "multinet_webhook_request_duration_seconds_count{path=\"/mutate\"}",
+            2.0,
+        ),
+        ("multinet_webhook_requests_in_flight", 0.0),
+        // sriov-a, plain and ghost: each looked up once (found or not, the API answered).
+        ("multinet_webhook_api_requests_total{result=\"ok\"}", 3.0),
+        ("multinet_webhook_api_request_duration_seconds_count", 3.0),
+    ] {
+        assert_eq!(sample(&text, series), want, "{series} in\n{text}");
+    }
+    assert_eq!(s.nad_gets(), 3);
+
+    // The metrics port serves metrics only, never a review.
+    let review = plain_http(
+        addr,
+        "POST /validate HTTP/1.1\r\nHost: w\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    )
+    .await;
+    assert!(review.starts_with("HTTP/1.1 404"), "{review}");
+    let post = plain_http(
+        addr,
+        "POST /metrics HTTP/1.1\r\nHost: w\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+
+    // The API down: lookups are counted as errors.
+    s.fixture.faults().stop_listening().unwrap();
+    s.post(MUTATE_PATH, pod_review("down", "team", pod("other")))
+        .await;
+    let text = scrape(addr).await;
+    let failed = sample(
+        &text,
+        "multinet_webhook_api_requests_total{result=\"error\"}",
+    ) + sample(
+        &text,
+        "multinet_webhook_api_requests_total{result=\"timeout\"}",
+    );
+    assert_eq!(failed, 1.0, "{text}");
+    s.server.shutdown().await;
 }

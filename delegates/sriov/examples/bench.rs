@@ -205,6 +205,7 @@ fn allocator_throughput(node: &Node, threads: usize, duration: Duration) {
                         container_id: format!("a{t}x{i}"),
                         ifname: "net1".into(),
                         netns: live.into(),
+                        pod: None,
                     };
                     i += 1;
                     match alloc.claim_from_pool(pool, &owner) {

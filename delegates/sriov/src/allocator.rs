@@ -25,6 +25,9 @@ pub struct Owner {
     pub ifname: String,
     /// CNI_NETNS; the record is stale once this namespace is gone.
     pub netns: String,
+    /// `namespace/name` of the pod (CNI_ARGS K8S_POD_NAMESPACE, K8S_POD_NAME), when the
+    /// runtime named it: recorded so `multinet sriov list` can say whose VF it is.
+    pub pod: Option<String>,
 }
 
 /// A VF held for `owner`: its record is written and its lock is held until this is dropped.
@@ -35,6 +38,14 @@ pub struct Claim {
     pub record: AllocationRecord,
     /// A stale record that was replaced, and why it was stale.
     pub reclaimed: Option<(AllocationRecord, String)>,
+}
+
+/// The VFs of one pool by state (see [`VfAllocator::pool_usage`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub free: usize,
+    pub used: usize,
+    pub stale: usize,
 }
 
 /// What the record of a locked VF says about `owner`'s claim.
@@ -82,6 +93,21 @@ impl<'a> VfAllocator<'a> {
         out
     }
 
+    /// How many of the pool's VFs are free, owned by a live attachment, or held by a stale
+    /// record (its netns gone: the next claim reclaims it). Read without locks, for metrics.
+    pub fn pool_usage(&self, pool: &PoolSpec) -> PoolUsage {
+        let records = self.state.records();
+        let mut usage = PoolUsage::default();
+        for vf in self.pool_members(pool) {
+            match records.iter().find(|r| r.pci == vf.addr) {
+                None => usage.free += 1,
+                Some(r) if r.stale_reason().is_some() => usage.stale += 1,
+                Some(_) => usage.used += 1,
+            }
+        }
+        usage
+    }
+
     fn verdict(&self, pci: &PciAddress, owner: &Owner) -> Result<Verdict> {
         Ok(match self.state.read_record(pci)? {
             None => Verdict::Free,
@@ -102,6 +128,7 @@ impl<'a> VfAllocator<'a> {
         let mut record =
             AllocationRecord::new(lock.pci(), &owner.container_id, &owner.ifname, &owner.netns);
         record.pool = pool.map(str::to_owned);
+        record.pod = owner.pod.clone();
         self.state.write_record(lock, &record)?;
         Ok(record)
     }

@@ -29,10 +29,10 @@ pub mod state;
 pub mod sysfs;
 pub mod vf;
 
-pub use allocator::{Claim, Owner, VfAllocator};
+pub use allocator::{Claim, Owner, PoolUsage, VfAllocator};
 pub use config::{MacAddr, SriovConf, VfSettings};
 pub use error::{Result, SriovError};
-pub use list::{DeviceRow, DeviceTable, list_devices};
+pub use list::{DeviceRow, DeviceTable, list_devices, list_devices_with};
 pub use pci::{PciAddress, PciIds};
 pub use plugin::{Paths, SriovPlugin, release_container};
 pub use selector::{PoolSpec, Selectors};

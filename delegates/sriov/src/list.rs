@@ -19,14 +19,27 @@ pub struct DeviceRow {
     pub numa_node: Option<i32>,
     /// "containerID/ifname" of the allocation record, "(stale)" appended when its netns is gone.
     pub owner: Option<String>,
+    /// "namespace/name" of the pod that owns the VF.
+    pub pod: Option<String>,
     /// Vendor and device names (or IDs) from the PCI ID database.
     pub name: String,
     /// For a PF: "numvfs/totalvfs".
     pub vfs: Option<String>,
 }
 
-/// PFs and their VFs, in PCI order, with owners from the allocation records.
+/// PFs and their VFs, in PCI order, with owners and their pods from the allocation records.
 pub fn list_devices(sysfs: &Sysfs, state: &StateDir) -> Vec<DeviceRow> {
+    list_devices_with(sysfs, state, |_| None)
+}
+
+/// Like [`list_devices`]; a record that names no pod (written by an earlier version, or an
+/// ADD without K8S_POD_* args) gets the one `pod_of(container ID)` finds elsewhere (the
+/// meta-plugin's attachment record).
+pub fn list_devices_with(
+    sysfs: &Sysfs,
+    state: &StateDir,
+    pod_of: impl Fn(&str) -> Option<String>,
+) -> Vec<DeviceRow> {
     let records = state.records();
     let mut rows = Vec::new();
     for pf in sysfs.pfs() {
@@ -40,6 +53,7 @@ pub fn list_devices(sysfs: &Sysfs, state: &StateDir) -> Vec<DeviceRow> {
             driver: f.driver.clone(),
             numa_node: f.numa_node,
             owner: None,
+            pod: None,
             name: f.ids.describe(),
             vfs: Some(format!(
                 "{}/{}",
@@ -49,7 +63,9 @@ pub fn list_devices(sysfs: &Sysfs, state: &StateDir) -> Vec<DeviceRow> {
         });
         for (index, addr) in &pf.vfs {
             let func = sysfs.function(addr);
-            let owner = records.iter().find(|r| r.pci == *addr).map(|r| {
+            let record = records.iter().find(|r| r.pci == *addr);
+            let pod = record.and_then(|r| r.pod.clone().or_else(|| pod_of(&r.container_id)));
+            let owner = record.map(|r| {
                 let stale = if r.stale_reason().is_some() {
                     " (stale)"
                 } else {
@@ -66,6 +82,7 @@ pub fn list_devices(sysfs: &Sysfs, state: &StateDir) -> Vec<DeviceRow> {
                 driver: func.as_ref().and_then(|v| v.driver.clone()),
                 numa_node: func.as_ref().and_then(|v| v.numa_node),
                 owner,
+                pod,
                 name: func.map_or_else(|| "missing".to_owned(), |v| v.ids.describe()),
                 vfs: None,
             });
@@ -82,9 +99,9 @@ impl fmt::Display for DeviceTable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".to_owned());
         let header = [
-            "PCI", "KIND", "PF", "VF", "NETDEV", "DRIVER", "NUMA", "OWNER", "DEVICE",
+            "PCI", "KIND", "PF", "VF", "NETDEV", "DRIVER", "NUMA", "POD", "OWNER", "DEVICE",
         ];
-        let mut lines: Vec<[String; 9]> = vec![header.map(str::to_owned)];
+        let mut lines: Vec<[String; 10]> = vec![header.map(str::to_owned)];
         for r in self.0 {
             let (pci, kind) = match r.vf {
                 Some(vf) => (format!("  {vf}"), "VF".to_owned()),
@@ -98,11 +115,12 @@ impl fmt::Display for DeviceTable<'_> {
                 dash(&r.netdev),
                 dash(&r.driver),
                 r.numa_node.map_or("-".to_owned(), |n| n.to_string()),
+                dash(&r.pod),
                 dash(&r.owner),
                 r.name.clone(),
             ]);
         }
-        let mut widths = [0usize; 9];
+        let mut widths = [0usize; 10];
         for line in &lines {
             for (w, cell) in widths.iter_mut().zip(line) {
                 *w = (*w).max(cell.chars().count());

@@ -101,6 +101,16 @@ fn nl_err(what: impl Into<String>) -> impl FnOnce(KernelError) -> SriovError {
     }
 }
 
+/// `namespace/name` of the pod the runtime names in CNI_ARGS, if it names one.
+fn pod_of(env: &multinet_cni::CniEnv) -> Option<String> {
+    let arg = |k| env.arg(k).filter(|v| !v.is_empty());
+    Some(format!(
+        "{}/{}",
+        arg("K8S_POD_NAMESPACE")?,
+        arg("K8S_POD_NAME")?
+    ))
+}
+
 /// The steps of an ADD that succeeded so far, undone in reverse on failure.
 #[derive(Default)]
 struct Done {
@@ -146,6 +156,7 @@ impl SriovPlugin {
             container_id: cid.clone(),
             ifname: ifname.clone(),
             netns: netns_path.to_string_lossy().into_owned(),
+            pod: pod_of(&req.env),
         };
         let allocator =
             VfAllocator::new(&paths.sysfs, &paths.state).with_lock_timeout(paths.lock_timeout);
@@ -340,6 +351,7 @@ fn release_attachment(
         container_id: cid.clone(),
         ifname: ifname.clone(),
         netns: state.netns.clone(),
+        pod: None,
     };
     let mut released = false;
     match paths.state.read_record(&state.vf) {
@@ -718,6 +730,7 @@ impl AddCtx<'_> {
                 container_id: env.container_id.clone(),
                 ifname: env.ifname.clone(),
                 netns: String::new(),
+                pod: None,
             };
             let _ =
                 VfAllocator::new(&self.paths.sysfs, &self.paths.state).release(&claim.lock, &owner);
@@ -770,6 +783,7 @@ impl AddCtx<'_> {
                 container_id: env.container_id.clone(),
                 ifname: env.ifname.clone(),
                 netns: state.netns.clone(),
+                pod: None,
             };
             let _ =
                 VfAllocator::new(&self.paths.sysfs, &self.paths.state).release(&claim.lock, &owner);

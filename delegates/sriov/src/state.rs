@@ -113,6 +113,10 @@ pub struct AllocationRecord {
     pub netns_id: Option<(u64, u64)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// `namespace/name` of the owning pod; absent in records of earlier versions and when the
+    /// runtime named no pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
     pub pid: u32,
     pub created_unix: u64,
 }
@@ -127,6 +131,7 @@ impl AllocationRecord {
             netns: netns.to_owned(),
             netns_id: netns_identity(Path::new(netns)),
             pool: None,
+            pod: None,
             pid: std::process::id(),
             created_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)

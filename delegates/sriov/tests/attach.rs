@@ -10,6 +10,56 @@ use multinet_testbed::sysfs::SysfsLayout;
 use multinet_testbed::{TestNetns, require_root};
 use serde_json::{Value, json};
 
+/// The VF's record names the pod the runtime gave in CNI_ARGS, and `multinet sriov list` shows
+/// it; a record of an earlier version (no pod) still loads, its pod found through the lookup.
+#[test]
+fn the_listing_names_the_pod_that_owns_each_vf() {
+    require_root!();
+    let lab = Lab::new(SysfsLayout::SriovCni, 2, false);
+    let pod = TestNetns::new();
+    let (vf, _) = lab.vfs[0].clone();
+    let conf = lab.conf(&vf, json!({}));
+    let call = lab
+        .cni("ADD", "c-owned", pod.path_str(), "net1")
+        .args("IgnoreUnknown=1;K8S_POD_NAMESPACE=team;K8S_POD_NAME=web;K8S_POD_UID=u1");
+    lab.run(&call, &conf).ok();
+    let record = lab.state().read_record(&lab.pci(&vf)).unwrap().unwrap();
+    assert_eq!(record.pod.as_deref(), Some("team/web"));
+    let sysfs = multinet_sriov::Sysfs::new(lab.sysfs.root());
+    let rows = multinet_sriov::list_devices(&sysfs, &lab.state());
+    let row = rows.iter().find(|r| r.vf == Some(lab.pci(&vf))).unwrap();
+    assert_eq!(row.pod.as_deref(), Some("team/web"));
+    assert_eq!(row.owner.as_deref(), Some("c-owned/net1"));
+    let table = multinet_sriov::DeviceTable(&rows).to_string();
+    assert!(table.lines().next().unwrap().contains("POD"), "{table}");
+    assert!(table.contains("team/web"), "{table}");
+    // Every other VF has no pod.
+    assert!(
+        rows.iter()
+            .filter(|r| r.vf.is_some() && r.vf != Some(lab.pci(&vf)))
+            .all(|r| r.pod.is_none())
+    );
+
+    // The same record as an earlier version wrote it: no "pod" key.
+    let path = lab.state().record_path(&lab.pci(&vf));
+    let mut old: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    old.as_object_mut().unwrap().remove("pod");
+    std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
+    let record = lab.state().read_record(&lab.pci(&vf)).unwrap().unwrap();
+    assert_eq!(record.pod, None);
+    let rows = multinet_sriov::list_devices_with(&sysfs, &lab.state(), |cid| {
+        (cid == "c-owned").then(|| "team/from-meta-record".to_owned())
+    });
+    let row = rows.iter().find(|r| r.vf == Some(lab.pci(&vf))).unwrap();
+    assert_eq!(row.pod.as_deref(), Some("team/from-meta-record"));
+
+    // DEL of such a record works as before, and the VF has no owner after it.
+    lab.del("c-owned", pod.path_str(), "net1", &conf).ok();
+    let rows = multinet_sriov::list_devices(&sysfs, &lab.state());
+    let row = rows.iter().find(|r| r.vf == Some(lab.pci(&vf))).unwrap();
+    assert_eq!((row.pod.clone(), row.owner.clone()), (None, None));
+}
+
 fn add_del_round_trip(layout: SysfsLayout) {
     let lab = Lab::new(layout, 2, false);
     let pod = TestNetns::new();

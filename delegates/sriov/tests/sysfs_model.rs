@@ -140,6 +140,7 @@ fn owner(cid: &str, netns: &str) -> Owner {
         container_id: cid.into(),
         ifname: "net1".into(),
         netns: netns.into(),
+        pod: None,
     }
 }
 
@@ -161,6 +162,8 @@ fn allocator_claims_reclaims_and_refuses() {
         .map(|v| v.addr.to_string())
         .collect();
     assert_eq!(members, ["0000:af:06.0", "0000:af:06.1"]);
+    let usage = |free, used, stale| multinet_sriov::PoolUsage { free, used, stale };
+    assert_eq!(alloc.pool_usage(&pool), usage(2, 0, 0));
 
     // A live owner (this process's netns) and a stale one (a netns path that is gone).
     let live = "/proc/self/ns/net";
@@ -172,6 +175,7 @@ fn allocator_claims_reclaims_and_refuses() {
         .unwrap();
     assert_eq!(b.vf.addr, pci("0000:af:06.1"));
     drop(b);
+    assert_eq!(alloc.pool_usage(&pool), usage(0, 1, 1));
     // a holds 06.0 (live); b's record is stale: c gets 06.1 and says whose it was.
     let c = alloc.claim_from_pool(&pool, &owner("c", live)).unwrap();
     assert_eq!(c.vf.addr, pci("0000:af:06.1"));
@@ -179,6 +183,7 @@ fn allocator_claims_reclaims_and_refuses() {
     assert_eq!(old.container_id, "b");
     assert!(why.contains("no longer exists"), "{why}");
     drop(c);
+    assert_eq!(alloc.pool_usage(&pool), usage(0, 2, 0));
     // Everything live now: code 11 naming the pool.
     let err = alloc.claim_from_pool(&pool, &owner("d", live)).unwrap_err();
     assert_eq!(err.code().code(), 11);

@@ -182,8 +182,11 @@ fn default_global_namespaces() -> String {
 fn default_conf_dir() -> PathBuf {
     "/etc/cni/multus/net.d".into()
 }
+/// `cniDir` when the config gives none: where a node's attachment records are.
+pub const DEFAULT_CNI_DIR: &str = "/var/lib/cni/multinet";
+
 fn default_cni_dir() -> PathBuf {
-    "/var/lib/cni/multinet".into()
+    DEFAULT_CNI_DIR.into()
 }
 fn default_bin_dir() -> PathBuf {
     "/opt/cni/bin".into()

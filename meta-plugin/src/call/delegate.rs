@@ -31,6 +31,8 @@ pub struct CallContext<'a> {
     /// The call's lock on its container, inherited by every plugin it execs (see
     /// `store::AttachmentStore::lock`).
     pub container_lock: Option<std::os::fd::RawFd>,
+    /// Where each plugin's run time goes.
+    pub metrics: &'a crate::metrics::Metrics,
 }
 
 /// One plugin object of a conf or conflist, ready to be run.
@@ -116,11 +118,31 @@ async fn invoke(
     stdin: &[u8],
     ctx: &CallContext<'_>,
 ) -> Result<Vec<u8>, CniError> {
+    // Found first: only installed plugins' types become labels, whatever a NAD names.
     let path = find_plugin(&step.plugin_type, &ctx.env.path)?;
+    let started = std::time::Instant::now();
+    let outcome = invoke_found(&path, step, command, ifname, stdin, ctx).await;
+    ctx.metrics.delegate_ran(
+        &step.plugin_type,
+        command.as_str(),
+        outcome.is_ok(),
+        started.elapsed(),
+    );
+    outcome
+}
+
+async fn invoke_found(
+    path: &Path,
+    step: &PluginStep,
+    command: Command,
+    ifname: &str,
+    stdin: &[u8],
+    ctx: &CallContext<'_>,
+) -> Result<Vec<u8>, CniError> {
     let mut env = ctx.env.clone();
     env.command = command;
     env.ifname = ifname.to_string();
-    if let Some(delegate) = own::delegate_for(&path, &step.plugin_type, ctx.self_exe) {
+    if let Some(delegate) = own::delegate_for(path, &step.plugin_type, ctx.self_exe) {
         tracing::debug!(plugin = %step.plugin_type, verb = command.as_str(), "delegate in-process");
         let mut vars = env.to_vars();
         vars.extend(
@@ -147,7 +169,7 @@ async fn invoke(
         .collect();
     extra_env.push((DELEGATE_MARKER.into(), std::process::id().to_string()));
     exec_raw(
-        &path,
+        path,
         &ExecRequest {
             command,
             env: &env,

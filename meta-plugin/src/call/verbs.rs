@@ -22,6 +22,7 @@ use crate::call::status;
 use crate::call::store::{AttachmentRecord, AttachmentStore, PodRef};
 use crate::call::waves;
 use crate::error::MetaError;
+use crate::metrics::Metrics;
 
 /// How long a call waits for another call on the same container (or the plugins of a killed
 /// one) to end. Plugins of a killed call die with it (their death signal) within milliseconds;
@@ -44,6 +45,7 @@ pub struct MetaPlugin {
     /// is open.
     no_daemon: Option<String>,
     clients: ClientReuse,
+    metrics: Metrics,
 }
 
 impl MetaPlugin {
@@ -52,12 +54,19 @@ impl MetaPlugin {
             self_exe: delegate::self_exe(),
             no_daemon: None,
             clients: ClientReuse::PerCall,
+            metrics: Metrics::off(),
         }
     }
 
     /// The call runs in the binary because the daemon its config names did not take it.
     pub fn with_no_daemon_note(mut self, note: String) -> Self {
         self.no_daemon = Some(note);
+        self
+    }
+
+    /// Where the call records its delegates' and API requests' figures (the daemon's metrics).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -156,11 +165,12 @@ fn pod_ref(req: &Request) -> Result<Option<PodRef>, MetaError> {
 pub(crate) async fn cluster_source(
     conf: &MultinetConf,
     clients: ClientReuse,
+    metrics: &Metrics,
 ) -> Result<Option<AnySource>, MetaError> {
     let budget = Duration::from_secs(conf.api_timeout_seconds);
     if let Some(path) = &conf.kubeconfig {
         return Ok(Some(AnySource::Kube(
-            KubeSource::connect(Some(path), budget, clients).await?,
+            KubeSource::connect(Some(path), budget, clients, metrics).await?,
         )));
     }
     if let Some(dir) = &conf.local_dir {
@@ -168,7 +178,7 @@ pub(crate) async fn cluster_source(
     }
     if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
         return Ok(Some(AnySource::Kube(
-            KubeSource::connect(None, budget, clients).await?,
+            KubeSource::connect(None, budget, clients, metrics).await?,
         )));
     }
     Ok(None)
@@ -194,17 +204,25 @@ async fn wait_for_readiness(conf: &MultinetConf, wait: Duration) -> Result<(), M
 }
 
 impl MetaPlugin {
+    /// The call's multinet config; its record store is scraped from now on.
+    fn load_conf(&self, req: &Request) -> Result<MultinetConf, MetaError> {
+        let conf = load_conf(req, self.no_daemon.as_deref())?;
+        self.metrics.saw_store(&conf.cni_dir);
+        Ok(conf)
+    }
+
     fn ctx<'a>(&'a self, req: &'a Request, lock: Option<&LockFile>) -> CallContext<'a> {
         CallContext {
             env: &req.env,
             extra_env: &req.extra_env,
             self_exe: self.self_exe.as_deref(),
             container_lock: lock.map(LockFile::fd),
+            metrics: &self.metrics,
         }
     }
 
     async fn do_add(&self, req: &Request) -> Result<NetworkResult, MetaError> {
-        let conf = load_conf(req, self.no_daemon.as_deref())?;
+        let conf = self.load_conf(req)?;
         let req = &with_bin_dir(req, &conf);
         if let Some(netns) = &req.env.netns {
             podnet::refuse_host_netns(netns)?;
@@ -231,7 +249,7 @@ impl MetaPlugin {
         let pod_ref = pod_ref(req)?;
         tracing::debug!("ADD started");
         let load_pod = async {
-            let source = cluster_source(&conf, self.clients).await?;
+            let source = cluster_source(&conf, self.clients, &self.metrics).await?;
             let pod =
                 match (&pod_ref, &source) {
                     (Some(r), Some(source)) => {
@@ -536,7 +554,7 @@ impl MetaPlugin {
     }
 
     async fn do_del(&self, req: &Request) -> Result<(), MetaError> {
-        let conf = load_conf(req, self.no_daemon.as_deref())?;
+        let conf = self.load_conf(req)?;
         let req = &with_bin_dir(req, &conf);
         let store = AttachmentStore::new(&conf.cni_dir);
         tracing::debug!("DEL started");
@@ -613,7 +631,7 @@ impl MetaPlugin {
         tracing::error!(error = %why, kept = %kept.display(), ?cleaned,
             "attachment record unusable: set aside, cleaned by container ID");
         if let Ok(Some(r)) = pod_ref(req)
-            && let Ok(Some(source)) = cluster_source(conf, self.clients).await
+            && let Ok(Some(source)) = cluster_source(conf, self.clients, &self.metrics).await
         {
             let pod = PodInfo {
                 namespace: r.namespace.clone(),
@@ -638,7 +656,7 @@ impl MetaPlugin {
     }
 
     async fn do_check(&self, req: &Request) -> Result<(), MetaError> {
-        let conf = load_conf(req, self.no_daemon.as_deref())?;
+        let conf = self.load_conf(req)?;
         let req = &with_bin_dir(req, &conf);
         let store = AttachmentStore::new(&conf.cni_dir);
         let record = store
@@ -674,7 +692,7 @@ impl MetaPlugin {
     }
 
     async fn do_gc(&self, req: &Request, gc: &GcRequest) -> Result<(), MetaError> {
-        let conf = load_conf(req, self.no_daemon.as_deref())?;
+        let conf = self.load_conf(req)?;
         let req = &with_bin_dir(req, &conf);
         let store = AttachmentStore::new(&conf.cni_dir);
         let valid: std::collections::BTreeSet<&str> = gc
@@ -781,11 +799,14 @@ impl MetaPlugin {
     }
 
     async fn do_status(&self, req: &Request) -> Result<(), MetaError> {
-        let conf = load_conf(req, self.no_daemon.as_deref())?;
+        let conf = self.load_conf(req)?;
         let req = &with_bin_dir(req, &conf);
         wait_for_readiness(&conf, Duration::ZERO).await?;
         let requested = plan::requested_networks(&conf, None)?;
-        let source = cluster_source(&conf, self.clients).await.ok().flatten();
+        let source = cluster_source(&conf, self.clients, &self.metrics)
+            .await
+            .ok()
+            .flatten();
         let cluster = resolve::load(&requested.cluster, &conf, source.as_ref()).await?;
         delegate::status_or_gc(
             &cluster.conf,

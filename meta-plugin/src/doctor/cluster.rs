@@ -20,7 +20,13 @@ use crate::call::verbs::{self, MetaPlugin};
 /// Where pods and NADs come from, with one check line saying so; None when there is no source
 /// or it cannot be reached.
 pub async fn source(conf: &RuntimeConfig, checks: &mut Vec<Check>) -> Option<AnySource> {
-    match verbs::cluster_source(&conf.conf, ClientReuse::PerCall).await {
+    match verbs::cluster_source(
+        &conf.conf,
+        ClientReuse::PerCall,
+        &crate::metrics::Metrics::off(),
+    )
+    .await
+    {
         Ok(Some(AnySource::Local(l))) => {
             let dir = conf.conf.local_dir.clone().unwrap_or_default();
             checks.push(Check::skip(

@@ -187,11 +187,13 @@ pub fn binaries(network: &str, conf: &DelegateConf, path: &[PathBuf]) -> Check {
         path: path.to_vec(),
     };
     let self_exe = delegate::self_exe();
+    let metrics = crate::metrics::Metrics::off();
     let ctx = CallContext {
         env: &env,
         extra_env: &[],
         self_exe: self_exe.as_deref(),
         container_lock: None,
+        metrics: &metrics,
     };
     let where_ = path
         .iter()

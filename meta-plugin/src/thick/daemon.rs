@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use super::wire;
 use crate::call::source::kube::ClientReuse;
 use crate::call::verbs::MetaPlugin;
+use crate::metrics::{Metrics, answer_code};
 
 /// Where the daemon listens unless told otherwise; `daemonSocket` in the config names the same.
 pub const DEFAULT_SOCKET: &str = "/run/multinet/multinet.sock";
@@ -69,6 +70,10 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = Limits::DEFAULT.max_wait.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_wait_seconds: u64,
+    /// Serve Prometheus metrics over plain HTTP at ADDRESS/metrics (e.g. 127.0.0.1:9091). Off
+    /// unless given; only metrics are served there, never calls.
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 impl DaemonArgs {
@@ -116,7 +121,18 @@ pub fn main(args: &[String]) -> i32 {
     };
     let peers = Peers::new(args.allow_uids.iter().copied());
     let limits = args.limits();
+    let metrics = match args.metrics_address {
+        Some(_) => Metrics::on(),
+        None => Metrics::off(),
+    };
     let outcome = runtime.block_on(async {
+        if let Some(addr) = args.metrics_address {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("metrics address {addr}: {e}")))?;
+            tracing::info!(%addr, "serving metrics at {}", crate::metrics::METRICS_PATH);
+            tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
+        }
         let bound = bind(&args.socket)?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let stop = async move {
@@ -125,7 +141,7 @@ pub fn main(args: &[String]) -> i32 {
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
-        serve(bound, peers, limits, stop).await;
+        serve(bound, peers, limits, metrics, stop).await;
         io::Result::Ok(())
     });
     match outcome {
@@ -315,9 +331,10 @@ pub async fn serve(
     bound: Bound,
     peers: Peers,
     limits: Limits,
+    metrics: Metrics,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let threads = Arc::new(CallThreads::new(limits));
+    let threads = Arc::new(CallThreads::new(limits, metrics));
     let peers = Arc::new(peers);
     tracing::info!(
         add_threads = limits.add_threads,
@@ -563,13 +580,15 @@ struct Job {
 struct CallThreads {
     add: CallLane,
     del: CallLane,
+    metrics: Metrics,
 }
 
 impl CallThreads {
-    fn new(limits: Limits) -> Self {
+    fn new(limits: Limits, metrics: Metrics) -> Self {
         CallThreads {
-            add: CallLane::new("add", usize::from(limits.add_threads), limits),
-            del: CallLane::new("del", usize::from(limits.del_threads), limits),
+            add: CallLane::new("add", usize::from(limits.add_threads), limits, &metrics),
+            del: CallLane::new("del", usize::from(limits.del_threads), limits, &metrics),
+            metrics,
         }
     }
 
@@ -579,6 +598,8 @@ impl CallThreads {
         let container = var_of(&call, "CNI_CONTAINERID").to_string();
         let version = error_version(&call.stdin);
         let started = Instant::now();
+        // Refusals (a full queue, a long wait) are answers too: counted with their code.
+        let timer = self.metrics.call(&command);
         let lane = match Lane::of(&command) {
             Lane::Add => &self.add,
             Lane::Del => &self.del,
@@ -590,6 +611,7 @@ impl CallThreads {
             Err(e) => Err(e),
         };
         let (code, stdout) = outcome.unwrap_or_else(|err| refusal(&err, version));
+        timer.finish(answer_code(code, &stdout));
         tracing::info!(
             command,
             container,
@@ -615,10 +637,11 @@ struct CallLane {
     started: AtomicUsize,
     /// Calls submitted and not yet answered: those past `started` wait for a thread.
     pending: Arc<AtomicUsize>,
+    metrics: Metrics,
 }
 
 impl CallLane {
-    fn new(name: &'static str, max_threads: usize, limits: Limits) -> Self {
+    fn new(name: &'static str, max_threads: usize, limits: Limits, metrics: &Metrics) -> Self {
         let (queue, jobs) = std::sync::mpsc::channel();
         CallLane {
             name,
@@ -628,6 +651,7 @@ impl CallLane {
             jobs: Arc::new(std::sync::Mutex::new(jobs)),
             started: AtomicUsize::new(0),
             pending: Arc::new(AtomicUsize::new(0)),
+            metrics: metrics.clone(),
         }
     }
 
@@ -697,6 +721,7 @@ impl CallLane {
             jobs: self.jobs.clone(),
             pending: self.pending.clone(),
             max_wait: self.limits.max_wait,
+            metrics: self.metrics.clone(),
         };
         std::thread::Builder::new()
             .name(format!("multinet-{}-{n}", self.name))
@@ -716,6 +741,7 @@ struct Worker {
     jobs: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<Job>>>,
     pending: Arc<AtomicUsize>,
     max_wait: Duration,
+    metrics: Metrics,
 }
 
 impl Worker {
@@ -760,7 +786,9 @@ impl Worker {
                             "call runs"
                         );
                         // Each call thread keeps one runtime for good, so its API client too.
-                        let plugin = MetaPlugin::new().with_client_reuse(ClientReuse::PerThread);
+                        let plugin = MetaPlugin::new()
+                            .with_client_reuse(ClientReuse::PerThread)
+                            .with_metrics(self.metrics.clone());
                         let (out, code) =
                             rt.block_on(multinet_cni::dispatch(&plugin, call.vars, &call.stdin));
                         (code, out)
@@ -876,6 +904,7 @@ mod tests {
                 del_threads: 8,
                 max_waiting: 256,
                 max_wait_seconds: 60,
+                metrics_address: None,
             }
         );
         assert_eq!(parse_args(&[]).unwrap().limits(), Limits::DEFAULT);

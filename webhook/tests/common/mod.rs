@@ -89,6 +89,7 @@ pub fn config(files: CertFiles, kubeconfig: &Path) -> WebhookConfig {
             global_namespaces: vec!["default".to_owned()],
         },
         injector: InjectorOptions::default(),
+        metrics_listen: None,
     }
 }
 

@@ -407,3 +407,90 @@ mod tests {
         assert!(matches!(status(&bad), Err(IpamError::NotAvailable(_))));
     }
 }
+
+/// How full one range of a host-local network is (for the node daemon's metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeUsage {
+    /// The store's network name.
+    pub network: String,
+    /// `rangeStart-rangeEnd`.
+    pub range: String,
+    /// Addresses the range hands out (the gateway not counted).
+    pub size: u128,
+    /// Addresses of the range with a reservation file in the store.
+    pub used: usize,
+}
+
+/// The usage of every range of a host-local config (the plugin's config, `ipam` its IPAM
+/// section), counted from the store's address files without taking its lock: a gauge may be a
+/// moment old, and a scrape must never wait behind an ADD.
+pub fn range_usage(conf: &NetConf, ipam: Option<&Value>) -> IpamResult<Vec<RangeUsage>> {
+    let env = multinet_cni::CniEnv {
+        command: multinet_cni::Command::Status,
+        container_id: String::new(),
+        netns: None,
+        ifname: String::new(),
+        args: Vec::new(),
+        path: Vec::new(),
+    };
+    let cfg = HostLocalConfig::parse(conf, ipam, &env)?;
+    let dir = Store::network_dir(&cfg.data_dir, &cfg.name);
+    let reserved: Vec<IpAddr> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for range in cfg.ranges.iter().flat_map(|set| &set.ranges) {
+        let (start, end) = (
+            crate::addr::to_u128(range.range_start).1,
+            crate::addr::to_u128(range.range_end).1,
+        );
+        let gateway_inside = range.contains(range.gateway);
+        out.push(RangeUsage {
+            network: cfg.name.clone(),
+            range: format!("{}-{}", range.range_start, range.range_end),
+            size: (end - start + 1).saturating_sub(u128::from(gateway_inside)),
+            used: reserved
+                .iter()
+                .filter(|ip| range.contains(**ip) && **ip != range.gateway)
+                .count(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+
+    #[test]
+    fn range_usage_counts_reservations_per_range() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ipam = serde_json::json!({"type": "host-local", "dataDir": tmp.path(),
+            "ranges": [[{"subnet": "10.1.0.0/29"}], [{"subnet": "10.2.0.0/24",
+                "rangeStart": "10.2.0.10", "rangeEnd": "10.2.0.19"}]]});
+        let conf: NetConf = serde_json::from_value(serde_json::json!({
+            "cniVersion": "1.0.0", "name": "net-a", "type": "macvlan", "ipam": ipam}))
+        .unwrap();
+        let dir = tmp.path().join("net-a");
+        std::fs::create_dir_all(&dir).unwrap();
+        for ip in ["10.1.0.2", "10.1.0.3", "10.2.0.11", "last_reserved_ip.0"] {
+            std::fs::write(dir.join(ip), "c1\nnet1").unwrap();
+        }
+        let usage = range_usage(&conf, conf.ipam.as_ref()).unwrap();
+        let got: Vec<(&str, u128, usize)> = usage
+            .iter()
+            .map(|u| (u.range.as_str(), u.size, u.used))
+            .collect();
+        // 10.1.0.1-10.1.0.6 less the gateway .1; 10.2.0.10-19 (gateway .1 outside).
+        assert_eq!(
+            got,
+            [("10.1.0.1-10.1.0.6", 5, 2), ("10.2.0.10-10.2.0.19", 10, 1)]
+        );
+        assert!(usage.iter().all(|u| u.network == "net-a"));
+    }
+}

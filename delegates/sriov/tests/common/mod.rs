@@ -198,7 +198,12 @@ impl Lab {
 
     /// Runs one CNI call of the plugin, in-process, on a thread inside the lab's host netns.
     pub fn call(&self, cmd: &str, cid: &str, netns: &str, ifname: &str, conf: &Value) -> Answer {
-        let vars = self.cni(cmd, cid, netns, ifname).vars();
+        self.run(&self.cni(cmd, cid, netns, ifname), conf)
+    }
+
+    /// Runs `call` (made with [`Lab::cni`]) in-process, like [`Lab::call`].
+    pub fn run(&self, call: &CniCall, conf: &Value) -> Answer {
+        let vars = call.vars();
         let stdin = serde_json::to_vec(conf).unwrap();
         let host = Netns::open(self.host.path()).unwrap();
         let (out, code) = run_in_netns(&host, || {

@@ -29,10 +29,12 @@ use serde_json::json;
 use super::local::NETWORK_STATUS;
 use super::{ClusterSource, NadInfo, PodEvent, PodInfo};
 use crate::error::MetaError;
+use crate::metrics::Metrics;
 
 pub struct KubeSource {
     client: Client,
     deadline: Instant,
+    metrics: Metrics,
 }
 
 fn nad_resource() -> ApiResource {
@@ -80,11 +82,17 @@ impl KubeSource {
         kubeconfig: Option<&Path>,
         budget: Duration,
         reuse: ClientReuse,
+        metrics: &Metrics,
     ) -> Result<Self, MetaError> {
         let deadline = Instant::now() + budget;
+        let metrics = metrics.clone();
         if reuse == ClientReuse::PerCall {
             let client = build_client(kubeconfig, budget).await?;
-            return Ok(KubeSource { client, deadline });
+            return Ok(KubeSource {
+                client,
+                deadline,
+                metrics,
+            });
         }
         let modified = modified(kubeconfig);
         let same = |k: &KeptClient| {
@@ -107,7 +115,11 @@ impl KubeSource {
                 client
             }
         };
-        Ok(KubeSource { client, deadline })
+        Ok(KubeSource {
+            client,
+            deadline,
+            metrics,
+        })
     }
 
     /// Whether this client's user may do `verb` on `resource` (`subresource`) of API `group` in
@@ -136,16 +148,24 @@ impl KubeSource {
         };
         let post = PostParams::default();
         let answer = self
-            .with_retries(&format!("may {verb} {resource}"), || {
-                api.create(&post, &review)
-            })
+            .with_retries(
+                "self_subject_access_review",
+                &format!("may {verb} {resource}"),
+                || api.create(&post, &review),
+            )
             .await?;
         let status = answer.status.unwrap_or_default();
         Ok((status.allowed, status.reason.filter(|r| !r.is_empty())))
     }
 
-    /// Runs `op` until it succeeds, fails for good, or the budget is spent.
-    async fn with_retries<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, MetaError>
+    /// Runs `op` until it succeeds, fails for good, or the budget is spent. Each attempt is
+    /// counted under `request` in the metrics.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        request: &str,
+        what: &str,
+        mut op: F,
+    ) -> Result<T, MetaError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
@@ -153,7 +173,14 @@ impl KubeSource {
         let mut delay = Duration::from_millis(50);
         loop {
             let remaining = self.deadline.saturating_duration_since(Instant::now());
+            let started = Instant::now();
             let attempt = tokio::time::timeout(remaining, op()).await;
+            let result = match &attempt {
+                Ok(outcome) => api_result(outcome),
+                Err(_) => "timeout".to_owned(),
+            };
+            self.metrics
+                .api_request(request, &result, started.elapsed());
             let err = match attempt {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => e,
@@ -336,6 +363,16 @@ fn http2_client(config: Config) -> Result<Client, kube::Error> {
     Ok(kube::client::ClientBuilder::new(service, config.default_namespace.clone()).build())
 }
 
+/// The metrics' result label of one API request: "ok", the HTTP status of a refusal, or
+/// "error" when no answer came.
+fn api_result<T>(outcome: &Result<T, kube::Error>) -> String {
+    match outcome {
+        Ok(_) => "ok".to_owned(),
+        Err(kube::Error::Api(status)) => status.code.to_string(),
+        Err(_) => "error".to_owned(),
+    }
+}
+
 fn is_transient(err: &kube::Error) -> bool {
     match err {
         kube::Error::Api(status) => status.code == 429 || status.code >= 500,
@@ -352,7 +389,9 @@ impl ClusterSource for KubeSource {
     async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, MetaError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let pod = self
-            .with_retries(&format!("get pod {namespace}/{name}"), || api.get_opt(name))
+            .with_retries("get_pod", &format!("get pod {namespace}/{name}"), || {
+                api.get_opt(name)
+            })
             .await?;
         Ok(pod.map(|p| PodInfo {
             namespace: namespace.to_string(),
@@ -367,6 +406,7 @@ impl ClusterSource for KubeSource {
             Api::namespaced_with(self.client.clone(), namespace, &nad_resource());
         let nad = self
             .with_retries(
+                "get_nad",
                 &format!("get NetworkAttachmentDefinition {namespace}/{name}"),
                 || api.get_opt(name),
             )
@@ -395,12 +435,16 @@ impl ClusterSource for KubeSource {
         // no GET first.
         let patch = json!({"metadata": {"annotations": {NETWORK_STATUS: status}}});
         let params = PatchParams::default();
-        self.with_retries(&format!("patch pod {namespace}/{name} status"), || async {
-            match api.patch_status(name, &params, &Patch::Merge(&patch)).await {
-                Err(e) if is_not_found(&e) => Ok(()),
-                other => other.map(|_| ()),
-            }
-        })
+        self.with_retries(
+            "patch_pod_status",
+            &format!("patch pod {namespace}/{name} status"),
+            || async {
+                match api.patch_status(name, &params, &Patch::Merge(&patch)).await {
+                    Err(e) if is_not_found(&e) => Ok(()),
+                    other => other.map(|_| ()),
+                }
+            },
+        )
         .await
     }
 
@@ -410,7 +454,13 @@ impl ClusterSource for KubeSource {
         let posts = events.iter().enumerate().map(|(i, e)| {
             let event = pod_event(pod, e, now, i);
             let api = &api;
-            async move { api.create(&PostParams::default(), &event).await }
+            async move {
+                let started = Instant::now();
+                let created = api.create(&PostParams::default(), &event).await;
+                self.metrics
+                    .api_request("create_event", &api_result(&created), started.elapsed());
+                created
+            }
         });
         futures::future::try_join_all(posts)
             .await
@@ -479,8 +529,13 @@ mod tests {
         let path = dir.path().join("multinet.kubeconfig");
         std::fs::write(&path, text).unwrap();
         let err = runtime().block_on(async {
-            match KubeSource::connect(Some(&path), Duration::from_secs(2), ClientReuse::PerCall)
-                .await
+            match KubeSource::connect(
+                Some(&path),
+                Duration::from_secs(2),
+                ClientReuse::PerCall,
+                &Metrics::off(),
+            )
+            .await
             {
                 Err(e) => e,
                 Ok(src) => src.pod("default", "p").await.unwrap_err(),
