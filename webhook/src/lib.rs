@@ -14,6 +14,7 @@ pub mod isolate;
 pub mod metrics;
 pub mod mutate;
 pub mod nads;
+pub mod own_delegates;
 pub mod review;
 pub mod server;
 pub mod tls;

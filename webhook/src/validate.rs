@@ -115,7 +115,7 @@ fn check_runnable(config: &DelegateConf) -> Result<(), String> {
             None => check_type(plugin, "spec.config")?,
         }
     }
-    Ok(())
+    crate::own_delegates::check_own_delegates(config)
 }
 
 fn check_version(version: Option<&Value>, at: &str) -> Result<(), String> {
@@ -448,6 +448,24 @@ mod tests {
                 "a type that merely contains multus",
                 with_config(r#"{"type":"multus-thick-helper-not"}"#),
                 None,
+            ),
+            // One of multinet's delegates reads the config as it will at ADD.
+            (
+                "a macvlan mode our delegate does not know",
+                with_config(r#"{"cniVersion":"1.0.0","type":"macvlan","mode":"bridgee"}"#),
+                Some("spec.config: the macvlan delegate refuses this config"),
+            ),
+            (
+                "an SR-IOV VLAN out of range",
+                with_config(r#"{"cniVersion":"1.0.0","type":"sriov","vlan":4096}"#),
+                Some("spec.config: the sriov delegate refuses this config"),
+            ),
+            (
+                "a host-local subnet that is no subnet",
+                with_config(
+                    r#"{"cniVersion":"1.0.0","type":"ipvlan","ipam":{"type":"host-local","subnet":"10.0.0.0/40"}}"#,
+                ),
+                Some("the ipvlan delegate refuses this config"),
             ),
             (
                 "config a number",
