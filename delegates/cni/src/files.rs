@@ -281,6 +281,35 @@ pub fn remove_stale_temps(dir: &Path, min_age: std::time::Duration) -> usize {
         .count()
 }
 
+/// Removes the temp files writers of `path` left behind (see [`temp_path`]), live writer or
+/// not: for a caller that holds whatever serializes the writers of `path` (the container's lock
+/// for an attachment's files), so none is mid-write. Returns how many went.
+pub fn remove_temps_of(path: &Path) -> usize {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return 0;
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let Some(temp) = e.file_name().to_str().map(str::to_owned) else {
+                return false;
+            };
+            let Some((stem, _)) = temp
+                .strip_prefix('.')
+                .and_then(|t| t.rsplit_once(TEMP_MARKER))
+            else {
+                return false;
+            };
+            // A stem shorter than the name only when temp_path cut it to fit NAME_MAX.
+            stem == name || (temp.len() + 1 >= NAME_MAX && name.starts_with(stem))
+        })
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 /// The pid in a temp name `.<name>.tmp-<pid>-<n>`.
 fn temp_writer_pid(name: &str) -> Option<u32> {
     let (_, tail) = name.rsplit_once(TEMP_MARKER)?;
@@ -493,5 +522,33 @@ mod tests {
         fs::write(&path, b"").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
         assert!(LockFile::try_acquire(&path).is_err());
+    }
+
+    #[test]
+    fn the_temps_of_one_file_go_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vfnet-c1_net3");
+        // Temps of this file by a live writer (this process) and a dead one; a temp of a file
+        // whose name extends this one's; the file itself; another file.
+        let mine = temp_path(&file);
+        let dead = dir.path().join(".vfnet-c1_net3.tmp-999999-4");
+        let other = temp_path(&dir.path().join("vfnet-c1_net31"));
+        for p in [&mine, &dead, &other, &file, &dir.path().join("keep")] {
+            fs::write(p, b"{").unwrap();
+        }
+        assert_eq!(remove_temps_of(&file), 2);
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let other_name = other.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(left, [other_name.as_str(), "keep", "vfnet-c1_net3"]);
+        // A name long enough that temp_path cut it: its temps are still found.
+        let long = dir.path().join("n".repeat(250));
+        let cut = temp_path(&long);
+        fs::write(&cut, b"{").unwrap();
+        assert_eq!(remove_temps_of(&long), 1);
+        assert!(!cut.exists());
     }
 }

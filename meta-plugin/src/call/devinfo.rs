@@ -161,12 +161,15 @@ pub fn read_for_status<'a>(
         .collect()
 }
 
-/// Removes an attachment's device-info file; one that is gone already is fine, and a failure is
-/// only logged (the file holds no state anything depends on).
+/// Removes an attachment's device-info file, and the temp files of a write of it that a kill
+/// interrupted (the caller holds the container's lock: no write of it is under way); one that
+/// is gone already is fine, and a failure is only logged (the file holds no state anything
+/// depends on).
 pub fn remove(path: Option<&Path>) {
     let Some(path) = path else {
         return;
     };
+    files::remove_temps_of(path);
     match fs::remove_file(path) {
         Err(e) if e.kind() != ErrorKind::NotFound => {
             tracing::warn!(file = %path.display(), error = %e, "removing device-info file")
