@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use multinet_crds::RESOURCE_NAME_ANNOTATION;
 
+use crate::control::{ControlMap, DEFAULT_CONFIGMAP};
 use crate::error::WebhookError;
 use crate::isolate::IsolationPolicy;
 use crate::mutate::InjectorOptions;
@@ -79,6 +80,20 @@ pub struct Flags {
     /// Add to resources a container already asks for, instead of leaving them alone.
     #[arg(long, env = "MULTINET_WEBHOOK_HONOR_RESOURCES")]
     pub honor_resources: bool,
+    /// Expose each container's hugepages requests and limits (MiB) in the podnetinfo volume.
+    #[arg(long, env = "MULTINET_WEBHOOK_INJECT_HUGEPAGE_DOWNWARD_API")]
+    pub inject_hugepage_downward_api: bool,
+    /// ConfigMap in the webhook's namespace whose `config.json` switches features at run time;
+    /// an empty name reads none.
+    #[arg(long, env = "MULTINET_WEBHOOK_CONTROL_CONFIGMAP", default_value = DEFAULT_CONFIGMAP)]
+    pub control_configmap: String,
+    /// Seconds between reads of the control ConfigMap.
+    #[arg(
+        long,
+        env = "MULTINET_WEBHOOK_CONTROL_POLL_SECONDS",
+        default_value_t = 10.0
+    )]
+    pub control_poll_seconds: f64,
     /// Serve Prometheus metrics over plain HTTP at ADDRESS/metrics (e.g. 0.0.0.0:9092); off
     /// unless given.
     #[arg(long, env = "MULTINET_WEBHOOK_METRICS_ADDRESS", value_name = "ADDRESS")]
@@ -142,6 +157,16 @@ impl Flags {
                 honor_resources: self.honor_resources,
                 skip_namespaces,
                 default_network_namespace: self.multinet_namespace.clone(),
+                hugepages_downward_api: self.inject_hugepage_downward_api,
+                user_injections: Default::default(),
+            },
+            control: match self.control_configmap.trim() {
+                "" => None,
+                name => Some(ControlMap {
+                    namespace: self.namespace.clone(),
+                    name: name.to_owned(),
+                    interval: seconds("control-poll-seconds", self.control_poll_seconds)?,
+                }),
             },
             metrics_listen: self.metrics_address,
         })
@@ -186,9 +211,25 @@ mod tests {
             "--nad-cache-seconds=1",
             "--api-timeout-seconds=2",
             "--metrics-address=127.0.0.1:9092",
+            "--inject-hugepage-downward-api",
+            "--control-configmap=switches",
+            "--control-poll-seconds=3",
         ])
         .config()
         .unwrap();
+        assert!(config.injector.hugepages_downward_api);
+        assert_eq!(
+            config.control,
+            Some(ControlMap {
+                namespace: "multinet".into(),
+                name: "switches".into(),
+                interval: Duration::from_secs(3),
+            })
+        );
+        assert_eq!(
+            parse(&["--control-configmap="]).config().unwrap().control,
+            None
+        );
         assert_eq!(config.listen.port(), 9443);
         assert_eq!(config.cert_files.key, PathBuf::from("/k"));
         assert_eq!(config.cert_poll_interval, Duration::from_millis(500));

@@ -8,6 +8,7 @@
 //! Every decision is a plain function from an admission request to an admission response; NAD
 //! lookups go through [`mutate::NadLookup`]. The [`server`] is a thin HTTPS layer around them.
 
+pub mod control;
 mod error;
 pub mod flags;
 pub mod isolate;

@@ -1,8 +1,14 @@
 //! `/mutate`: pod CREATE. For each network a pod selects, the NAD's device-plugin resource
-//! (`k8s.v1.cni.cncf.io/resourceName`, or the configured keys) is requested on the pod's first
-//! container, the NAD's `k8s.v1.cni.cncf.io/nodeSelector` is merged into the pod's, and, when a
-//! resource was injected, the `podnetinfo` downward-API volume (labels, annotations) is mounted
-//! read-only at `/etc/podnetinfo` in every container, where device-info consumers read it.
+//! (`k8s.v1.cni.cncf.io/resourceName`, or the configured keys) is requested on one container:
+//! the one the pod names in `multinet.io/resources-container`, else the first (a name that is not
+//! a container of the pod is refused, never ignored). The NAD's `k8s.v1.cni.cncf.io/nodeSelector`
+//! is merged into the pod's, and, when a resource was injected, the `podnetinfo` downward-API
+//! volume (labels, annotations and, when switched on, each container's hugepages as
+//! `hugepages_<size>_<request|limit>_<container>` in MiB, with `CONTAINER_NAME` in its
+//! environment) is mounted read-only at `/etc/podnetinfo` in every container, where device-info
+//! consumers read it. User-defined injections of the control ConfigMap
+//! ([`crate::control`]) add annotations to labelled pods first, so an injected networks
+//! annotation selects networks as if the pod had it.
 //!
 //! NADs come through [`NadLookup`]; the server looks up [`nads_to_look_up`] first, so the decision
 //! itself never waits on the network.
@@ -16,7 +22,13 @@ use multinet_crds::{
 };
 use serde_json::{Map, Value, json};
 
+use crate::control::Switches;
 use crate::review::{Denial, Request, kind_label, object_namespace};
+
+/// Pod annotation naming the container that gets the networks' resources.
+pub const RESOURCES_CONTAINER_ANNOTATION: &str = "multinet.io/resources-container";
+/// Environment variable telling a container its own name, for its hugepages files.
+pub const CONTAINER_NAME_ENV: &str = "CONTAINER_NAME";
 
 /// NAD annotation restricting the nodes its pods may run on, as one `key=value` label.
 pub const NODE_SELECTOR_ANNOTATION: &str = "k8s.v1.cni.cncf.io/nodeSelector";
@@ -38,6 +50,10 @@ pub struct InjectorOptions {
     pub skip_namespaces: Vec<String>,
     /// Where a default-network element without a namespace is looked up: multinet's namespace.
     pub default_network_namespace: String,
+    /// Expose each container's hugepages requests and limits in the `podnetinfo` volume.
+    pub hugepages_downward_api: bool,
+    /// Pod label key → annotations added to pods labelled `<key>: "true"`.
+    pub user_injections: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Default for InjectorOptions {
@@ -47,6 +63,23 @@ impl Default for InjectorOptions {
             honor_resources: false,
             skip_namespaces: vec!["kube-system".to_owned()],
             default_network_namespace: "kube-system".to_owned(),
+            hugepages_downward_api: false,
+            user_injections: BTreeMap::new(),
+        }
+    }
+}
+
+impl InjectorOptions {
+    /// These options with the control ConfigMap's switches applied: a feature it names wins
+    /// over the flag; its injections are the only ones.
+    pub fn with_switches(&self, switches: &Switches) -> InjectorOptions {
+        InjectorOptions {
+            honor_resources: switches.honor_resources.unwrap_or(self.honor_resources),
+            hugepages_downward_api: switches
+                .hugepages_downward_api
+                .unwrap_or(self.hugepages_downward_api),
+            user_injections: switches.user_injections.clone(),
+            ..self.clone()
         }
     }
 }
@@ -131,10 +164,47 @@ struct Selected {
     nad: NadRef,
 }
 
+/// What `/mutate` reads of a pod it acts on: the networks it selects (with user-defined
+/// injections applied) and the annotations those injections add.
+#[derive(Default)]
+struct PodView {
+    selected: Vec<Selected>,
+    injected: BTreeMap<String, String>,
+}
+
+/// The annotations user-defined injections add to a pod with these labels and annotations: of
+/// every injection whose label the pod carries as `"true"` (any case), in label order, each key
+/// the pod does not already have (its own annotation wins, and so does the first injection).
+fn injected_annotations(
+    labels: Option<&BTreeMap<String, String>>,
+    annotations: Option<&BTreeMap<String, String>>,
+    options: &InjectorOptions,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(labels) = labels else {
+        return out;
+    };
+    for (label, adds) in &options.user_injections {
+        if !labels
+            .get(label)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        {
+            continue;
+        }
+        for (key, value) in adds {
+            if annotations.is_some_and(|a| a.contains_key(key)) || out.contains_key(key) {
+                continue;
+            }
+            out.insert(key.clone(), value.clone());
+        }
+    }
+    out
+}
+
 /// The pod, when it is one `/mutate` acts on, and its networks.
-fn selections(request: &Request, options: &InjectorOptions) -> Result<Vec<Selected>, Denial> {
+fn selections(request: &Request, options: &InjectorOptions) -> Result<PodView, Denial> {
     if request.operation != Operation::Create {
-        return Ok(Vec::new());
+        return Ok(PodView::default());
     }
     if !request.kind.group.is_empty() || request.kind.kind != "Pod" {
         return Err(Denial::bad_request(format!(
@@ -144,17 +214,21 @@ fn selections(request: &Request, options: &InjectorOptions) -> Result<Vec<Select
     }
     let pod_namespace = object_namespace(request);
     if options.skip_namespaces.contains(&pod_namespace) {
-        return Ok(Vec::new());
+        return Ok(PodView::default());
     }
     let Some(pod) = &request.object else {
         return Err(Denial::bad_request("the request carries no object"));
     };
-    let Some(annotations) = &pod.metadata.annotations else {
-        return Ok(Vec::new());
+    let own = pod.metadata.annotations.as_ref();
+    let injected = injected_annotations(pod.metadata.labels.as_ref(), own, options);
+    let annotation = |key: &str| {
+        own.and_then(|a| a.get(key))
+            .or_else(|| injected.get(key))
+            .cloned()
     };
     let mut selected = Vec::new();
-    if let Some(value) = annotations.get(DEFAULT_NETWORK_ANNOTATION) {
-        let selection = parse_default_network(value).map_err(|e| {
+    if let Some(value) = annotation(DEFAULT_NETWORK_ANNOTATION) {
+        let selection = parse_default_network(&value).map_err(|e| {
             Denial::bad_request(format!(
                 "annotation {DEFAULT_NETWORK_ANNOTATION} is invalid: {e}"
             ))
@@ -165,8 +239,8 @@ fn selections(request: &Request, options: &InjectorOptions) -> Result<Vec<Select
             nad: NadRef::new(namespace, &selection.name),
         });
     }
-    if let Some(value) = annotations.get(NETWORKS_ANNOTATION) {
-        let list = parse_networks(value).map_err(|e| {
+    if let Some(value) = annotation(NETWORKS_ANNOTATION) {
+        let list = parse_networks(&value).map_err(|e| {
             Denial::bad_request(format!("annotation {NETWORKS_ANNOTATION} is invalid: {e}"))
         })?;
         for (index, selection) in list.iter().enumerate() {
@@ -176,7 +250,7 @@ fn selections(request: &Request, options: &InjectorOptions) -> Result<Vec<Select
             });
         }
     }
-    Ok(selected)
+    Ok(PodView { selected, injected })
 }
 
 /// The NADs [`mutate_pod`] will ask for, each once. Empty when the pod is left alone or its
@@ -184,6 +258,7 @@ fn selections(request: &Request, options: &InjectorOptions) -> Result<Vec<Select
 pub fn nads_to_look_up(request: &Request, options: &InjectorOptions) -> Vec<NadRef> {
     let mut refs: Vec<NadRef> = selections(request, options)
         .unwrap_or_default()
+        .selected
         .into_iter()
         .map(|s| s.nad)
         .collect();
@@ -218,18 +293,41 @@ pub fn pod_patch(
     lookup: &dyn NadLookup,
     options: &InjectorOptions,
 ) -> Result<Vec<Value>, Denial> {
-    let selected = selections(request, options)?;
-    if selected.is_empty() {
-        return Ok(Vec::new());
-    }
-    let wants = collect_wants(&selected, lookup, options)?;
-    let pod = crate::review::object_json(request);
-    let spec = pod.get("spec").cloned().unwrap_or(Value::Null);
+    let view = selections(request, options)?;
+    let mut pod = crate::review::object_json(request);
     let mut ops = Vec::new();
-    let injected = resource_ops(&spec, &wants.resources, options.honor_resources, &mut ops)?;
+    annotation_ops(&pod, &view.injected, &mut ops);
+    // From here on the pod is read as it will be: with the injected annotations.
+    if !view.injected.is_empty()
+        && let Some(meta) = pod.get_mut("metadata").and_then(Value::as_object_mut)
+    {
+        let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
+        if let Some(annotations) = annotations.as_object_mut() {
+            for (key, value) in &view.injected {
+                annotations.insert(key.clone(), json!(value));
+            }
+        }
+    }
+    if view.selected.is_empty() {
+        return Ok(ops);
+    }
+    let wants = collect_wants(&view.selected, lookup, options)?;
+    let spec = pod.get("spec").cloned().unwrap_or(Value::Null);
+    let target = resources_container(&pod, &spec, &wants.resources)?;
+    let injected = resource_ops(
+        &spec,
+        target,
+        &wants.resources,
+        options.honor_resources,
+        &mut ops,
+    )?;
     node_selector_ops(&spec, &wants.node_selector, &mut ops)?;
     if injected {
-        podnetinfo_ops(&pod, &spec, &mut ops);
+        let hugepages = match options.hugepages_downward_api {
+            true => hugepages_ops(&spec, &mut ops),
+            false => Vec::new(),
+        };
+        podnetinfo_ops(&pod, &spec, &hugepages, &mut ops);
     }
     Ok(ops)
 }
@@ -335,16 +433,75 @@ fn whole_quantity(value: &Value) -> Option<u64> {
     }
 }
 
-/// Adds requests and limits on the first container; true when anything was added.
+/// The annotations user-defined injections add, as patch operations.
+fn annotation_ops(pod: &Value, injected: &BTreeMap<String, String>, ops: &mut Vec<Value>) {
+    if injected.is_empty() {
+        return;
+    }
+    if pod
+        .pointer("/metadata/annotations")
+        .is_some_and(Value::is_object)
+    {
+        for (key, value) in injected {
+            ops.push(add(
+                format!("/metadata/annotations/{}", pointer_token(key)),
+                json!(value),
+            ));
+        }
+    } else {
+        ops.push(add("/metadata/annotations".to_owned(), json!(injected)));
+    }
+}
+
+/// The index of the container that gets the resources: the one the pod names in
+/// [`RESOURCES_CONTAINER_ANNOTATION`], else the first. Refused when resources are wanted and
+/// there is no such container: a pod's networks are never silently left without their devices.
+fn resources_container(
+    pod: &Value,
+    spec: &Value,
+    wants: &BTreeMap<String, u64>,
+) -> Result<usize, Denial> {
+    let containers = containers(spec);
+    let names = || {
+        containers
+            .iter()
+            .filter_map(|c| c.get("name").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let key = pointer_token(RESOURCES_CONTAINER_ANNOTATION);
+    match pod
+        .pointer(&format!("/metadata/annotations/{key}"))
+        .and_then(Value::as_str)
+    {
+        Some(wanted) => containers
+            .iter()
+            .position(|c| c.get("name").and_then(Value::as_str) == Some(wanted.trim()))
+            .ok_or_else(|| {
+                Denial::bad_request(format!(
+                    "annotation {RESOURCES_CONTAINER_ANNOTATION} names container {wanted:?}, \
+                     which is not one of the pod's containers ({})",
+                    names()
+                ))
+            }),
+        None if containers.is_empty() && !wants.is_empty() => Err(Denial::bad_request(
+            "the pod has no container to request its networks' resources on",
+        )),
+        None => Ok(0),
+    }
+}
+
+/// Adds requests and limits on container `target`; true when anything was added.
 fn resource_ops(
     spec: &Value,
+    target: usize,
     wants: &BTreeMap<String, u64>,
     honor_resources: bool,
     ops: &mut Vec<Value>,
 ) -> Result<bool, Denial> {
     let containers = containers(spec);
-    let Some(first) = containers.first() else {
-        // The API server refuses a pod without containers; nothing to attach resources to.
+    let Some(first) = containers.get(target) else {
+        // Nothing is wanted (a missing container with wants was refused above).
         return Ok(false);
     };
     let asked_anywhere = |resource: &str| {
@@ -372,7 +529,7 @@ fn resource_ops(
             let base = match existing {
                 Some(quantity) if already_asked => whole_quantity(quantity).ok_or_else(|| {
                     Denial::bad_request(format!(
-                        "spec.containers[0].resources.{map}[{resource:?}] is {quantity}, \
+                        "spec.containers[{target}].resources.{map}[{resource:?}] is {quantity}, \
                          not a whole number the network's {count} can be added to"
                     ))
                 })?,
@@ -384,24 +541,24 @@ fn resource_ops(
     if new.iter().all(|(_, values)| values.is_empty()) {
         return Ok(false);
     }
-    const FIRST: &str = "/spec/containers/0/resources";
+    let base = format!("/spec/containers/{target}/resources");
     match resources {
         None => {
             let all: Map<String, Value> = new
                 .into_iter()
                 .map(|(map, values)| (map.to_owned(), Value::Object(values)))
                 .collect();
-            ops.push(add(FIRST.to_owned(), Value::Object(all)));
+            ops.push(add(base, Value::Object(all)));
         }
         Some(resources) => {
             for (map, values) in new.into_iter().filter(|(_, v)| !v.is_empty()) {
                 if resources.get(map).is_some_and(Value::is_object) {
                     for (resource, quantity) in values {
-                        let path = format!("{FIRST}/{map}/{}", pointer_token(&resource));
+                        let path = format!("{base}/{map}/{}", pointer_token(&resource));
                         ops.push(add(path, quantity));
                     }
                 } else {
-                    ops.push(add(format!("{FIRST}/{map}"), Value::Object(values)));
+                    ops.push(add(format!("{base}/{map}"), Value::Object(values)));
                 }
             }
         }
@@ -446,7 +603,75 @@ fn node_selector_ops(
     Ok(())
 }
 
-fn podnetinfo_ops(pod: &Value, spec: &Value, ops: &mut Vec<Value>) {
+/// Whether a quantity is zero ("0", "0Gi", 0); anything else, even unparsable, counts as set
+/// (the API server validates quantities).
+fn is_zero_quantity(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => {
+            let digits: String = s
+                .trim()
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            digits.parse::<f64>().is_ok_and(|n| n == 0.0)
+        }
+        _ => true,
+    }
+}
+
+/// The downward-API files for every container's hugepages (requests and limits, in MiB), and
+/// the `CONTAINER_NAME` variable of each such container (so it knows which files are its own).
+fn hugepages_ops(spec: &Value, ops: &mut Vec<Value>) -> Vec<Value> {
+    let mut items = Vec::new();
+    for (index, container) in containers(spec).iter().enumerate() {
+        let Some(name) = container.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let mut found = false;
+        for (map, kind) in [("requests", "request"), ("limits", "limit")] {
+            let Some(quantities) = container
+                .pointer(&format!("/resources/{map}"))
+                .and_then(Value::as_object)
+            else {
+                continue;
+            };
+            for (resource, quantity) in quantities {
+                let Some(size) = resource.strip_prefix("hugepages-") else {
+                    continue;
+                };
+                if is_zero_quantity(quantity) {
+                    continue;
+                }
+                found = true;
+                items.push(json!({
+                    "path": format!("hugepages_{}_{kind}_{name}", size.replace('i', "")),
+                    "resourceFieldRef": {"containerName": name, "resource": format!("{map}.{resource}"),
+                                         "divisor": "1Mi"}
+                }));
+            }
+        }
+        if !found {
+            continue;
+        }
+        let env = container.get("env").and_then(Value::as_array);
+        if env.is_some_and(|e| {
+            e.iter()
+                .any(|v| v.get("name") == Some(&json!(CONTAINER_NAME_ENV)))
+        }) {
+            continue;
+        }
+        let var = json!({"name": CONTAINER_NAME_ENV, "value": name});
+        let path = format!("/spec/containers/{index}/env");
+        match env {
+            Some(_) => ops.push(add(format!("{path}/-"), var)),
+            None => ops.push(add(path, json!([var]))),
+        }
+    }
+    items
+}
+
+fn podnetinfo_ops(pod: &Value, spec: &Value, extra_items: &[Value], ops: &mut Vec<Value>) {
     let volumes = spec.get("volumes").and_then(Value::as_array);
     let has_volume = volumes.is_some_and(|v| {
         v.iter()
@@ -462,6 +687,7 @@ fn podnetinfo_ops(pod: &Value, spec: &Value, ops: &mut Vec<Value>) {
             .into_iter()
             .filter(|field| non_empty(field))
             .map(|field| json!({"path": field, "fieldRef": {"fieldPath": format!("metadata.{field}")}}))
+            .chain(extra_items.iter().cloned())
             .collect();
         let volume = json!({"name": PODNETINFO_VOLUME, "downwardAPI": {"items": items}});
         match volumes {
@@ -993,5 +1219,185 @@ mod tests {
             nads.nad(&NadRef::new("team", "x")).unwrap_err(),
             "it was not looked up"
         );
+    }
+
+    #[test]
+    fn the_container_the_pod_names_gets_the_resources_and_a_wrong_name_is_refused() {
+        let two = json!({"containers": [{"name": "app"}, {"name": "dpdk", "resources": {}}]});
+        let named = |name: &str| {
+            let mut a = nets("sriov-a");
+            a[RESOURCES_CONTAINER_ANNOTATION] = json!(name);
+            pod(a, two.clone())
+        };
+        let ops = outcome(named("dpdk"), "team", &InjectorOptions::default()).unwrap();
+        assert_eq!(
+            ops[0],
+            json!({"op": "add", "path": "/spec/containers/1/resources/requests", "value": {SRIOV_A: "1"}})
+        );
+        assert!(!ops.iter().any(|op| {
+            op["path"]
+                .as_str()
+                .unwrap()
+                .starts_with("/spec/containers/0/resources")
+        }));
+        let denial = outcome(named("ghost"), "team", &InjectorOptions::default()).unwrap_err();
+        assert_eq!(denial.code, 400);
+        assert!(
+            denial.message.contains(
+                "annotation multinet.io/resources-container names container \"ghost\", which is \
+                 not one of the pod's containers (app, dpdk)"
+            ),
+            "{}",
+            denial.message
+        );
+        // No container at all: refused, not silently skipped.
+        let denial = outcome(
+            pod(nets("sriov-a"), json!({"containers": []})),
+            "team",
+            &InjectorOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            denial.message.contains("no container"),
+            "{}",
+            denial.message
+        );
+        // A network without resources needs no container.
+        assert!(
+            outcome(
+                pod(nets("plain"), json!({"containers": []})),
+                "team",
+                &InjectorOptions::default()
+            )
+            .unwrap()
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn hugepages_of_every_container_are_exposed_when_switched_on() {
+        let spec = json!({"containers": [
+            {"name": "app", "resources": {"requests": {"hugepages-1Gi": "2Gi", "cpu": "1"},
+                                          "limits": {"hugepages-1Gi": "2Gi"}}},
+            // Zero hugepages are no hugepages; a CONTAINER_NAME of the pod's own stays.
+            {"name": "side", "env": [{"name": "CONTAINER_NAME", "value": "mine"}],
+             "resources": {"requests": {"hugepages-2Mi": "0", "hugepages-1Gi": "1Gi"}}},
+            {"name": "idle", "resources": {"limits": {"hugepages-2Mi": 0}}}
+        ]});
+        let on = InjectorOptions {
+            hugepages_downward_api: true,
+            ..InjectorOptions::default()
+        };
+        let ops = outcome(pod(nets("sriov-a"), spec.clone()), "team", &on).unwrap();
+        let items = ops
+            .iter()
+            .find(|op| op["path"] == "/spec/volumes")
+            .map(|op| op["value"][0]["downwardAPI"]["items"].clone())
+            .unwrap();
+        let paths: Vec<&str> = items
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "annotations",
+                "hugepages_1G_request_app",
+                "hugepages_1G_limit_app",
+                "hugepages_1G_request_side"
+            ]
+        );
+        assert_eq!(
+            items[2]["resourceFieldRef"],
+            json!({"containerName": "app", "resource": "limits.hugepages-1Gi", "divisor": "1Mi"})
+        );
+        let envs: Vec<&Value> = ops
+            .iter()
+            .filter(|op| op["path"].as_str().unwrap().contains("/env"))
+            .collect();
+        assert_eq!(
+            envs,
+            [&json!({"op": "add", "path": "/spec/containers/0/env",
+                     "value": [{"name": "CONTAINER_NAME", "value": "app"}]})]
+        );
+        // Off (the default): no hugepages files.
+        let ops = outcome(
+            pod(nets("sriov-a"), spec),
+            "team",
+            &InjectorOptions::default(),
+        )
+        .unwrap();
+        assert!(!json!(ops).to_string().contains("hugepages_"));
+    }
+
+    #[test]
+    fn injections_follow_labels_and_never_override_the_pod() {
+        let mut options = InjectorOptions::default();
+        options.user_injections.insert(
+            "sriov".into(),
+            BTreeMap::from([
+                (NETWORKS_ANNOTATION.to_string(), "sriov-a".to_string()),
+                ("team.example.com/tier".to_string(), "fast".to_string()),
+            ]),
+        );
+        let labelled = |labels: Value, annotations: Value| {
+            let mut p = pod(annotations, one_container());
+            p["metadata"]["labels"] = labels;
+            p
+        };
+        // Label "TRUE": the annotations are added, and the injected network's resource follows.
+        let ops = outcome(
+            labelled(json!({"sriov": "TRUE"}), json!({})),
+            "team",
+            &options,
+        )
+        .unwrap();
+        assert_eq!(
+            &ops[..3],
+            &[
+                json!({"op": "add", "path": "/metadata/annotations/k8s.v1.cni.cncf.io~1networks", "value": "sriov-a"}),
+                json!({"op": "add", "path": "/metadata/annotations/team.example.com~1tier", "value": "fast"}),
+                json!({"op": "add", "path": "/spec/containers/0/resources/requests", "value": {SRIOV_A: "1"}}),
+            ]
+        );
+        // The pod's own networks annotation wins over the injected one.
+        let ops = outcome(
+            labelled(json!({"sriov": "true"}), nets("plain")),
+            "team",
+            &options,
+        )
+        .unwrap();
+        assert_eq!(
+            ops,
+            [
+                json!({"op": "add", "path": "/metadata/annotations/team.example.com~1tier", "value": "fast"})
+            ]
+        );
+        // Another label value, or no labels: nothing.
+        for labels in [json!({"sriov": "yes"}), json!({})] {
+            assert!(
+                outcome(labelled(labels, json!({})), "team", &options)
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    }
+
+    #[test]
+    fn switches_win_over_flags_only_where_they_speak() {
+        let flags = InjectorOptions {
+            honor_resources: true,
+            ..InjectorOptions::default()
+        };
+        let none = flags.with_switches(&Switches::default());
+        assert_eq!(none, flags);
+        let some = flags.with_switches(&Switches {
+            hugepages_downward_api: Some(true),
+            honor_resources: Some(false),
+            ..Switches::default()
+        });
+        assert!(some.hugepages_downward_api && !some.honor_resources);
     }
 }

@@ -35,6 +35,11 @@ pub struct KubeNads {
 }
 
 impl KubeNads {
+    /// The API client, for the webhook's other reads (the control ConfigMap).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// A client for `access`; nothing is sent until the first lookup.
     pub async fn connect(
         access: &KubeAccess,

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::control::{ControlMap, Switches};
 use crate::error::WebhookError;
 use crate::isolate::{IsolationPolicy, isolate_pod};
 use crate::metrics::Metrics;
@@ -66,6 +67,8 @@ pub struct WebhookConfig {
     pub isolation: IsolationPolicy,
     /// `/mutate` behaviour.
     pub injector: InjectorOptions,
+    /// The control ConfigMap switching `/mutate` features at run time; None: the flags only.
+    pub control: Option<ControlMap>,
     /// Where to serve Prometheus metrics over plain HTTP (`/metrics`); None: not at all.
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -73,6 +76,7 @@ pub struct WebhookConfig {
 struct State {
     isolation: IsolationPolicy,
     injector: InjectorOptions,
+    switches: watch::Receiver<Switches>,
     nads: KubeNads,
     metrics: Metrics,
 }
@@ -85,6 +89,7 @@ pub struct RunningWebhook {
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
     watch: JoinHandle<()>,
+    control: Option<JoinHandle<()>>,
 }
 
 impl RunningWebhook {
@@ -103,6 +108,9 @@ impl RunningWebhook {
         let _ = self.stop.send(true);
         let _ = self.accept.await;
         let _ = self.watch.await;
+        if let Some(control) = self.control {
+            let _ = control.await;
+        }
         if let Some(metrics) = self.metrics {
             let _ = metrics.await;
         }
@@ -128,9 +136,12 @@ pub async fn start(config: WebhookConfig) -> Result<RunningWebhook, WebhookError
         ),
         None => None,
     };
+    let (switches_out, switches) = watch::channel(Switches::default());
+    let control_client = nads.client();
     let state = Arc::new(State {
         isolation: config.isolation,
         injector: config.injector,
+        switches,
         nads,
         metrics: metrics.clone(),
     });
@@ -153,6 +164,14 @@ pub async fn start(config: WebhookConfig) -> Result<RunningWebhook, WebhookError
         tokio::spawn(crate::metrics::serve(listener, metrics, stopped.clone()))
     });
     let watch = tokio::spawn(cert.watch(config.cert_poll_interval, stopped.clone()));
+    let control = config.control.map(|map| {
+        tokio::spawn(crate::control::poll(
+            control_client,
+            map,
+            switches_out,
+            stopped.clone(),
+        ))
+    });
     let accept = tokio::spawn(accept_loop(listener, acceptor, state, stopped));
     tracing::info!(%addr, "multinet-webhook listening");
     Ok(RunningWebhook {
@@ -162,6 +181,7 @@ pub async fn start(config: WebhookConfig) -> Result<RunningWebhook, WebhookError
         stop,
         accept,
         watch,
+        control,
     })
 }
 
@@ -279,9 +299,10 @@ async fn mutate(state: &State, body: &[u8]) -> Vec<u8> {
         Ok(request) => request,
         Err(invalid) => return review_body(*invalid),
     };
-    let wanted = nads_to_look_up(&request, &state.injector);
+    let options = state.injector.with_switches(&state.switches.borrow());
+    let wanted = nads_to_look_up(&request, &options);
     let fetched = state.nads.fetch(&wanted).await;
-    review_body(mutate_pod(&request, &fetched, &state.injector))
+    review_body(mutate_pod(&request, &fetched, &options))
 }
 
 /// Logs the decision and returns it as the metrics name it: allowed, patched or denied.

@@ -86,10 +86,12 @@ fn every_document_is_a_known_kind() {
         "MutatingWebhookConfiguration",
         "Issuer",
         "Certificate",
+        "Role",
+        "RoleBinding",
     ] {
         assert!(kinds.iter().any(|k| k == kind), "no {kind} in deploy/");
     }
-    assert_eq!(kinds.len(), 9, "{kinds:?}");
+    assert_eq!(kinds.len(), 11, "{kinds:?}");
 }
 
 #[test]
@@ -236,6 +238,30 @@ fn the_service_account_may_read_nads() {
     assert!(
         grants,
         "the ClusterRole does not grant get and list on NADs"
+    );
+}
+
+#[test]
+fn the_service_account_may_read_its_control_configmap_only() {
+    let docs = documents();
+    let deployment = one(&docs, "Deployment");
+    let control = flags(deployment).config().unwrap().control.unwrap();
+    let role = one(&docs, "Role");
+    let binding = one(&docs, "RoleBinding");
+    assert_eq!(
+        role["metadata"]["namespace"],
+        deployment["metadata"]["namespace"]
+    );
+    assert_eq!(
+        control.namespace,
+        deployment["metadata"]["namespace"].as_str().unwrap()
+    );
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["name"], "multinet-webhook");
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": [""], "resources": ["configmaps"],
+                "resourceNames": [control.name], "verbs": ["get"]}])
     );
 }
 

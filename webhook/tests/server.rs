@@ -282,6 +282,124 @@ async fn mutate_injects_resources_from_nads_in_the_api() {
     s.server.shutdown().await;
 }
 
+/// A pod whose app container asks for 1Gi hugepages, naming the container for its resources.
+fn hugepage_pod(uid: &str) -> Vec<u8> {
+    let mut p = pod("sriov-a");
+    p["metadata"]["annotations"]["multinet.io/resources-container"] = json!("sidecar");
+    p["spec"]["containers"][0]["resources"] =
+        json!({"requests": {"hugepages-1Gi": "2Gi"}, "limits": {"hugepages-1Gi": "2Gi"}});
+    pod_review(uid, "team", p)
+}
+
+/// Whether the patch exposes hugepages: the flags say no, the control ConfigMap may say yes.
+async fn exposes_hugepages(s: &Setup, uid: &str) -> bool {
+    let response = s.post(MUTATE_PATH, hugepage_pod(uid)).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let patch = decoded_patch(&response);
+    // The named container gets the resources, whatever the switches say.
+    assert_eq!(
+        patch[0],
+        json!({"op": "add", "path": "/spec/containers/1/resources/requests",
+               "value": {"intel.com/sriov_a": "1"}}),
+        "{patch}"
+    );
+    patch.to_string().contains("hugepages_1G_request_app")
+}
+
+/// Waits until the switches the webhook holds make `exposes_hugepages` answer `want`.
+async fn wait_for_hugepages(s: &Setup, want: bool, step: &str) {
+    for attempt in 0..50 {
+        if exposes_hugepages(s, &format!("{step}-{attempt}")).await == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{step}: hugepages exposed should be {want}");
+}
+
+fn control_map(config: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": "multinet-webhook-control", "namespace": "multinet"},
+           "data": {"config.json": config}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_configmap_switches_features_at_run_time() {
+    let s = setup().await;
+    // No ConfigMap: the flags rule (hugepages off).
+    assert!(!exposes_hugepages(&s, "none").await);
+    s.fixture
+        .insert(control_map(
+            r#"{"features": {"enableHugePageDownApi": true}}"#,
+        ))
+        .unwrap();
+    wait_for_hugepages(&s, true, "on").await;
+    let response = s.post(MUTATE_PATH, hugepage_pod("on-detail")).await;
+    let patch = decoded_patch(&response);
+    let items = patch
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|op| op["path"] == "/spec/volumes")
+        .map(|op| op["value"][0]["downwardAPI"]["items"].clone())
+        .unwrap();
+    assert_eq!(
+        items[2],
+        json!({"path": "hugepages_1G_request_app",
+               "resourceFieldRef": {"containerName": "app", "resource": "requests.hugepages-1Gi", "divisor": "1Mi"}})
+    );
+    assert!(
+        patch.as_array().unwrap().contains(&json!(
+            {"op": "add", "path": "/spec/containers/0/env", "value": [{"name": "CONTAINER_NAME", "value": "app"}]}
+        )),
+        "{patch}"
+    );
+
+    // A map that does not parse keeps the last good switches.
+    s.fixture
+        .insert(control_map(
+            r#"{"features": {"enableHugePageDownApi": "yes"}}"#,
+        ))
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(exposes_hugepages(&s, "bad").await);
+
+    // A user-defined injection: a labelled pod gets the networks annotation, and so its network's
+    // resources.
+    s.fixture
+        .insert(control_map(
+            r#"{"features": {"enableHugePageDownApi": false},
+                "user-defined-injections": {"sriov": {"op": "add", "path": "/metadata/annotations",
+                    "value": {"k8s.v1.cni.cncf.io/networks": "sriov-a"}}}}"#,
+        ))
+        .unwrap();
+    wait_for_hugepages(&s, false, "off").await;
+    let labelled = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "l", "namespace": "team", "labels": {"sriov": "true"}},
+        "spec": {"containers": [{"name": "app", "image": "dpdk"}]}});
+    let response = s
+        .post(MUTATE_PATH, pod_review("inj", "team", labelled))
+        .await;
+    let patch = decoded_patch(&response);
+    assert_eq!(
+        patch[0],
+        json!({"op": "add", "path": "/metadata/annotations",
+               "value": {"k8s.v1.cni.cncf.io/networks": "sriov-a"}})
+    );
+    assert_eq!(
+        patch[1]["value"]["requests"]["intel.com/sriov_a"], "1",
+        "{patch}"
+    );
+
+    // The ConfigMap deleted: back to the flags.
+    s.fixture
+        .delete("ConfigMap", "multinet", "multinet-webhook-control")
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(!exposes_hugepages(&s, "deleted").await);
+    s.server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutate_refuses_when_the_api_is_down() {
     let s = setup().await;

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use multinet_webhook::WebhookConfig;
+use multinet_webhook::control::ControlMap;
 use multinet_webhook::isolate::IsolationPolicy;
 use multinet_webhook::mutate::InjectorOptions;
 use multinet_webhook::nads::KubeAccess;
@@ -89,6 +90,11 @@ pub fn config(files: CertFiles, kubeconfig: &Path) -> WebhookConfig {
             global_namespaces: vec!["default".to_owned()],
         },
         injector: InjectorOptions::default(),
+        control: Some(ControlMap {
+            namespace: "multinet".to_owned(),
+            name: "multinet-webhook-control".to_owned(),
+            interval: Duration::from_millis(100),
+        }),
         metrics_listen: None,
     }
 }
