@@ -13,7 +13,7 @@ use common::{Answer, Node};
 use multinet_podresources::proto::{ContainerDevices, ContainerResources, PodResources};
 use multinet_podresources::testing::{Behavior, FakeKubelet};
 use multinet_testbed::{TestNetns, require_root};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const RESOURCE: &str = "intel.com/sriov";
 
@@ -56,7 +56,9 @@ fn kubelet_pod(ids: &[&str]) -> PodResources {
             devices: vec![ContainerDevices {
                 resource_name: RESOURCE.into(),
                 device_ids: ids.iter().map(|s| s.to_string()).collect(),
+                topology: None,
             }],
+            ..Default::default()
         }],
     }
 }
@@ -64,15 +66,7 @@ fn kubelet_pod(ids: &[&str]) -> PodResources {
 /// A node whose `vf` NAD (a macvlan, standing in for SR-IOV) names the resource.
 fn node_with_vf_network() -> Node {
     let node = Node::new("1.0.0");
-    let mut nad = json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
-        "metadata": {"name": "vf", "namespace": "team",
-                     "annotations": {"k8s.v1.cni.cncf.io/resourceName": RESOURCE}},
-        "spec": {}});
-    nad["spec"]["config"] = node
-        .macvlan_nad("vf", "up0", "10.30.0.0/24")
-        .to_string()
-        .into();
-    fs::write(node.path("cluster/nads/vf.json"), nad.to_string()).unwrap();
+    node.add_resource_nad("vf", RESOURCE);
     node.add_pod("web", "vf");
     node
 }
@@ -102,15 +96,6 @@ fn write_checkpoint(node: &Node) {
     .unwrap();
 }
 
-fn recorded_device_id(node: &Node) -> Value {
-    let record: Value =
-        serde_json::from_str(&fs::read_to_string(node.path("cni/attachments/c1.json")).unwrap())
-            .unwrap();
-    let vf = &record["attachments"][1];
-    assert_eq!(vf["network"], "team/vf");
-    vf["conf"]["deviceID"].clone()
-}
-
 #[test]
 fn the_network_naming_a_resource_gets_the_device_the_kubelet_gave_the_pod() {
     require_root!();
@@ -124,7 +109,7 @@ fn the_network_naming_a_resource_gets_the_device_the_kubelet_gave_the_pod() {
     let pod_ns = TestNetns::new();
     cni(&node, "ADD", &pod_ns, &socket).ok();
     // The lowest of the pod's IDs goes to the first network that needs one.
-    assert_eq!(recorded_device_id(&node), "0000:af:06.1");
+    assert_eq!(node.recorded_device_id("c1", "team/vf"), "0000:af:06.1");
     assert!(pod_ns.has_link("net1"));
     cni(&node, "DEL", &pod_ns, &socket).ok();
     node.assert_clean(&pod_ns);
@@ -158,7 +143,7 @@ fn without_a_kubelet_socket_the_checkpoint_is_read() {
 
     write_checkpoint(&node);
     cni(&node, "ADD", &pod_ns, &socket_in(&node)).ok();
-    assert_eq!(recorded_device_id(&node), "0000:af:06.7");
+    assert_eq!(node.recorded_device_id("c1", "team/vf"), "0000:af:06.7");
     cni(&node, "DEL", &pod_ns, &socket_in(&node)).ok();
     node.assert_clean(&pod_ns);
 }

@@ -61,22 +61,53 @@ pub enum QueryError {
     Failed(String),
 }
 
+/// What the kubelet says a pod holds: device-plugin IDs per resource name, and DRA device IDs
+/// per claim name (kept apart: a claim name is chosen by the pod's author, a resource name by
+/// the node's admin).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodDevices {
+    pub plugins: DeviceMap,
+    pub claims: DeviceMap,
+    /// The NUMA nodes of the pod's device-plugin devices, when the kubelet reports them.
+    pub numa_nodes: std::collections::BTreeSet<i64>,
+}
+
 impl PodResources {
     /// Device IDs per resource over all containers; init containers' devices are reused
-    /// by later containers, so an ID may appear twice and is kept once.
-    pub fn devices(&self) -> DeviceMap {
-        let mut out = DeviceMap::new();
+    /// by later containers, so an ID may appear twice and is kept once. A DRA claim's IDs are
+    /// the device part of its CDI names (`vendor.com/class=ID`), as Multus v4.2 reads them; a
+    /// CDI name without exactly one `=` is skipped.
+    pub fn devices(&self) -> PodDevices {
+        let mut out = PodDevices::default();
         for c in &self.containers {
             for d in &c.devices {
-                out.entry(d.resource_name.clone())
+                out.plugins
+                    .entry(d.resource_name.clone())
                     .or_default()
                     .extend(d.device_ids.iter().cloned());
+                out.numa_nodes
+                    .extend(d.topology.iter().flat_map(|t| &t.nodes).map(|n| n.id));
+            }
+            for claim in &c.dynamic_resources {
+                let ids = claim
+                    .claim_resources
+                    .iter()
+                    .flat_map(|r| &r.cdi_devices)
+                    .filter_map(|cdi| match cdi.name.split_once('=') {
+                        Some((_, id)) if !id.is_empty() && !id.contains('=') => Some(id.to_owned()),
+                        _ => None,
+                    });
+                out.claims
+                    .entry(claim.claim_name.clone())
+                    .or_default()
+                    .extend(ids);
             }
         }
-        for ids in out.values_mut() {
+        for ids in out.plugins.values_mut().chain(out.claims.values_mut()) {
             ids.sort();
             ids.dedup();
         }
+        out.claims.retain(|_, ids| !ids.is_empty());
         out
     }
 }
@@ -87,7 +118,7 @@ pub async fn pod_devices(
     namespace: &str,
     name: &str,
     timeout: Duration,
-) -> Result<DeviceMap, QueryError> {
+) -> Result<PodDevices, QueryError> {
     match tokio::time::timeout(timeout, query(socket, namespace, name)).await {
         Ok(result) => result,
         Err(_) => Err(QueryError::Failed(format!(
@@ -97,7 +128,7 @@ pub async fn pod_devices(
     }
 }
 
-async fn query(socket: &Path, namespace: &str, name: &str) -> Result<DeviceMap, QueryError> {
+async fn query(socket: &Path, namespace: &str, name: &str) -> Result<PodDevices, QueryError> {
     let mut client = connect(socket).await?;
     let get = GetPodResourcesRequest {
         pod_name: name.into(),
@@ -116,7 +147,7 @@ async fn query(socket: &Path, namespace: &str, name: &str) -> Result<DeviceMap, 
                 }
                 Some(pod) => Ok(pod.devices()),
                 // An empty answer: the kubelet knows no devices of the pod.
-                None => Ok(DeviceMap::new()),
+                None => Ok(PodDevices::default()),
             };
         }
         Err(status) => server_status(GET_PATH, status)?,

@@ -4,16 +4,20 @@
 use std::time::Duration;
 
 use multinet_podresources::proto::{
-    ContainerDevices, ContainerResources, GetPodResourcesRequest, PodResources,
+    CdiDevice, ClaimResource, ContainerDevices, ContainerResources, DynamicResource,
+    GetPodResourcesRequest, PodResources,
 };
 use multinet_podresources::testing::{Behavior, Call, FakeKubelet};
-use multinet_podresources::{DeviceMap, GET_PATH, LIST_PATH, QueryError, TIMEOUT, pod_devices};
+use multinet_podresources::{
+    DeviceMap, GET_PATH, LIST_PATH, PodDevices, QueryError, TIMEOUT, pod_devices,
+};
 use prost::Message;
 
 fn devices(resource: &str, ids: &[&str]) -> ContainerDevices {
     ContainerDevices {
         resource_name: resource.into(),
         device_ids: ids.iter().map(|s| s.to_string()).collect(),
+        topology: None,
     }
 }
 
@@ -27,6 +31,7 @@ fn pod(ns: &str, name: &str, containers: Vec<Vec<ContainerDevices>>) -> PodResou
             .map(|(i, devices)| ContainerResources {
                 name: format!("c{i}"),
                 devices,
+                ..Default::default()
             })
             .collect(),
     }
@@ -70,8 +75,67 @@ fn want_web() -> DeviceMap {
     m
 }
 
+/// The device-plugin IDs the kubelet gives team/web.
 async fn ask(k: &FakeKubelet) -> Result<DeviceMap, QueryError> {
+    ask_all(k).await.map(|d| d.plugins)
+}
+
+async fn ask_all(k: &FakeKubelet) -> Result<PodDevices, QueryError> {
     pod_devices(&k.socket, "team", "web", Duration::from_secs(5)).await
+}
+
+#[tokio::test]
+async fn dra_claims_are_listed_apart_by_claim_name() {
+    let mut web = web();
+    web.containers[2].dynamic_resources = vec![DynamicResource {
+        claim_name: "fast-nics".into(),
+        claim_namespace: "team".into(),
+        claim_resources: vec![ClaimResource {
+            cdi_devices: vec![
+                CdiDevice {
+                    name: "sriov.multinet.io/vf=0000:af:06.5".into(),
+                },
+                // Not a qualified CDI name, or two `=`: skipped.
+                CdiDevice {
+                    name: "0000:af:06.6".into(),
+                },
+                CdiDevice {
+                    name: "a/b=c=0000:af:06.7".into(),
+                },
+                CdiDevice {
+                    name: "sriov.multinet.io/vf=0000:af:06.4".into(),
+                },
+            ],
+            driver_name: "sriov.multinet.io".into(),
+            pool_name: "node-a".into(),
+            device_name: "vf-4".into(),
+        }],
+    }];
+    let k = FakeKubelet::start(Behavior::Pods(vec![other(), web])).await;
+    let answer = ask_all(&k).await.unwrap();
+    assert_eq!(answer.plugins, want_web());
+    assert_eq!(
+        answer.claims,
+        DeviceMap::from([(
+            "fast-nics".to_owned(),
+            vec!["0000:af:06.4".to_owned(), "0000:af:06.5".to_owned()]
+        )])
+    );
+}
+
+#[tokio::test]
+async fn the_numa_nodes_of_the_pods_devices_are_reported() {
+    use multinet_podresources::proto::{NumaNode, TopologyInfo};
+    let mut web = web();
+    web.containers[1].devices[1].topology = Some(TopologyInfo {
+        nodes: vec![NumaNode { id: 1 }],
+    });
+    web.containers[2].devices[0].topology = Some(TopologyInfo {
+        nodes: vec![NumaNode { id: 0 }, NumaNode { id: 1 }],
+    });
+    let k = FakeKubelet::start(Behavior::Pods(vec![other(), web])).await;
+    let answer = ask_all(&k).await.unwrap();
+    assert_eq!(answer.numa_nodes.into_iter().collect::<Vec<_>>(), [0, 1]);
 }
 
 #[tokio::test]
@@ -219,5 +283,5 @@ fn the_published_field_numbers_are_used() {
     let kubelet =
         b"\x0a\x03web\x12\x04team\x1a\x1b\x0a\x03app\x12\x14\x0a\x01r\x12\x0f0000:af:06.0abc";
     let pod = PodResources::decode(kubelet.as_slice()).unwrap();
-    assert_eq!(pod.devices()["r"], vec!["0000:af:06.0abc"]);
+    assert_eq!(pod.devices().plugins["r"], vec!["0000:af:06.0abc"]);
 }

@@ -448,6 +448,7 @@ mod tests {
             name: "p".into(),
             uid: Some("u".into()),
             annotations,
+            ..Default::default()
         }
     }
 

@@ -4,8 +4,11 @@
 use multinet_cni::{IpConfig, NetworkResult};
 use multinet_crds::{DeviceInfo, Dns, NetworkStatus, format_network_status, status_ip};
 
+use std::collections::BTreeMap;
+
 use crate::call::attachment::Attachment;
 use crate::call::plan::NotApplied;
+use crate::call::source::dra::{ClaimDevice, NetworkData};
 use crate::call::source::{EventKind, PodEvent};
 
 /// The attachments the delegates added, with their results, in order.
@@ -48,6 +51,33 @@ pub fn status_entries(
             }
         })
         .collect()
+}
+
+/// Per claim, the network data of each of its devices that an added attachment took: the
+/// interface in the pod, its addresses (CIDR) and MAC.
+pub fn claim_network_data(
+    attachments: &[Attachment],
+    origins: &BTreeMap<String, ClaimDevice>,
+) -> BTreeMap<String, Vec<(ClaimDevice, NetworkData)>> {
+    let mut out: BTreeMap<String, Vec<(ClaimDevice, NetworkData)>> = BTreeMap::new();
+    for (a, r) in added(attachments) {
+        let Some(origin) = a.device_id.as_ref().and_then(|id| origins.get(id)) else {
+            continue;
+        };
+        let iface_idx = sandbox_interface(r);
+        let iface = iface_idx.map(|i| &r.interfaces[i]);
+        let data = NetworkData {
+            interface_name: iface.map_or_else(|| a.ifname.clone(), |i| i.name.clone()),
+            ips: ips_of(r, iface_idx)
+                .map(|ip| ip.address.to_string())
+                .collect(),
+            hardware_address: iface.and_then(|i| i.mac.clone()).unwrap_or_default(),
+        };
+        out.entry(origin.claim.clone())
+            .or_default()
+            .push((origin.clone(), data));
+    }
+    out
 }
 
 /// The first interface the delegate placed in a sandbox.

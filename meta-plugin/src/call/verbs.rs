@@ -260,7 +260,7 @@ impl MetaPlugin {
                             }
                         })?;
                         check_uid(&pod, r)?;
-                        Some(pod)
+                        Some(claims_checked(pod, r))
                     }
                     _ => None,
                 };
@@ -306,11 +306,16 @@ impl MetaPlugin {
         let ((source, pod, cluster, defaults, selected), pod_links) =
             futures::try_join!(load_networks, pod_links)?;
         tracing::debug!("networks loaded");
-        let device_ids =
-            crate::call::devices::device_ids_for(pod.as_ref(), &cluster, &defaults, &selected)
-                .await?;
+        let devices = crate::call::devices::device_ids_for(
+            source.as_ref(),
+            pod.as_ref(),
+            &cluster,
+            &defaults,
+            &selected,
+        )
+        .await?;
         let plan::Plan {
-            attachments: planned,
+            attachments: mut planned,
             not_applied,
         } = plan::plan_attachments(PlanInput {
             conf: &conf,
@@ -319,10 +324,28 @@ impl MetaPlugin {
             cluster,
             defaults,
             selected,
-            device_ids,
+            device_ids: devices.ids,
         })?;
         for n in &not_applied {
             tracing::warn!("{n}");
+        }
+        // An SR-IOV network that picks from a pool is told where the pod's other devices sit.
+        if let Some(pod) = &pod
+            && planned.iter().any(|p| p.conf.picks_from_pool())
+        {
+            let topology = crate::call::devices::pod_topology(
+                &crate::call::devices::DeviceSources::from_env(),
+                source.as_ref(),
+                pod,
+            )
+            .await;
+            if !topology.is_empty() {
+                tracing::debug!(?topology, "topology hint for SR-IOV pools");
+                let hint = topology.hint();
+                for p in planned.iter_mut().filter(|p| p.conf.picks_from_pool()) {
+                    p.conf.inject_topology_hint(&hint);
+                }
+            }
         }
         if let (Some(netns), Some(existing)) = (&req.env.netns, &pod_links) {
             podnet::check_ifnames_free(netns, existing, planned.iter().map(|p| p.ifname.as_str()))?;
@@ -418,9 +441,23 @@ impl MetaPlugin {
                     tracing::warn!(error = %e, "AddedInterface events not recorded");
                 }
             };
-            let (written, ()) = futures::join!(
+            // KEP-4817: each claim device a network took gets that network's data in the
+            // claim's status. Informative, like the events.
+            let claims = async {
+                let by_claim = status::claim_network_data(&record.attachments, &devices.origins);
+                for (claim, entries) in by_claim {
+                    if let Err(e) = source
+                        .write_claim_network_data(&r.namespace, &claim, &entries)
+                        .await
+                    {
+                        tracing::warn!(error = %e, claim, "network data not written to the claim");
+                    }
+                }
+            };
+            let (written, (), ()) = futures::join!(
                 source.write_network_status(&r.namespace, &r.name, &status_json),
-                events
+                events,
+                claims
             );
             written?;
         }
@@ -637,7 +674,7 @@ impl MetaPlugin {
                 namespace: r.namespace.clone(),
                 name: r.name.clone(),
                 uid: r.uid.clone(),
-                annotations: Default::default(),
+                ..Default::default()
             };
             let event = crate::call::source::PodEvent {
                 reason: "AttachmentRecordSetAside",
@@ -883,6 +920,17 @@ fn check_uid(pod: &PodInfo, r: &PodRef) -> Result<(), MetaError> {
         });
     }
     Ok(())
+}
+
+/// The pod with its ResourceClaims only when the runtime's K8S_POD_UID is the pod's: the
+/// static-pod leniency of [`check_uid`] does not extend to DRA devices (mirror pods cannot use
+/// claims, and the pod object of another incarnation must not hand out its devices).
+fn claims_checked(mut pod: PodInfo, r: &PodRef) -> PodInfo {
+    if !pod.claims.is_empty() && (r.uid.is_none() || r.uid != pod.uid) {
+        tracing::warn!(pod = %pod.key(), "K8S_POD_UID is not the pod's UID: its ResourceClaims are not read");
+        pod.claims = Default::default();
+    }
+    pod
 }
 
 /// The plugin type(s) of a delegate config, for error messages.

@@ -218,7 +218,10 @@ mod tests {
             .iter()
             .map(|g| g["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, vec!["events.k8s.io", "k8s.cni.cncf.io"]);
+        assert_eq!(
+            names,
+            vec!["events.k8s.io", "k8s.cni.cncf.io", "resource.k8s.io"]
+        );
         assert_eq!(
             list["groups"][1]["preferredVersion"]["groupVersion"],
             "k8s.cni.cncf.io/v1"
@@ -239,7 +242,14 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            vec!["pods", "pods/status", "events", "nodes", "nodes/status"]
+            vec![
+                "pods",
+                "pods/status",
+                "events",
+                "nodes",
+                "nodes/status",
+                "configmaps"
+            ]
         );
         let nads = resource_list(&defs, "k8s.cni.cncf.io", "v1").unwrap();
         assert_eq!(nads["resources"][0]["kind"], "NetworkAttachmentDefinition");

@@ -26,8 +26,9 @@
 //! # What it serves
 //! - `authorization.k8s.io/v1 selfsubjectaccessreviews` (create): allowed unless
 //!   [`ApiFixture::deny_access`] said otherwise.
-//! - Resources: core v1 `pods` (+ `pods/status`), `events`, `nodes` (+ `nodes/status`),
-//!   `events.k8s.io/v1 events`, `k8s.cni.cncf.io/v1 network-attachment-definitions`;
+//! - Resources: core v1 `pods` (+ `pods/status`), `events`, `nodes` (+ `nodes/status`), `configmaps`,
+//!   `events.k8s.io/v1 events`, `k8s.cni.cncf.io/v1 network-attachment-definitions`,
+//!   `resource.k8s.io/v1 resourceclaims` (+ `/status`) and `resourceslices`;
 //!   more through [`ApiFixtureBuilder::resource`].
 //! - Verbs: get, list (labelSelector, fieldSelector with kube-apiserver's per-resource
 //!   field labels, limit/continue), watch (resourceVersion, allowWatchBookmarks,

@@ -170,6 +170,55 @@ impl ResourceDef {
         }
     }
 
+    /// Core v1 ConfigMaps.
+    pub fn config_maps() -> Self {
+        ResourceDef {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "ConfigMap".into(),
+            plural: "configmaps".into(),
+            singular: "configmap".into(),
+            namespaced: true,
+            status: StatusSubresource::None,
+            field_selectors: Vec::new(),
+            short_names: strings(&["cm"]),
+            builtin: true,
+        }
+    }
+
+    /// resource.k8s.io/v1 ResourceClaims: namespaced, the scheduler writes `status`.
+    pub fn resource_claims() -> Self {
+        ResourceDef {
+            group: "resource.k8s.io".into(),
+            version: "v1".into(),
+            kind: "ResourceClaim".into(),
+            plural: "resourceclaims".into(),
+            singular: "resourceclaim".into(),
+            namespaced: true,
+            status: StatusSubresource::StatusOnly,
+            field_selectors: Vec::new(),
+            short_names: Vec::new(),
+            builtin: true,
+        }
+    }
+
+    /// resource.k8s.io/v1 ResourceSlices (cluster-scoped), with the field selectors
+    /// kube-apiserver supports for them.
+    pub fn resource_slices() -> Self {
+        ResourceDef {
+            group: "resource.k8s.io".into(),
+            version: "v1".into(),
+            kind: "ResourceSlice".into(),
+            plural: "resourceslices".into(),
+            singular: "resourceslice".into(),
+            namespaced: false,
+            status: StatusSubresource::None,
+            field_selectors: strings(&["spec.nodeName", "spec.driver", "spec.pool.name"]),
+            short_names: Vec::new(),
+            builtin: true,
+        }
+    }
+
     /// Everything served unless the builder is told otherwise.
     pub fn defaults() -> Vec<Self> {
         vec![
@@ -178,6 +227,9 @@ impl ResourceDef {
             Self::events_k8s_io(),
             Self::nodes(),
             Self::network_attachment_definitions(),
+            Self::config_maps(),
+            Self::resource_claims(),
+            Self::resource_slices(),
         ]
     }
 }

@@ -17,15 +17,17 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
+use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
 };
 use kube::client::AuthError;
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError, LoadDataError};
 use kube::{Client, Config};
 use serde_json::json;
 
+use super::dra::{self, ClaimDevice, ClaimInfo, NetworkData, PodClaims, PublishedDevice};
 use super::local::NETWORK_STATUS;
 use super::{ClusterSource, NadInfo, PodEvent, PodInfo};
 use crate::error::MetaError;
@@ -196,7 +198,10 @@ impl KubeSource {
 }
 
 /// A client from a kubeconfig file or the in-cluster service account.
-async fn build_client(kubeconfig: Option<&Path>, budget: Duration) -> Result<Client, MetaError> {
+pub(crate) async fn build_client(
+    kubeconfig: Option<&Path>,
+    budget: Duration,
+) -> Result<Client, MetaError> {
     let mut config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path).map_err(|e| kubeconfig_error(path, &e))?;
@@ -393,11 +398,20 @@ impl ClusterSource for KubeSource {
                 api.get_opt(name)
             })
             .await?;
-        Ok(pod.map(|p| PodInfo {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            uid: p.metadata.uid,
-            annotations: p.metadata.annotations.unwrap_or_default(),
+        Ok(pod.map(|p| {
+            let (spec, status) = (p.spec.as_ref(), p.status.as_ref());
+            PodInfo {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                node_name: spec.and_then(|s| s.node_name.clone()),
+                claims: PodClaims::of(
+                    spec.and_then(|s| s.resource_claims.as_deref()),
+                    status.and_then(|s| s.resource_claim_statuses.as_deref()),
+                    status.and_then(|s| s.extended_resource_claim_status.as_ref()),
+                ),
+                uid: p.metadata.uid,
+                annotations: p.metadata.annotations.unwrap_or_default(),
+            }
         }))
     }
 
@@ -466,6 +480,88 @@ impl ClusterSource for KubeSource {
             .await
             .map(|_| ())
             .map_err(|e| MetaError::Api(format!("events of pod {}: {}", pod.key(), api_error(&e))))
+    }
+
+    async fn resource_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ClaimInfo>, MetaError> {
+        let api: Api<ResourceClaim> = Api::namespaced(self.client.clone(), namespace);
+        let claim = self
+            .with_retries(
+                "get_resource_claim",
+                &format!("get ResourceClaim {namespace}/{name}"),
+                || api.get_opt(name),
+            )
+            .await?;
+        Ok(claim.as_ref().map(ClaimInfo::from))
+    }
+
+    /// Read, change, replace: `status.devices` is a list keyed by driver, pool and device, and
+    /// a merge patch would replace the entries other drivers wrote. A conflict (someone wrote
+    /// the claim meanwhile) is read again, a few times.
+    async fn write_claim_network_data(
+        &self,
+        namespace: &str,
+        claim: &str,
+        entries: &[(ClaimDevice, NetworkData)],
+    ) -> Result<(), MetaError> {
+        let api: Api<ResourceClaim> = Api::namespaced(self.client.clone(), namespace);
+        let what = format!("ResourceClaim {namespace}/{claim} status");
+        for _ in 0..4 {
+            let Some(mut current) = self
+                .with_retries("get_resource_claim", &what, || api.get_opt(claim))
+                .await?
+            else {
+                return Ok(());
+            };
+            let status = current.status.get_or_insert_with(Default::default);
+            status.devices = Some(dra::with_network_data(
+                status.devices.take().unwrap_or_default(),
+                entries,
+            ));
+            let params = PostParams::default();
+            match self
+                .with_retries("replace_resource_claim_status", &what, || {
+                    api.replace_status(claim, &params, &current)
+                })
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(MetaError::Api(msg)) if msg.contains("409") || msg.contains("onflict") => {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(MetaError::Api(format!(
+            "{what}: kept conflicting with other writers"
+        )))
+    }
+
+    async fn published_devices(
+        &self,
+        node: &str,
+        driver: &str,
+    ) -> Result<Vec<PublishedDevice>, MetaError> {
+        let api: Api<ResourceSlice> = Api::all(self.client.clone());
+        // The API server filters by node and driver; `published_on` checks the node again.
+        let params =
+            ListParams::default().fields(&format!("spec.nodeName={node},spec.driver={driver}"));
+        let slices = self
+            .with_retries(
+                "list_resource_slices",
+                &format!("list ResourceSlices of driver {driver} on node {node}"),
+                || api.list(&params),
+            )
+            .await?;
+        Ok(slices
+            .items
+            .iter()
+            .flat_map(|slice| dra::published_on(slice, node))
+            .filter(|d| d.driver == driver)
+            .collect())
     }
 }
 

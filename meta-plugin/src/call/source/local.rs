@@ -1,5 +1,6 @@
-//! A folder of kubectl-format YAML: `<dir>/pods/*.yaml` and `<dir>/nads/*.yaml` (multi-document
-//! files and `kind: List` are fine). network-status is written back into the pod's file.
+//! A folder of kubectl-format YAML: `<dir>/pods/*.yaml` and `<dir>/nads/*.yaml`, and for DRA
+//! device IDs `<dir>/resourceclaims/*.yaml` and `<dir>/resourceslices/*.yaml` (multi-document
+//! files, JSON and `kind: List` are fine). network-status is written back into the pod's file.
 //!
 //! Safe under concurrent ADDs: a status write reads, edits and replaces the pod's file under an
 //! exclusive flock on `<dir>/pods/.multinet.lock`, through a unique temp file and a rename, so
@@ -17,8 +18,13 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::dra::{self, ClaimDevice, ClaimInfo, NetworkData, PodClaims, PublishedDevice};
 use super::{ClusterSource, NadInfo, PodEvent, PodInfo};
 use crate::error::MetaError;
+use k8s_openapi::api::core::v1::{
+    PodExtendedResourceClaimStatus, PodResourceClaim, PodResourceClaimStatus,
+};
+use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceSlice};
 
 pub use multinet_crds::NETWORK_STATUS_ANNOTATION as NETWORK_STATUS;
 
@@ -170,6 +176,12 @@ fn read_objects(file: &Path) -> Result<Vec<Value>, MetaError> {
     Ok(out)
 }
 
+/// The part of `obj` at JSON pointer `pointer` as a `T`; None when absent or of another shape
+/// (a local folder's pod that names no claims, or names them oddly, simply has none).
+fn part<T: serde::de::DeserializeOwned>(obj: &Value, pointer: &str) -> Option<T> {
+    serde_json::from_value(obj.pointer(pointer)?.clone()).ok()
+}
+
 fn meta_str<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
     obj.get("metadata")?.get(key)?.as_str()
 }
@@ -188,12 +200,84 @@ fn annotations(obj: &Value) -> BTreeMap<String, String> {
 
 impl ClusterSource for LocalSource {
     async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, MetaError> {
-        Ok(self.find("pods", "Pod", namespace, name)?.map(|l| PodInfo {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            uid: meta_str(&l.object, "uid").map(str::to_string),
-            annotations: annotations(&l.object),
+        Ok(self.find("pods", "Pod", namespace, name)?.map(|l| {
+            let spec_claims: Option<Vec<PodResourceClaim>> =
+                part(&l.object, "/spec/resourceClaims");
+            let statuses: Option<Vec<PodResourceClaimStatus>> =
+                part(&l.object, "/status/resourceClaimStatuses");
+            let extended: Option<PodExtendedResourceClaimStatus> =
+                part(&l.object, "/status/extendedResourceClaimStatus");
+            PodInfo {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                uid: meta_str(&l.object, "uid").map(str::to_string),
+                annotations: annotations(&l.object),
+                node_name: part(&l.object, "/spec/nodeName"),
+                claims: PodClaims::of(
+                    spec_claims.as_deref(),
+                    statuses.as_deref(),
+                    extended.as_ref(),
+                ),
+            }
         }))
+    }
+
+    async fn resource_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ClaimInfo>, MetaError> {
+        let Some(found) = self.find("resourceclaims", "ResourceClaim", namespace, name)? else {
+            return Ok(None);
+        };
+        // serde's message may quote a value from the file: only the file and object are named.
+        let claim: ResourceClaim = serde_json::from_value(found.object).map_err(|_| {
+            MetaError::Decode(format!(
+                "{}: ResourceClaim {namespace}/{name} is not a valid resource.k8s.io/v1 \
+                 ResourceClaim",
+                found.file.display()
+            ))
+        })?;
+        Ok(Some(ClaimInfo::from(&claim)))
+    }
+
+    /// A folder has no claim status to keep: nothing is written.
+    async fn write_claim_network_data(
+        &self,
+        _namespace: &str,
+        _claim: &str,
+        _entries: &[(ClaimDevice, NetworkData)],
+    ) -> Result<(), MetaError> {
+        Ok(())
+    }
+
+    async fn published_devices(
+        &self,
+        node: &str,
+        driver: &str,
+    ) -> Result<Vec<PublishedDevice>, MetaError> {
+        let folder = self.load_dir("resourceslices")?;
+        if let Some(e) = folder.unreadable.into_iter().next() {
+            return Err(e);
+        }
+        let mut devices = Vec::new();
+        for loaded in folder.objects {
+            if loaded.object.get("kind").and_then(Value::as_str) != Some("ResourceSlice") {
+                continue;
+            }
+            let slice: ResourceSlice = serde_json::from_value(loaded.object).map_err(|_| {
+                MetaError::Decode(format!(
+                    "{}: holds an invalid resource.k8s.io/v1 ResourceSlice",
+                    loaded.file.display()
+                ))
+            })?;
+            devices.extend(
+                dra::published_on(&slice, node)
+                    .into_iter()
+                    .filter(|d| d.driver == driver),
+            );
+        }
+        Ok(devices)
     }
 
     async fn nad(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, MetaError> {

@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 
 use crate::error::MetaError;
 
+pub mod dra;
 pub mod kube;
 pub mod local;
+
+use dra::{ClaimDevice, ClaimInfo, NetworkData, PodClaims, PublishedDevice};
 
 /// The parts of a pod the meta-plugin uses.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -15,6 +18,10 @@ pub struct PodInfo {
     pub name: String,
     pub uid: Option<String>,
     pub annotations: BTreeMap<String, String>,
+    /// `spec.nodeName`: DRA devices are looked up among this node's ResourceSlices.
+    pub node_name: Option<String>,
+    /// The ResourceClaims (DRA) the pod uses.
+    pub claims: PodClaims,
 }
 
 impl PodInfo {
@@ -79,6 +86,26 @@ pub trait ClusterSource {
     ) -> Result<(), MetaError>;
     /// Records `events` on `pod`, all at once. Events are informative: the caller logs a failure.
     async fn record_events(&self, pod: &PodInfo, events: &[PodEvent]) -> Result<(), MetaError>;
+    /// ResourceClaim `namespace/name`; `Ok(None)` when it does not exist.
+    async fn resource_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ClaimInfo>, MetaError>;
+    /// The devices `driver` published in its ResourceSlices of node `node`.
+    async fn published_devices(
+        &self,
+        node: &str,
+        driver: &str,
+    ) -> Result<Vec<PublishedDevice>, MetaError>;
+    /// Writes each device's network data into ResourceClaim `namespace/claim`'s
+    /// `status.devices`, leaving the other entries as they are.
+    async fn write_claim_network_data(
+        &self,
+        namespace: &str,
+        claim: &str,
+        entries: &[(ClaimDevice, NetworkData)],
+    ) -> Result<(), MetaError>;
 }
 
 /// Sends each call to the source the config selected.
@@ -115,6 +142,37 @@ impl ClusterSource for AnySource {
         match self {
             AnySource::Kube(s) => s.record_events(pod, events).await,
             AnySource::Local(s) => s.record_events(pod, events).await,
+        }
+    }
+    async fn resource_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ClaimInfo>, MetaError> {
+        match self {
+            AnySource::Kube(s) => s.resource_claim(namespace, name).await,
+            AnySource::Local(s) => s.resource_claim(namespace, name).await,
+        }
+    }
+    async fn published_devices(
+        &self,
+        node: &str,
+        driver: &str,
+    ) -> Result<Vec<PublishedDevice>, MetaError> {
+        match self {
+            AnySource::Kube(s) => s.published_devices(node, driver).await,
+            AnySource::Local(s) => s.published_devices(node, driver).await,
+        }
+    }
+    async fn write_claim_network_data(
+        &self,
+        namespace: &str,
+        claim: &str,
+        entries: &[(ClaimDevice, NetworkData)],
+    ) -> Result<(), MetaError> {
+        match self {
+            AnySource::Kube(s) => s.write_claim_network_data(namespace, claim, entries).await,
+            AnySource::Local(s) => s.write_claim_network_data(namespace, claim, entries).await,
         }
     }
 }
