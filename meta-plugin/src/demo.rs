@@ -4,7 +4,10 @@
 //! multinet binary exactly as a runtime does (CNI_* variables and a config on stdin). It prints the
 //! network-status and interfaces of each pod, pings between pods over every secondary network,
 //! deletes the pods and proves nothing is left. pod-b's calls go through a `multinet daemon` (thick
-//! mode), pod-a's run in the binary. Exit status 0 only if all of that held.
+//! mode), pod-a's and pod-c's run in the binary. pod-c's VF comes through DRA: its ResourceClaim
+//! and the node's ResourceSlice are read from the folder, the claim is prepared (the VF held for
+//! it, as the kubelet's NodePrepareResources has multinet's DRA plugin do) before ADD, keeps the VF
+//! after DEL, and is unprepared at the end. Exit status 0 only if all of that held.
 //!
 //! Everything it creates lives in its own namespaces and its own state folder; the host's links
 //! are never touched.
@@ -20,7 +23,15 @@ use serde_json::{Value, json};
 type DemoResult<T> = Result<T, String>;
 
 const NODE_NS: &str = "mn-demo-node";
-const PODS: &[(&str, &str)] = &[("pod-a", "mn-demo-pod-a"), ("pod-b", "mn-demo-pod-b")];
+const PODS: &[(&str, &str)] = &[
+    ("pod-a", "mn-demo-pod-a"),
+    ("pod-b", "mn-demo-pod-b"),
+    ("pod-c", "mn-demo-pod-c"),
+];
+/// pod-c's DRA claim and the VF it was allocated.
+const DRA_POD: &str = "pod-c";
+const DRA_CLAIM: (&str, &str) = ("demo", "pod-c-vf");
+const DRA_POD_UID: &str = "0a6a1f4e-0000-4000-8000-00000000000c";
 /// The fake NIC: PF netdev and four VF netdevs, with their PCI addresses.
 const PF: (&str, &str) = ("mn-pf0", "0000:3b:00.0");
 const VFS: &[(&str, &str)] = &[
@@ -82,22 +93,33 @@ impl Demo {
         self.state.join("devinfo/cni")
     }
 
-    /// The SR-IOV network's status entry must carry the device info of a VF of the fake NIC,
-    /// and its file must be in `deviceInfoDir`.
+    /// The SR-IOV network's status entry must carry the device info of a VF of the fake NIC (for
+    /// the DRA pod, the VF its claim was allocated), and its file must be in `deviceInfoDir`.
     fn check_device_info(&self, pod: &str, status: &[Value]) -> DemoResult<()> {
+        let (network, want) = match pod {
+            DRA_POD => ("sriov-dra", Some(VFS[3].1)),
+            _ => ("sriov-net", None),
+        };
+        let name = format!("demo/{network}");
         let entry = status
             .iter()
-            .find(|s| s.get("name").and_then(Value::as_str) == Some("demo/sriov-net"))
-            .ok_or_else(|| format!("pod {pod}: no demo/sriov-net in network-status"))?;
+            .find(|s| s.get("name").and_then(Value::as_str) == Some(name.as_str()))
+            .ok_or_else(|| format!("pod {pod}: no {name} in network-status"))?;
         let address = entry
             .pointer("/device-info/pci/pci-address")
             .and_then(Value::as_str)
-            .ok_or_else(|| format!("pod {pod}: demo/sriov-net has no device-info: {entry}"))?;
+            .ok_or_else(|| format!("pod {pod}: {name} has no device-info: {entry}"))?;
         if !VFS.iter().any(|(_, bdf)| *bdf == address) {
             return Err(format!("pod {pod}: device-info names {address}, not a VF"));
         }
+        if want.is_some_and(|w| w != address) {
+            return Err(format!(
+                "pod {pod}: got VF {address}, not the claim's {}",
+                VFS[3].1
+            ));
+        }
         let file = self.device_info_dir().join(format!(
-            "sriov-net-demo-{pod}_{}",
+            "{network}-demo-{pod}_{}",
             entry
                 .get("interface")
                 .and_then(Value::as_str)
@@ -207,7 +229,7 @@ impl Demo {
     /// dataDir into the demo's state so the demo can prove it is empty afterwards.
     fn build_cluster(&self) -> DemoResult<()> {
         let cluster = self.state.join("cluster");
-        for sub in ["pods", "nads"] {
+        for sub in ["pods", "nads", "resourceclaims", "resourceslices"] {
             let dst = cluster.join(sub);
             fs::create_dir_all(&dst).map_err(|e| e.to_string())?;
             let src = self.examples.join(sub);
@@ -317,8 +339,21 @@ impl Demo {
             .collect()
     }
 
+    /// The pod's UID, from its file in the cluster folder (a runtime knows it from the kubelet).
+    fn pod_uid(&self, pod: &str) -> DemoResult<String> {
+        let file = self.state.join(format!("cluster/pods/demo-{pod}.yaml"));
+        let text = fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let doc: Value =
+            serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        doc.pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{}: no metadata.uid", file.display()))
+    }
+
     /// One CNI call, made the way a runtime makes it, from inside the node namespace.
     fn cni(&self, command: &str, pod: &str, netns: &str) -> DemoResult<Value> {
+        let uid = self.pod_uid(pod)?;
         let mut child = Command::new("ip")
             .args(["netns", "exec", NODE_NS])
             .arg(self.bin_dir().join("multinet"))
@@ -330,7 +365,7 @@ impl Demo {
                 "CNI_ARGS",
                 format!(
                     "IgnoreUnknown=1;K8S_POD_NAMESPACE=demo;K8S_POD_NAME={pod};\
-                     K8S_POD_INFRA_CONTAINER_ID=demo-{pod}"
+                     K8S_POD_UID={uid};K8S_POD_INFRA_CONTAINER_ID=demo-{pod}"
                 ),
             )
             .env("CNI_PATH", self.bin_dir())
@@ -461,6 +496,7 @@ impl Demo {
         );
 
         let mut failures = Vec::new();
+        self.dra_prepare()?;
         for (pod, netns) in PODS {
             let result = self.cni("ADD", pod, netns)?;
             let mode = if *pod == THICK_POD {
@@ -498,33 +534,35 @@ impl Demo {
             println!("interfaces:\n{}", self.interface_table(pod, netns)?);
         }
 
-        // Ping pod-b from pod-a over every secondary network.
-        let status_b = self.network_status("pod-b")?;
-        println!("== pings from pod-a to pod-b");
-        for s in status_b
-            .iter()
-            .filter(|s| s.get("default") != Some(&Value::Bool(true)))
-        {
-            let name = s.get("name").and_then(Value::as_str).unwrap_or("?");
-            for ip in s
-                .get("ips")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
+        // Ping pod-b and pod-c from pod-a over every secondary network.
+        println!("== pings from pod-a");
+        for target in ["pod-b", DRA_POD] {
+            for s in self
+                .network_status(target)?
+                .iter()
+                .filter(|s| s.get("default") != Some(&Value::Bool(true)))
             {
-                let ip = ip.as_str().unwrap_or("");
-                let ok = run(&[
-                    "ip", "netns", "exec", PODS[0].1, "ping", "-c", "1", "-W", "2", ip,
-                ])
-                .is_ok();
-                println!(
-                    "  {:<24} {:<16} {}",
-                    name,
-                    ip,
-                    if ok { "ok" } else { "FAILED" }
-                );
-                if !ok {
-                    failures.push(format!("ping {ip} over {name}"));
+                let name = s.get("name").and_then(Value::as_str).unwrap_or("?");
+                for ip in s
+                    .get("ips")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    let ip = ip.as_str().unwrap_or("");
+                    let ok = run(&[
+                        "ip", "netns", "exec", PODS[0].1, "ping", "-c", "1", "-W", "2", ip,
+                    ])
+                    .is_ok();
+                    println!(
+                        "  {:<24} {:<16} {target:<6} {}",
+                        name,
+                        ip,
+                        if ok { "ok" } else { "FAILED" }
+                    );
+                    if !ok {
+                        failures.push(format!("ping {ip} of {target} over {name}"));
+                    }
                 }
             }
         }
@@ -538,6 +576,10 @@ impl Demo {
             if !left.is_empty() {
                 failures.push(format!("pod {pod} still has links {left:?}"));
             }
+        }
+        // DEL left the DRA pod's VF with its claim, until the kubelet unprepares it.
+        if let Err(e) = self.dra_unprepare() {
+            failures.push(e);
         }
         // The daemon ran all of the thick pod's calls, and a SIGTERM stops it cleanly.
         let thick_calls = self.daemon_calls(THICK_POD).len();
@@ -588,6 +630,63 @@ impl Demo {
         } else {
             Err(failures.join("; "))
         }
+    }
+
+    fn dra_allocator<T>(
+        &self,
+        f: impl FnOnce(&multinet_sriov::VfAllocator<'_>, &multinet_sriov::Sysfs) -> DemoResult<T>,
+    ) -> DemoResult<T> {
+        let sysfs = multinet_sriov::Sysfs::new(self.state.join("sys"));
+        let state = multinet_sriov::StateDir::new(self.state.join("sriov"));
+        state.prepare().map_err(|e| e.to_string())?;
+        f(&multinet_sriov::VfAllocator::new(&sysfs, &state), &sysfs)
+    }
+
+    /// What NodePrepareResources has multinet's DRA plugin do for pod-c's claim: its VF is
+    /// held for the claim, so no pool hands it out and only pod-c may attach it.
+    fn dra_prepare(&self) -> DemoResult<()> {
+        self.dra_allocator(|alloc, sysfs| {
+            let vf = sysfs
+                .vf(&VFS[3].1.parse().map_err(|e| format!("VF address: {e}"))?)
+                .map_err(|e| e.to_string())?;
+            alloc
+                .prepare(
+                    &vf,
+                    multinet_sriov::state::ClaimHold {
+                        uid: "demo-claim-uid".into(),
+                        namespace: DRA_CLAIM.0.into(),
+                        name: DRA_CLAIM.1.into(),
+                        pods: vec![DRA_POD_UID.into()],
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+            println!(
+                "== DRA: ResourceClaim {}/{} prepared: VF {} held for it",
+                DRA_CLAIM.0, DRA_CLAIM.1, VFS[3].1
+            );
+            Ok(())
+        })
+    }
+
+    /// After pod-c's DEL the VF is still its claim's; the unprepare frees it.
+    fn dra_unprepare(&self) -> DemoResult<()> {
+        self.dra_allocator(|alloc, _| {
+            let addr = VFS[3].1.parse().map_err(|e| format!("VF address: {e}"))?;
+            if !alloc
+                .unprepare(&addr, "demo-claim-uid")
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!(
+                    "VF {} was not held by its claim after pod-c's DEL",
+                    VFS[3].1
+                ));
+            }
+            println!(
+                "  DRA: VF {} stayed with claim {}/{} after DEL; unprepared, free again",
+                VFS[3].1, DRA_CLAIM.0, DRA_CLAIM.1
+            );
+            Ok(())
+        })
     }
 
     fn cleanup(&self) {

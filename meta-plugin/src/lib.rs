@@ -13,4 +13,5 @@ pub mod error;
 pub mod install;
 pub mod logging;
 pub mod metrics;
+pub mod provision;
 pub mod thick;

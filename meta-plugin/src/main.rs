@@ -40,6 +40,9 @@ fn main() {
             });
             print!("{}", multinet_sriov::DeviceTable(&rows));
         }
+        Some("sriov") if args.get(1).map(String::as_str) == Some("apply") => {
+            std::process::exit(multinet::provision::main(&args[2..]))
+        }
         Some("--version" | "version") => {
             println!("multinet {}", env!("CARGO_PKG_VERSION"));
         }
@@ -48,7 +51,7 @@ fn main() {
                 "multinet {}: multi-network meta CNI plugin\n\n\
                  Called by a container runtime with CNI_* variables and a config on stdin.\n\
                  Subcommands: daemon [--help], demo [--keep], doctor [--help], install [--help], sriov list,\n\
-                 version",
+                 sriov apply --policy FILE [--dry-run], version",
                 env!("CARGO_PKG_VERSION")
             );
         }

@@ -29,10 +29,20 @@ fn the_demo_passes_and_leaves_nothing() {
         stdout.contains("daemon ran 3 calls for demo/pod-b, stopped on SIGTERM, socket removed"),
         "{stdout}"
     );
+    // pod-c's VF came through its DRA claim, stayed with the claim after DEL, then was freed.
+    assert!(
+        stdout.contains("DRA: ResourceClaim demo/pod-c-vf prepared: VF 0000:3b:02.3 held for it"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("VF 0000:3b:02.3 stayed with claim demo/pod-c-vf after DEL"),
+        "{stdout}"
+    );
     for network in [
         "demo/macvlan-data",
         "demo/macvlan-storage",
         "demo/sriov-net",
+        "demo/sriov-dra",
     ] {
         let pinged = stdout
             .lines()

@@ -165,6 +165,9 @@ fn each_node_check_fails_once_and_names_its_fix() {
         ),
         ("may patch pods/status", "ok"),
         ("may create events", "ok"),
+        ("may get resourceclaims.resource.k8s.io", "ok"),
+        ("may list resourceslices.resource.k8s.io", "ok"),
+        ("may update resourceclaims.resource.k8s.io/status", "ok"),
         ("cluster network", "ok"),
         ("plugins of cluster", "ok"),
         ("plugins of team/data", "ok"),
@@ -183,7 +186,7 @@ fn each_node_check_fails_once_and_names_its_fix() {
         .filter(|r| r.method == "POST" && r.path.ends_with("/selfsubjectaccessreviews"))
         .map(|r| r.body_json().unwrap()["spec"]["resourceAttributes"].clone())
         .collect();
-    assert_eq!(reviews.len(), 5, "{reviews:?}");
+    assert_eq!(reviews.len(), 8, "{reviews:?}");
     assert_eq!(
         reviews[3],
         json!({"verb": "patch", "group": "", "resource": "pods", "subresource": "status"})
@@ -241,6 +244,34 @@ fn each_node_check_fails_once_and_names_its_fix() {
     s.write_conf(&thick);
     s.doctor(&[])
         .fails("daemon", "daemon.sock", "multinet daemon");
+    // A real daemon on that socket: the check passes, naming the socket.
+    {
+        let socket = s.node.path("daemon.sock");
+        let log = s.node.path("daemon.log");
+        let mut daemon = std::process::Command::new("ip")
+            .args(["netns", "exec", s.node.ns.name()])
+            .arg(env!("CARGO_BIN_EXE_multinet"))
+            .arg("daemon")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--log-file")
+            .arg(&log)
+            .env_remove("LD_LIBRARY_PATH")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !socket.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let answer = s.doctor(&[]);
+        daemon.kill().unwrap();
+        daemon.wait().unwrap();
+        answer.passes();
+        assert_eq!(answer.status("daemon"), "ok", "{:#}", answer.json);
+        let detail = answer.check("daemon")["detail"].as_str().unwrap();
+        assert!(detail.contains("daemon.sock"), "{detail}");
+    }
     s.write_conf(&s.conf);
 
     // A pod whose sandbox went without DEL leaves a stale record.

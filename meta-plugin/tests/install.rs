@@ -1108,6 +1108,27 @@ fn thick_daemonset_points_the_config_at_its_daemon() {
     assert!(mounted(Path::new(
         multinet::call::devinfo::DEFAULT_DEVICE_INFO_DIR
     )));
+    // The DRA driver (--dra-driver) registers with the kubelet and names its node.
+    for needed in [
+        multinet_dra::DEFAULT_REGISTRY_DIR,
+        multinet_dra::DEFAULT_PLUGINS_DIR,
+    ] {
+        assert!(mounted(Path::new(needed)), "{needed}");
+    }
+    assert_eq!(
+        daemon_args.dra.kubelet_registry_dir,
+        Path::new(multinet_dra::DEFAULT_REGISTRY_DIR)
+    );
+    let node_name = daemon["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "NODE_NAME")
+        .expect("NODE_NAME");
+    assert_eq!(
+        node_name["valueFrom"]["fieldRef"]["fieldPath"],
+        "spec.nodeName"
+    );
 
     let installs = spec["initContainers"].as_array().unwrap().iter().chain(
         spec["containers"]

@@ -210,6 +210,30 @@ impl DelegateConf {
         }
     }
 
+    /// Whether a plugin of this config is multinet's SR-IOV delegate picking a VF from a pool
+    /// itself (no `deviceID`): the one that can use a topology hint.
+    pub fn picks_from_pool(&self) -> bool {
+        self.plugins().any(|(_, p)| {
+            p.get("type").and_then(Value::as_str) == Some("sriov")
+                && p.get("pool").is_some_and(|v| !v.is_null())
+                && p.get("deviceID")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+        })
+    }
+
+    /// Gives the SR-IOV plugins that pick from a pool `hint` as `topologyHint`: where the pod's
+    /// other devices sit (a preference, never a limit).
+    pub fn inject_topology_hint(&mut self, hint: &Value) {
+        for plugin in plugins_mut(&mut self.0) {
+            if plugin.get("type").and_then(Value::as_str) == Some("sriov")
+                && plugin.get("pool").is_some_and(|v| !v.is_null())
+            {
+                plugin.insert("topologyHint".into(), hint.clone());
+            }
+        }
+    }
+
     /// Gives `path` as runtimeConfig `CNIDeviceInfoFile` to the plugins that declare that
     /// capability (replacing any path already there, as Multus does). Returns whether any
     /// plugin got it.

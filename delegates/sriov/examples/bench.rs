@@ -3,7 +3,10 @@
 //! - ADD and DEL latency of one VF attachment (VF netdevs are veth ends named by a fake sysfs;
 //!   with and without in-process host-local IPAM), through the same entry point a runtime uses;
 //! - allocation throughput under contention: threads claiming and releasing VFs of one pool
-//!   (allocator only: flock + record), then full pool ADD+DEL cycles from several threads.
+//!   (allocator only: flock + record), then full pool ADD+DEL cycles from several threads;
+//! - a DRA VF: the claim's prepare (the hold the kubelet plugin writes), the ADD of the pod the
+//!   claim is reserved for, its DEL and the unprepare, each timed; and prepare+unprepare
+//!   throughput from several threads.
 //!
 //! ```sh
 //! cargo run -p multinet-sriov --example bench -- [--iterations N] [--threads T] [--vfs M]
@@ -16,6 +19,7 @@ use std::time::{Duration, Instant};
 use multinet_netlink::{Netns, run_in_netns};
 use multinet_sriov::plugin::Paths;
 use multinet_sriov::selector::PoolSpec;
+use multinet_sriov::state::ClaimHold;
 use multinet_sriov::{Owner, SriovPlugin, StateDir, Sysfs, VfAllocator};
 use multinet_testbed::sysfs::{FakeSysfs, PfSpec, SysfsLayout};
 use multinet_testbed::{CniCall, TestNetns, unique_link_name};
@@ -127,6 +131,7 @@ impl Node {
             .netns(netns)
             .ifname("net1")
             .path("/usr/lib/cni")
+            .args("IgnoreUnknown=1;K8S_POD_NAMESPACE=team;K8S_POD_NAME=web;K8S_POD_UID=uid-web")
             .vars();
         rt.block_on(multinet_cni::dispatch(&self.plugin, vars, conf))
     }
@@ -185,6 +190,94 @@ fn latency(node: &Node, iterations: usize, conf: &[u8], label: &str) {
     summary(&format!("DEL {label}"), dels);
 }
 
+fn hold(uid: &str) -> ClaimHold {
+    ClaimHold {
+        uid: uid.into(),
+        namespace: "team".into(),
+        name: format!("claim-{uid}"),
+        pods: vec!["uid-web".into()],
+    }
+}
+
+/// A DRA VF from the claim's prepare to its unprepare, each step timed.
+fn dra_latency(node: &Node, iterations: usize) {
+    let pod = TestNetns::new();
+    let vf = node.vfs[1 % node.vfs.len()].clone();
+    let conf = node.conf(json!({"deviceID": vf, "ipam": node.ipam()}));
+    let mut steps: [Vec<Duration>; 4] = Default::default();
+    node.in_host(|| {
+        let rt = runtime();
+        let sysfs = Sysfs::new(node.sysfs.root());
+        let state = StateDir::new(node.dir.path().join("state"));
+        let alloc = VfAllocator::new(&sysfs, &state);
+        let device = sysfs.vf(&vf.parse().unwrap()).unwrap();
+        for i in 0..iterations {
+            let uid = format!("u{i}");
+            let cid = format!("dra{i}");
+            let t = Instant::now();
+            alloc.prepare(&device, hold(&uid)).unwrap();
+            steps[0].push(t.elapsed());
+            let t = Instant::now();
+            node.call(&rt, "ADD", &cid, pod.path_str(), &conf);
+            steps[1].push(t.elapsed());
+            let t = Instant::now();
+            node.call(&rt, "DEL", &cid, pod.path_str(), &conf);
+            steps[2].push(t.elapsed());
+            let t = Instant::now();
+            assert!(alloc.unprepare(&device.addr, &uid).unwrap());
+            steps[3].push(t.elapsed());
+        }
+    });
+    let [prepare, add, del, unprepare] = steps;
+    summary("DRA prepare (claim holds the VF)", prepare);
+    summary("DRA ADD of the claim's VF, host-local", add);
+    summary("DRA DEL (VF stays with the claim)", del);
+    summary("DRA unprepare", unprepare);
+}
+
+/// Threads preparing and unpreparing claims over the VFs (the kubelet plugin's side alone).
+fn prepare_throughput(node: &Node, threads: usize, duration: Duration) {
+    let state = StateDir::new(node.dir.path().join("prepare-state"));
+    let sysfs = Sysfs::new(node.sysfs.root());
+    let done = AtomicUsize::new(0);
+    let busy = AtomicUsize::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (state, sysfs, done, busy) = (&state, &sysfs, &done, &busy);
+            let vfs = &node.vfs;
+            s.spawn(move || {
+                let alloc = VfAllocator::new(sysfs, state);
+                let mut i = 0;
+                while start.elapsed() < duration {
+                    let vf = sysfs
+                        .vf(&vfs[(t + i) % vfs.len()].parse().unwrap())
+                        .unwrap();
+                    let uid = format!("t{t}x{i}");
+                    i += 1;
+                    match alloc.prepare(&vf, hold(&uid)) {
+                        Ok(_) => {
+                            assert!(alloc.unprepare(&vf.addr, &uid).unwrap());
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            busy.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let n = done.load(Ordering::Relaxed);
+    println!(
+        "DRA prepare+unprepare, {threads} threads, {} VFs: {:.0} claims/s ({n} in {secs:.1} s, {} refused: VF held)",
+        node.vfs.len(),
+        n as f64 / secs,
+        busy.load(Ordering::Relaxed)
+    );
+}
+
 fn allocator_throughput(node: &Node, threads: usize, duration: Duration) {
     let state = StateDir::new(node.dir.path().join("alloc-state"));
     let sysfs = Sysfs::new(node.sysfs.root());
@@ -206,6 +299,7 @@ fn allocator_throughput(node: &Node, threads: usize, duration: Duration) {
                         ifname: "net1".into(),
                         netns: live.into(),
                         pod: None,
+                        pod_uid: None,
                     };
                     i += 1;
                     match alloc.claim_from_pool(pool, &owner) {
@@ -313,6 +407,8 @@ fn main() {
         &node.conf(json!({"deviceID": vf, "mac": "02:5a:00:00:00:01", "ipam": node.ipam()})),
         "VF, host-local, MAC",
     );
+    dra_latency(&node, a.iterations);
     allocator_throughput(&node, a.threads, Duration::from_secs(2));
+    prepare_throughput(&node, a.threads, Duration::from_secs(2));
     pool_add_del_throughput(&node, a.threads, Duration::from_secs(3));
 }

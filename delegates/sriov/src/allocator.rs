@@ -5,6 +5,11 @@
 //! stale (its netns is gone), or when it already names the same owner; the lock is held until
 //! the caller drops the [`Claim`], i.e. for the whole ADD. Since every record change happens
 //! under the lock, a VF never has two owners.
+//!
+//! A DRA claim holds a VF from the kubelet's prepare to its unprepare ([`VfAllocator::prepare`],
+//! [`VfAllocator::unprepare`]). While it does, the VF is no pool's to give, and an attachment
+//! may take it only for a pod the claim is reserved for (the runtime's K8S_POD_UID); the
+//! attachment's DEL leaves the VF with the claim.
 
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -12,8 +17,9 @@ use std::time::{Duration, Instant};
 use crate::error::{Result, SriovError};
 use crate::pci::PciAddress;
 use crate::selector::PoolSpec;
-use crate::state::{AllocationRecord, DEFAULT_LOCK_TIMEOUT, StateDir, VfLock};
+use crate::state::{AllocationRecord, ClaimHold, DEFAULT_LOCK_TIMEOUT, StateDir, VfLock};
 use crate::sysfs::{Sysfs, VfDevice};
+use crate::topology::TopologyHint;
 
 /// How long a pool claim keeps retrying VFs that other calls hold locked.
 const POOL_BUSY_BUDGET: Duration = Duration::from_secs(2);
@@ -28,6 +34,9 @@ pub struct Owner {
     /// `namespace/name` of the pod (CNI_ARGS K8S_POD_NAMESPACE, K8S_POD_NAME), when the
     /// runtime named it: recorded so `multinet sriov list` can say whose VF it is.
     pub pod: Option<String>,
+    /// The pod's UID (CNI_ARGS K8S_POD_UID, set by the runtime): a VF a DRA claim holds may be
+    /// attached only for a pod the claim is reserved for.
+    pub pod_uid: Option<String>,
 }
 
 /// A VF held for `owner`: its record is written and its lock is held until this is dropped.
@@ -51,9 +60,32 @@ pub struct PoolUsage {
 /// What the record of a locked VF says about `owner`'s claim.
 enum Verdict {
     Free,
-    Mine,
+    /// Already `owner`'s, or held by a claim reserved for `owner`'s pod and not attached.
+    Mine(Option<ClaimHold>),
+    /// Attached to a gone netns: the attachment may be replaced (a claim holding the VF stays).
     Stale(AllocationRecord, String),
     Taken(AllocationRecord),
+}
+
+/// What kind of holder keeps a VF from `r`'s would-be taker, for its error message.
+fn held_by(r: &AllocationRecord) -> &'static str {
+    match (&r.claim, r.is_attached()) {
+        (Some(_), false) => "a ResourceClaim this pod is not reserved for",
+        _ => "another container",
+    }
+}
+
+/// Who a record says holds a VF, for the node's log.
+pub fn holder(r: &AllocationRecord) -> String {
+    let attachment = format!(
+        "container {} (ifname {}, netns {})",
+        r.container_id, r.ifname, r.netns
+    );
+    match (&r.claim, r.is_attached()) {
+        (Some(c), true) => format!("ResourceClaim {} and its {attachment}", c.key()),
+        (Some(c), false) => format!("ResourceClaim {}", c.key()),
+        (None, _) => attachment,
+    }
 }
 
 /// Allocates VFs from sysfs, recording owners in the state directory.
@@ -62,6 +94,7 @@ pub struct VfAllocator<'a> {
     sysfs: &'a Sysfs,
     state: &'a StateDir,
     lock_timeout: Duration,
+    topology: TopologyHint,
 }
 
 impl<'a> VfAllocator<'a> {
@@ -70,7 +103,14 @@ impl<'a> VfAllocator<'a> {
             sysfs,
             state,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            topology: TopologyHint::default(),
         }
+    }
+
+    /// Pool claims try the VFs nearest the pod's other devices first.
+    pub fn preferring(mut self, topology: TopologyHint) -> Self {
+        self.topology = topology;
+        self
     }
 
     /// How long [`VfAllocator::claim_device`] waits for a VF another call holds locked.
@@ -101,7 +141,8 @@ impl<'a> VfAllocator<'a> {
         for vf in self.pool_members(pool) {
             match records.iter().find(|r| r.pci == vf.addr) {
                 None => usage.free += 1,
-                Some(r) if r.stale_reason().is_some() => usage.stale += 1,
+                // A claim's VF is in use even while its pod's attachment is stale.
+                Some(r) if r.claim.is_none() && r.stale_reason().is_some() => usage.stale += 1,
                 Some(_) => usage.used += 1,
             }
         }
@@ -109,13 +150,25 @@ impl<'a> VfAllocator<'a> {
     }
 
     fn verdict(&self, pci: &PciAddress, owner: &Owner) -> Result<Verdict> {
-        Ok(match self.state.read_record(pci)? {
-            None => Verdict::Free,
-            Some(r) if r.is_owned_by(&owner.container_id, &owner.ifname) => Verdict::Mine,
-            Some(r) => match r.stale_reason() {
+        let Some(r) = self.state.read_record(pci)? else {
+            return Ok(Verdict::Free);
+        };
+        let claim_allows = match &r.claim {
+            None => true,
+            Some(c) => owner
+                .pod_uid
+                .as_ref()
+                .is_some_and(|uid| c.pods.contains(uid)),
+        };
+        Ok(if !claim_allows {
+            Verdict::Taken(r)
+        } else if r.is_owned_by(&owner.container_id, &owner.ifname) || !r.is_attached() {
+            Verdict::Mine(r.claim)
+        } else {
+            match r.stale_reason() {
                 Some(why) => Verdict::Stale(r, why),
                 None => Verdict::Taken(r),
-            },
+            }
         })
     }
 
@@ -124,13 +177,60 @@ impl<'a> VfAllocator<'a> {
         lock: &VfLock,
         owner: &Owner,
         pool: Option<&str>,
+        claim: Option<ClaimHold>,
     ) -> Result<AllocationRecord> {
         let mut record =
             AllocationRecord::new(lock.pci(), &owner.container_id, &owner.ifname, &owner.netns);
         record.pool = pool.map(str::to_owned);
         record.pod = owner.pod.clone();
+        record.claim = claim;
         self.state.write_record(lock, &record)?;
         Ok(record)
+    }
+
+    /// Holds `vf` for DRA claim `hold` (the kubelet's prepare). Preparing the same claim again
+    /// is a no-op that refreshes its pods; a VF another claim or an attachment holds is
+    /// refused naming its holder ([`SriovError::InUse`]).
+    pub fn prepare(&self, vf: &VfDevice, hold: ClaimHold) -> Result<AllocationRecord> {
+        let lock = self.state.lock_vf(&vf.addr, self.lock_timeout)?;
+        let record = match self.state.read_record(&vf.addr)? {
+            None => AllocationRecord::for_claim(vf.addr, hold),
+            Some(mut r) if r.claim.as_ref().is_some_and(|c| c.uid == hold.uid) => {
+                r.claim = Some(hold);
+                r
+            }
+            Some(r) if r.claim.is_none() && r.stale_reason().is_some() => {
+                AllocationRecord::for_claim(vf.addr, hold)
+            }
+            Some(r) => {
+                return Err(SriovError::InUse {
+                    device_id: vf.addr.to_string(),
+                    what: held_by(&r),
+                    owner: holder(&r),
+                });
+            }
+        };
+        self.state.write_record(&lock, &record)?;
+        Ok(record)
+    }
+
+    /// Ends claim `uid`'s hold on VF `pci` (the kubelet's unprepare). An attachment still
+    /// there keeps the VF until its DEL. Returns whether the claim held it; unpreparing twice,
+    /// or a VF the claim never held, changes nothing.
+    pub fn unprepare(&self, pci: &PciAddress, uid: &str) -> Result<bool> {
+        let lock = self.state.lock_vf(pci, self.lock_timeout)?;
+        match self.state.read_record(pci)? {
+            Some(mut r) if r.claim.as_ref().is_some_and(|c| c.uid == uid) => {
+                if r.is_attached() {
+                    r.claim = None;
+                    self.state.write_record(&lock, &r)?;
+                } else {
+                    self.state.remove_record(&lock)?;
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Claims the given VF (a deviceID from the device plugin or a pod's annotation), waiting
@@ -139,20 +239,22 @@ impl<'a> VfAllocator<'a> {
     /// late); so is one whose record cannot be trusted or read.
     pub fn claim_device(&self, vf: VfDevice, owner: &Owner, pool: Option<&str>) -> Result<Claim> {
         let lock = self.state.lock_vf(&vf.addr, self.lock_timeout)?;
-        let reclaimed = match self.verdict(&vf.addr, owner)? {
-            Verdict::Free | Verdict::Mine => None,
-            Verdict::Stale(r, why) => Some((r, why)),
+        let (reclaimed, claim) = match self.verdict(&vf.addr, owner)? {
+            Verdict::Free => (None, None),
+            Verdict::Mine(claim) => (None, claim),
+            Verdict::Stale(r, why) => {
+                let claim = r.claim.clone();
+                (Some((r, why)), claim)
+            }
             Verdict::Taken(r) => {
                 return Err(SriovError::InUse {
                     device_id: vf.addr.to_string(),
-                    owner: format!(
-                        "container {} (ifname {}, netns {})",
-                        r.container_id, r.ifname, r.netns
-                    ),
+                    what: held_by(&r),
+                    owner: holder(&r),
                 });
             }
         };
-        let record = self.record_for(&lock, owner, pool)?;
+        let record = self.record_for(&lock, owner, pool, claim)?;
         Ok(Claim {
             vf,
             lock,
@@ -175,7 +277,7 @@ impl<'a> VfAllocator<'a> {
         owner: &Owner,
         mut usable: impl FnMut(&VfDevice) -> bool,
     ) -> Result<Claim> {
-        let members = self.pool_members(pool);
+        let members = self.topology.order(self.pool_members(pool));
         if members.is_empty() {
             return Err(SriovError::PoolExhausted {
                 pool: pool.name.clone(),
@@ -194,10 +296,12 @@ impl<'a> VfAllocator<'a> {
                     continue;
                 };
                 // A record that cannot be trusted or read counts as taken: its owner is unknown.
+                // A VF a claim holds is that claim's: a pool never hands it out.
                 let reclaimed = match self.verdict(&vf.addr, owner) {
-                    Ok(Verdict::Free | Verdict::Mine) => None,
-                    Ok(Verdict::Stale(r, why)) => Some((r, why)),
-                    Ok(Verdict::Taken(_)) | Err(_) => {
+                    Ok(Verdict::Free | Verdict::Mine(None)) => None,
+                    Ok(Verdict::Stale(r, why)) if r.claim.is_none() => Some((r, why)),
+                    Ok(Verdict::Mine(Some(_)) | Verdict::Stale(..) | Verdict::Taken(_))
+                    | Err(_) => {
                         taken += 1;
                         continue;
                     }
@@ -206,7 +310,7 @@ impl<'a> VfAllocator<'a> {
                     unusable += 1;
                     continue;
                 }
-                let record = self.record_for(&lock, owner, Some(&pool.name))?;
+                let record = self.record_for(&lock, owner, Some(&pool.name), None)?;
                 return Ok(Claim {
                     vf: vf.clone(),
                     lock,
@@ -229,12 +333,12 @@ impl<'a> VfAllocator<'a> {
         }
     }
 
-    /// Drops `owner`'s record of the locked VF; a record of another owner is left alone.
-    /// Returns whether a record was removed.
+    /// Drops `owner`'s attachment from the locked VF's record (a claim holding the VF keeps
+    /// it); a record of another owner is left alone. Returns whether an attachment was dropped.
     pub fn release(&self, lock: &VfLock, owner: &Owner) -> Result<bool> {
         match self.state.read_record(&lock.pci())? {
             Some(r) if r.is_owned_by(&owner.container_id, &owner.ifname) => {
-                self.state.remove_record(lock)?;
+                self.state.drop_attachment(lock, &r)?;
                 Ok(true)
             }
             _ => Ok(false),

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use crate::error::{Result, SriovError};
 use crate::pci::PciAddress;
 use crate::selector::PoolSpec;
+use crate::topology::{TOPOLOGY_HINT_KEY, TopologyHint};
 use multinet_cni::DEVICE_INFO_FILE_CAPABILITY;
 
 pub use multinet_netlink::{MacAddr, VfLinkState, VlanProto};
@@ -115,6 +116,8 @@ pub struct SriovConf {
     pub log: LogConf,
     /// runtimeConfig `CNIDeviceInfoFile`.
     pub device_info_file: Option<PathBuf>,
+    /// Where the pod's other devices are, to pick a pool's VF near them.
+    pub topology: TopologyHint,
 }
 
 /// What DEL needs from the config; DEL works from its cache, so VF keys are not validated.
@@ -386,6 +389,10 @@ impl SriovConf {
             .and_then(|(_, v)| v.as_str())
             .filter(|s| !s.is_empty())
             .map(PathBuf::from);
+        let topology = match lookup(map, TOPOLOGY_HINT_KEY) {
+            Some((k, v)) => TopologyHint::from_value(k, v)?,
+            None => TopologyHint::default(),
+        };
         Ok(SriovConf {
             name: conf.name.clone(),
             device_id,
@@ -394,6 +401,7 @@ impl SriovConf {
             ipam: conf.ipam.clone(),
             log,
             device_info_file,
+            topology,
         })
     }
 }
@@ -528,6 +536,10 @@ mod tests {
             (json!({}), "deviceID"),
             (json!({"deviceID": "af:06.0"}), "deviceID"),
             (json!({"deviceID": 5}), "deviceID"),
+            (
+                json!({"deviceID": d, "topologyHint": {"numaNodes": "0"}}),
+                "topologyHint",
+            ),
             (json!({"deviceID": d, "vlan": 4095}), "vlan"),
             (json!({"deviceID": d, "vlan": -1}), "vlan"),
             (json!({"deviceID": d, "vlan": "100"}), "vlan"),

@@ -19,10 +19,15 @@ pub enum SriovError {
     #[error("VF {pci} is busy: {msg}")]
     Busy { pci: String, msg: String },
 
-    /// The VF named by deviceID belongs to a live attachment of another container. `owner`
-    /// is for the node's log only: the message goes to the pod's events and names no other pod.
-    #[error("deviceID {device_id} is in use by another container")]
-    InUse { device_id: String, owner: String },
+    /// The VF named by deviceID belongs to a live attachment of another container, or to a
+    /// DRA claim the pod is not reserved for (`what` says which). `owner` is for the node's
+    /// log only: the message goes to the pod's events and names no other pod or claim.
+    #[error("deviceID {device_id} is in use by {what}")]
+    InUse {
+        device_id: String,
+        what: &'static str,
+        owner: String,
+    },
 
     /// No free VF in a pool.
     #[error("pool {pool:?} has no free VF ({msg})")]

@@ -13,6 +13,7 @@
 //! - [`plugin`]: [`SriovPlugin`], the CNI plugin run by the `sriov` binary and in-process by
 //!   the meta-plugin.
 //! - [`list`]: what `multinet sriov list` prints.
+//! - [`provision`]: VF counts, drivers and PF MTU from a node policy (`multinet sriov apply`).
 
 pub mod allocator;
 pub mod attach;
@@ -24,12 +25,14 @@ pub mod list;
 pub mod log;
 pub mod pci;
 pub mod plugin;
+pub mod provision;
 pub mod selector;
 pub mod state;
 pub mod sysfs;
+pub mod topology;
 pub mod vf;
 
-pub use allocator::{Claim, Owner, PoolUsage, VfAllocator};
+pub use allocator::{Claim, Owner, PoolUsage, VfAllocator, holder};
 pub use config::{MacAddr, SriovConf, VfSettings};
 pub use error::{Result, SriovError};
 pub use list::{DeviceRow, DeviceTable, list_devices, list_devices_with};

@@ -71,7 +71,12 @@ pub fn list_devices_with(
                 } else {
                     ""
                 };
-                format!("{}/{}{stale}", r.container_id, r.ifname)
+                let attachment = format!("{}/{}{stale}", r.container_id, r.ifname);
+                match (&r.claim, r.is_attached()) {
+                    (Some(c), true) => format!("{attachment} (claim {})", c.key()),
+                    (Some(c), false) => format!("claim {}", c.key()),
+                    (None, _) => attachment,
+                }
             });
             rows.push(DeviceRow {
                 pf: f.addr,

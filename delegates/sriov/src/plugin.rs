@@ -157,6 +157,11 @@ impl SriovPlugin {
             ifname: ifname.clone(),
             netns: netns_path.to_string_lossy().into_owned(),
             pod: pod_of(&req.env),
+            pod_uid: req
+                .env
+                .arg("K8S_POD_UID")
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned),
         };
         let allocator =
             VfAllocator::new(&paths.sysfs, &paths.state).with_lock_timeout(paths.lock_timeout);
@@ -175,7 +180,10 @@ impl SriovPlugin {
                 allocator
                     .claim_device(vf, &owner, pool.as_ref().map(|p| p.name.as_str()))
                     .inspect_err(|e| {
-                        if let SriovError::InUse { device_id, owner } = e {
+                        if let SriovError::InUse {
+                            device_id, owner, ..
+                        } = e
+                        {
                             log.warn(format_args!(
                                 "ADD {cid}/{ifname}: VF {device_id} refused: owned by {owner}"
                             ));
@@ -185,10 +193,22 @@ impl SriovPlugin {
             (None, Some(pool)) => {
                 // A free VF whose netdev is not in the host is in use outside multinet.
                 let nl = Socket::here().map_err(nl_err("opening a netlink socket"))?;
-                allocator.claim_from_pool_where(pool, &owner, |vf| match &vf.netdev {
-                    Some(name) => nl.link_named(name).is_ok_and(|l| l.is_some()),
-                    None => vf.is_dpdk(),
-                })?
+                let claim = allocator
+                    .clone()
+                    .preferring(conf.topology.clone())
+                    .claim_from_pool_where(pool, &owner, |vf| match &vf.netdev {
+                        Some(name) => nl.link_named(name).is_ok_and(|l| l.is_some()),
+                        None => vf.is_dpdk(),
+                    })?;
+                if !conf.topology.is_empty() {
+                    log.info(format_args!(
+                        "ADD {cid}/{ifname}: VF {} of pool {:?} chosen: {}",
+                        claim.vf.addr,
+                        pool.name,
+                        conf.topology.explain(&claim.vf)
+                    ));
+                }
+                claim
             }
             (None, None) => {
                 return Err(SriovError::config("deviceID", "VF PCI address is required"));
@@ -352,6 +372,7 @@ fn release_attachment(
         ifname: ifname.clone(),
         netns: state.netns.clone(),
         pod: None,
+        pod_uid: None,
     };
     let mut released = false;
     match paths.state.read_record(&state.vf) {
@@ -402,7 +423,7 @@ fn release_orphans(
             .lock_vf(&pci, paths.lock_timeout)
             .and_then(|lock| match paths.state.read_record(&pci)? {
                 Some(r) if owned(&r) && paths.state.is_orphan(&lock, &r) => {
-                    paths.state.remove_record(&lock).map(|()| Some(r))
+                    paths.state.drop_attachment(&lock, &r).map(|()| Some(r))
                 }
                 _ => Ok(None),
             });
@@ -731,6 +752,7 @@ impl AddCtx<'_> {
                 ifname: env.ifname.clone(),
                 netns: String::new(),
                 pod: None,
+                pod_uid: None,
             };
             let _ =
                 VfAllocator::new(&self.paths.sysfs, &self.paths.state).release(&claim.lock, &owner);
@@ -784,6 +806,7 @@ impl AddCtx<'_> {
                 ifname: env.ifname.clone(),
                 netns: state.netns.clone(),
                 pod: None,
+                pod_uid: None,
             };
             let _ =
                 VfAllocator::new(&self.paths.sysfs, &self.paths.state).release(&claim.lock, &owner);

@@ -201,6 +201,7 @@ mod tests {
             numa_node: Some(0),
             iommu_group: None,
             link_type: Some("ether".to_owned()),
+            pcie_root: None,
         }
     }
 

@@ -100,7 +100,26 @@ impl VfLock {
     }
 }
 
-/// Who holds a VF.
+/// A ResourceClaim (DRA) that a VF is prepared for: from the kubelet's prepare to its unprepare
+/// the VF is the claim's, and only a pod the claim is reserved for may attach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimHold {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    /// UIDs of the pods the claim is reserved for (`status.reservedFor`) when it was prepared.
+    #[serde(default)]
+    pub pods: Vec<String>,
+}
+
+impl ClaimHold {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Who holds a VF: an attachment (container, ifname, netns), a DRA claim, or a claim and the
+/// attachment of one of its pods. A claim-only record has empty attachment fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocationRecord {
     pub pci: PciAddress,
@@ -117,6 +136,9 @@ pub struct AllocationRecord {
     /// runtime named no pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+    /// The DRA claim holding the VF, if one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<ClaimHold>,
     pub pid: u32,
     pub created_unix: u64,
 }
@@ -132,6 +154,7 @@ impl AllocationRecord {
             netns_id: netns_identity(Path::new(netns)),
             pool: None,
             pod: None,
+            claim: None,
             pid: std::process::id(),
             created_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -139,12 +162,41 @@ impl AllocationRecord {
         }
     }
 
-    pub fn is_owned_by(&self, container_id: &str, ifname: &str) -> bool {
-        self.container_id == container_id && self.ifname == ifname
+    /// A record of the VF held by `claim` alone, not attached.
+    pub fn for_claim(pci: PciAddress, claim: ClaimHold) -> Self {
+        AllocationRecord {
+            claim: Some(claim),
+            ..AllocationRecord::new(pci, "", "", "")
+        }
     }
 
-    /// Why the record is stale (its netns is gone or is another one), or None if it is live.
+    pub fn is_owned_by(&self, container_id: &str, ifname: &str) -> bool {
+        self.is_attached() && self.container_id == container_id && self.ifname == ifname
+    }
+
+    /// Whether an attachment holds the VF (a claim-only record has none).
+    pub fn is_attached(&self) -> bool {
+        !self.container_id.is_empty()
+    }
+
+    /// This record without its attachment: what is left when the attachment goes. None when
+    /// nothing is left (no claim holds the VF).
+    pub fn without_attachment(&self) -> Option<AllocationRecord> {
+        let claim = self.claim.clone()?;
+        Some(AllocationRecord {
+            pid: self.pid,
+            created_unix: self.created_unix,
+            pool: self.pool.clone(),
+            ..AllocationRecord::for_claim(self.pci, claim)
+        })
+    }
+
+    /// Why the record's attachment is stale (its netns is gone or is another one), or None if
+    /// it is live or there is no attachment (a claim holds the VF until it is unprepared).
     pub fn stale_reason(&self) -> Option<String> {
+        if !self.is_attached() {
+            return None;
+        }
         match netns_identity(Path::new(&self.netns)) {
             None => Some(format!("netns {} no longer exists", self.netns)),
             Some(id) if self.netns_id.is_some_and(|rec| rec != id) => {
@@ -390,8 +442,18 @@ impl StateDir {
     /// touched and the record can go.
     pub fn is_orphan(&self, lock: &VfLock, record: &AllocationRecord) -> bool {
         record.pci == lock.pci
+            && record.is_attached()
             && fs::symlink_metadata(self.attachment_path(&record.container_id, &record.ifname))
                 .is_err()
+    }
+
+    /// Drops the attachment from the locked VF's record: the record goes, or, when a claim
+    /// holds the VF, stays with the claim alone.
+    pub fn drop_attachment(&self, lock: &VfLock, record: &AllocationRecord) -> Result<()> {
+        match record.without_attachment() {
+            Some(claim_only) => self.write_record(lock, &claim_only),
+            None => self.remove_record(lock),
+        }
     }
 
     pub fn read_attachment(

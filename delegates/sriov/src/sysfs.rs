@@ -75,6 +75,9 @@ pub struct VfDevice {
     pub iommu_group: Option<String>,
     /// "ether", "infiniband", ... from `net/<netdev>/type`.
     pub link_type: Option<String>,
+    /// The PCIe root complex above the VF, `pci<domain>:<bus>` (the first component of its
+    /// path under `devices/`), as `resource.kubernetes.io/pcieRoot` spells it.
+    pub pcie_root: Option<String>,
 }
 
 impl VfDevice {
@@ -343,8 +346,26 @@ impl Sysfs {
             numa_node: function.numa_node,
             iommu_group: function.iommu_group,
             link_type,
+            pcie_root: self.pcie_root(&function.dir),
         })
     }
+
+    /// `pci<domain>:<bus>` of the device at `dir`: its resolved path runs
+    /// `.../devices/pci0000:00/0000:00:02.0/...`.
+    fn pcie_root(&self, dir: &Path) -> Option<String> {
+        let resolved = self.follow(dir).ok()?;
+        let inside = resolved.strip_prefix(&self.root).ok()?;
+        let mut parts = inside.components().filter_map(|c| c.as_os_str().to_str());
+        parts.find(|c| *c == "devices")?;
+        parts.next().and_then(pcie_root_name)
+    }
+}
+
+/// `pci<domain>:<bus>` (4 and 2 hex digits), lower case, when `name` is one.
+fn pcie_root_name(name: &str) -> Option<String> {
+    let (domain, bus) = name.strip_prefix("pci")?.split_once(':')?;
+    let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
+    (hex(domain, 4) && hex(bus, 2)).then(|| name.to_ascii_lowercase())
 }
 
 /// The name the device plugin's `linkTypes` selector uses for an ARPHRD number.
@@ -388,6 +409,20 @@ fn normalize(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn pcie_roots_are_pci_domain_and_bus_in_hex() {
+        assert_eq!(pcie_root_name("pci0000:AE").as_deref(), Some("pci0000:ae"));
+        for bad in [
+            "pci0000:zz",
+            "pci00:00",
+            "pci0000",
+            "0000:ae:00.0",
+            "pcie0000:00",
+        ] {
+            assert_eq!(pcie_root_name(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn normalizes_parent_components() {

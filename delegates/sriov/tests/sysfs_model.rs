@@ -141,6 +141,7 @@ fn owner(cid: &str, netns: &str) -> Owner {
         ifname: "net1".into(),
         netns: netns.into(),
         pod: None,
+        pod_uid: None,
     }
 }
 
@@ -219,4 +220,65 @@ fn allocator_claims_reclaims_and_refuses() {
         err.to_string().contains("no VF on this node matches"),
         "{err}"
     );
+}
+
+#[test]
+fn pool_claims_prefer_the_pods_devices_topology() {
+    use multinet_sriov::topology::TopologyHint;
+    let fake = FakeSysfs::builder(SysfsLayout::SriovCni)
+        .pf(PfSpec::new("0000:af:00.1", "enp175s0f1")
+            .vf("0000:af:06.0", "enp175s6")
+            .vf("0000:af:06.1", "enp175s7"))
+        .build();
+    // VF 0 on NUMA node 0, VF 1 on node 1.
+    for (addr, numa) in [("0000:af:06.0", "0"), ("0000:af:06.1", "1")] {
+        std::fs::write(fake.device_dir(addr).join("numa_node"), numa).unwrap();
+    }
+    let sysfs = Sysfs::new(fake.root());
+    let vf = sysfs.vf(&pci("0000:af:06.1")).unwrap();
+    // The SR-IOV CNI layout keeps devices under devices/pci0000:00/...
+    assert_eq!(vf.pcie_root.as_deref(), Some("pci0000:00"));
+    assert_eq!(vf.numa_node, Some(1));
+    let tmp = tempfile::tempdir().unwrap();
+    let state = StateDir::new(tmp.path());
+    let pool =
+        PoolSpec::from_value("pool", &json!({"name": "p", "pfNames": ["enp175s0f1"]})).unwrap();
+    let pick = |hint: TopologyHint| {
+        let claim = VfAllocator::new(&sysfs, &state)
+            .preferring(hint)
+            .claim_from_pool(&pool, &owner("c", "/proc/self/ns/net"))
+            .unwrap();
+        let addr = claim.vf.addr;
+        VfAllocator::new(&sysfs, &state)
+            .release(&claim.lock, &owner("c", "/proc/self/ns/net"))
+            .unwrap();
+        addr
+    };
+    // No hint: the lowest address.
+    assert_eq!(pick(TopologyHint::default()), pci("0000:af:06.0"));
+    // The pod's GPU is on NUMA node 1: VF 1.
+    let numa1 = TopologyHint {
+        numa_nodes: vec![1],
+        pcie_roots: vec![],
+    };
+    assert_eq!(pick(numa1.clone()), pci("0000:af:06.1"));
+    assert!(numa1.explain(&vf).contains("NUMA node 1"));
+    // A shared PCIe root wins over NUMA: both VFs share it, so the order among them stands.
+    let root = TopologyHint {
+        numa_nodes: vec![1],
+        pcie_roots: vec!["pci0000:00".into()],
+    };
+    assert_eq!(pick(root.clone()), pci("0000:af:06.0"));
+    assert!(root.explain(&vf).contains("PCIe root pci0000:00"));
+    // Nothing near: still a VF, and the log says why it is not near.
+    let far = TopologyHint {
+        numa_nodes: vec![7],
+        pcie_roots: vec!["pci0000:80".into()],
+    };
+    assert_eq!(pick(far.clone()), pci("0000:af:06.0"));
+    assert!(far.explain(&vf).contains("no free VF shares"));
+    // The device-plugin layout has no devices/ tree: the root is unknown, not guessed.
+    let flat = node(SysfsLayout::DevicePlugin);
+    let flat_vf = Sysfs::new(flat.root()).vf(&pci("0000:af:06.0")).unwrap();
+    assert_eq!(flat_vf.pcie_root, None);
 }

@@ -212,6 +212,27 @@ pub const PERMISSIONS: &[Permission] = &[
         subresource: "",
         why: "tell a pod what happened to its networks",
     },
+    Permission {
+        verb: "get",
+        group: "resource.k8s.io",
+        resource: "resourceclaims",
+        subresource: "",
+        why: "read the devices DRA allocated to a pod",
+    },
+    Permission {
+        verb: "list",
+        group: "resource.k8s.io",
+        resource: "resourceslices",
+        subresource: "",
+        why: "read the device IDs a DRA driver published",
+    },
+    Permission {
+        verb: "update",
+        group: "resource.k8s.io",
+        resource: "resourceclaims",
+        subresource: "status",
+        why: "write a DRA device's network data into its claim",
+    },
 ];
 
 /// How one recorded interface compares with the pod's namespace.
@@ -307,6 +328,9 @@ mod tests {
                 "list network-attachment-definitions.k8s.cni.cncf.io",
                 "patch pods/status",
                 "create events",
+                "get resourceclaims.resource.k8s.io",
+                "list resourceslices.resource.k8s.io",
+                "update resourceclaims.resource.k8s.io/status",
             ]
         );
     }

@@ -6,19 +6,19 @@
 
 use std::collections::BTreeSet;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use multinet_cni::files::{PRIVATE_DIR, PRIVATE_FILE, ensure_dir, temp_path};
 use multinet_cni::{CniError, CniVersion, ErrorCode, error_bytes, error_version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
+use super::socket::stop_listening;
+pub use super::socket::{Bound, bind};
 use super::wire;
 use crate::call::source::kube::ClientReuse;
 use crate::call::verbs::MetaPlugin;
@@ -74,6 +74,13 @@ pub struct DaemonArgs {
     /// unless given; only metrics are served there, never calls.
     #[arg(long, value_name = "ADDRESS")]
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// An SR-IOV node policy (YAML or JSON) to apply at start, whenever the file changes (its
+    /// modification time is looked at every few seconds) and again a minute after a run that
+    /// left something undone; results go to the log.
+    #[arg(long, value_name = "FILE")]
+    pub sriov_policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub dra: super::dra::DraArgs,
 }
 
 impl DaemonArgs {
@@ -108,6 +115,17 @@ pub fn main(args: &[String]) -> i32 {
         return probe(&args.socket);
     }
     crate::logging::init(&args.log_level, args.log_file.as_deref());
+    if let Some(policy) = &args.sriov_policy {
+        // Sysfs writes block: a thread of its own, beside the calls.
+        let (sysfs, state) = (
+            multinet_sriov::Sysfs::from_env(),
+            multinet_sriov::StateDir::from_env(),
+        );
+        if let Err(e) = crate::provision::watch(policy.clone(), sysfs, state) {
+            eprintln!("multinet daemon: starting the SR-IOV policy thread: {e}");
+            return 1;
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -133,6 +151,7 @@ pub fn main(args: &[String]) -> i32 {
             tracing::info!(%addr, "serving metrics at {}", crate::metrics::METRICS_PATH);
             tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
         }
+        let dra = super::dra::start(&args.dra).await?;
         let bound = bind(&args.socket)?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let stop = async move {
@@ -142,6 +161,9 @@ pub fn main(args: &[String]) -> i32 {
             }
         };
         serve(bound, peers, limits, metrics, stop).await;
+        if let Some(dra) = dra {
+            dra.stop();
+        }
         io::Result::Ok(())
     });
     match outcome {
@@ -181,109 +203,6 @@ pub fn answers(socket: &Path) -> Result<(), String> {
             String::from_utf8_lossy(&stdout).trim()
         )),
         super::shim::Handover::NoDaemon(e) => Err(e.to_string()),
-    }
-}
-
-/// A listening socket and the path it was moved to (the listener's own address is the private
-/// path it was bound at).
-pub struct Bound {
-    listener: UnixListener,
-    path: PathBuf,
-    identity: Option<(u64, u64)>,
-}
-
-/// Binds the socket so that no other uid can connect to it at any moment: its directory is ours
-/// and not writable by others (made 0700 when missing), the socket is bound inside a fresh 0700
-/// directory of its own, made 0600 there and only then renamed into place. The umask does not
-/// matter, and there is no bind-then-chmod window. A stale socket left by a daemon that died is
-/// replaced; a socket another daemon answers on, or any other file at that path, is an error.
-pub fn bind(socket: &Path) -> io::Result<Bound> {
-    let name = socket.file_name().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "the socket path names no file")
-    })?;
-    let dir = match socket.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    ensure_dir(dir, PRIVATE_DIR)?;
-    match std::fs::symlink_metadata(socket) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    "another multinet daemon listens there",
-                ));
-            }
-            // Replaced by the rename below.
-        }
-        Ok(_) => {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "exists and is not a socket; not replacing it",
-            ));
-        }
-        Err(_) => {}
-    }
-    remove_stale_bind_dirs(dir, &name.to_string_lossy());
-    let private = temp_path(socket);
-    // Not recursive: a directory that already exists (someone else's) is an error, not reused.
-    std::fs::DirBuilder::new()
-        .mode(PRIVATE_DIR)
-        .create(&private)?;
-    let inner = private.join("s");
-    let bound = UnixListener::bind(&inner).and_then(|listener| {
-        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(PRIVATE_FILE))?;
-        std::fs::rename(&inner, socket)?;
-        Ok(listener)
-    });
-    let _ = std::fs::remove_dir_all(&private);
-    let listener = bound
-        .map_err(|e| io::Error::new(e.kind(), format!("binding via {}: {e}", private.display())))?;
-    Ok(Bound {
-        listener,
-        path: socket.to_path_buf(),
-        identity: file_identity(socket),
-    })
-}
-
-/// Removes the private bind directories (`.<name>.tmp-<pid>-<n>`) of daemons that died while
-/// binding `name` in `dir`.
-fn remove_stale_bind_dirs(dir: &Path, name: &str) {
-    let prefix = format!(".{name}{}", multinet_cni::files::TEMP_MARKER);
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let Some(pid) = file_name
-            .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|tail| tail.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
-        if !alive && entry.file_type().is_ok_and(|t| t.is_dir()) {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-/// Which file a path is, to tell our socket from one a newer daemon bound at the same path.
-fn file_identity(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path)
-        .ok()
-        .map(|m| (m.dev(), m.ino()))
-}
-
-/// Stops listening and removes the socket file, unless it is no longer ours (a daemon started
-/// meanwhile replaced it). Calls made from now on run in the binary.
-fn stop_listening(bound: Bound) {
-    drop(bound.listener);
-    if bound.identity.is_some() && file_identity(&bound.path) == bound.identity {
-        let _ = std::fs::remove_file(&bound.path);
     }
 }
 
@@ -809,85 +728,9 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[tokio::test]
-    async fn stopping_removes_only_our_own_socket() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run/multinet.sock");
-        let first = bind(&path).unwrap();
-        assert_eq!(first.identity, file_identity(&path));
-        stop_listening(first);
-        assert!(!path.exists(), "our socket goes with us");
-
-        // A daemon started while this one was stopping replaced the socket file (as `bind` does
-        // with one nobody answers on): this one must leave the newer one's socket alone.
-        let old = bind(&path).unwrap();
-        let old_identity = old.identity;
-        std::fs::remove_file(&path).unwrap();
-        let newer = bind(&path).unwrap();
-        assert_ne!(
-            file_identity(&path),
-            old_identity,
-            "a stale socket is replaced"
-        );
-        stop_listening(old);
-        assert!(path.exists(), "the newer daemon's socket was removed");
-        std::os::unix::net::UnixStream::connect(&path).expect("the newer daemon still answers");
-        drop(newer);
-    }
-
-    /// The socket is 0600 in a 0700 directory made for it, bound in a private directory that
-    /// is gone afterwards; a directory others may write is refused, a stale socket replaced.
-    #[tokio::test]
-    async fn the_socket_is_private_from_its_first_moment() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run/multinet.sock");
-        let bound = bind(&path).unwrap();
-        let meta = std::fs::symlink_metadata(&path).unwrap();
-        assert!(meta.file_type().is_socket());
-        assert_eq!(meta.mode() & 0o777, 0o600);
-        let run = std::fs::metadata(dir.path().join("run")).unwrap();
-        assert_eq!(run.mode() & 0o777, 0o700);
-        let left: Vec<_> = std::fs::read_dir(dir.path().join("run"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(left, ["multinet.sock"], "the bind directory is removed");
-        std::os::unix::net::UnixStream::connect(&path).expect("the renamed socket answers");
-        drop(bound);
-
-        let shared = dir.path().join("shared");
-        std::fs::create_dir(&shared).unwrap();
-        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let Err(e) = bind(&shared.join("multinet.sock")) else {
-            panic!("a world-writable directory must be refused");
-        };
-        assert!(e.to_string().contains("writable by other users"), "{e}");
-        assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
-    }
-
-    #[tokio::test]
-    async fn bind_directories_of_dead_daemons_are_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("multinet.sock");
-        // No process has pid 0 in /proc; a live pid (ours) is left alone, as is another name's.
-        let dead = dir.path().join(".multinet.sock.tmp-0-7");
-        let live = dir
-            .path()
-            .join(format!(".multinet.sock.tmp-{}-99", std::process::id()));
-        let other = dir.path().join(".other.sock.tmp-0-1");
-        for d in [&dead, &live, &other] {
-            std::fs::create_dir(d).unwrap();
-        }
-        std::fs::write(dead.join("s"), "").unwrap();
-        let _bound = bind(&path).unwrap();
-        assert!(!dead.exists());
-        assert!(live.exists() && other.exists());
     }
 
     #[test]
@@ -905,6 +748,12 @@ mod tests {
                 max_waiting: 256,
                 max_wait_seconds: 60,
                 metrics_address: None,
+                sriov_policy: None,
+                dra: super::super::dra::DraArgs {
+                    kubelet_registry_dir: "/var/lib/kubelet/plugins_registry".into(),
+                    kubelet_plugins_dir: "/var/lib/kubelet/plugins".into(),
+                    ..Default::default()
+                },
             }
         );
         assert_eq!(parse_args(&[]).unwrap().limits(), Limits::DEFAULT);
@@ -926,6 +775,12 @@ mod tests {
         assert_eq!(a.allow_uids, [1000, 65534]);
         assert_eq!(a.limits().add_threads, 2);
         assert!(parse_args(&args(&["--probe"])).unwrap().probe);
+        assert_eq!(
+            parse_args(&args(&["--sriov-policy", "/etc/multinet/sriov.yaml"]))
+                .unwrap()
+                .sriov_policy,
+            Some(PathBuf::from("/etc/multinet/sriov.yaml"))
+        );
         let err = |a: &[&str]| parse_args(&args(a)).unwrap_err().to_string();
         assert!(err(&["--probe=yes"]).contains("--probe"));
         assert!(err(&["--socket"]).contains("--socket"));

@@ -9,5 +9,7 @@
 //! under the same locks, so calls of either kind can interleave.
 
 pub mod daemon;
+pub mod dra;
 pub mod shim;
+pub mod socket;
 pub mod wire;

@@ -297,6 +297,31 @@ impl Node {
         (api, conf)
     }
 
+    /// A local-folder NAD `team/<name>` naming device resource `resource`, whose delegate is a
+    /// macvlan on up0 (10.30.0.0/24) standing in for an SR-IOV plugin: what matters is the
+    /// `deviceID` it is given.
+    pub fn add_resource_nad(&self, name: &str, resource: &str) {
+        let nad = json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": name, "namespace": "team",
+                         "annotations": {"k8s.v1.cni.cncf.io/resourceName": resource}},
+            "spec": {"config": self.macvlan_nad(name, "up0", "10.30.0.0/24").to_string()}});
+        fs::write(
+            self.path(&format!("cluster/nads/{name}.json")),
+            nad.to_string(),
+        )
+        .unwrap();
+    }
+
+    /// The `deviceID` container `container`'s attachment record gave `network` (its second
+    /// attachment: the first network after the cluster network).
+    pub fn recorded_device_id(&self, container: &str, network: &str) -> Value {
+        let path = self.path(&format!("cni/attachments/{container}.json"));
+        let record: Value = serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+        let attachment = &record["attachments"][1];
+        assert_eq!(attachment["network"], network);
+        attachment["conf"]["deviceID"].clone()
+    }
+
     /// Everything a DEL must have released: no link in the pod, no IP, no record.
     pub fn assert_clean(&self, pod_ns: &TestNetns) {
         assert_eq!(
@@ -331,4 +356,37 @@ pub fn insert_team_nads(node: &Node, api: &multinet_api_fixture::ApiFixture) {
         }))
         .unwrap();
     }
+}
+
+/// A `multinet daemon` a test started; killed if the test ends without stopping it.
+pub struct Daemon(pub std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Daemon {
+    /// SIGTERM; the daemon must exit with success.
+    pub fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = self.0.wait().unwrap();
+        assert!(status.success(), "daemon exit: {status:?}");
+    }
+}
+
+/// The flags of a `multinet daemon` serving DRA driver `driver`, with its socket, the kubelet's
+/// plugin folders and the kubeconfig all under `dir` (`run/multinet.sock`, `registry`,
+/// `plugins`, `kubeconfig`).
+pub fn dra_daemon_flags(dir: &Path, driver: &str) -> Vec<String> {
+    vec![
+        format!("--socket={}", dir.join("run/multinet.sock").display()),
+        format!("--dra-driver={driver}"),
+        format!("--kubelet-registry-dir={}", dir.join("registry").display()),
+        format!("--kubelet-plugins-dir={}", dir.join("plugins").display()),
+        format!("--kubeconfig={}", dir.join("kubeconfig").display()),
+    ]
 }

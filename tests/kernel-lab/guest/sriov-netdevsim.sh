@@ -8,6 +8,8 @@
 # Binaries, in $SHARE/bin (delegates/sriov/run-lab.sh builds and shares them):
 #   sriov        multinet's SR-IOV plugin, static
 #   vf_netlink   the multinet-sriov test executable `--test vf_netlink`, static
+#   provision_netdevsim  the multinet-sriov test executable `--test provision_netdevsim`, static:
+#                VF provisioning from a node policy on netdevsim PFs
 # shellcheck disable=SC2086 # names and addresses here are fixed words
 # shellcheck source=lib.sh
 . "$LAB_LIB"
@@ -22,6 +24,7 @@ PF_ADDR=0000:af:00.0
 
 check "sriov binary shared" test -x "$SRIOV"
 check "vf_netlink tests shared" test -x "$LAB_BIN/vf_netlink"
+check "provision_netdevsim tests shared" test -x "$LAB_BIN/provision_netdevsim"
 
 lab_section "netdevsim PF with 4 VFs"
 check "new_device 30 1" sh -c "echo '30 1' > $NSIM/new_device"
@@ -170,5 +173,9 @@ check_fails "VF 2 record gone" test -e $STATE/pci/0000:af:02.2
 lab_section "the sriov crate's netdevsim tests"
 check_run "vf_netlink (both sysfs layouts, only requested settings, DPDK, rollback)" \
   "$LAB_BIN/vf_netlink" --test-threads=1
+
+lab_section "VF provisioning from a node policy"
+check_run "provision_netdevsim (VFs created, changed through 0, removed; a held VF blocks)" \
+  "$LAB_BIN/provision_netdevsim" --test-threads=1
 
 lab_finish

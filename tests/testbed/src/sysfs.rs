@@ -12,6 +12,9 @@
 //! [`FakeSysfs::root`] is the value for `MULTINET_SYSFS_ROOT` (the `sys` directory). The tree
 //! is removed on drop. [`FakeSysfsBuilder::minimal`] leaves out what SR-IOV CNI's fixture
 //! leaves out (drivers, IDs, NUMA, IOMMU groups, `sriov_totalvfs`, link types).
+//! The files VF provisioning writes are regular files here (`sriov_numvfs`, VF `driver_override`,
+//! `bus/pci/drivers_probe`, each driver's `bind`/`unbind`, a netdev's `mtu`): a test reads back
+//! what was written, and moves `driver` links itself ([`FakeSysfs::bind_driver`]) as the kernel would.
 //!
 //! ```no_run
 //! use multinet_testbed::sysfs::{FakeSysfs, PfSpec, SysfsLayout};
@@ -168,6 +171,8 @@ impl FakeSysfsBuilder {
         ] {
             mkdir(&fake.root.join(d));
         }
+        // Written by VF provisioning: the kernel's bus-wide probe file.
+        write(&fake.root.join("bus/pci/drivers_probe"), "");
         let mut group = 0;
         for p in &self.plain {
             let dir = fake.create_device(&p.addr);
@@ -200,7 +205,9 @@ impl FakeSysfsBuilder {
                 fake.create_netdev(&pf.addr, net);
             }
             for (n, vf) in pf.vfs.iter().enumerate() {
-                fake.create_device(&vf.addr);
+                let vf_dir = fake.create_device(&vf.addr);
+                // What the kernel shows while no override is set.
+                write(&vf_dir.join("driver_override"), "(null)\n");
                 fake.describe(
                     &vf.addr,
                     pf.vendor,
@@ -330,7 +337,14 @@ impl FakeSysfs {
         let at = self.device_dir(addr).join("driver");
         let _ = fs::remove_file(&at);
         if let Some(d) = driver {
-            mkdir(&self.root.join("bus/pci/drivers").join(d));
+            let dir = self.root.join("bus/pci/drivers").join(d);
+            mkdir(&dir);
+            // The driver's bind/unbind files, as the kernel offers them (write-only there).
+            for f in ["bind", "unbind"] {
+                if !dir.join(f).exists() {
+                    write(&dir.join(f), "");
+                }
+            }
             self.link_up(addr, "driver", &format!("bus/pci/drivers/{d}"));
         }
     }
@@ -340,6 +354,7 @@ impl FakeSysfs {
         mkdir(&dir);
         if !self.minimal {
             write(&dir.join("type"), "1\n");
+            write(&dir.join("mtu"), "1500\n");
         }
         if self.layout == SysfsLayout::SriovCni {
             link(&dir, &self.root.join("class/net").join(netdev));
