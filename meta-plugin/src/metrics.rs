@@ -65,6 +65,14 @@ struct ApiLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    /// pod or nad.
+    kind: String,
+    /// "hit", or "miss" (the API was asked).
+    result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     request: String,
 }
@@ -98,6 +106,7 @@ struct Inner {
     delegate_seconds: LatencyFamily<DelegateLabels>,
     api_requests: Family<ApiLabels, Counter>,
     api_seconds: LatencyFamily<RequestLabels>,
+    cache_lookups: Family<CacheLabels, Counter>,
     attachments: Family<StateLabels, Gauge>,
     records: Gauge,
     pool_vfs: Family<PoolLabels, Gauge>,
@@ -218,6 +227,12 @@ impl Metrics {
             "Time one Kubernetes API request attempt took, by request",
             api_seconds.clone(),
         );
+        let cache_lookups = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "multinet_cache_lookups",
+            "Pods and NADs a call looked up in the daemon's watch caches, by kind and result",
+            cache_lookups.clone(),
+        );
         let attachments = Family::<StateLabels, Gauge>::default();
         registry.register(
             "multinet_attachments",
@@ -262,6 +277,7 @@ impl Metrics {
             delegate_seconds,
             api_requests,
             api_seconds,
+            cache_lookups,
             attachments,
             records,
             pool_vfs,
@@ -328,6 +344,18 @@ impl Metrics {
                     request: request.to_owned(),
                 })
                 .observe(took.as_secs_f64());
+        }
+    }
+
+    /// A call looked `kind` (pod, nad) up in the daemon's watch caches.
+    pub fn cache_lookup(&self, kind: &str, hit: bool) {
+        if let Some(m) = &self.0 {
+            m.cache_lookups
+                .get_or_create(&CacheLabels {
+                    kind: kind.to_owned(),
+                    result: if hit { "hit" } else { "miss" }.to_owned(),
+                })
+                .inc();
         }
     }
 

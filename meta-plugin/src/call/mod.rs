@@ -6,6 +6,7 @@ pub mod config;
 pub mod delegate;
 pub mod devices;
 pub mod devinfo;
+pub mod hotplug;
 pub mod orphans;
 pub mod own;
 pub mod plan;

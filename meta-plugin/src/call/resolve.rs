@@ -173,7 +173,7 @@ pub async fn load<S: ClusterSource>(
             // directory, a file path.
             if let Some(source) = source
                 && !name.contains('/')
-                && let Some(nad) = source.nad(&conf.multus_namespace, name).await?
+                && let Some(nad) = source.nad_if_any(&conf.multus_namespace, name).await?
             {
                 return from_nad(&nad, conf);
             }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multinet_cni::files::LockFile;
@@ -16,6 +17,7 @@ use crate::call::delegate::{self, CallContext};
 use crate::call::plan::{self, LoadedNetwork, PlanInput};
 use crate::call::podnet;
 use crate::call::resolve;
+use crate::call::source::cache::WatchCache;
 use crate::call::source::kube::{ClientReuse, KubeSource};
 use crate::call::source::{AnySource, ClusterSource, PodInfo, local::LocalSource};
 use crate::call::status;
@@ -46,6 +48,8 @@ pub struct MetaPlugin {
     no_daemon: Option<String>,
     clients: ClientReuse,
     metrics: Metrics,
+    /// The daemon's watch caches (none in the binary).
+    cache: Option<Arc<WatchCache>>,
 }
 
 impl MetaPlugin {
@@ -55,7 +59,14 @@ impl MetaPlugin {
             no_daemon: None,
             clients: ClientReuse::PerCall,
             metrics: Metrics::off(),
+            cache: None,
         }
+    }
+
+    /// Pods and NADs are read from the daemon's watch caches when they reflect the call's API.
+    pub fn with_cache(mut self, cache: Option<Arc<WatchCache>>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// The call runs in the binary because the daemon its config names did not take it.
@@ -166,11 +177,14 @@ pub(crate) async fn cluster_source(
     conf: &MultinetConf,
     clients: ClientReuse,
     metrics: &Metrics,
+    cache: Option<&Arc<WatchCache>>,
 ) -> Result<Option<AnySource>, MetaError> {
     let budget = Duration::from_secs(conf.api_timeout_seconds);
     if let Some(path) = &conf.kubeconfig {
         return Ok(Some(AnySource::Kube(
-            KubeSource::connect(Some(path), budget, clients, metrics).await?,
+            KubeSource::connect(Some(path), budget, clients, metrics)
+                .await?
+                .with_cache(cache, Some(path)),
         )));
     }
     if let Some(dir) = &conf.local_dir {
@@ -178,7 +192,9 @@ pub(crate) async fn cluster_source(
     }
     if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
         return Ok(Some(AnySource::Kube(
-            KubeSource::connect(None, budget, clients, metrics).await?,
+            KubeSource::connect(None, budget, clients, metrics)
+                .await?
+                .with_cache(cache, None),
         )));
     }
     Ok(None)
@@ -212,13 +228,28 @@ impl MetaPlugin {
     }
 
     fn ctx<'a>(&'a self, req: &'a Request, lock: Option<&LockFile>) -> CallContext<'a> {
+        self.call_context(&req.env, &req.extra_env, lock)
+    }
+
+    /// What the delegates of a call run with.
+    pub(crate) fn call_context<'a>(
+        &'a self,
+        env: &'a multinet_cni::CniEnv,
+        extra_env: &'a [(String, String)],
+        lock: Option<&LockFile>,
+    ) -> CallContext<'a> {
         CallContext {
-            env: &req.env,
-            extra_env: &req.extra_env,
+            env,
+            extra_env,
             self_exe: self.self_exe.as_deref(),
             container_lock: lock.map(LockFile::fd),
             metrics: &self.metrics,
         }
+    }
+
+    /// Where this call reads pods and NADs (see [`cluster_source`]).
+    pub(crate) async fn source(&self, conf: &MultinetConf) -> Result<Option<AnySource>, MetaError> {
+        cluster_source(conf, self.clients, &self.metrics, self.cache.as_ref()).await
     }
 
     async fn do_add(&self, req: &Request) -> Result<NetworkResult, MetaError> {
@@ -249,21 +280,20 @@ impl MetaPlugin {
         let pod_ref = pod_ref(req)?;
         tracing::debug!("ADD started");
         let load_pod = async {
-            let source = cluster_source(&conf, self.clients, &self.metrics).await?;
-            let pod =
-                match (&pod_ref, &source) {
-                    (Some(r), Some(source)) => {
-                        let pod = source.pod(&r.namespace, &r.name).await?.ok_or_else(|| {
-                            MetaError::Pod {
-                                pod: format!("{}/{}", r.namespace, r.name),
-                                msg: "not found".into(),
-                            }
-                        })?;
-                        check_uid(&pod, r)?;
-                        Some(claims_checked(pod, r))
-                    }
-                    _ => None,
-                };
+            let source =
+                cluster_source(&conf, self.clients, &self.metrics, self.cache.as_ref()).await?;
+            let pod = match (&pod_ref, &source) {
+                (Some(r), Some(source)) => {
+                    let pod = source.pod(&r.namespace, &r.name, r.uid.as_deref()).await?;
+                    let pod = pod.ok_or_else(|| MetaError::Pod {
+                        pod: format!("{}/{}", r.namespace, r.name),
+                        msg: "not found".into(),
+                    })?;
+                    check_uid(&pod, r)?;
+                    Some(claims_checked(pod, r))
+                }
+                _ => None,
+            };
             Ok::<_, MetaError>((source, pod))
         };
         let pod_links = async {
@@ -668,7 +698,8 @@ impl MetaPlugin {
         tracing::error!(error = %why, kept = %kept.display(), ?cleaned,
             "attachment record unusable: set aside, cleaned by container ID");
         if let Ok(Some(r)) = pod_ref(req)
-            && let Ok(Some(source)) = cluster_source(conf, self.clients, &self.metrics).await
+            && let Ok(Some(source)) =
+                cluster_source(conf, self.clients, &self.metrics, self.cache.as_ref()).await
         {
             let pod = PodInfo {
                 namespace: r.namespace.clone(),
@@ -840,7 +871,7 @@ impl MetaPlugin {
         let req = &with_bin_dir(req, &conf);
         wait_for_readiness(&conf, Duration::ZERO).await?;
         let requested = plan::requested_networks(&conf, None)?;
-        let source = cluster_source(&conf, self.clients, &self.metrics)
+        let source = cluster_source(&conf, self.clients, &self.metrics, self.cache.as_ref())
             .await
             .ok()
             .flatten();
@@ -934,7 +965,7 @@ fn claims_checked(mut pod: PodInfo, r: &PodRef) -> PodInfo {
 }
 
 /// The plugin type(s) of a delegate config, for error messages.
-fn delegate_type(conf: &DelegateConf) -> String {
+pub(crate) fn delegate_type(conf: &DelegateConf) -> String {
     conf.types().join("+")
 }
 

@@ -24,6 +24,7 @@ pub async fn source(conf: &RuntimeConfig, checks: &mut Vec<Check>) -> Option<Any
         &conf.conf,
         ClientReuse::PerCall,
         &crate::metrics::Metrics::off(),
+        None,
     )
     .await
     {
@@ -199,7 +200,7 @@ async fn pod_networks(
         ));
         return;
     };
-    let pod = match source.pod(namespace, name).await {
+    let pod = match source.pod(namespace, name, None).await {
         Ok(Some(pod)) => pod,
         Ok(None) => {
             checks.push(Check::fail(

@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use super::socket::stop_listening;
 pub use super::socket::{Bound, bind};
 use super::wire;
+use crate::call::source::cache::WatchCache;
 use crate::call::source::kube::ClientReuse;
 use crate::call::verbs::MetaPlugin;
 use crate::metrics::{Metrics, answer_code};
@@ -28,6 +29,8 @@ use crate::metrics::{Metrics, answer_code};
 pub const DEFAULT_SOCKET: &str = "/run/multinet/multinet.sock";
 /// How long SIGTERM waits for calls in flight before the daemon exits anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// The watch client's budget: a watch request lasts up to its timeout (`thick::watch`).
+const WATCH_CLIENT_BUDGET: Duration = Duration::from_secs(330);
 /// How long a caller has to send its request.
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -79,6 +82,23 @@ pub struct DaemonArgs {
     /// left something undone; results go to the log.
     #[arg(long, value_name = "FILE")]
     pub sriov_policy: Option<PathBuf>,
+    /// This node's name: the daemon watches the pods bound to it (and names its DRA pool
+    /// after it).
+    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// The kubeconfig of the daemon's own API client (watch caches, DRA driver); the in-cluster
+    /// service account when not given. Calls whose config names this same file (or, without
+    /// it, no kubeconfig) are answered from the watch caches.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Keep no watch caches: every call reads its pod and NADs from the API, as the binary does.
+    #[arg(long)]
+    pub no_watch_cache: bool,
+    /// Attach and detach networks when the networks annotation of a running pod of this node
+    /// changes, with the node's multinet config in FILE (the one the runtime reads). Needs the
+    /// watch caches and --node-name. Off unless given.
+    #[arg(long, value_name = "FILE")]
+    pub hot_plug: Option<PathBuf>,
     #[command(flatten)]
     pub dra: super::dra::DraArgs,
 }
@@ -91,6 +111,13 @@ impl DaemonArgs {
             max_waiting: self.max_waiting,
             max_wait: Duration::from_secs(self.max_wait_seconds),
         }
+    }
+
+    /// Whether the daemon keeps watch caches: unless told not to, when it has an API to watch
+    /// (a kubeconfig, or the in-cluster service account).
+    pub fn watch_cache(&self) -> bool {
+        !self.no_watch_cache
+            && (self.kubeconfig.is_some() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some())
     }
 }
 
@@ -151,7 +178,22 @@ pub fn main(args: &[String]) -> i32 {
             tracing::info!(%addr, "serving metrics at {}", crate::metrics::METRICS_PATH);
             tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
         }
-        let dra = super::dra::start(&args.dra).await?;
+        let dra = super::dra::start(
+            &args.dra,
+            args.node_name.as_deref(),
+            args.kubeconfig.as_deref(),
+        )
+        .await?;
+        let cache = match args.watch_cache() {
+            true => Some(start_watches(&args, &metrics).await?),
+            false if args.hot_plug.is_some() => {
+                return Err(io::Error::other(
+                    "--hot-plug needs the watch caches (a kubeconfig or the in-cluster service \
+                     account, and no --no-watch-cache)",
+                ));
+            }
+            false => None,
+        };
         let bound = bind(&args.socket)?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let stop = async move {
@@ -160,7 +202,7 @@ pub fn main(args: &[String]) -> i32 {
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
-        serve(bound, peers, limits, metrics, stop).await;
+        serve(bound, peers, limits, Shared { metrics, cache }, stop).await;
         if let Some(dra) = dra {
             dra.stop();
         }
@@ -243,6 +285,53 @@ impl Peers {
     }
 }
 
+/// Starts the watches that keep the caches current, on the daemon's runtime.
+async fn start_watches(args: &DaemonArgs, metrics: &Metrics) -> io::Result<Arc<WatchCache>> {
+    let kubeconfig = args.kubeconfig.as_deref();
+    if args.hot_plug.is_some() && args.node_name.is_none() {
+        return Err(io::Error::other(
+            "--hot-plug needs --node-name (or NODE_NAME)",
+        ));
+    }
+    let client = crate::call::source::kube::build_client(kubeconfig, WATCH_CLIENT_BUDGET)
+        .await
+        .map_err(|e| io::Error::other(format!("the watch caches' API client: {e}")))?;
+    let cache = Arc::new(WatchCache::new(kubeconfig));
+    tracing::info!(
+        node = args.node_name,
+        "keeping watch caches of pods and NADs"
+    );
+    let hot_plug = match &args.hot_plug {
+        Some(config) => {
+            tracing::info!(config = %config.display(), "hot-plug is on");
+            Some(super::hotplug::start(
+                config.clone(),
+                cache.clone(),
+                metrics.clone(),
+            )?)
+        }
+        None => None,
+    };
+    tokio::spawn(super::watch::keep_current(
+        client,
+        cache.clone(),
+        args.node_name.clone(),
+        move |change| {
+            if let Some(queue) = &hot_plug {
+                queue.pod_changed(change);
+            }
+        },
+    ));
+    Ok(cache)
+}
+
+/// What every call of the daemon shares.
+#[derive(Clone, Default)]
+pub struct Shared {
+    pub metrics: Metrics,
+    pub cache: Option<Arc<WatchCache>>,
+}
+
 /// Serves calls until `stop` completes; then removes its socket (calls from then on run in the
 /// binary) and waits (up to [`DRAIN_TIMEOUT`]) for the calls in flight: a call cut off halfway
 /// would leave the runtime without an answer.
@@ -250,10 +339,10 @@ pub async fn serve(
     bound: Bound,
     peers: Peers,
     limits: Limits,
-    metrics: Metrics,
+    shared: Shared,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let threads = Arc::new(CallThreads::new(limits, metrics));
+    let threads = Arc::new(CallThreads::new(limits, shared));
     let peers = Arc::new(peers);
     tracing::info!(
         add_threads = limits.add_threads,
@@ -503,11 +592,11 @@ struct CallThreads {
 }
 
 impl CallThreads {
-    fn new(limits: Limits, metrics: Metrics) -> Self {
+    fn new(limits: Limits, shared: Shared) -> Self {
         CallThreads {
-            add: CallLane::new("add", usize::from(limits.add_threads), limits, &metrics),
-            del: CallLane::new("del", usize::from(limits.del_threads), limits, &metrics),
-            metrics,
+            add: CallLane::new("add", usize::from(limits.add_threads), limits, &shared),
+            del: CallLane::new("del", usize::from(limits.del_threads), limits, &shared),
+            metrics: shared.metrics,
         }
     }
 
@@ -556,11 +645,11 @@ struct CallLane {
     started: AtomicUsize,
     /// Calls submitted and not yet answered: those past `started` wait for a thread.
     pending: Arc<AtomicUsize>,
-    metrics: Metrics,
+    shared: Shared,
 }
 
 impl CallLane {
-    fn new(name: &'static str, max_threads: usize, limits: Limits, metrics: &Metrics) -> Self {
+    fn new(name: &'static str, max_threads: usize, limits: Limits, shared: &Shared) -> Self {
         let (queue, jobs) = std::sync::mpsc::channel();
         CallLane {
             name,
@@ -570,7 +659,7 @@ impl CallLane {
             jobs: Arc::new(std::sync::Mutex::new(jobs)),
             started: AtomicUsize::new(0),
             pending: Arc::new(AtomicUsize::new(0)),
-            metrics: metrics.clone(),
+            shared: shared.clone(),
         }
     }
 
@@ -640,7 +729,7 @@ impl CallLane {
             jobs: self.jobs.clone(),
             pending: self.pending.clone(),
             max_wait: self.limits.max_wait,
-            metrics: self.metrics.clone(),
+            shared: self.shared.clone(),
         };
         std::thread::Builder::new()
             .name(format!("multinet-{}-{n}", self.name))
@@ -660,7 +749,7 @@ struct Worker {
     jobs: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<Job>>>,
     pending: Arc<AtomicUsize>,
     max_wait: Duration,
-    metrics: Metrics,
+    shared: Shared,
 }
 
 impl Worker {
@@ -707,7 +796,8 @@ impl Worker {
                         // Each call thread keeps one runtime for good, so its API client too.
                         let plugin = MetaPlugin::new()
                             .with_client_reuse(ClientReuse::PerThread)
-                            .with_metrics(self.metrics.clone());
+                            .with_metrics(self.shared.metrics.clone())
+                            .with_cache(self.shared.cache.clone());
                         let (out, code) =
                             rt.block_on(multinet_cni::dispatch(&plugin, call.vars, &call.stdin));
                         (code, out)
@@ -749,6 +839,10 @@ mod tests {
                 max_wait_seconds: 60,
                 metrics_address: None,
                 sriov_policy: None,
+                node_name: None,
+                kubeconfig: None,
+                no_watch_cache: false,
+                hot_plug: None,
                 dra: super::super::dra::DraArgs {
                     kubelet_registry_dir: "/var/lib/kubelet/plugins_registry".into(),
                     kubelet_plugins_dir: "/var/lib/kubelet/plugins".into(),

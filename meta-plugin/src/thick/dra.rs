@@ -22,9 +22,6 @@ pub struct DraArgs {
     /// this node's SR-IOV VFs as its devices. Off unless given.
     #[arg(long, value_name = "NAME")]
     pub dra_driver: Option<String>,
-    /// This node's name (the pool of its devices); required with --dra-driver.
-    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
-    pub node_name: Option<String>,
     /// The kubelet's plugin registration directory.
     #[arg(long, value_name = "DIR", default_value = multinet_dra::DEFAULT_REGISTRY_DIR)]
     pub kubelet_registry_dir: PathBuf,
@@ -35,10 +32,6 @@ pub struct DraArgs {
     /// annotation); the driver name when not given.
     #[arg(long, value_name = "NAME")]
     pub dra_resource_name: Option<String>,
-    /// The kubeconfig of the DRA driver's API client; the in-cluster service account when not
-    /// given.
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
 }
 
 /// The running driver.
@@ -77,7 +70,10 @@ fn invalid(what: String) -> io::Error {
 }
 
 /// Checks the flags; None when DRA is off.
-fn validated(args: &DraArgs) -> io::Result<Option<(String, String, String)>> {
+fn validated(
+    args: &DraArgs,
+    node_name: Option<&str>,
+) -> io::Result<Option<(String, String, String)>> {
     let Some(driver) = &args.dra_driver else {
         return Ok(None);
     };
@@ -86,8 +82,8 @@ fn validated(args: &DraArgs) -> io::Result<Option<(String, String, String)>> {
             "--dra-driver {driver:?} is not a DNS subdomain of at most 63 characters"
         )));
     }
-    let node = match &args.node_name {
-        Some(n) if is_dns_subdomain(n, 253) => n.clone(),
+    let node = match node_name {
+        Some(n) if is_dns_subdomain(n, 253) => n.to_owned(),
         Some(n) => {
             return Err(invalid(format!("--node-name {n:?} is not a DNS subdomain")));
         }
@@ -112,11 +108,17 @@ fn validated(args: &DraArgs) -> io::Result<Option<(String, String, String)>> {
 /// Starts the driver when `--dra-driver` is given: binds the DRA socket, then the registration
 /// socket (the kubelet dials the endpoint as soon as it sees the registration), and serves them
 /// with the slice publisher on the current runtime.
-pub async fn start(args: &DraArgs) -> io::Result<Option<RunningDriver>> {
-    let Some((driver, node, resource_name)) = validated(args)? else {
+/// The node's name is the pool of its devices; the kubeconfig (`None`: the in-cluster service
+/// account) is that of the driver's API client.
+pub async fn start(
+    args: &DraArgs,
+    node_name: Option<&str>,
+    kubeconfig: Option<&std::path::Path>,
+) -> io::Result<Option<RunningDriver>> {
+    let Some((driver, node, resource_name)) = validated(args, node_name)? else {
         return Ok(None);
     };
-    let client = crate::call::source::kube::build_client(args.kubeconfig.as_deref(), API_BUDGET)
+    let client = crate::call::source::kube::build_client(kubeconfig, API_BUDGET)
         .await
         .map_err(|e| io::Error::other(format!("DRA driver's API client: {e}")))?;
     let plugins_dir = std::path::absolute(&args.kubelet_plugins_dir)?;
@@ -174,18 +176,17 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn args(driver: Option<&str>, node: Option<&str>) -> DraArgs {
+    fn args(driver: Option<&str>) -> DraArgs {
         DraArgs {
             dra_driver: driver.map(Into::into),
-            node_name: node.map(Into::into),
             ..Default::default()
         }
     }
 
     #[test]
     fn dra_is_off_without_a_driver_and_needs_a_node_with_one() {
-        assert!(validated(&args(None, None)).unwrap().is_none());
-        let (driver, node, resource) = validated(&args(Some("sriov.multinet.io"), Some("node-1")))
+        assert!(validated(&args(None), None).unwrap().is_none());
+        let (driver, node, resource) = validated(&args(Some("sriov.multinet.io")), Some("node-1"))
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -193,14 +194,14 @@ mod tests {
             ("sriov.multinet.io", "node-1")
         );
         assert_eq!(resource, "sriov.multinet.io");
-        let err = |a: DraArgs| validated(&a).unwrap_err().to_string();
-        assert!(err(args(Some("sriov.multinet.io"), None)).contains("--node-name"));
+        let err = |a: DraArgs, node| validated(&a, node).unwrap_err().to_string();
+        assert!(err(args(Some("sriov.multinet.io")), None).contains("--node-name"));
         for bad in ["../x", "Sriov.io", "a/b", "", "-a", "a..b"] {
             assert!(
-                err(args(Some(bad), Some("n"))).contains("--dra-driver"),
+                err(args(Some(bad)), Some("n")).contains("--dra-driver"),
                 "{bad}"
             );
         }
-        assert!(err(args(Some("d.io"), Some("node/1"))).contains("--node-name"));
+        assert!(err(args(Some("d.io")), Some("node/1")).contains("--node-name"));
     }
 }

@@ -10,6 +10,8 @@
 
 pub mod daemon;
 pub mod dra;
+pub mod hotplug;
 pub mod shim;
 pub mod socket;
+pub mod watch;
 pub mod wire;

@@ -9,6 +9,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -27,9 +28,13 @@ use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError, LoadDataError
 use kube::{Client, Config};
 use serde_json::json;
 
+use super::cache::{Lookup, WatchCache};
 use super::dra::{self, ClaimDevice, ClaimInfo, NetworkData, PodClaims, PublishedDevice};
 use super::local::NETWORK_STATUS;
-use super::{ClusterSource, NadInfo, PodEvent, PodInfo};
+use super::{
+    ClusterSource, NAD_ANNOTATIONS_READ, NadInfo, POD_ANNOTATIONS_READ, PodEvent, PodInfo,
+    annotations_read,
+};
 use crate::error::MetaError;
 use crate::metrics::Metrics;
 
@@ -37,9 +42,52 @@ pub struct KubeSource {
     client: Client,
     deadline: Instant,
     metrics: Metrics,
+    /// The daemon's watch caches, when they reflect this call's API.
+    cache: Option<Arc<WatchCache>>,
 }
 
-fn nad_resource() -> ApiResource {
+/// How long a call waits for the pod watch to bring a pod it does not hold yet.
+const POD_CACHE_WAIT: Duration = Duration::from_millis(500);
+
+/// What a call keeps of a pod.
+pub(crate) fn pod_info(p: Pod) -> PodInfo {
+    let (spec, status) = (p.spec.as_ref(), p.status.as_ref());
+    PodInfo {
+        namespace: p.metadata.namespace.clone().unwrap_or_default(),
+        name: p.metadata.name.clone().unwrap_or_default(),
+        node_name: spec.and_then(|s| s.node_name.clone()),
+        claims: PodClaims::of(
+            spec.and_then(|s| s.resource_claims.as_deref()),
+            status.and_then(|s| s.resource_claim_statuses.as_deref()),
+            status.and_then(|s| s.extended_resource_claim_status.as_ref()),
+        ),
+        uid: p.metadata.uid,
+        annotations: annotations_read(
+            p.metadata.annotations.unwrap_or_default(),
+            &POD_ANNOTATIONS_READ,
+        ),
+    }
+}
+
+/// What a call keeps of a NAD.
+pub(crate) fn nad_info(n: DynamicObject) -> NadInfo {
+    NadInfo {
+        namespace: n.metadata.namespace.clone().unwrap_or_default(),
+        name: n.metadata.name.clone().unwrap_or_default(),
+        config: n
+            .data
+            .get("spec")
+            .and_then(|s| s.get("config"))
+            .and_then(|c| c.as_str())
+            .map(str::to_string),
+        annotations: annotations_read(
+            n.metadata.annotations.unwrap_or_default(),
+            &NAD_ANNOTATIONS_READ,
+        ),
+    }
+}
+
+pub(crate) fn nad_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition"),
         "network-attachment-definitions",
@@ -94,6 +142,7 @@ impl KubeSource {
                 client,
                 deadline,
                 metrics,
+                cache: None,
             });
         }
         let modified = modified(kubeconfig);
@@ -121,7 +170,18 @@ impl KubeSource {
             client,
             deadline,
             metrics,
+            cache: None,
         })
+    }
+
+    /// Answers pod and NAD reads from `cache` when it reflects the API of `kubeconfig`.
+    pub fn with_cache(
+        mut self,
+        cache: Option<&Arc<WatchCache>>,
+        kubeconfig: Option<&Path>,
+    ) -> Self {
+        self.cache = cache.filter(|c| c.serves(kubeconfig)).cloned();
+        self
     }
 
     /// Whether this client's user may do `verb` on `resource` (`subresource`) of API `group` in
@@ -194,6 +254,39 @@ impl KubeSource {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(2));
         }
+    }
+}
+
+impl KubeSource {
+    /// The cache's answer for a NAD, when it has one: the NAD, or (`missing_is_final`) its
+    /// absence from a fresh cache.
+    fn cached_nad(
+        &self,
+        namespace: &str,
+        name: &str,
+        missing_is_final: bool,
+    ) -> Option<Option<NadInfo>> {
+        let cache = self.cache.as_ref()?;
+        let answer = match cache.nads.get(namespace, name) {
+            Lookup::Found(nad) => Some(Some(NadInfo::clone(&nad))),
+            Lookup::Missing if missing_is_final => Some(None),
+            Lookup::Missing | Lookup::Stale => None,
+        };
+        self.metrics.cache_lookup("nad", answer.is_some());
+        answer
+    }
+
+    async fn get_nad(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, MetaError> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &nad_resource());
+        let nad = self
+            .with_retries(
+                "get_nad",
+                &format!("get NetworkAttachmentDefinition {namespace}/{name}"),
+                || api.get_opt(name),
+            )
+            .await?;
+        Ok(nad.map(nad_info))
     }
 }
 
@@ -391,51 +484,47 @@ fn is_not_found(err: &kube::Error) -> bool {
 }
 
 impl ClusterSource for KubeSource {
-    async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, MetaError> {
+    async fn pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<Option<PodInfo>, MetaError> {
+        if let Some(cache) = &self.cache {
+            // A pod just bound to this node may reach the watch a moment after the runtime
+            // calls: it is waited for, briefly, before the API is asked.
+            let fits = |p: &PodInfo| uid.is_none() || p.uid.as_deref() == uid;
+            let cached = cache
+                .pods
+                .get_waiting(namespace, name, POD_CACHE_WAIT, fits)
+                .await;
+            self.metrics.cache_lookup("pod", cached.is_some());
+            if let Some(pod) = cached {
+                return Ok(Some(PodInfo::clone(&pod)));
+            }
+        }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let pod = self
             .with_retries("get_pod", &format!("get pod {namespace}/{name}"), || {
                 api.get_opt(name)
             })
             .await?;
-        Ok(pod.map(|p| {
-            let (spec, status) = (p.spec.as_ref(), p.status.as_ref());
-            PodInfo {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-                node_name: spec.and_then(|s| s.node_name.clone()),
-                claims: PodClaims::of(
-                    spec.and_then(|s| s.resource_claims.as_deref()),
-                    status.and_then(|s| s.resource_claim_statuses.as_deref()),
-                    status.and_then(|s| s.extended_resource_claim_status.as_ref()),
-                ),
-                uid: p.metadata.uid,
-                annotations: p.metadata.annotations.unwrap_or_default(),
-            }
-        }))
+        Ok(pod.map(pod_info))
     }
 
     async fn nad(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, MetaError> {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), namespace, &nad_resource());
-        let nad = self
-            .with_retries(
-                "get_nad",
-                &format!("get NetworkAttachmentDefinition {namespace}/{name}"),
-                || api.get_opt(name),
-            )
-            .await?;
-        Ok(nad.map(|n| NadInfo {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            config: n
-                .data
-                .get("spec")
-                .and_then(|s| s.get("config"))
-                .and_then(|c| c.as_str())
-                .map(str::to_string),
-            annotations: n.metadata.annotations.unwrap_or_default(),
-        }))
+        // Missing from a fresh cache: maybe created a moment ago; the API is asked.
+        if let Some(nad) = self.cached_nad(namespace, name, false) {
+            return Ok(nad);
+        }
+        self.get_nad(namespace, name).await
+    }
+
+    async fn nad_if_any(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, MetaError> {
+        if let Some(nad) = self.cached_nad(namespace, name, true) {
+            return Ok(nad);
+        }
+        self.get_nad(namespace, name).await
     }
 
     async fn write_network_status(
@@ -634,7 +723,7 @@ mod tests {
             .await
             {
                 Err(e) => e,
-                Ok(src) => src.pod("default", "p").await.unwrap_err(),
+                Ok(src) => src.pod("default", "p", None).await.unwrap_err(),
             }
         });
         (path.display().to_string(), err.to_cni())

@@ -199,7 +199,12 @@ fn annotations(obj: &Value) -> BTreeMap<String, String> {
 }
 
 impl ClusterSource for LocalSource {
-    async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, MetaError> {
+    async fn pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        _uid: Option<&str>,
+    ) -> Result<Option<PodInfo>, MetaError> {
         Ok(self.find("pods", "Pod", namespace, name)?.map(|l| {
             let spec_claims: Option<Vec<PodResourceClaim>> =
                 part(&l.object, "/spec/resourceClaims");
@@ -383,18 +388,18 @@ mod tests {
         )
         .unwrap();
         let src = LocalSource::new(dir.path());
-        let pod = block_on(src.pod("demo", "a")).unwrap().unwrap();
+        let pod = block_on(src.pod("demo", "a", None)).unwrap().unwrap();
         assert_eq!(pod.uid.as_deref(), Some("u1"));
         assert_eq!(pod.annotations["k8s.v1.cni.cncf.io/networks"], "m1");
-        assert!(block_on(src.pod("default", "b")).unwrap().is_some());
-        assert!(block_on(src.pod("demo", "b")).unwrap().is_none());
+        assert!(block_on(src.pod("default", "b", None)).unwrap().is_some());
+        assert!(block_on(src.pod("demo", "b", None)).unwrap().is_none());
         let nad = block_on(src.nad("demo", "m1")).unwrap().unwrap();
         assert_eq!(nad.config.as_deref(), Some("{\"type\":\"macvlan\"}"));
         block_on(src.write_network_status("demo", "a", "[{\"name\":\"x\"}]")).unwrap();
-        let pod = block_on(src.pod("demo", "a")).unwrap().unwrap();
+        let pod = block_on(src.pod("demo", "a", None)).unwrap().unwrap();
         assert_eq!(pod.annotations[NETWORK_STATUS], "[{\"name\":\"x\"}]");
         // The other pod in the same file survived the rewrite.
-        assert!(block_on(src.pod("default", "b")).unwrap().is_some());
+        assert!(block_on(src.pod("default", "b", None)).unwrap().is_some());
         // A vanished pod is fine.
         block_on(src.write_network_status("demo", "gone", "[]")).unwrap();
         // No temp file is left next to the pod file; only the lock remains.
@@ -410,7 +415,7 @@ mod tests {
     fn no_pods_folder_means_no_pod_and_nothing_written() {
         let dir = tempfile::tempdir().unwrap();
         let src = LocalSource::new(dir.path());
-        assert!(block_on(src.pod("demo", "a")).unwrap().is_none());
+        assert!(block_on(src.pod("demo", "a", None)).unwrap().is_none());
         block_on(src.write_network_status("demo", "a", "[]")).unwrap();
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
@@ -446,7 +451,7 @@ mod tests {
         });
         let src = LocalSource::new(dir.path());
         for i in 0..PODS {
-            let pod = block_on(src.pod("demo", &format!("p{i}")))
+            let pod = block_on(src.pod("demo", &format!("p{i}"), None))
                 .unwrap()
                 .unwrap();
             let last = format!("[{{\"name\":\"p{i}\",\"round\":{}}}]", ROUNDS - 1);
@@ -470,10 +475,10 @@ mod tests {
         fs::write(dir.path().join("pods/bad.yaml"), bad).unwrap();
         let src = LocalSource::new(dir.path());
         // The good file's pod is served, status writes included.
-        assert!(block_on(src.pod("demo", "good")).unwrap().is_some());
+        assert!(block_on(src.pod("demo", "good", None)).unwrap().is_some());
         block_on(src.write_network_status("demo", "good", "[]")).unwrap();
         assert_eq!(
-            block_on(src.pod("demo", "good"))
+            block_on(src.pod("demo", "good", None))
                 .unwrap()
                 .unwrap()
                 .annotations[NETWORK_STATUS],
@@ -481,7 +486,7 @@ mod tests {
         );
         // A pod that may be in the bad file: an error naming the file and the place.
         for e in [
-            block_on(src.pod("demo", "lost")).unwrap_err(),
+            block_on(src.pod("demo", "lost", None)).unwrap_err(),
             block_on(src.write_network_status("demo", "lost", "[]")).unwrap_err(),
         ] {
             let cni = e.to_cni();

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::error::MetaError;
 
+pub mod cache;
 pub mod dra;
 pub mod kube;
 pub mod local;
@@ -24,6 +25,31 @@ pub struct PodInfo {
     pub claims: PodClaims,
 }
 
+/// The pod annotations a call reads; a pod's other annotations (a last-applied configuration,
+/// the network-status multinet writes) are not kept.
+pub const POD_ANNOTATIONS_READ: [&str; 3] = [
+    multinet_crds::NETWORKS_ANNOTATION,
+    multinet_crds::DEFAULT_NETWORK_ANNOTATION,
+    CONFIG_SOURCE_ANNOTATION,
+];
+
+/// Where the kubelet got a pod from: "api", or a file or URL for a static pod.
+const CONFIG_SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
+
+/// The NAD annotations a call reads.
+pub const NAD_ANNOTATIONS_READ: [&str; 1] = [multinet_crds::RESOURCE_NAME_ANNOTATION];
+
+/// The entries of `annotations` whose keys are in `read`.
+pub fn annotations_read(
+    annotations: BTreeMap<String, String>,
+    read: &[&str],
+) -> BTreeMap<String, String> {
+    annotations
+        .into_iter()
+        .filter(|(k, _)| read.contains(&k.as_str()))
+        .collect()
+}
+
 impl PodInfo {
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
@@ -32,7 +58,7 @@ impl PodInfo {
     /// Static pods keep a UID of their own that differs from the mirror pod's in the API.
     pub fn is_static(&self) -> bool {
         self.annotations
-            .get("kubernetes.io/config.source")
+            .get(CONFIG_SOURCE_ANNOTATION)
             .is_some_and(|s| s != "api")
     }
 }
@@ -73,10 +99,21 @@ impl EventKind {
 
 #[allow(async_fn_in_trait)]
 pub trait ClusterSource {
-    /// `Ok(None)` when the pod does not exist.
-    async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, MetaError>;
+    /// `Ok(None)` when the pod does not exist. `uid` is the UID the runtime named
+    /// (K8S_POD_UID), when it named one: a cached pod of another UID is not the one asked for.
+    async fn pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<Option<PodInfo>, MetaError>;
     /// `Ok(None)` when the NAD does not exist.
     async fn nad(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, MetaError>;
+    /// A NAD that may well not exist (a configured network looked for as a NAD before the
+    /// config folder): a source with a fresh cache answers from it alone.
+    async fn nad_if_any(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, MetaError> {
+        self.nad(namespace, name).await
+    }
     /// Writes `k8s.v1.cni.cncf.io/network-status`; a pod that vanished meanwhile is not an error.
     async fn write_network_status(
         &self,
@@ -115,16 +152,27 @@ pub enum AnySource {
 }
 
 impl ClusterSource for AnySource {
-    async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, MetaError> {
+    async fn pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<Option<PodInfo>, MetaError> {
         match self {
-            AnySource::Kube(s) => s.pod(namespace, name).await,
-            AnySource::Local(s) => s.pod(namespace, name).await,
+            AnySource::Kube(s) => s.pod(namespace, name, uid).await,
+            AnySource::Local(s) => s.pod(namespace, name, uid).await,
         }
     }
     async fn nad(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, MetaError> {
         match self {
             AnySource::Kube(s) => s.nad(namespace, name).await,
             AnySource::Local(s) => s.nad(namespace, name).await,
+        }
+    }
+    async fn nad_if_any(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, MetaError> {
+        match self {
+            AnySource::Kube(s) => s.nad_if_any(namespace, name).await,
+            AnySource::Local(s) => s.nad_if_any(namespace, name).await,
         }
     }
     async fn write_network_status(

@@ -1,0 +1,469 @@
+//! Hot-plug: a running pod's attachments brought in line with its networks annotation. Networks
+//! added to the annotation are attached in the pod's netns and networks removed from it are
+//! detached, with the planning, isolation, device accounting, records and network-status of ADD
+//! and DEL. The daemon calls it (`multinet daemon --hot-plug`) whenever the pod watch sees a
+//! pod change, and for every pod after its first list.
+//!
+//! It reconciles rather than replays a diff: what is wanted (the annotation now) is compared
+//! with what the record holds, so a change missed while the daemon was down is caught up, and
+//! calling it twice changes nothing the second time.
+//!
+//! A change that cannot be planned (an unknown NAD, a bad annotation, an interface name taken)
+//! is refused before anything is touched. Additions run before removals, so an addition that
+//! fails is rolled back and leaves the pod exactly as it was; only when an added network asks
+//! for the interface name of a removed one does that removal go first.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use multinet_cni::{CniEnv, CniError, Command, NetworkResult};
+
+use crate::call::attachment::{Attachment, AttachmentState};
+use crate::call::config::MultinetConf;
+use crate::call::delegate::{self, CallContext};
+use crate::call::plan::{self, PlanInput};
+use crate::call::resolve;
+use crate::call::source::{ClusterSource, EventKind, PodEvent, PodInfo};
+use crate::call::status;
+use crate::call::store::{AttachmentRecord, AttachmentStore};
+use crate::call::verbs::MetaPlugin;
+use crate::error::MetaError;
+
+/// How long hot-plug waits for a call on the same container (an ADD still running) to end.
+const CONTAINER_WAIT: Duration = Duration::from_secs(60);
+
+/// What hot-plug did to one container, in the words of its events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changed {
+    pub container_id: String,
+    /// "net2 from team/data" for each network attached.
+    pub added: Vec<String>,
+    /// The same for each network detached.
+    pub removed: Vec<String>,
+}
+
+/// Which recorded attachments stay and which planned ones are new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Reconciled {
+    /// Indexes into the record of the attachments to detach.
+    removed: Vec<usize>,
+    /// Indexes into the plan of the attachments to attach, with the interface each gets.
+    added: Vec<(usize, String)>,
+    /// Removals that must run before the additions: their interface name is asked for again.
+    removed_first: Vec<usize>,
+}
+
+/// Matches the record's annotation attachments (from `first` on) with the wanted ones
+/// (`wanted[i]`, the pod naming its interface when `named[i]`). A recorded attachment of the
+/// same network stays, on the interface it has, unless the pod names another interface for it;
+/// a new unnamed network gets the first `netN` no attachment of the pod uses.
+fn reconcile(
+    recorded: &[Attachment],
+    first: usize,
+    wanted: &[Attachment],
+    named: &[bool],
+) -> Result<Reconciled, String> {
+    let mut kept = vec![false; recorded.len()];
+    let mut new = Vec::new();
+    for (i, w) in wanted.iter().enumerate() {
+        let named = named.get(i).copied().unwrap_or(false);
+        let found = (first..recorded.len()).find(|&r| {
+            !kept[r]
+                && recorded[r].network == w.network
+                && (!named || recorded[r].ifname == w.ifname)
+        });
+        match found {
+            Some(r) => kept[r] = true,
+            None => new.push((i, named)),
+        }
+    }
+    let removed: Vec<usize> = (first..recorded.len()).filter(|&r| !kept[r]).collect();
+    let kept_names: BTreeSet<&str> = (0..recorded.len())
+        .filter(|&r| r < first || kept[r])
+        .map(|r| recorded[r].ifname.as_str())
+        .collect();
+    let mut taken: BTreeSet<String> = recorded.iter().map(|a| a.ifname.clone()).collect();
+    let mut added = Vec::new();
+    let mut removed_first = Vec::new();
+    for &(i, _) in new.iter().filter(|(_, named)| *named) {
+        let name = &wanted[i].ifname;
+        if kept_names.contains(name.as_str()) || added.iter().any(|(_, n)| n == name) {
+            return Err(format!(
+                "networks[{i}].interface {name:?}: the pod already has an interface of that name"
+            ));
+        }
+        removed_first.extend(removed.iter().filter(|&&r| &recorded[r].ifname == name));
+        added.push((i, name.clone()));
+        taken.insert(name.clone());
+    }
+    for &(i, _) in new.iter().filter(|(_, named)| !*named) {
+        let name = (1..)
+            .map(|n| format!("net{n}"))
+            .find(|n| !taken.contains(n))
+            .unwrap_or_default();
+        taken.insert(name.clone());
+        added.push((i, name));
+    }
+    added.sort();
+    Ok(Reconciled {
+        removed,
+        added,
+        removed_first,
+    })
+}
+
+/// "net2 from team/data".
+fn described(a: &Attachment) -> String {
+    format!("{} from {}", a.ifname, a.network)
+}
+
+impl MetaPlugin {
+    /// Brings every sandbox of `pod` that has a record in line with the pod's annotation, with
+    /// the node's multinet config `conf_bytes`. Returns what changed; a refused or failed
+    /// change is an error (nothing of it stays) and has been told to the pod as an event.
+    pub async fn hot_plug(
+        &self,
+        conf_bytes: &[u8],
+        pod: &PodInfo,
+    ) -> Result<Vec<Changed>, MetaError> {
+        let (conf, _) = MultinetConf::parse(conf_bytes)?;
+        let store = AttachmentStore::new(&conf.cni_dir);
+        let source = self.source(&conf).await?;
+        let mut changed = Vec::new();
+        for container in store.container_ids()? {
+            let Ok(Some(record)) = store.load(&container) else {
+                continue;
+            };
+            let Some(r) = &record.pod else { continue };
+            if (r.namespace.as_str(), r.name.as_str())
+                != (pod.namespace.as_str(), pod.name.as_str())
+                || (r.uid.is_some() && pod.uid.is_some() && r.uid != pod.uid)
+            {
+                continue;
+            }
+            let outcome = self
+                .hot_plug_container(&conf, &store, &container, pod, source.as_ref())
+                .await;
+            let events = match &outcome {
+                Ok(None) => continue,
+                Ok(Some((c, attached))) => {
+                    let mut events = status::added_interface_events(attached);
+                    events.extend(c.removed.iter().map(|r| PodEvent {
+                        reason: "RemovedInterface",
+                        message: format!("Remove {r}"),
+                        kind: EventKind::Normal,
+                    }));
+                    events
+                }
+                Err(e) => vec![PodEvent {
+                    reason: "HotPlugFailed",
+                    message: format!("networks annotation change not applied: {e}"),
+                    kind: EventKind::Warning,
+                }],
+            };
+            if let Some(source) = &source
+                && let Err(e) = source.record_events(pod, &events).await
+            {
+                tracing::warn!(error = %e, pod = pod.key(), "hot-plug events not recorded");
+            }
+            changed.push(outcome?.map(|(c, _)| c).unwrap_or_default());
+        }
+        Ok(changed)
+    }
+
+    /// One sandbox: plans the wanted networks, attaches the new, detaches the gone, and writes
+    /// the record and the network-status. `None` when nothing had to change.
+    async fn hot_plug_container<S: ClusterSource>(
+        &self,
+        conf: &MultinetConf,
+        store: &AttachmentStore,
+        container: &str,
+        pod: &PodInfo,
+        source: Option<&S>,
+    ) -> Result<Option<(Changed, Vec<Attachment>)>, MetaError> {
+        let lock = store
+            .lock(container, CONTAINER_WAIT)
+            .await?
+            .ok_or_else(|| MetaError::Busy(format!("container {container}: a call still runs")))?;
+        let Some(mut record) = store.load(container)? else {
+            return Ok(None);
+        };
+        // Only a whole attachment is changed: one that an ADD or DEL left half-done is theirs.
+        if record
+            .attachments
+            .iter()
+            .any(|a| a.state != AttachmentState::Added)
+        {
+            return Ok(None);
+        }
+        let Some(netns) = record.netns.as_ref().map(PathBuf::from) else {
+            return Ok(None);
+        };
+        if !netns.exists() {
+            return Ok(None);
+        }
+        let version = multinet_cni::CniVersion::from_config_str(&record.cni_version)?;
+        for a in &mut record.attachments {
+            a.added = a
+                .result
+                .as_ref()
+                .and_then(|v| NetworkResult::from_value(v, version).ok());
+        }
+        let requested = plan::requested_networks(conf, Some(pod))?;
+        let (cluster, defaults, nads) = futures::try_join!(
+            resolve::load(&requested.cluster, conf, source),
+            futures::future::try_join_all(
+                requested
+                    .defaults
+                    .iter()
+                    .map(|r| resolve::load(r, conf, source))
+            ),
+            futures::future::try_join_all(requested.selections.iter().map(|sel| {
+                let r = plan::NetworkRef::Nad {
+                    namespace: sel.namespace.clone().unwrap_or_default(),
+                    name: sel.name.clone(),
+                };
+                async move { resolve::load(&r, conf, source).await }
+            })),
+        )?;
+        let selected: Vec<_> = requested.selections.iter().cloned().zip(nads).collect();
+        let devices =
+            crate::call::devices::device_ids_for(source, Some(pod), &cluster, &defaults, &selected)
+                .await?;
+        let first = 1 + defaults.len();
+        let wanted = plan::plan_attachments(PlanInput {
+            conf,
+            container_id: container,
+            ifname: &record.attachments[0].ifname,
+            cluster,
+            defaults,
+            selected,
+            device_ids: devices.ids,
+        })?
+        .attachments;
+        let named: Vec<bool> = requested
+            .selections
+            .iter()
+            .map(|s| s.interface.is_some())
+            .collect();
+        let plan =
+            reconcile(&record.attachments, first, &wanted[first..], &named).map_err(|msg| {
+                MetaError::BadAnnotation {
+                    pod: pod.key(),
+                    msg,
+                }
+            })?;
+        if plan.added.is_empty() && plan.removed.is_empty() {
+            return Ok(None);
+        }
+        let env = CniEnv {
+            command: Command::Add,
+            container_id: container.to_owned(),
+            netns: Some(netns),
+            ifname: String::new(),
+            args: record.cni_args.clone(),
+            path: vec![conf.bin_dir.clone()],
+        };
+        let ctx = self.call_context(&env, &[], Some(&lock));
+        let mut attaching: Vec<Attachment> = plan
+            .added
+            .iter()
+            .map(|(i, ifname)| {
+                let mut a = wanted[first + i].clone();
+                a.ifname = ifname.clone();
+                a
+            })
+            .collect();
+        for a in &attaching {
+            delegate::preflight(&a.conf, &ctx).map_err(|e| delegate_error(a, e))?;
+        }
+        let mut changed = Changed {
+            container_id: container.to_owned(),
+            ..Changed::default()
+        };
+        // Each removal by its description (an interface name is the pod's only once), taken
+        // before the record changes.
+        let describe = |rs: &[usize]| -> Vec<String> {
+            rs.iter()
+                .map(|&r| described(&record.attachments[r]))
+                .collect()
+        };
+        let (removed_first, removed) = (describe(&plan.removed_first), describe(&plan.removed));
+        // Removals whose interface name an addition takes go first.
+        for key in &removed_first {
+            detach_recorded(&mut record, key, version, &ctx, store).await?;
+            changed.removed.push(key.clone());
+        }
+        // Additions: recorded as planned first, so a crash leaves what DEL cleans.
+        let base = record.attachments.len();
+        record.attachments.extend(attaching.iter().cloned());
+        store.save(&record)?;
+        crate::call::devinfo::copy_from_device_plugin(
+            attaching.iter().map(|a| &a.device_info_file),
+        );
+        for (k, a) in attaching.iter_mut().enumerate() {
+            match delegate::add(&a.conf, &a.ifname, &ctx).await {
+                Ok(result) => {
+                    let value = result.to_value(version)?;
+                    a.mark_added(value.clone(), result.clone());
+                    record.attachments[base + k].mark_added(value, result);
+                }
+                Err(e) => {
+                    // Rolled back: every addition of this change is detached again.
+                    let err = delegate_error(a, e);
+                    let added: Vec<Attachment> = record.attachments.drain(base..).collect();
+                    for done in added.iter().rev() {
+                        if let Err(e) = detach(done, version, &ctx).await {
+                            tracing::warn!(error = %e, "rolling back a hot-plug addition");
+                        }
+                    }
+                    store.save(&record)?;
+                    return Err(err);
+                }
+            }
+        }
+        store.save(&record)?;
+        changed.added = attaching.iter().map(described).collect();
+        for key in removed.iter().filter(|k| !removed_first.contains(k)) {
+            detach_recorded(&mut record, key, version, &ctx, store).await?;
+            changed.removed.push(key.clone());
+        }
+        store.save(&record)?;
+        if let Some(source) = source {
+            let infos = crate::call::devinfo::read_for_status(
+                record.attachments.iter().map(|a| &a.device_info_file),
+            );
+            let status_json = status::network_status(&record.attachments, &infos);
+            source
+                .write_network_status(&pod.namespace, &pod.name, &status_json)
+                .await?;
+        }
+        Ok(Some((changed, attaching)))
+    }
+}
+
+/// Detaches the recorded attachment described by `key` and takes it out of the record; one that
+/// fails stays, marked, for the pod's DEL.
+async fn detach_recorded(
+    record: &mut AttachmentRecord,
+    key: &str,
+    version: multinet_cni::CniVersion,
+    ctx: &CallContext<'_>,
+    store: &AttachmentStore,
+) -> Result<(), MetaError> {
+    let Some(at) = record.attachments.iter().position(|a| described(a) == key) else {
+        return Ok(());
+    };
+    match detach(&record.attachments[at], version, ctx).await {
+        Ok(()) => {
+            record.attachments.remove(at);
+            store.save(record)
+        }
+        Err(e) => {
+            record.attachments[at].state = AttachmentState::DeleteFailed;
+            store.save(record)?;
+            Err(e)
+        }
+    }
+}
+
+/// DEL of one attachment, releasing what the delegate may leave (device-info, host-local).
+async fn detach(
+    entry: &Attachment,
+    version: multinet_cni::CniVersion,
+    ctx: &CallContext<'_>,
+) -> Result<(), MetaError> {
+    let prev = entry
+        .result
+        .as_ref()
+        .and_then(|v| NetworkResult::from_value(v, version).ok());
+    delegate::del(&entry.conf, &entry.ifname, prev.as_ref(), ctx)
+        .await
+        .map_err(|e| delegate_error(entry, e))?;
+    crate::call::devinfo::remove(entry.device_info_path());
+    crate::call::orphans::release_host_local(&entry.conf, &ctx.env.container_id);
+    Ok(())
+}
+
+fn delegate_error(a: &Attachment, e: CniError) -> MetaError {
+    MetaError::Delegate {
+        network: a.network.clone(),
+        delegate: crate::call::verbs::delegate_type(&a.conf),
+        ifname: a.ifname.clone(),
+        source: Box::new(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn at(network: &str, ifname: &str) -> Attachment {
+        Attachment::planned(network, ifname, json!({"type": "macvlan"}))
+    }
+
+    /// The record of a pod with `a` on net1 and `b` on net2 after the cluster network.
+    fn recorded() -> Vec<Attachment> {
+        vec![at("cluster", "eth0"), at("t/a", "net1"), at("t/b", "net2")]
+    }
+
+    #[test]
+    fn the_same_networks_change_nothing() {
+        let wanted = [at("t/a", "net1"), at("t/b", "net2")];
+        let r = reconcile(&recorded(), 1, &wanted, &[false, false]).unwrap();
+        assert_eq!((r.removed, r.added), (vec![], vec![]));
+    }
+
+    #[test]
+    fn an_added_network_gets_a_free_name_and_kept_ones_keep_theirs() {
+        // "b,c": b is planned as net1 but keeps net2; c, planned as net2, takes net3 (a still
+        // holds net1 while c is added: additions run before removals).
+        let wanted = [at("t/b", "net1"), at("t/c", "net2")];
+        let r = reconcile(&recorded(), 1, &wanted, &[false, false]).unwrap();
+        assert_eq!(r.removed, [1]);
+        assert_eq!(r.added, [(1, "net3".to_string())]);
+        assert!(r.removed_first.is_empty());
+    }
+
+    #[test]
+    fn a_named_interface_of_a_removed_network_is_freed_first() {
+        // a on net1 replaced by c named net1.
+        let wanted = [at("t/c", "net1"), at("t/b", "net2")];
+        let r = reconcile(&recorded(), 1, &wanted, &[true, false]).unwrap();
+        assert_eq!(r.removed, [1]);
+        assert_eq!(r.removed_first, [1]);
+        assert_eq!(r.added, [(0, "net1".to_string())]);
+    }
+
+    #[test]
+    fn a_named_interface_a_kept_network_holds_is_refused() {
+        let wanted = [at("t/a", "net1"), at("t/b", "net2"), at("t/c", "net2")];
+        let err = reconcile(&recorded(), 1, &wanted, &[false, false, true]).unwrap_err();
+        assert!(
+            err.contains("networks[2].interface") && err.contains("net2"),
+            "{err}"
+        );
+        // The cluster network's interface is never given away either.
+        let wanted = [at("t/a", "net1"), at("t/b", "net2"), at("t/c", "eth0")];
+        assert!(reconcile(&recorded(), 1, &wanted, &[false, false, true]).is_err());
+    }
+
+    #[test]
+    fn a_network_asked_for_on_another_interface_is_moved() {
+        // b named net5 now: the recorded b (net2) goes, a b on net5 comes.
+        let wanted = [at("t/a", "net1"), at("t/b", "net5")];
+        let r = reconcile(&recorded(), 1, &wanted, &[false, true]).unwrap();
+        assert_eq!(r.removed, [2]);
+        assert_eq!(r.added, [(1, "net5".to_string())]);
+    }
+
+    #[test]
+    fn everything_removed() {
+        let r = reconcile(&recorded(), 1, &[], &[]).unwrap();
+        assert_eq!(r.removed, [1, 2]);
+        assert!(r.added.is_empty());
+    }
+}
