@@ -1,0 +1,268 @@
+//! Hot-plug through the real daemon (`--hot-plug`), the API fixture and real network namespaces:
+//! a running pod's networks annotation changes and the daemon attaches, detaches and replaces
+//! networks in its netns, rewrites its network-status and tells it in events; an invalid change
+//! is refused with an event and changes nothing; a change made while the daemon is down is
+//! caught up when it starts; DEL then leaves nothing behind.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, Node};
+use multinet_api_fixture::ApiFixture;
+use multinet_testbed::{TestNetns, require_root};
+use serde_json::{Value, json};
+
+const NODE: &str = "node-1";
+const PATIENCE: Duration = Duration::from_secs(30);
+const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
+
+struct Cluster {
+    api: ApiFixture,
+    node: Node,
+    conf: Value,
+    /// The node's multinet config file, as the daemon's --hot-plug names it.
+    conf_file: PathBuf,
+    daemon_log: PathBuf,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let node = Node::new("1.0.0");
+        let (api, mut conf) = node.start_api();
+        common::insert_team_nads(&node, &api);
+        api.insert(json!({
+            "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": "mgmt", "namespace": "team"},
+            "spec": {"config": node.macvlan_nad("mgmt", "up0", "10.40.0.0/24").to_string()}
+        }))
+        .unwrap();
+        conf["daemonSocket"] = json!(node.path("run/multinet.sock"));
+        let conf_file = node.path("multinet.conf");
+        fs::write(&conf_file, conf.to_string()).unwrap();
+        let daemon_log = node.path("daemon.log");
+        Cluster {
+            api,
+            node,
+            conf,
+            conf_file,
+            daemon_log,
+        }
+    }
+
+    fn daemon(&self) -> Daemon {
+        let child = Command::new("ip")
+            .args(["netns", "exec", self.node.ns.name()])
+            .arg(env!("CARGO_BIN_EXE_multinet"))
+            .arg("daemon")
+            .arg(format!(
+                "--socket={}",
+                self.node.path("run/multinet.sock").display()
+            ))
+            .arg(format!("--log-file={}", self.daemon_log.display()))
+            .arg("--log-level=debug")
+            .arg(format!(
+                "--kubeconfig={}",
+                self.node.path("kubeconfig").display()
+            ))
+            .arg(format!("--node-name={NODE}"))
+            .arg(format!("--hot-plug={}", self.conf_file.display()))
+            .env_remove("LD_LIBRARY_PATH")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let daemon = Daemon(child);
+        self.wait_for("the daemon's watches", || self.api.open_watches() >= 2);
+        daemon
+    }
+
+    fn wait_for(&self, what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !cond() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; daemon log:\n{}",
+                fs::read_to_string(&self.daemon_log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn set_networks(&self, networks: &str) {
+        self.api
+            .merge_patch(
+                "Pod",
+                "team",
+                "web",
+                &json!({"metadata": {"annotations": {NETWORKS: networks}}}),
+            )
+            .unwrap();
+    }
+
+    /// `(network, interface)` of each network-status entry.
+    fn status(&self) -> Vec<(String, String)> {
+        let pod = self.api.get("Pod", "team", "web").unwrap();
+        let text = pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
+            .as_str()
+            .unwrap_or("[]")
+            .to_string();
+        let entries: Vec<Value> = serde_json::from_str(&text).unwrap();
+        entries
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_string(),
+                    e["interface"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// `reason: message` of the pod's events.
+    fn events(&self) -> Vec<String> {
+        self.api
+            .list("Event", Some("team"))
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e["reason"].as_str().unwrap_or(""),
+                    e["message"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    }
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+fn links(netns: &TestNetns) -> Vec<String> {
+    sorted(Node::links(netns))
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    sorted(list.iter().map(|s| s.to_string()).collect())
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn networks_follow_a_running_pods_annotation() {
+    require_root!();
+    let c = Cluster::new();
+    c.api
+        .insert(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "team", "uid": "uid-web",
+                         "annotations": {NETWORKS: "data"}},
+            "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "app"}]}
+        }))
+        .unwrap();
+    let daemon = c.daemon();
+    let pod = TestNetns::new();
+    c.node
+        .cni_with("ADD", "c-web", "web", pod.path_str(), &c.conf)
+        .ok();
+    assert_eq!(links(&pod), names(&["eth0", "net1"]));
+
+    // Added: mgmt on the next free name; the status and an event say so.
+    c.set_networks("data,mgmt");
+    c.wait_for("net2 to appear", || {
+        links(&pod) == names(&["eth0", "net1", "net2"])
+    });
+    c.wait_for("the status to list mgmt", || {
+        c.status()
+            == pairs(&[
+                ("cluster", "eth0"),
+                ("team/data", "net1"),
+                ("team/mgmt", "net2"),
+            ])
+    });
+    c.wait_for("an AddedInterface event", || {
+        c.events().iter().any(|e| {
+            e.starts_with("AddedInterface: Add net2 [10.40.0.") && e.ends_with("from team/mgmt")
+        })
+    });
+    assert_eq!(
+        c.node.allocated_ips().len(),
+        3,
+        "cluster, data and mgmt hold one IP each"
+    );
+
+    // Removed: data goes with its IP; mgmt keeps its interface name.
+    c.set_networks("mgmt");
+    c.wait_for("net1 to go", || links(&pod) == names(&["eth0", "net2"]));
+    c.wait_for("the status without data", || {
+        c.status() == pairs(&[("cluster", "eth0"), ("team/mgmt", "net2")])
+    });
+    c.wait_for("a RemovedInterface event", || {
+        c.events()
+            .iter()
+            .any(|e| e == "RemovedInterface: Remove net1 from team/data")
+    });
+    assert_eq!(c.node.allocated_ips().len(), 2);
+
+    // Changed: mgmt replaced by storage, named by the pod.
+    c.set_networks("storage@stor0");
+    c.wait_for("stor0 instead of net2", || {
+        links(&pod) == names(&["eth0", "stor0"])
+    });
+    c.wait_for("the status with storage", || {
+        c.status() == pairs(&[("cluster", "eth0"), ("team/storage", "stor0")])
+    });
+
+    // Invalid: an unknown NAD is refused with an event, and nothing changes.
+    c.set_networks("storage@stor0,nope");
+    c.wait_for("a HotPlugFailed event", || {
+        c.events()
+            .iter()
+            .any(|e| e.starts_with("HotPlugFailed:") && e.contains("team/nope"))
+    });
+    assert_eq!(links(&pod), names(&["eth0", "stor0"]));
+    assert_eq!(
+        c.status(),
+        pairs(&[("cluster", "eth0"), ("team/storage", "stor0")])
+    );
+    // An interface name the pod already uses: refused the same way.
+    c.set_networks("storage@stor0,data@stor0");
+    c.wait_for("a HotPlugFailed event naming the interface", || {
+        c.events()
+            .iter()
+            .any(|e| e.starts_with("HotPlugFailed:") && e.contains("stor0"))
+    });
+    assert_eq!(links(&pod), names(&["eth0", "stor0"]));
+
+    // Changed while the daemon is down: caught up when it starts.
+    daemon.stop();
+    c.set_networks("storage@stor0,data");
+    let daemon = c.daemon();
+    c.wait_for("net1 after the restart", || {
+        links(&pod) == names(&["eth0", "net1", "stor0"])
+    });
+    c.wait_for("the status after the restart", || {
+        c.status()
+            == pairs(&[
+                ("cluster", "eth0"),
+                ("team/storage", "stor0"),
+                ("team/data", "net1"),
+            ])
+    });
+
+    // DEL takes everything, hot-plugged networks included.
+    c.node
+        .cni_with("DEL", "c-web", "web", pod.path_str(), &c.conf)
+        .ok();
+    c.node.assert_clean(&pod);
+    daemon.stop();
+}
