@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::{Daemon, Node};
 use multinet_api_fixture::ApiFixture;
+use multinet_sriov::{PciAddress, StateDir};
+use multinet_testbed::sysfs::{FakeSysfs, PfSpec, SysfsLayout};
 use multinet_testbed::{TestNetns, require_root};
 use serde_json::{Value, json};
 
@@ -55,6 +57,10 @@ impl Cluster {
     }
 
     fn daemon(&self) -> Daemon {
+        self.daemon_with(&[])
+    }
+
+    fn daemon_with(&self, env: &[(&str, PathBuf)]) -> Daemon {
         let child = Command::new("ip")
             .args(["netns", "exec", self.node.ns.name()])
             .arg(env!("CARGO_BIN_EXE_multinet"))
@@ -71,6 +77,7 @@ impl Cluster {
             ))
             .arg(format!("--node-name={NODE}"))
             .arg(format!("--hot-plug={}", self.conf_file.display()))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env_remove("LD_LIBRARY_PATH")
             .stdin(Stdio::null())
             .spawn()
@@ -90,6 +97,17 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    fn insert_web(&self, networks: &str) {
+        self.api
+            .insert(json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web", "namespace": "team", "uid": "uid-web",
+                             "annotations": {NETWORKS: networks}},
+                "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "app"}]}
+            }))
+            .unwrap();
     }
 
     fn set_networks(&self, networks: &str) {
@@ -161,14 +179,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 fn networks_follow_a_running_pods_annotation() {
     require_root!();
     let c = Cluster::new();
-    c.api
-        .insert(json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "web", "namespace": "team", "uid": "uid-web",
-                         "annotations": {NETWORKS: "data"}},
-            "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "app"}]}
-        }))
-        .unwrap();
+    c.insert_web("data");
     let daemon = c.daemon();
     let pod = TestNetns::new();
     c.node
@@ -260,6 +271,108 @@ fn networks_follow_a_running_pods_annotation() {
     });
 
     // DEL takes everything, hot-plugged networks included.
+    c.node
+        .cni_with("DEL", "c-web", "web", pod.path_str(), &c.conf)
+        .ok();
+    c.node.assert_clean(&pod);
+    daemon.stop();
+}
+
+/// A device-backed network: an SR-IOV VF picked from a pool (fake sysfs, VF netdevs are veth
+/// links) is hot-plugged into the running pod, held by its container, and returned to the node
+/// and the pool when the network is removed.
+#[test]
+fn a_vf_from_a_pool_is_hot_plugged_and_given_back() {
+    require_root!();
+    let c = Cluster::new();
+    c.node.use_own("sriov");
+    let vfs = [("0000:3b:02.0", "vf0"), ("0000:3b:02.1", "vf1")];
+    for link in ["pf0", "vf0", "vf1"] {
+        c.node.ns.ip(&[
+            "link",
+            "add",
+            link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("{link}p"),
+        ]);
+    }
+    let mut pf = PfSpec::new("0000:3b:00.0", "pf0");
+    for (addr, netdev) in vfs {
+        pf = pf.vf(addr, netdev);
+    }
+    let sysfs = FakeSysfs::builder(SysfsLayout::SriovCni).pf(pf).build();
+    c.api
+        .insert(json!({
+            "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": "vfnet", "namespace": "team"},
+            "spec": {"config": json!({"cniVersion": "1.0.0", "name": "vfnet", "type": "sriov",
+                "pool": {"name": "fast", "pfNames": ["pf0"]},
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.70.0.0/24"}]],
+                         "dataDir": c.node.path("ipam")}}).to_string()}
+        }))
+        .unwrap();
+    c.insert_web("data");
+    let state = StateDir::new(c.node.path("sriov"));
+    let holders = || -> Vec<String> {
+        vfs.iter()
+            .filter_map(|(pci, _)| {
+                let pci: PciAddress = pci.parse().unwrap();
+                state.read_record(&pci).unwrap().map(|r| r.container_id)
+            })
+            .collect()
+    };
+    let daemon = c.daemon_with(&[
+        ("MULTINET_SYSFS_ROOT", sysfs.root().to_path_buf()),
+        ("MULTINET_SRIOV_STATE_DIR", c.node.path("sriov")),
+        (
+            "MULTINET_PODRESOURCES_SOCKET",
+            c.node.path("no-kubelet.sock"),
+        ),
+        ("MULTINET_KUBELET_CHECKPOINT", c.node.path("no-checkpoint")),
+    ]);
+    let pod = TestNetns::new();
+    c.node
+        .cni_with("ADD", "c-web", "web", pod.path_str(), &c.conf)
+        .ok();
+    assert!(holders().is_empty());
+
+    c.set_networks("data,vfnet");
+    c.wait_for("a VF as net2", || {
+        links(&pod) == names(&["eth0", "net1", "net2"])
+    });
+    assert_eq!(holders(), ["c-web"]);
+    c.wait_for("the status with the VF", || {
+        c.status()
+            == pairs(&[
+                ("cluster", "eth0"),
+                ("team/data", "net1"),
+                ("team/vfnet", "net2"),
+            ])
+    });
+    let node_links = Node::links(&c.node.ns);
+    assert_eq!(
+        vfs.iter()
+            .filter(|(_, l)| node_links.contains(&l.to_string()))
+            .count(),
+        1,
+        "one VF left the node: {node_links:?}"
+    );
+
+    c.set_networks("data");
+    c.wait_for("the VF to leave the pod", || {
+        links(&pod) == names(&["eth0", "net1"])
+    });
+    c.wait_for("the VF to be free", || holders().is_empty());
+    let node_links = Node::links(&c.node.ns);
+    for (_, l) in vfs {
+        assert!(
+            node_links.contains(&l.to_string()),
+            "{l} back on the node: {node_links:?}"
+        );
+    }
     c.node
         .cni_with("DEL", "c-web", "web", pod.path_str(), &c.conf)
         .ok();

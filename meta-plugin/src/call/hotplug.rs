@@ -275,6 +275,7 @@ impl MetaPlugin {
                 a
             })
             .collect();
+        crate::call::verbs::hint_topology(&mut attaching, source, pod).await;
         for a in &attaching {
             delegate::preflight(&a.conf, &ctx).map_err(|e| delegate_error(a, e))?;
         }

@@ -200,6 +200,30 @@ pub(crate) async fn cluster_source(
     Ok(None)
 }
 
+/// An SR-IOV network that picks from a pool is told where the pod's other devices sit.
+pub(crate) async fn hint_topology(
+    planned: &mut [Attachment],
+    source: Option<&impl ClusterSource>,
+    pod: &PodInfo,
+) {
+    if !planned.iter().any(|p| p.conf.picks_from_pool()) {
+        return;
+    }
+    let topology = crate::call::devices::pod_topology(
+        &crate::call::devices::DeviceSources::from_env(),
+        source,
+        pod,
+    )
+    .await;
+    if !topology.is_empty() {
+        tracing::debug!(?topology, "topology hint for SR-IOV pools");
+        let hint = topology.hint();
+        for p in planned.iter_mut().filter(|p| p.conf.picks_from_pool()) {
+            p.conf.inject_topology_hint(&hint);
+        }
+    }
+}
+
 async fn wait_for_readiness(conf: &MultinetConf, wait: Duration) -> Result<(), MetaError> {
     let Some(file) = &conf.readiness_indicator_file else {
         return Ok(());
@@ -359,23 +383,8 @@ impl MetaPlugin {
         for n in &not_applied {
             tracing::warn!("{n}");
         }
-        // An SR-IOV network that picks from a pool is told where the pod's other devices sit.
-        if let Some(pod) = &pod
-            && planned.iter().any(|p| p.conf.picks_from_pool())
-        {
-            let topology = crate::call::devices::pod_topology(
-                &crate::call::devices::DeviceSources::from_env(),
-                source.as_ref(),
-                pod,
-            )
-            .await;
-            if !topology.is_empty() {
-                tracing::debug!(?topology, "topology hint for SR-IOV pools");
-                let hint = topology.hint();
-                for p in planned.iter_mut().filter(|p| p.conf.picks_from_pool()) {
-                    p.conf.inject_topology_hint(&hint);
-                }
-            }
+        if let Some(pod) = &pod {
+            hint_topology(&mut planned, source.as_ref(), pod).await;
         }
         if let (Some(netns), Some(existing)) = (&req.env.netns, &pod_links) {
             podnet::check_ifnames_free(netns, existing, planned.iter().map(|p| p.ifname.as_str()))?;
