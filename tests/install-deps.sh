@@ -2,7 +2,8 @@
 # Installs what multinet's tests and demo need on a fresh Debian machine (run as root).
 # Idempotent: packages already present are not fetched again.
 set -euo pipefail
-pkgs=(iproute2 containernetworking-plugins iputils-ping procps strace)
+# containerd and runc: the test that runs a real pod sandbox (gcc builds its pause program).
+pkgs=(iproute2 containernetworking-plugins iputils-ping procps strace containerd runc gcc libc6-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

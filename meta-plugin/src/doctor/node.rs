@@ -29,7 +29,7 @@ fn is_multinet(plugin: &Value) -> bool {
 }
 
 /// The plugin config multinet receives from `conf`, when the file runs multinet first.
-fn multinet_stdin(conf: &DelegateConf) -> Option<Vec<u8>> {
+pub(crate) fn multinet_stdin(conf: &DelegateConf) -> Option<Vec<u8>> {
     let value = conf.as_value();
     let plugin = match value.get("plugins") {
         Some(Value::Array(list)) => {

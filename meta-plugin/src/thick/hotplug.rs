@@ -96,15 +96,30 @@ pub fn start(
     Ok(queue)
 }
 
-async fn hot_plug_one(config: &PathBuf, cache: &Arc<WatchCache>, metrics: &Metrics, key: &Key) {
+async fn hot_plug_one(
+    config: &std::path::Path,
+    cache: &Arc<WatchCache>,
+    metrics: &Metrics,
+    key: &Key,
+) {
     let pod = match cache.pods.get(&key.0, &key.1) {
         crate::call::source::cache::Lookup::Found(pod) => pod,
         _ => return,
     };
-    let conf = match std::fs::read(config) {
-        Ok(c) => c,
+    // The file the runtime reads: a conf, or a conflist whose first plugin is multinet's.
+    let conf = std::fs::read(config)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            crate::install::parse_conf_file(config, &bytes).map_err(|e| e.to_string())
+        })
+        .and_then(|conf| {
+            crate::doctor::node::multinet_stdin(&conf)
+                .ok_or_else(|| "its first plugin is not multinet".to_owned())
+        });
+    let conf = match conf {
+        Ok(conf) => conf,
         Err(e) => {
-            tracing::error!(file = %config.display(), error = %e, "hot-plug: reading the config");
+            tracing::error!(file = %config.display(), error = %e, "hot-plug: the node's config");
             return;
         }
     };
