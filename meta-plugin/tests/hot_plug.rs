@@ -140,6 +140,18 @@ impl Cluster {
             .collect()
     }
 
+    /// The first address of `network` in the network-status (without its prefix length).
+    fn status_ip(&self, network: &str) -> String {
+        let pod = self.api.get("Pod", "team", "web").unwrap();
+        let text = pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let entries: Vec<Value> = serde_json::from_str(&text).unwrap();
+        let entry = entries.iter().find(|e| e["name"] == network).unwrap();
+        entry["ips"][0].as_str().unwrap().to_string()
+    }
+
     /// `reason: message` of the pod's events.
     fn events(&self) -> Vec<String> {
         self.api
@@ -373,6 +385,59 @@ fn a_vf_from_a_pool_is_hot_plugged_and_given_back() {
             "{l} back on the node: {node_links:?}"
         );
     }
+    c.node
+        .cni_with("DEL", "c-web", "web", pod.path_str(), &c.conf)
+        .ok();
+    c.node.assert_clean(&pod);
+    daemon.stop();
+}
+
+/// What a pod author could try through its annotation: a link in the pod that multinet did not
+/// create is never taken over (the change is refused and the link stays), and removing one of
+/// two attachments of one network keeps the other's address reserved.
+#[test]
+fn a_change_never_touches_what_is_not_its_own() {
+    require_root!();
+    let c = Cluster::new();
+    c.insert_web("data,data@dx");
+    let daemon = c.daemon();
+    let pod = TestNetns::new();
+    c.node
+        .cni_with("ADD", "c-web", "web", pod.path_str(), &c.conf)
+        .ok();
+    assert_eq!(links(&pod), names(&["dx", "eth0", "net1"]));
+    let ips = c.node.allocated_ips();
+    assert_eq!(ips.len(), 3, "{ips:?}");
+
+    // One of the two attachments of `data` goes: the other keeps its address.
+    c.set_networks("data");
+    c.wait_for("dx to go", || links(&pod) == names(&["eth0", "net1"]));
+    let left = c.node.allocated_ips();
+    assert_eq!(left.len(), 2, "{left:?}");
+    let net1_ip = c.status_ip("team/data");
+    assert!(
+        left.iter()
+            .any(|p| p.file_name().unwrap().to_string_lossy() == net1_ip),
+        "{net1_ip} still reserved: {left:?}"
+    );
+
+    // A link the pod made itself, under the name the next network would get: refused, kept.
+    pod.ip(&["link", "add", "net2", "type", "veth", "peer", "name", "own0"]);
+    c.set_networks("data,mgmt");
+    c.wait_for("a HotPlugFailed event naming net2", || {
+        c.events()
+            .iter()
+            .any(|e| e.starts_with("HotPlugFailed:") && e.contains("net2"))
+    });
+    assert_eq!(links(&pod), names(&["eth0", "net1", "net2", "own0"]));
+    assert_eq!(
+        Node::link_details(&pod)
+            .iter()
+            .find(|l| l["ifname"] == "net2")
+            .unwrap()["linkinfo"]["info_kind"],
+        "veth"
+    );
+    pod.ip(&["link", "del", "net2"]);
     c.node
         .cni_with("DEL", "c-web", "web", pod.path_str(), &c.conf)
         .ok();

@@ -23,6 +23,7 @@ use crate::call::attachment::{Attachment, AttachmentState};
 use crate::call::config::MultinetConf;
 use crate::call::delegate::{self, CallContext};
 use crate::call::plan::{self, PlanInput};
+use crate::call::podnet;
 use crate::call::resolve;
 use crate::call::source::{ClusterSource, EventKind, PodEvent, PodInfo};
 use crate::call::status;
@@ -121,7 +122,8 @@ fn described(a: &Attachment) -> String {
 impl MetaPlugin {
     /// Brings every sandbox of `pod` that has a record in line with the pod's annotation, with
     /// the node's multinet config `conf_bytes`. Returns what changed; a refused or failed
-    /// change is an error (nothing of it stays) and has been told to the pod as an event.
+    /// change has been told to the pod as an event, and the first error is returned after
+    /// every sandbox was tried.
     pub async fn hot_plug(
         &self,
         conf_bytes: &[u8],
@@ -131,15 +133,12 @@ impl MetaPlugin {
         let store = AttachmentStore::new(&conf.cni_dir);
         let source = self.source(&conf).await?;
         let mut changed = Vec::new();
+        let mut first_error = None;
         for container in store.container_ids()? {
             let Ok(Some(record)) = store.load(&container) else {
                 continue;
             };
-            let Some(r) = &record.pod else { continue };
-            if (r.namespace.as_str(), r.name.as_str())
-                != (pod.namespace.as_str(), pod.name.as_str())
-                || (r.uid.is_some() && pod.uid.is_some() && r.uid != pod.uid)
-            {
+            if !is_of(&record, pod) {
                 continue;
             }
             let outcome = self
@@ -167,9 +166,15 @@ impl MetaPlugin {
             {
                 tracing::warn!(error = %e, pod = pod.key(), "hot-plug events not recorded");
             }
-            changed.push(outcome?.map(|(c, _)| c).unwrap_or_default());
+            match outcome {
+                Ok(Some((c, _))) => changed.push(c),
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        Ok(changed)
+        first_error.map_or(Ok(changed), Err)
     }
 
     /// One sandbox: plans the wanted networks, attaches the new, detaches the gone, and writes
@@ -189,20 +194,26 @@ impl MetaPlugin {
         let Some(mut record) = store.load(container)? else {
             return Ok(None);
         };
-        // Only a whole attachment is changed: one that an ADD or DEL left half-done is theirs.
-        if record
-            .attachments
-            .iter()
-            .any(|a| a.state != AttachmentState::Added)
+        // Only a whole attachment of this very pod is changed: one that an ADD or DEL left
+        // half-done is theirs to finish.
+        if !is_of(&record, pod)
+            || record
+                .attachments
+                .iter()
+                .any(|a| a.state != AttachmentState::Added)
         {
             return Ok(None);
         }
-        let Some(netns) = record.netns.as_ref().map(PathBuf::from) else {
+        // A netns by /proc path may belong to another process by now (pid reuse).
+        let Some(netns) = record
+            .netns
+            .as_ref()
+            .map(PathBuf::from)
+            .filter(|p| !p.starts_with("/proc") && p.exists())
+        else {
             return Ok(None);
         };
-        if !netns.exists() {
-            return Ok(None);
-        }
+        podnet::refuse_host_netns(&netns)?;
         let version = multinet_cni::CniVersion::from_config_str(&record.cni_version)?;
         for a in &mut record.attachments {
             a.added = a
@@ -242,30 +253,33 @@ impl MetaPlugin {
             device_ids: devices.ids,
         })?
         .attachments;
+        let bad = |msg: String| MetaError::BadAnnotation {
+            pod: pod.key(),
+            msg,
+        };
+        // Hot-plug changes the annotation's networks only: the cluster network and the
+        // defaults must be those the pod got at its ADD.
+        let networks = |list: &[Attachment]| -> Vec<String> {
+            list.iter().map(|a| a.network.clone()).collect()
+        };
+        if record.attachments.len() < first
+            || networks(&record.attachments[..first]) != networks(&wanted[..first])
+        {
+            return Err(bad(
+                "the node's cluster or default networks changed since the pod started; only \
+                 the networks of its annotation can change while it runs"
+                    .into(),
+            ));
+        }
         let named: Vec<bool> = requested
             .selections
             .iter()
             .map(|s| s.interface.is_some())
             .collect();
-        let plan =
-            reconcile(&record.attachments, first, &wanted[first..], &named).map_err(|msg| {
-                MetaError::BadAnnotation {
-                    pod: pod.key(),
-                    msg,
-                }
-            })?;
+        let plan = reconcile(&record.attachments, first, &wanted[first..], &named).map_err(bad)?;
         if plan.added.is_empty() && plan.removed.is_empty() {
             return Ok(None);
         }
-        let env = CniEnv {
-            command: Command::Add,
-            container_id: container.to_owned(),
-            netns: Some(netns),
-            ifname: String::new(),
-            args: record.cni_args.clone(),
-            path: vec![conf.bin_dir.clone()],
-        };
-        let ctx = self.call_context(&env, &[], Some(&lock));
         let mut attaching: Vec<Attachment> = plan
             .added
             .iter()
@@ -275,6 +289,58 @@ impl MetaPlugin {
                 a
             })
             .collect();
+        // A device a kept network holds is never given to another.
+        let held: Vec<(String, &str)> = (0..record.attachments.len())
+            .filter(|r| !plan.removed.contains(r))
+            .flat_map(|r| {
+                let a = &record.attachments[r];
+                recorded_devices(a)
+                    .into_iter()
+                    .map(move |d| (d, a.network.as_str()))
+            })
+            .collect();
+        for a in &attaching {
+            if let Some(id) = &a.device_id
+                && let Some((_, holder)) = held.iter().find(|(d, _)| d == id)
+            {
+                return Err(MetaError::network(
+                    &a.network,
+                    format!(
+                        "device {id} is held by the pod's network {holder}; no other device is free"
+                    ),
+                ));
+            }
+        }
+        // Interface names must be free in the netns itself, not only in the record: a link
+        // multinet did not create is never taken over.
+        if let Some(existing) = podnet::link_names(&netns).await? {
+            let freed: BTreeSet<&str> = plan
+                .removed_first
+                .iter()
+                .map(|&r| record.attachments[r].ifname.as_str())
+                .collect();
+            let existing: BTreeSet<String> = existing
+                .into_iter()
+                .filter(|n| !freed.contains(n.as_str()))
+                .collect();
+            podnet::check_ifnames_free(
+                &netns,
+                &existing,
+                attaching.iter().map(|a| a.ifname.as_str()),
+            )?;
+        }
+        let env = CniEnv {
+            command: Command::Add,
+            container_id: container.to_owned(),
+            netns: Some(netns),
+            ifname: String::new(),
+            args: record.cni_args.clone(),
+            path: match record.cni_path.is_empty() {
+                true => vec![conf.bin_dir.clone()],
+                false => record.cni_path.clone(),
+            },
+        };
+        let ctx = self.call_context(&env, &[], Some(&lock));
         crate::call::verbs::hint_topology(&mut attaching, source, pod).await;
         for a in &attaching {
             delegate::preflight(&a.conf, &ctx).map_err(|e| delegate_error(a, e))?;
@@ -283,55 +349,21 @@ impl MetaPlugin {
             container_id: container.to_owned(),
             ..Changed::default()
         };
-        // Each removal by its description (an interface name is the pod's only once), taken
-        // before the record changes.
-        let describe = |rs: &[usize]| -> Vec<String> {
-            rs.iter()
-                .map(|&r| described(&record.attachments[r]))
-                .collect()
-        };
-        let (removed_first, removed) = (describe(&plan.removed_first), describe(&plan.removed));
-        // Removals whose interface name an addition takes go first.
-        for key in &removed_first {
-            detach_recorded(&mut record, key, version, &ctx, store).await?;
-            changed.removed.push(key.clone());
-        }
-        // Additions: recorded as planned first, so a crash leaves what DEL cleans.
-        let base = record.attachments.len();
-        record.attachments.extend(attaching.iter().cloned());
-        store.save(&record)?;
-        crate::call::devinfo::copy_from_device_plugin(
-            attaching.iter().map(|a| &a.device_info_file),
-        );
-        for (k, a) in attaching.iter_mut().enumerate() {
-            match delegate::add(&a.conf, &a.ifname, &ctx).await {
-                Ok(result) => {
-                    let value = result.to_value(version)?;
-                    a.mark_added(value.clone(), result.clone());
-                    record.attachments[base + k].mark_added(value, result);
-                }
-                Err(e) => {
-                    // Rolled back: every addition of this change is detached again.
-                    let err = delegate_error(a, e);
-                    let added: Vec<Attachment> = record.attachments.drain(base..).collect();
-                    for done in added.iter().rev() {
-                        if let Err(e) = detach(done, version, &ctx).await {
-                            tracing::warn!(error = %e, "rolling back a hot-plug addition");
-                        }
-                    }
-                    store.save(&record)?;
-                    return Err(err);
-                }
-            }
-        }
-        store.save(&record)?;
-        changed.added = attaching.iter().map(described).collect();
-        for key in removed.iter().filter(|k| !removed_first.contains(k)) {
-            detach_recorded(&mut record, key, version, &ctx, store).await?;
-            changed.removed.push(key.clone());
-        }
-        store.save(&record)?;
-        if let Some(source) = source {
+        let outcome = self
+            .apply(
+                store,
+                &mut record,
+                &plan,
+                attaching,
+                version,
+                &ctx,
+                &mut changed,
+            )
+            .await;
+        // The status shows what the pod has now, whatever part of the change went through.
+        if let Some(source) = source
+            && (!changed.added.is_empty() || !changed.removed.is_empty())
+        {
             let infos = crate::call::devinfo::read_for_status(
                 record.attachments.iter().map(|a| &a.device_info_file),
             );
@@ -340,8 +372,133 @@ impl MetaPlugin {
                 .write_network_status(&pod.namespace, &pod.name, &status_json)
                 .await?;
         }
-        Ok(Some((changed, attaching)))
+        outcome.map(|attached| Some((changed, attached)))
     }
+
+    /// Runs the change on the record: removals that free a name first, then the additions
+    /// (recorded as planned before they run; rolled back on failure), then the other removals.
+    /// Returns the attachments added.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply(
+        &self,
+        store: &AttachmentStore,
+        record: &mut AttachmentRecord,
+        plan: &Reconciled,
+        mut attaching: Vec<Attachment>,
+        version: multinet_cni::CniVersion,
+        ctx: &CallContext<'_>,
+        changed: &mut Changed,
+    ) -> Result<Vec<Attachment>, MetaError> {
+        // Each removal by its description (an interface name is the pod's only once), taken
+        // before the record changes.
+        let describe = |rs: &[usize]| -> Vec<String> {
+            rs.iter()
+                .map(|&r| described(&record.attachments[r]))
+                .collect()
+        };
+        let (removed_first, removed) = (describe(&plan.removed_first), describe(&plan.removed));
+        for key in &removed_first {
+            detach_recorded(record, key, version, ctx, store).await?;
+            changed.removed.push(key.clone());
+        }
+        let base = record.attachments.len();
+        record.attachments.extend(attaching.iter().cloned());
+        save_if_recorded(store, record)?;
+        crate::call::devinfo::copy_from_device_plugin(
+            attaching.iter().map(|a| &a.device_info_file),
+        );
+        for k in 0..attaching.len() {
+            let a = &attaching[k];
+            let added = delegate::add(&a.conf, &a.ifname, ctx).await;
+            let added = added.and_then(|r| Ok((r.to_value(version)?, r)));
+            match added {
+                Ok((value, result)) => {
+                    attaching[k].mark_added(value.clone(), result.clone());
+                    record.attachments[base + k].mark_added(value, result);
+                    if let Err(e) = save_if_recorded(store, record) {
+                        self.roll_back(store, record, base, k + 1, version, ctx)
+                            .await;
+                        return Err(e);
+                    }
+                }
+                Err(e) => {
+                    let err = delegate_error(a, e);
+                    // The failed one gets its DEL too (spec); those after it never ran.
+                    self.roll_back(store, record, base, k + 1, version, ctx)
+                        .await;
+                    return Err(err);
+                }
+            }
+        }
+        changed.added = attaching.iter().map(described).collect();
+        for key in removed.iter().filter(|k| !removed_first.contains(k)) {
+            detach_recorded(record, key, version, ctx, store).await?;
+            changed.removed.push(key.clone());
+        }
+        Ok(attaching)
+    }
+
+    /// Detaches the additions `record.attachments[base..base + ran]` (in reverse) and drops the
+    /// ones after them that never ran; one whose DEL fails stays recorded for the pod's DEL.
+    async fn roll_back(
+        &self,
+        store: &AttachmentStore,
+        record: &mut AttachmentRecord,
+        base: usize,
+        ran: usize,
+        version: multinet_cni::CniVersion,
+        ctx: &CallContext<'_>,
+    ) {
+        for never_ran in record.attachments.drain(base + ran..) {
+            crate::call::devinfo::remove(never_ran.device_info_path());
+        }
+        for i in (base..record.attachments.len()).rev() {
+            let entry = record.attachments[i].clone();
+            let others = &record.attachments[..i];
+            match detach(&entry, others, version, ctx).await {
+                Ok(()) => {
+                    record.attachments.remove(i);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "rolling back a hot-plug addition");
+                    record.attachments[i].state = AttachmentState::DeleteFailed;
+                }
+            }
+        }
+        if let Err(e) = save_if_recorded(store, record) {
+            tracing::warn!(error = %e, "recording a hot-plug rollback");
+        }
+    }
+}
+
+/// Whether `record` is of `pod`: same namespace, name and UID (a record without a UID, or a
+/// pod without one, is never taken for a pod of the same name).
+fn is_of(record: &AttachmentRecord, pod: &PodInfo) -> bool {
+    record.pod.as_ref().is_some_and(|r| {
+        r.namespace == pod.namespace && r.name == pod.name && r.uid.is_some() && r.uid == pod.uid
+    })
+}
+
+/// The device IDs an attachment's delegates were given.
+fn recorded_devices(a: &Attachment) -> Vec<String> {
+    a.conf
+        .plugins()
+        .filter_map(|(_, p)| p.get("deviceID").and_then(serde_json::Value::as_str))
+        .filter(|d| !d.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Saves the record, unless it is gone: a DEL that gave up waiting for the container's lock
+/// took the sandbox down meanwhile, and a record written back now would outlive it.
+fn save_if_recorded(store: &AttachmentStore, record: &AttachmentRecord) -> Result<(), MetaError> {
+    if !store.path_for(&record.container_id).exists() {
+        return Err(MetaError::Busy(format!(
+            "container {}: deleted while its networks were changed",
+            record.container_id
+        )));
+    }
+    store.save(record)
 }
 
 /// Detaches the recorded attachment described by `key` and takes it out of the record; one that
@@ -356,22 +513,33 @@ async fn detach_recorded(
     let Some(at) = record.attachments.iter().position(|a| described(a) == key) else {
         return Ok(());
     };
-    match detach(&record.attachments[at], version, ctx).await {
+    let entry = record.attachments[at].clone();
+    let others: Vec<Attachment> = record
+        .attachments
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != at)
+        .map(|(_, a)| a.clone())
+        .collect();
+    match detach(&entry, &others, version, ctx).await {
         Ok(()) => {
             record.attachments.remove(at);
-            store.save(record)
+            save_if_recorded(store, record)
         }
         Err(e) => {
             record.attachments[at].state = AttachmentState::DeleteFailed;
-            store.save(record)?;
+            save_if_recorded(store, record)?;
             Err(e)
         }
     }
 }
 
-/// DEL of one attachment, releasing what the delegate may leave (device-info, host-local).
+/// DEL of one attachment, releasing what the delegate may leave (device-info; host-local
+/// reservations of the container, unless `others` of the pod use the same network, whose
+/// addresses a sweep by container would free too).
 async fn detach(
     entry: &Attachment,
+    others: &[Attachment],
     version: multinet_cni::CniVersion,
     ctx: &CallContext<'_>,
 ) -> Result<(), MetaError> {
@@ -383,7 +551,10 @@ async fn detach(
         .await
         .map_err(|e| delegate_error(entry, e))?;
     crate::call::devinfo::remove(entry.device_info_path());
-    crate::call::orphans::release_host_local(&entry.conf, &ctx.env.container_id);
+    let name = entry.conf.name();
+    if !others.iter().any(|o| o.conf.name() == name) {
+        crate::call::orphans::release_host_local(&entry.conf, &ctx.env.container_id);
+    }
     Ok(())
 }
 

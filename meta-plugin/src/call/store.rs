@@ -42,6 +42,9 @@ pub struct AttachmentRecord {
     /// CNI_ARGS of the ADD, handed again to every delegate on DEL.
     #[serde(default)]
     pub cni_args: Vec<(String, String)>,
+    /// Where the ADD looked for plugins (binDir, then CNI_PATH): hot-plug looks there too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cni_path: Vec<std::path::PathBuf>,
     pub attachments: Vec<Attachment>,
 }
 
@@ -54,6 +57,7 @@ impl AttachmentRecord {
             cni_version: cni_version.to_string(),
             pod: None,
             cni_args: Vec::new(),
+            cni_path: Vec::new(),
             attachments: Vec::new(),
         }
     }

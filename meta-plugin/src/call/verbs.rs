@@ -411,6 +411,7 @@ impl MetaPlugin {
         );
         record.pod = pod_ref.clone();
         record.cni_args = req.env.args.clone();
+        record.cni_path = req.env.path.clone();
         record.attachments = planned;
         store.create(&record)?;
         tracing::debug!("plan recorded");

@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
+use super::hotplug::HotPlugQueue;
 use super::socket::stop_listening;
 pub use super::socket::{Bound, bind};
 use super::wire;
@@ -184,15 +185,18 @@ pub fn main(args: &[String]) -> i32 {
             args.kubeconfig.as_deref(),
         )
         .await?;
-        let cache = match args.watch_cache() {
-            true => Some(start_watches(&args, &metrics).await?),
+        let (cache, hot_plug) = match args.watch_cache() {
+            true => {
+                let (cache, hot_plug) = start_watches(&args, &metrics).await?;
+                (Some(cache), hot_plug)
+            }
             false if args.hot_plug.is_some() => {
                 return Err(io::Error::other(
                     "--hot-plug needs the watch caches (a kubeconfig or the in-cluster service \
                      account, and no --no-watch-cache)",
                 ));
             }
-            false => None,
+            false => (None, None),
         };
         let bound = bind(&args.socket)?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -202,7 +206,12 @@ pub fn main(args: &[String]) -> i32 {
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
-        serve(bound, peers, limits, Shared { metrics, cache }, stop).await;
+        let shared = Shared {
+            metrics,
+            cache,
+            hot_plug,
+        };
+        serve(bound, peers, limits, shared, stop).await;
         if let Some(dra) = dra {
             dra.stop();
         }
@@ -286,7 +295,10 @@ impl Peers {
 }
 
 /// Starts the watches that keep the caches current, on the daemon's runtime.
-async fn start_watches(args: &DaemonArgs, metrics: &Metrics) -> io::Result<Arc<WatchCache>> {
+async fn start_watches(
+    args: &DaemonArgs,
+    metrics: &Metrics,
+) -> io::Result<(Arc<WatchCache>, Option<HotPlugQueue>)> {
     let kubeconfig = args.kubeconfig.as_deref();
     if args.hot_plug.is_some() && args.node_name.is_none() {
         return Err(io::Error::other(
@@ -312,17 +324,18 @@ async fn start_watches(args: &DaemonArgs, metrics: &Metrics) -> io::Result<Arc<W
         }
         None => None,
     };
+    let queue = hot_plug.clone();
     tokio::spawn(super::watch::keep_current(
         client,
         cache.clone(),
         args.node_name.clone(),
         move |change| {
-            if let Some(queue) = &hot_plug {
+            if let Some(queue) = &queue {
                 queue.pod_changed(change);
             }
         },
     ));
-    Ok(cache)
+    Ok((cache, hot_plug))
 }
 
 /// What every call of the daemon shares.
@@ -330,6 +343,9 @@ async fn start_watches(args: &DaemonArgs, metrics: &Metrics) -> io::Result<Arc<W
 pub struct Shared {
     pub metrics: Metrics,
     pub cache: Option<Arc<WatchCache>>,
+    /// Hot-plug's queue: a pod whose ADD succeeded is looked at once more, so a change of its
+    /// annotation made while the ADD ran is not missed.
+    pub hot_plug: Option<HotPlugQueue>,
 }
 
 /// Serves calls until `stop` completes; then removes its socket (calls from then on run in the
@@ -508,6 +524,17 @@ async fn answer(mut stream: UnixStream, peers: &Peers, threads: &CallThreads) {
     let _ = stream.shutdown().await;
 }
 
+/// The pod a call is for, from its CNI_ARGS (K8S_POD_NAMESPACE, K8S_POD_NAME).
+fn pod_of(call: &wire::Call) -> Option<(String, String)> {
+    let args = multinet_cni::env::parse_cni_args(var_of(call, "CNI_ARGS")).ok()?;
+    let arg = |key: &str| {
+        args.iter()
+            .find(|(k, v)| k == key && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    Some((arg("K8S_POD_NAMESPACE")?, arg("K8S_POD_NAME")?))
+}
+
 /// The call's CNI_COMMAND ("" when it has none).
 fn command_of(call: &wire::Call) -> &str {
     var_of(call, "CNI_COMMAND")
@@ -589,6 +616,7 @@ struct CallThreads {
     add: CallLane,
     del: CallLane,
     metrics: Metrics,
+    hot_plug: Option<HotPlugQueue>,
 }
 
 impl CallThreads {
@@ -597,6 +625,7 @@ impl CallThreads {
             add: CallLane::new("add", usize::from(limits.add_threads), limits, &shared),
             del: CallLane::new("del", usize::from(limits.del_threads), limits, &shared),
             metrics: shared.metrics,
+            hot_plug: shared.hot_plug,
         }
     }
 
@@ -604,6 +633,7 @@ impl CallThreads {
     async fn run(&self, call: wire::Call) -> (i32, Vec<u8>) {
         let command = command_of(&call).to_string();
         let container = var_of(&call, "CNI_CONTAINERID").to_string();
+        let pod = pod_of(&call);
         let version = error_version(&call.stdin);
         let started = Instant::now();
         // Refusals (a full queue, a long wait) are answers too: counted with their code.
@@ -620,6 +650,11 @@ impl CallThreads {
         };
         let (code, stdout) = outcome.unwrap_or_else(|err| refusal(&err, version));
         timer.finish(answer_code(code, &stdout));
+        if let (Some(queue), Some((namespace, name)), "ADD", 0) =
+            (&self.hot_plug, &pod, command.as_str(), code)
+        {
+            queue.push_pod(namespace, name);
+        }
         tracing::info!(
             command,
             container,

@@ -10,9 +10,10 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use crate::call::source::PodInfo;
-use crate::call::source::cache::{Change, Key, WatchCache};
+use crate::call::source::cache::{Change, Key, Lookup, WatchCache};
 use crate::call::source::kube::ClientReuse;
 use crate::call::verbs::MetaPlugin;
+use crate::error::MetaError;
 use crate::metrics::Metrics;
 
 /// Hands pods to the worker; pods already waiting are not queued twice.
@@ -23,6 +24,12 @@ pub struct HotPlugQueue {
 }
 
 impl HotPlugQueue {
+    /// Queues pod `namespace/name` to be brought in line with its annotation (after its ADD:
+    /// a change made while the ADD ran is caught up).
+    pub fn push_pod(&self, namespace: &str, name: &str) {
+        self.push((namespace.to_owned(), name.to_owned()));
+    }
+
     fn push(&self, key: Key) {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         if waiting.insert(key.clone()) {
@@ -48,12 +55,47 @@ impl HotPlugQueue {
     }
 }
 
+/// How often a change refused for a passing reason (the container busy, the API away) is
+/// tried again, and the first wait (doubled each time).
+const RETRIES: u32 = 5;
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// The node's multinet config in `config`, as the binary receives it: a conf, or a conflist
+/// whose first plugin is multinet's.
+fn node_config(config: &std::path::Path) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(config).map_err(|e| e.to_string())?;
+    let conf = crate::install::parse_conf_file(config, &bytes).map_err(|e| e.to_string())?;
+    crate::doctor::node::multinet_stdin(&conf)
+        .ok_or_else(|| "its first plugin is not multinet".to_owned())
+}
+
+/// Checks that the caches answer for the API the config's calls use: hot-plug reads the pod
+/// from them and writes through the config's kubeconfig.
+fn check_config(config: &std::path::Path, cache: &WatchCache) -> Result<(), String> {
+    let bytes = node_config(config)?;
+    let (conf, _) = crate::call::config::MultinetConf::parse(&bytes).map_err(|e| e.to_string())?;
+    if !cache.serves(conf.kubeconfig.as_deref()) {
+        return Err(format!(
+            "its kubeconfig ({}) is not the daemon's --kubeconfig ({})",
+            conf.kubeconfig
+                .as_deref()
+                .map_or("none".into(), |k| k.display().to_string()),
+            cache
+                .kubeconfig()
+                .map_or("none".into(), |k| k.display().to_string())
+        ));
+    }
+    Ok(())
+}
+
 /// Starts the worker thread; returns the queue the pod watch feeds.
 pub fn start(
     config: PathBuf,
     cache: Arc<WatchCache>,
     metrics: Metrics,
 ) -> std::io::Result<HotPlugQueue> {
+    check_config(&config, &cache)
+        .map_err(|e| std::io::Error::other(format!("--hot-plug {}: {e}", config.display())))?;
     let (tx, rx) = mpsc::channel::<Key>();
     let queue = HotPlugQueue {
         tx,
@@ -84,43 +126,56 @@ pub fn start(
                     startup.push(key);
                 }
             });
+            let mut attempts: std::collections::HashMap<Key, u32> = Default::default();
             for key in rx {
                 worker
                     .waiting
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&key);
-                runtime.block_on(hot_plug_one(&config, &cache, &metrics, &key));
+                let again = runtime.block_on(hot_plug_one(&config, &cache, &metrics, &key));
+                if !again {
+                    attempts.remove(&key);
+                    continue;
+                }
+                let n = attempts.entry(key.clone()).or_insert(0);
+                *n += 1;
+                if *n > RETRIES {
+                    tracing::warn!(pod = ?key, "hot-plug: giving up after {RETRIES} retries");
+                    attempts.remove(&key);
+                    continue;
+                }
+                let (queue, wait) = (worker.clone(), RETRY_FIRST * 2u32.pow(*n - 1));
+                std::thread::spawn(move || {
+                    std::thread::sleep(wait);
+                    queue.push(key);
+                });
             }
         })?;
     Ok(queue)
 }
 
+/// One pod; returns whether it should be tried again (a passing reason stopped it).
 async fn hot_plug_one(
     config: &std::path::Path,
     cache: &Arc<WatchCache>,
     metrics: &Metrics,
     key: &Key,
-) {
+) -> bool {
     let pod = match cache.pods.get(&key.0, &key.1) {
-        crate::call::source::cache::Lookup::Found(pod) => pod,
-        _ => return,
+        Lookup::Found(pod) => pod,
+        // Not known now: the pod's next change, or the next list, brings it back.
+        Lookup::Stale => return true,
+        Lookup::Missing => return false,
     };
-    // The file the runtime reads: a conf, or a conflist whose first plugin is multinet's.
-    let conf = std::fs::read(config)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| {
-            crate::install::parse_conf_file(config, &bytes).map_err(|e| e.to_string())
-        })
-        .and_then(|conf| {
-            crate::doctor::node::multinet_stdin(&conf)
-                .ok_or_else(|| "its first plugin is not multinet".to_owned())
-        });
-    let conf = match conf {
+    let conf = match node_config(config).and_then(|c| {
+        check_config(config, cache)?;
+        Ok(c)
+    }) {
         Ok(conf) => conf,
         Err(e) => {
             tracing::error!(file = %config.display(), error = %e, "hot-plug: the node's config");
-            return;
+            return false;
         }
     };
     let plugin = MetaPlugin::new()
@@ -136,7 +191,11 @@ async fn hot_plug_one(
                 tracing::info!(pod = pod.key(), container = c.container_id, added = ?c.added,
                     removed = ?c.removed, "hot-plug done");
             }
+            false
         }
-        Err(e) => tracing::warn!(pod = pod.key(), error = %e, "hot-plug refused or failed"),
+        Err(e) => {
+            tracing::warn!(pod = pod.key(), error = %e, "hot-plug refused or failed");
+            matches!(e, MetaError::Busy(_) | MetaError::Api(_))
+        }
     }
 }

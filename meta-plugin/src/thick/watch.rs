@@ -26,8 +26,9 @@ use crate::call::source::kube::{nad_info, nad_resource, pod_info};
 const WATCH_SECONDS: u32 = 290;
 /// A watch that ends this close to its timeout ended at its timeout.
 const TIMEOUT_SLACK: Duration = Duration::from_secs(5);
-/// Silence past the watch's own timeout means the connection is gone without a word.
-const SILENCE: Duration = Duration::from_secs(WATCH_SECONDS as u64 + 30);
+/// Silence this long means the connection is gone without a word: the API server sends a
+/// bookmark about every minute on a watch that asked for them.
+const SILENCE: Duration = Duration::from_secs(125);
 /// Objects per list page: a relist of thousands of NADs never holds them all as JSON at once.
 const PAGE: u32 = 500;
 /// Waits between failed lists: from the first to the last, doubling.
