@@ -422,7 +422,9 @@ fn a_change_never_touches_what_is_not_its_own() {
     );
 
     // A link the pod made itself, under the name the next network would get: refused, kept.
-    pod.ip(&["link", "add", "net2", "type", "veth", "peer", "name", "own0"]);
+    pod.ip(&[
+        "link", "add", "net2", "type", "veth", "peer", "name", "own0",
+    ]);
     c.set_networks("data,mgmt");
     c.wait_for("a HotPlugFailed event naming net2", || {
         c.events()

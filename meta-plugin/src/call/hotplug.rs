@@ -407,13 +407,12 @@ impl MetaPlugin {
         crate::call::devinfo::copy_from_device_plugin(
             attaching.iter().map(|a| &a.device_info_file),
         );
-        for k in 0..attaching.len() {
-            let a = &attaching[k];
+        for (k, a) in attaching.iter_mut().enumerate() {
             let added = delegate::add(&a.conf, &a.ifname, ctx).await;
             let added = added.and_then(|r| Ok((r.to_value(version)?, r)));
             match added {
                 Ok((value, result)) => {
-                    attaching[k].mark_added(value.clone(), result.clone());
+                    a.mark_added(value.clone(), result.clone());
                     record.attachments[base + k].mark_added(value, result);
                     if let Err(e) = save_if_recorded(store, record) {
                         self.roll_back(store, record, base, k + 1, version, ctx)
