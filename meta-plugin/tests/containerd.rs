@@ -12,10 +12,10 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Node};
+use common::Node;
 use multinet_cri_test::runtime::runtime_service_client::RuntimeServiceClient;
 use multinet_cri_test::runtime::{
     PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest,
@@ -225,25 +225,8 @@ async fn a_containerd_pod_gets_a_network_hot_plugged_while_it_runs() {
     fs::write(&conf_file, conf.to_string()).unwrap();
 
     let daemon_log = node.path("daemon.log");
-    let daemon = Daemon(
-        Command::new("nsenter")
-            .arg(format!("--net={}", node.ns.path_str()))
-            .arg(env!("CARGO_BIN_EXE_multinet"))
-            .arg("daemon")
-            .arg(format!("--socket={}", socket.display()))
-            .arg(format!("--log-file={}", daemon_log.display()))
-            .arg("--log-level=debug")
-            .arg(format!(
-                "--kubeconfig={}",
-                node.path("kubeconfig").display()
-            ))
-            .arg(format!("--node-name={NODE}"))
-            .arg(format!("--hot-plug={}", conf_file.display()))
-            .env_remove("LD_LIBRARY_PATH")
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let hot_plug = [format!("--hot-plug={}", conf_file.display())];
+    let daemon = common::cached_daemon(&node, NODE, &daemon_log, &hot_plug, &[]);
     wait_for("the daemon's watches", &daemon_log, || {
         api.open_watches() >= 2
     });

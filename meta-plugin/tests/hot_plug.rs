@@ -9,7 +9,6 @@ mod common;
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Daemon, Node};
@@ -61,28 +60,8 @@ impl Cluster {
     }
 
     fn daemon_with(&self, env: &[(&str, PathBuf)]) -> Daemon {
-        let child = Command::new("ip")
-            .args(["netns", "exec", self.node.ns.name()])
-            .arg(env!("CARGO_BIN_EXE_multinet"))
-            .arg("daemon")
-            .arg(format!(
-                "--socket={}",
-                self.node.path("run/multinet.sock").display()
-            ))
-            .arg(format!("--log-file={}", self.daemon_log.display()))
-            .arg("--log-level=debug")
-            .arg(format!(
-                "--kubeconfig={}",
-                self.node.path("kubeconfig").display()
-            ))
-            .arg(format!("--node-name={NODE}"))
-            .arg(format!("--hot-plug={}", self.conf_file.display()))
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env_remove("LD_LIBRARY_PATH")
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let daemon = Daemon(child);
+        let hot_plug = [format!("--hot-plug={}", self.conf_file.display())];
+        let daemon = common::cached_daemon(&self.node, NODE, &self.daemon_log, &hot_plug, env);
         self.wait_for("the daemon's watches", || self.api.open_watches() >= 2);
         daemon
     }

@@ -9,7 +9,6 @@ mod common;
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Daemon, Node};
@@ -39,23 +38,7 @@ fn cluster() -> (Cluster, Daemon) {
     let socket = node.path("run/multinet.sock");
     conf["daemonSocket"] = json!(socket);
     let daemon_log = node.path("daemon.log");
-    let child = Command::new("ip")
-        .args(["netns", "exec", node.ns.name()])
-        .arg(env!("CARGO_BIN_EXE_multinet"))
-        .arg("daemon")
-        .arg(format!("--socket={}", socket.display()))
-        .arg(format!("--log-file={}", daemon_log.display()))
-        .arg("--log-level=debug")
-        .arg(format!(
-            "--kubeconfig={}",
-            node.path("kubeconfig").display()
-        ))
-        .arg(format!("--node-name={NODE}"))
-        .env_remove("LD_LIBRARY_PATH")
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let daemon = Daemon(child);
+    let daemon = common::cached_daemon(&node, NODE, &daemon_log, &[], &[]);
     let c = Cluster {
         api,
         node,

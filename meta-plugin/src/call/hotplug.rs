@@ -222,23 +222,8 @@ impl MetaPlugin {
                 .and_then(|v| NetworkResult::from_value(v, version).ok());
         }
         let requested = plan::requested_networks(conf, Some(pod))?;
-        let (cluster, defaults, nads) = futures::try_join!(
-            resolve::load(&requested.cluster, conf, source),
-            futures::future::try_join_all(
-                requested
-                    .defaults
-                    .iter()
-                    .map(|r| resolve::load(r, conf, source))
-            ),
-            futures::future::try_join_all(requested.selections.iter().map(|sel| {
-                let r = plan::NetworkRef::Nad {
-                    namespace: sel.namespace.clone().unwrap_or_default(),
-                    name: sel.name.clone(),
-                };
-                async move { resolve::load(&r, conf, source).await }
-            })),
-        )?;
-        let selected: Vec<_> = requested.selections.iter().cloned().zip(nads).collect();
+        let (cluster, defaults, selected) =
+            resolve::load_requested(&requested, conf, source).await?;
         let devices =
             crate::call::devices::device_ids_for(source, Some(pod), &cluster, &defaults, &selected)
                 .await?;

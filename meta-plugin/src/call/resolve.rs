@@ -136,6 +136,37 @@ fn from_nad(nad: &NadInfo, conf: &MultinetConf) -> Result<LoadedNetwork, MetaErr
 }
 
 /// Loads one network reference.
+/// The networks a pod asked for, loaded all at once (one API round trip of latency, not one per
+/// network): the cluster network, the defaults, and each annotation selection with its network.
+pub async fn load_requested<S: ClusterSource>(
+    requested: &crate::call::plan::Requested,
+    conf: &MultinetConf,
+    source: Option<&S>,
+) -> Result<
+    (
+        LoadedNetwork,
+        Vec<LoadedNetwork>,
+        Vec<(multinet_crds::NetworkSelection, LoadedNetwork)>,
+    ),
+    MetaError,
+> {
+    let nad_refs: Vec<NetworkRef> = requested
+        .selections
+        .iter()
+        .map(|sel| NetworkRef::Nad {
+            namespace: sel.namespace.clone().unwrap_or_default(),
+            name: sel.name.clone(),
+        })
+        .collect();
+    let (cluster, defaults, nads) = futures::try_join!(
+        load(&requested.cluster, conf, source),
+        futures::future::try_join_all(requested.defaults.iter().map(|r| load(r, conf, source))),
+        futures::future::try_join_all(nad_refs.iter().map(|r| load(r, conf, source))),
+    )?;
+    let selected = requested.selections.iter().cloned().zip(nads).collect();
+    Ok((cluster, defaults, selected))
+}
+
 pub async fn load<S: ClusterSource>(
     r: &NetworkRef,
     conf: &MultinetConf,

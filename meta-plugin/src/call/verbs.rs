@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use crate::call::attachment::{Attachment, AttachmentState};
 use crate::call::config::MultinetConf;
 use crate::call::delegate::{self, CallContext};
-use crate::call::plan::{self, LoadedNetwork, PlanInput};
+use crate::call::plan::{self, PlanInput};
 use crate::call::podnet;
 use crate::call::resolve;
 use crate::call::source::cache::WatchCache;
@@ -331,29 +331,8 @@ impl MetaPlugin {
             let (source, pod) = load_pod.await?;
             tracing::debug!("pod loaded");
             let requested = plan::requested_networks(&conf, pod.as_ref())?;
-            let src = source.as_ref();
-            let nad_refs: Vec<plan::NetworkRef> = requested
-                .selections
-                .iter()
-                .map(|sel| plan::NetworkRef::Nad {
-                    namespace: sel.namespace.clone().unwrap_or_default(),
-                    name: sel.name.clone(),
-                })
-                .collect();
-            let (cluster, defaults, nads) = futures::try_join!(
-                resolve::load(&requested.cluster, &conf, src),
-                futures::future::try_join_all(
-                    requested
-                        .defaults
-                        .iter()
-                        .map(|r| resolve::load(r, &conf, src))
-                ),
-                futures::future::try_join_all(
-                    nad_refs.iter().map(|r| resolve::load(r, &conf, src))
-                ),
-            )?;
-            let selected: Vec<(multinet_crds::NetworkSelection, LoadedNetwork)> =
-                requested.selections.iter().cloned().zip(nads).collect();
+            let (cluster, defaults, selected) =
+                resolve::load_requested(&requested, &conf, source.as_ref()).await?;
             Ok::<_, MetaError>((source, pod, cluster, defaults, selected))
         };
         // The pod's existing interface names are read while the API answers.

@@ -378,6 +378,41 @@ impl Daemon {
     }
 }
 
+/// `multinet daemon` with watch caches, in the node's network namespace only (nsenter keeps the
+/// test's mount namespace, so a netns a runtime mounts later is seen, as a DaemonSet sees it with
+/// HostToContainer): socket `run/multinet.sock`, the node's kubeconfig, node name `node_name`,
+/// debug log at `log`, plus `extra` flags and `env`.
+pub fn cached_daemon(
+    node: &Node,
+    node_name: &str,
+    log: &Path,
+    extra: &[String],
+    env: &[(&str, PathBuf)],
+) -> Daemon {
+    let child = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", node.ns.path_str()))
+        .arg(env!("CARGO_BIN_EXE_multinet"))
+        .arg("daemon")
+        .arg(format!(
+            "--socket={}",
+            node.path("run/multinet.sock").display()
+        ))
+        .arg(format!("--log-file={}", log.display()))
+        .arg("--log-level=debug")
+        .arg(format!(
+            "--kubeconfig={}",
+            node.path("kubeconfig").display()
+        ))
+        .arg(format!("--node-name={node_name}"))
+        .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Daemon(child)
+}
+
 /// The flags of a `multinet daemon` serving DRA driver `driver`, with its socket, the kubelet's
 /// plugin folders and the kubeconfig all under `dir` (`run/multinet.sock`, `registry`,
 /// `plugins`, `kubeconfig`).
