@@ -353,6 +353,13 @@ impl MetaPlugin {
                 record.attachments.iter().map(|a| &a.device_info_file),
             );
             let status_json = status::network_status(&record.attachments, &infos);
+            crate::call::verbs::write_claims_network_data(
+                source,
+                &pod.namespace,
+                &record.attachments,
+                &devices.origins,
+            )
+            .await;
             source
                 .write_network_status(&pod.namespace, &pod.name, &status_json)
                 .await?;

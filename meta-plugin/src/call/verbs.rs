@@ -224,6 +224,24 @@ pub(crate) async fn hint_topology(
     }
 }
 
+/// KEP-4817: each claim device a network took gets that network's data in the claim's status.
+/// Informative, like the events: a failure is logged.
+pub(crate) async fn write_claims_network_data(
+    source: &impl ClusterSource,
+    namespace: &str,
+    attachments: &[Attachment],
+    origins: &BTreeMap<String, crate::call::source::dra::ClaimDevice>,
+) {
+    for (claim, entries) in status::claim_network_data(attachments, origins) {
+        if let Err(e) = source
+            .write_claim_network_data(namespace, &claim, &entries)
+            .await
+        {
+            tracing::warn!(error = %e, claim, "network data not written to the claim");
+        }
+    }
+}
+
 async fn wait_for_readiness(conf: &MultinetConf, wait: Duration) -> Result<(), MetaError> {
     let Some(file) = &conf.readiness_indicator_file else {
         return Ok(());
@@ -462,17 +480,12 @@ impl MetaPlugin {
             };
             // KEP-4817: each claim device a network took gets that network's data in the
             // claim's status. Informative, like the events.
-            let claims = async {
-                let by_claim = status::claim_network_data(&record.attachments, &devices.origins);
-                for (claim, entries) in by_claim {
-                    if let Err(e) = source
-                        .write_claim_network_data(&r.namespace, &claim, &entries)
-                        .await
-                    {
-                        tracing::warn!(error = %e, claim, "network data not written to the claim");
-                    }
-                }
-            };
+            let claims = write_claims_network_data(
+                source,
+                &r.namespace,
+                &record.attachments,
+                &devices.origins,
+            );
             let (written, (), ()) = futures::join!(
                 source.write_network_status(&r.namespace, &r.name, &status_json),
                 events,
