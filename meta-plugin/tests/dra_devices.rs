@@ -546,3 +546,74 @@ fn the_example_template_puts_the_vf_under_the_gpus_root() {
     ];
     assert!(allocator::allocate(&claim, &classes, &apart, "node-a").is_err());
 }
+
+/// Hot-plug of a network whose device comes from the pod's claim: the running pod gets the
+/// claim's device (not a pool's, not another's) and the claim's status gets its network data.
+#[test]
+fn a_claims_network_hot_plugged_into_a_running_pod_gets_the_claims_device() {
+    require_root!();
+    let mut c = cluster("data");
+    common::insert_team_nads(&c.node, &c.api);
+    c.conf["daemonSocket"] = json!(c.node.path("run/multinet.sock"));
+    let conf_file = c.node.path("multinet.conf");
+    fs::write(&conf_file, c.conf.to_string()).unwrap();
+    let log = c.node.path("daemon.log");
+    let daemon = common::cached_daemon(
+        &c.node,
+        "node-a",
+        &log,
+        &[format!("--hot-plug={}", conf_file.display())],
+        &[
+            (
+                "MULTINET_PODRESOURCES_SOCKET",
+                c.node.path("no-kubelet.sock"),
+            ),
+            ("MULTINET_KUBELET_CHECKPOINT", c.node.path("no-checkpoint")),
+        ],
+    );
+    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !cond() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; daemon log:\n{}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_for("the daemon's watches", &|| c.api.open_watches() >= 2);
+    let pod_ns = TestNetns::new();
+    cni(&c, "ADD", &pod_ns).ok();
+    assert!(pod_ns.has_link("net1") && !pod_ns.has_link("net2"));
+
+    c.api
+        .merge_patch(
+            "Pod",
+            "team",
+            "web",
+            &json!({"metadata": {"annotations": {"k8s.v1.cni.cncf.io/networks": "data,vf"}}}),
+        )
+        .unwrap();
+    wait_for("net2 from the claim", &|| pod_ns.has_link("net2"));
+    let record: Value =
+        serde_json::from_str(&fs::read_to_string(c.node.path("cni/attachments/c1.json")).unwrap())
+            .unwrap();
+    let vf = record["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["network"] == "team/vf")
+        .unwrap();
+    assert_eq!(vf["conf"]["deviceID"], "0000:af:06.3");
+    wait_for("the claim's network data", &|| {
+        let status = &c.api.get("ResourceClaim", "team", "web-nics").unwrap()["status"]["devices"];
+        status.as_array().is_some_and(|d| {
+            d.iter()
+                .any(|e| e["device"] == "vf-3" && e["networkData"]["interfaceName"] == "net2")
+        })
+    });
+    cni(&c, "DEL", &pod_ns).ok();
+    c.node.assert_clean(&pod_ns);
+    daemon.stop();
+}
