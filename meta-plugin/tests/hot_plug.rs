@@ -425,3 +425,59 @@ fn a_change_never_touches_what_is_not_its_own() {
     c.node.assert_clean(&pod);
     daemon.stop();
 }
+
+/// The daemon killed in the middle of a change (its delegate has made the link, the record
+/// still says planned): after a restart the unfinished entry is undone and the change made
+/// again, so the pod ends with exactly the networks it asks for, and DEL leaves nothing.
+#[test]
+fn a_change_cut_off_by_a_killed_daemon_is_finished_after_its_restart() {
+    require_root!();
+    let c = Cluster::new();
+    c.insert_web("data");
+    let marker = c.node.path("failpoint-reached");
+    let daemon = c.daemon_with(&[
+        ("MULTINET_FAILPOINT", "hot-plug-after-delegate".into()),
+        ("MULTINET_FAILPOINT_MARKER", marker.clone()),
+    ]);
+    let pod = TestNetns::new();
+    c.node
+        .cni_with("ADD", "c-web", "web", pod.path_str(), &c.conf)
+        .ok();
+    c.set_networks("data,mgmt");
+    c.wait_for("the change to stop halfway", || marker.exists());
+    drop(daemon);
+    // Cut off: the link is there, the record has it as planned.
+    assert_eq!(links(&pod), names(&["eth0", "net1", "net2"]));
+    let record: Value = serde_json::from_str(
+        &fs::read_to_string(c.node.path("cni/attachments/c-web.json")).unwrap(),
+    )
+    .unwrap();
+    let states: Vec<&str> = record["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["added", "added", "planned"]);
+
+    let daemon = c.daemon();
+    c.wait_for("the change finished", || {
+        c.status()
+            == pairs(&[
+                ("cluster", "eth0"),
+                ("team/data", "net1"),
+                ("team/mgmt", "net2"),
+            ])
+    });
+    assert_eq!(links(&pod), names(&["eth0", "net1", "net2"]));
+    assert_eq!(
+        c.node.allocated_ips().len(),
+        3,
+        "one address per network, none left over"
+    );
+    c.node
+        .cni_with("DEL", "c-web", "web", pod.path_str(), &c.conf)
+        .ok();
+    c.node.assert_clean(&pod);
+    daemon.stop();
+}

@@ -194,13 +194,13 @@ impl MetaPlugin {
         let Some(mut record) = store.load(container)? else {
             return Ok(None);
         };
-        // Only a whole attachment of this very pod is changed: one that an ADD or DEL left
-        // half-done is theirs to finish.
+        // Only an attachment of this very pod whose cluster network is up is changed: one that
+        // an ADD left half-done is its own to finish.
         if !is_of(&record, pod)
             || record
                 .attachments
-                .iter()
-                .any(|a| a.state != AttachmentState::Added)
+                .first()
+                .is_none_or(|a| a.state != AttachmentState::Added)
         {
             return Ok(None);
         }
@@ -215,6 +215,30 @@ impl MetaPlugin {
         };
         podnet::refuse_host_netns(&netns)?;
         let version = multinet_cni::CniVersion::from_config_str(&record.cni_version)?;
+        let env = CniEnv {
+            command: Command::Add,
+            container_id: container.to_owned(),
+            netns: Some(netns.clone()),
+            ifname: String::new(),
+            args: record.cni_args.clone(),
+            path: match record.cni_path.is_empty() {
+                true => vec![conf.bin_dir.clone()],
+                false => record.cni_path.clone(),
+            },
+        };
+        let ctx = self.call_context(&env, &[], Some(&lock));
+        // A change cut off before (the daemon killed halfway) left entries planned but not
+        // added, or not deleted: they are undone first, and the change is planned afresh.
+        let unfinished: Vec<String> = record
+            .attachments
+            .iter()
+            .filter(|a| a.state != AttachmentState::Added)
+            .map(described)
+            .collect();
+        for key in &unfinished {
+            tracing::info!(container, attachment = key, "undoing an unfinished change");
+            detach_recorded(&mut record, key, version, &ctx, store).await?;
+        }
         for a in &mut record.attachments {
             a.added = a
                 .result
@@ -314,18 +338,6 @@ impl MetaPlugin {
                 attaching.iter().map(|a| a.ifname.as_str()),
             )?;
         }
-        let env = CniEnv {
-            command: Command::Add,
-            container_id: container.to_owned(),
-            netns: Some(netns),
-            ifname: String::new(),
-            args: record.cni_args.clone(),
-            path: match record.cni_path.is_empty() {
-                true => vec![conf.bin_dir.clone()],
-                false => record.cni_path.clone(),
-            },
-        };
-        let ctx = self.call_context(&env, &[], Some(&lock));
         crate::call::verbs::hint_topology(&mut attaching, source, pod).await;
         for a in &attaching {
             delegate::preflight(&a.conf, &ctx).map_err(|e| delegate_error(a, e))?;
@@ -401,6 +413,7 @@ impl MetaPlugin {
         );
         for (k, a) in attaching.iter_mut().enumerate() {
             let added = delegate::add(&a.conf, &a.ifname, ctx).await;
+            crate::call::verbs::failpoint("hot-plug-after-delegate");
             let added = added.and_then(|r| Ok((r.to_value(version)?, r)));
             match added {
                 Ok((value, result)) => {

@@ -897,7 +897,7 @@ impl MetaPlugin {
 /// Test hook for crash tests; does nothing unless `MULTINET_FAILPOINT` is set. When it names
 /// this point, the process writes its pid to `MULTINET_FAILPOINT_MARKER` (if set) and stops here
 /// for good, so a test can SIGKILL it at a known step of ADD.
-fn failpoint(name: &str) {
+pub(crate) fn failpoint(name: &str) {
     if std::env::var_os("MULTINET_FAILPOINT").is_none_or(|v| v != name) {
         return;
     }
