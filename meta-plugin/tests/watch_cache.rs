@@ -327,3 +327,37 @@ fn the_caches_recover_from_every_fault_and_never_serve_a_stale_nad() {
     round(&c, "restart", "10.64.0.0/24");
     daemon.stop();
 }
+
+/// A watch the API refuses at once (RBAC that allows list but not watch, say) does not turn
+/// into a list per moment: the daemon backs off, calls read the API meanwhile, and the caches
+/// come back once watches are allowed again.
+#[test]
+fn a_refused_watch_backs_off_instead_of_listing_without_pause() {
+    require_root!();
+    let (c, daemon) = cluster();
+    let watches = RequestFilter::any().method("GET").watch(true);
+    c.api.faults().fail_always(watches, 403u16);
+    c.api.clear_requests();
+    c.api.faults().drop_watches();
+    std::thread::sleep(Duration::from_secs(3));
+    let lists = c
+        .api
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "GET" && !r.path.contains("/namespaces/") && !r.query.contains("watch")
+        })
+        .count();
+    // Two kinds, each backing off 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s: a handful of lists, not hundreds.
+    assert!(lists <= 14, "{lists} lists in 3 s");
+    insert_pod(&c.api, "meanwhile");
+    let (netns, requests) = c.add("meanwhile", &c.conf);
+    assert!(
+        !reads(&requests).is_empty(),
+        "a stale cache sends the call to the API"
+    );
+    c.del("meanwhile", &netns);
+    c.api.faults().clear_failures();
+    assert!(c.api.wait_for_watches_blocking(2, PATIENCE));
+    daemon.stop();
+}

@@ -31,6 +31,8 @@ const TIMEOUT_SLACK: Duration = Duration::from_secs(5);
 const SILENCE: Duration = Duration::from_secs(125);
 /// Objects per list page: a relist of thousands of NADs never holds them all as JSON at once.
 const PAGE: u32 = 500;
+/// A watch shorter than this that ends early counts as a failure (the next list waits).
+const BRIEF_WATCH: Duration = Duration::from_secs(5);
 /// Waits between failed lists: from the first to the last, doubling.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_LAST: Duration = Duration::from_secs(10);
@@ -103,7 +105,6 @@ where
                 let changes = store.replace_all(objects);
                 tracing::info!(what = watched.what, count, %version, "listed");
                 changes.into_iter().for_each(&changed);
-                retry = RETRY_FIRST;
                 version
             }
             Err(e) => {
@@ -114,13 +115,23 @@ where
             }
         };
         loop {
+            let started = Instant::now();
             match watch(&watched, &mut version, store, &changed).await {
                 WatchEnd::TimedOut => {
+                    retry = RETRY_FIRST;
                     tracing::debug!(what = watched.what, %version, "watch resumed");
                 }
                 WatchEnd::Early(why) => {
                     store.mark_stale();
                     tracing::info!(what = watched.what, %version, why, "watch ended early; listing again");
+                    // A watch that keeps failing at once (say, refused by RBAC while lists are
+                    // allowed) must not turn into a list per moment: it backs off like a list.
+                    if started.elapsed() < BRIEF_WATCH {
+                        tokio::time::sleep(retry).await;
+                        retry = (retry * 2).min(RETRY_LAST);
+                    } else {
+                        retry = RETRY_FIRST;
+                    }
                     break;
                 }
             }
