@@ -89,6 +89,21 @@ impl Cluster {
             .unwrap();
     }
 
+    /// The runtime's ADD of pod web (container c-web) in `pod`, through the daemon.
+    fn add_web(&self, pod: &TestNetns) {
+        self.node
+            .cni_with("ADD", "c-web", "web", pod.path_str(), &self.conf)
+            .ok();
+    }
+
+    /// Its DEL, which must leave nothing behind.
+    fn del_web(&self, pod: &TestNetns) {
+        self.node
+            .cni_with("DEL", "c-web", "web", pod.path_str(), &self.conf)
+            .ok();
+        self.node.assert_clean(pod);
+    }
+
     fn set_networks(&self, networks: &str) {
         self.api
             .merge_patch(
@@ -173,9 +188,7 @@ fn networks_follow_a_running_pods_annotation() {
     c.insert_web("data");
     let daemon = c.daemon();
     let pod = TestNetns::new();
-    c.node
-        .cni_with("ADD", "c-web", "web", pod.path_str(), &c.conf)
-        .ok();
+    c.add_web(&pod);
     assert_eq!(links(&pod), names(&["eth0", "net1"]));
 
     // Added: mgmt on the next free name; the status and an event say so.
@@ -262,10 +275,7 @@ fn networks_follow_a_running_pods_annotation() {
     });
 
     // DEL takes everything, hot-plugged networks included.
-    c.node
-        .cni_with("DEL", "c-web", "web", pod.path_str(), &c.conf)
-        .ok();
-    c.node.assert_clean(&pod);
+    c.del_web(&pod);
     daemon.stop();
 }
 
@@ -325,9 +335,7 @@ fn a_vf_from_a_pool_is_hot_plugged_and_given_back() {
         ("MULTINET_KUBELET_CHECKPOINT", c.node.path("no-checkpoint")),
     ]);
     let pod = TestNetns::new();
-    c.node
-        .cni_with("ADD", "c-web", "web", pod.path_str(), &c.conf)
-        .ok();
+    c.add_web(&pod);
     assert!(holders().is_empty());
 
     c.set_networks("data,vfnet");
@@ -364,10 +372,7 @@ fn a_vf_from_a_pool_is_hot_plugged_and_given_back() {
             "{l} back on the node: {node_links:?}"
         );
     }
-    c.node
-        .cni_with("DEL", "c-web", "web", pod.path_str(), &c.conf)
-        .ok();
-    c.node.assert_clean(&pod);
+    c.del_web(&pod);
     daemon.stop();
 }
 
@@ -381,9 +386,7 @@ fn a_change_never_touches_what_is_not_its_own() {
     c.insert_web("data,data@dx");
     let daemon = c.daemon();
     let pod = TestNetns::new();
-    c.node
-        .cni_with("ADD", "c-web", "web", pod.path_str(), &c.conf)
-        .ok();
+    c.add_web(&pod);
     assert_eq!(links(&pod), names(&["dx", "eth0", "net1"]));
     let ips = c.node.allocated_ips();
     assert_eq!(ips.len(), 3, "{ips:?}");
@@ -419,10 +422,7 @@ fn a_change_never_touches_what_is_not_its_own() {
         "veth"
     );
     pod.ip(&["link", "del", "net2"]);
-    c.node
-        .cni_with("DEL", "c-web", "web", pod.path_str(), &c.conf)
-        .ok();
-    c.node.assert_clean(&pod);
+    c.del_web(&pod);
     daemon.stop();
 }
 
@@ -440,9 +440,7 @@ fn a_change_cut_off_by_a_killed_daemon_is_finished_after_its_restart() {
         ("MULTINET_FAILPOINT_MARKER", marker.clone()),
     ]);
     let pod = TestNetns::new();
-    c.node
-        .cni_with("ADD", "c-web", "web", pod.path_str(), &c.conf)
-        .ok();
+    c.add_web(&pod);
     c.set_networks("data,mgmt");
     c.wait_for("the change to stop halfway", || marker.exists());
     drop(daemon);
@@ -475,9 +473,6 @@ fn a_change_cut_off_by_a_killed_daemon_is_finished_after_its_restart() {
         3,
         "one address per network, none left over"
     );
-    c.node
-        .cni_with("DEL", "c-web", "web", pod.path_str(), &c.conf)
-        .ok();
-    c.node.assert_clean(&pod);
+    c.del_web(&pod);
     daemon.stop();
 }

@@ -284,6 +284,28 @@ impl MultinetConf {
     }
 }
 
+/// The plugin config multinet receives from a config file the runtime reads (`conf`): a single
+/// conf as it is, or the first plugin of a conflist with the list's `name` and `cniVersion`, as
+/// libcni builds it. `None` when the file does not run multinet first.
+pub fn multinet_stdin(conf: &DelegateConf) -> Option<Vec<u8>> {
+    let value = conf.as_value();
+    let plugin = match value.get("plugins") {
+        Some(Value::Array(list)) => {
+            let mut first = list.first()?.clone();
+            let obj = first.as_object_mut()?;
+            for key in ["name", "cniVersion"] {
+                if let Some(v) = value.get(key) {
+                    obj.insert(key.to_string(), v.clone());
+                }
+            }
+            first
+        }
+        _ => value.clone(),
+    };
+    let is_multinet = plugin.get("type").and_then(Value::as_str) == Some("multinet");
+    is_multinet.then(|| plugin.to_string().into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

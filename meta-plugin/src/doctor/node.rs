@@ -7,7 +7,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use multinet_cni::{CniEnv, Command, DelegateConf, files};
-use serde_json::Value;
 
 use super::report::{Check, runtime_choice};
 use crate::call::config::MultinetConf;
@@ -22,29 +21,6 @@ pub struct RuntimeConfig {
     pub path: PathBuf,
     pub stdin: Vec<u8>,
     pub conf: MultinetConf,
-}
-
-fn is_multinet(plugin: &Value) -> bool {
-    plugin.get("type").and_then(Value::as_str) == Some("multinet")
-}
-
-/// The plugin config multinet receives from `conf`, when the file runs multinet first.
-pub(crate) fn multinet_stdin(conf: &DelegateConf) -> Option<Vec<u8>> {
-    let value = conf.as_value();
-    let plugin = match value.get("plugins") {
-        Some(Value::Array(list)) => {
-            let mut first = list.first()?.clone();
-            let obj = first.as_object_mut()?;
-            for key in ["name", "cniVersion"] {
-                if let Some(v) = value.get(key) {
-                    obj.insert(key.to_string(), v.clone());
-                }
-            }
-            first
-        }
-        _ => value.clone(),
-    };
-    is_multinet(&plugin).then(|| plugin.to_string().into_bytes())
 }
 
 /// Which file the runtime reads from `dir`, whether it is multinet's, and whether multinet's
@@ -99,7 +75,7 @@ pub fn runtime_config(
             return None;
         }
     };
-    let Some(stdin) = multinet_stdin(&conf) else {
+    let Some(stdin) = crate::call::config::multinet_stdin(&conf) else {
         let types: Vec<&str> = conf
             .plugins()
             .filter_map(|(_, p)| p.plugin_type())
@@ -426,7 +402,8 @@ mod tests {
     fn multinet_is_read_from_a_conflist_with_the_lists_name_and_version() {
         let list = DelegateConf::new(json!({"cniVersion": "1.0.0", "name": "multinet-cni",
             "plugins": [{"type": "multinet", "clusterNetwork": "c"}, {"type": "portmap"}]}));
-        let stdin: Value = serde_json::from_slice(&multinet_stdin(&list).unwrap()).unwrap();
+        let stdin: serde_json::Value =
+            serde_json::from_slice(&crate::call::config::multinet_stdin(&list).unwrap()).unwrap();
         assert_eq!(
             stdin,
             json!({"type": "multinet", "clusterNetwork": "c", "name": "multinet-cni",
@@ -434,9 +411,9 @@ mod tests {
         );
         let other = DelegateConf::new(json!({"cniVersion": "1.0.0", "name": "flannel",
             "plugins": [{"type": "flannel"}]}));
-        assert_eq!(multinet_stdin(&other), None);
+        assert_eq!(crate::call::config::multinet_stdin(&other), None);
         let single = DelegateConf::new(json!({"type": "multinet", "clusterNetwork": "c"}));
-        assert!(multinet_stdin(&single).is_some());
+        assert!(crate::call::config::multinet_stdin(&single).is_some());
     }
 
     #[test]

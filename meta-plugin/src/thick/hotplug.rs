@@ -65,7 +65,7 @@ const RETRY_FIRST: Duration = Duration::from_secs(1);
 fn node_config(config: &std::path::Path) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(config).map_err(|e| e.to_string())?;
     let conf = crate::install::parse_conf_file(config, &bytes).map_err(|e| e.to_string())?;
-    crate::doctor::node::multinet_stdin(&conf)
+    crate::call::config::multinet_stdin(&conf)
         .ok_or_else(|| "its first plugin is not multinet".to_owned())
 }
 
