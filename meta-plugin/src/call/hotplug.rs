@@ -135,6 +135,8 @@ impl MetaPlugin {
         let mut changed = Vec::new();
         let mut first_error = None;
         for container in store.container_ids()? {
+            // A first look without the lock picks this pod's sandboxes; each is read again
+            // under its lock before anything changes.
             let Ok(Some(record)) = store.load(&container) else {
                 continue;
             };

@@ -69,9 +69,9 @@ fn node_config(config: &std::path::Path) -> Result<Vec<u8>, String> {
         .ok_or_else(|| "its first plugin is not multinet".to_owned())
 }
 
-/// Checks that the caches answer for the API the config's calls use: hot-plug reads the pod
-/// from them and writes through the config's kubeconfig.
-fn check_config(config: &std::path::Path, cache: &WatchCache) -> Result<(), String> {
+/// The node's config from `config`, once it is checked that the caches answer for the API its
+/// calls use: hot-plug reads the pod from them and writes through the config's kubeconfig.
+fn checked_config(config: &std::path::Path, cache: &WatchCache) -> Result<Vec<u8>, String> {
     let bytes = node_config(config)?;
     let (conf, _) = crate::call::config::MultinetConf::parse(&bytes).map_err(|e| e.to_string())?;
     if !cache.serves(conf.kubeconfig.as_deref()) {
@@ -85,7 +85,7 @@ fn check_config(config: &std::path::Path, cache: &WatchCache) -> Result<(), Stri
                 .map_or("none".into(), |k| k.display().to_string())
         ));
     }
-    Ok(())
+    Ok(bytes)
 }
 
 /// Starts the worker thread; returns the queue the pod watch feeds.
@@ -94,7 +94,7 @@ pub fn start(
     cache: Arc<WatchCache>,
     metrics: Metrics,
 ) -> std::io::Result<HotPlugQueue> {
-    check_config(&config, &cache)
+    checked_config(&config, &cache)
         .map_err(|e| std::io::Error::other(format!("--hot-plug {}: {e}", config.display())))?;
     let (tx, rx) = mpsc::channel::<Key>();
     let queue = HotPlugQueue {
@@ -168,10 +168,7 @@ async fn hot_plug_one(
         Lookup::Stale => return true,
         Lookup::Missing => return false,
     };
-    let conf = match node_config(config).and_then(|c| {
-        check_config(config, cache)?;
-        Ok(c)
-    }) {
+    let conf = match checked_config(config, cache) {
         Ok(conf) => conf,
         Err(e) => {
             tracing::error!(file = %config.display(), error = %e, "hot-plug: the node's config");
